@@ -1,0 +1,119 @@
+//! Hooks for metrics and logs.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::PublishError;
+use crate::publisher::Receipt;
+use crate::target::Target;
+
+/// Why a target was not called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// The target is disabled.
+    Disabled,
+    /// The target is unhealthy, and the health strategy skips unhealthy targets.
+    Unhealthy,
+    /// The target is degraded, and the health strategy skips degraded targets.
+    Degraded,
+    /// The target's circuit breaker is open.
+    CircuitOpen,
+    /// The target's filter does not match the alert.
+    Filtered,
+}
+
+impl SkipReason {
+    /// The snake_case wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Unhealthy => "unhealthy",
+            Self::Degraded => "degraded",
+            Self::CircuitOpen => "circuit_open",
+            Self::Filtered => "filtered",
+        }
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The result of one call to one target.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct CallOutcome {
+    /// The receipt or the classified error.
+    pub result: Result<Receipt, PublishError>,
+    /// How long the call took.
+    pub duration: Duration,
+}
+
+impl CallOutcome {
+    /// An outcome.
+    #[must_use]
+    pub const fn new(result: Result<Receipt, PublishError>, duration: Duration) -> Self {
+        Self { result, duration }
+    }
+}
+
+/// The overall result of one parallel publish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParallelOutcome {
+    /// Every called target succeeded.
+    Success,
+    /// Some succeeded and some failed.
+    Partial,
+    /// None succeeded.
+    Failure,
+}
+
+impl ParallelOutcome {
+    /// The snake_case wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Partial => "partial",
+            Self::Failure => "failure",
+        }
+    }
+}
+
+/// Hooks called by the engine and the dispatcher, for metrics and logs. Every method defaults to
+/// doing nothing. They run inline on the publish path, so they must be quick and must not block.
+pub trait PublishObserver: Send + Sync + 'static {
+    /// A call to `target` is starting.
+    fn on_call_started(&self, target: &Target) {
+        let _ = target;
+    }
+
+    /// A call to `target` finished (or was cancelled or timed out).
+    fn on_call_finished(&self, target: &Target, outcome: &CallOutcome) {
+        let _ = (target, outcome);
+    }
+
+    /// `target` was skipped.
+    fn on_skipped(&self, target: &Target, reason: SkipReason) {
+        let _ = (target, reason);
+    }
+
+    /// A parallel publish finished.
+    fn on_parallel_publish(&self, outcome: ParallelOutcome, duration: Duration) {
+        let _ = (outcome, duration);
+    }
+}
+
+/// An observer that ignores everything.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoopObserver;
+
+impl PublishObserver for NoopObserver {}

@@ -1,0 +1,88 @@
+//! The trait every target kind implements.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+use crate::alert::EnrichedAlert;
+use crate::error::PublishError;
+
+/// A boxed, sendable future, as publishers return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Which delivery of an alert to a target this is.
+///
+/// The `sequence` comes from the notification log and changes only when a new notification is due
+/// (a state change, a new occurrence or a `repeat_interval` reminder); `attempt` counts retries of
+/// one delivery. Publishers derive idempotency keys from the sequence, so retries reuse a key and a
+/// reminder gets a new one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Delivery {
+    /// The notification log's delivery sequence for this (fingerprint, target).
+    pub sequence: u64,
+    /// The attempt number, starting at 1.
+    pub attempt: u32,
+}
+
+impl Delivery {
+    /// A delivery with this sequence and attempt.
+    #[must_use]
+    pub const fn new(sequence: u64, attempt: u32) -> Self {
+        Self { sequence, attempt }
+    }
+
+    /// The first attempt of an unsequenced delivery, as the synchronous API makes.
+    #[must_use]
+    pub const fn first() -> Self {
+        Self { sequence: 0, attempt: 1 }
+    }
+}
+
+/// What a publisher is asked to send.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct PublishRequest<'a> {
+    /// The alert.
+    pub alert: &'a EnrichedAlert,
+    /// Which delivery this is.
+    pub delivery: Delivery,
+}
+
+impl<'a> PublishRequest<'a> {
+    /// A request to send `alert` as `delivery`.
+    #[must_use]
+    pub const fn new(alert: &'a EnrichedAlert, delivery: Delivery) -> Self {
+        Self { alert, delivery }
+    }
+}
+
+/// What a target answered to a successful publish.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Receipt {
+    /// The HTTP status, when the target speaks HTTP.
+    pub status_code: Option<u16>,
+    /// A reference the target returned for the message, such as a Slack `ts`.
+    pub message_ref: Option<String>,
+}
+
+impl Receipt {
+    /// A receipt with this HTTP status.
+    #[must_use]
+    pub const fn with_status(status_code: u16) -> Self {
+        Self { status_code: Some(status_code), message_ref: None }
+    }
+}
+
+/// Publishes one alert to one target, once.
+///
+/// A publisher makes exactly one attempt and classifies the outcome: it never retries (the
+/// dispatcher does) and applies no timeout of its own beyond what its transport needs (the engine's
+/// `TargetCall` applies the per-attempt timeout). Dropping the returned future must cancel the
+/// attempt.
+pub trait Publisher: Send + Sync + 'static {
+    /// Sends the alert and returns a receipt, or a classified error.
+    fn publish<'a>(&'a self, request: PublishRequest<'a>) -> BoxFuture<'a, Result<Receipt, PublishError>>;
+}
