@@ -1,0 +1,116 @@
+//! `TargetCall`: the single way a target is called.
+
+use std::time::Duration;
+
+use alert_core::{
+    CallOutcome, CircuitGate, Delivery, EnrichedAlert, GateDecision, GateOutcome, HealthView,
+    PublishError, PublishObserver, PublishRequest, TargetEntry,
+};
+use tokio::time::Instant;
+
+/// What became of one [`TargetCall`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallResult {
+    /// The publisher was called; here is what happened.
+    Called(CallOutcome),
+    /// The circuit breaker refused the call (another trial is in flight, or the breaker is open).
+    Rejected {
+        /// When a call may next be allowed, if the gate knows.
+        retry_in: Option<Duration>,
+    },
+}
+
+/// One attempt to publish one alert to one target.
+///
+/// It asks the circuit gate, applies the per-attempt timeout, calls the publisher, records the
+/// outcome on the gate and the health view, and notifies the observer. It never retries: retries
+/// happen in exactly one place, the dispatcher.
+///
+/// Dropping the future returned by [`call`](Self::call) cancels the attempt; the gate and observer
+/// still hear of it (as a cancellation), so a half-open breaker's trial slot is always released.
+#[derive(Clone, Copy)]
+pub struct TargetCall<'a> {
+    entry: &'a TargetEntry,
+    timeout: Duration,
+    gate: &'a dyn CircuitGate,
+    health: &'a dyn HealthView,
+    observer: &'a dyn PublishObserver,
+    respect_gate: bool,
+}
+
+impl<'a> TargetCall<'a> {
+    /// A call to `entry` with this per-attempt `timeout`; the target's own `timeout` overrides it.
+    #[must_use]
+    pub fn new(
+        entry: &'a TargetEntry,
+        timeout: Duration,
+        gate: &'a dyn CircuitGate,
+        health: &'a dyn HealthView,
+        observer: &'a dyn PublishObserver,
+    ) -> Self {
+        let timeout = entry.target.timeout.unwrap_or(timeout);
+        Self { entry, timeout, gate, health, observer, respect_gate: true }
+    }
+
+    /// Returns the call set to ignore the gate's verdict (outcomes are still recorded).
+    #[must_use]
+    pub fn ignoring_gate(mut self) -> Self {
+        self.respect_gate = false;
+        self
+    }
+
+    /// The per-attempt timeout this call applies.
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Makes the attempt.
+    pub async fn call(&self, alert: &EnrichedAlert, delivery: Delivery) -> CallResult {
+        let name = self.entry.target.name.as_str();
+        let trial = if self.respect_gate {
+            match self.gate.acquire(name) {
+                GateDecision::Allow { trial } => trial,
+                GateDecision::Reject { retry_in } => return CallResult::Rejected { retry_in },
+            }
+        } else {
+            false
+        };
+        self.observer.on_call_started(&self.entry.target);
+        let mut guard = InFlight { call: self, trial, started: Instant::now(), armed: true };
+
+        let publish = self.entry.publisher.publish(PublishRequest::new(alert, delivery));
+        let result = match tokio::time::timeout(self.timeout, publish).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(PublishError::timeout(self.timeout)),
+        };
+        guard.armed = false;
+        let outcome = CallOutcome::new(result, guard.started.elapsed());
+        self.finish(trial, &outcome);
+        CallResult::Called(outcome)
+    }
+
+    fn finish(&self, trial: bool, outcome: &CallOutcome) {
+        let name = self.entry.target.name.as_str();
+        self.gate.record(name, trial, GateOutcome::of(&outcome.result));
+        self.health.record(name, outcome);
+        self.observer.on_call_finished(&self.entry.target, outcome);
+    }
+}
+
+/// Reports a cancelled attempt when the call's future is dropped before it finishes.
+struct InFlight<'c, 'a> {
+    call: &'c TargetCall<'a>,
+    trial: bool,
+    started: Instant,
+    armed: bool,
+}
+
+impl Drop for InFlight<'_, '_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let outcome = CallOutcome::new(Err(PublishError::cancelled()), self.started.elapsed());
+            self.call.finish(self.trial, &outcome);
+        }
+    }
+}
