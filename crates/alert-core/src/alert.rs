@@ -117,7 +117,14 @@ impl Alert {
             });
         }
         let fingerprint = Fingerprint::of(&labels);
-        Ok(Self { labels, annotations, starts_at, ends_at, generator_url, fingerprint })
+        Ok(Self {
+            labels,
+            annotations,
+            starts_at,
+            ends_at,
+            generator_url,
+            fingerprint,
+        })
     }
 
     /// Returns the alert with these annotations.
@@ -132,7 +139,13 @@ impl Alert {
     /// # Errors
     /// [`AlertError::EndsBeforeStart`] when the alert has an end before `starts_at`.
     pub fn with_starts_at(self, starts_at: DateTime<Utc>) -> Result<Self, AlertError> {
-        Self::build(self.labels, self.annotations, starts_at, self.ends_at, self.generator_url)
+        Self::build(
+            self.labels,
+            self.annotations,
+            starts_at,
+            self.ends_at,
+            self.generator_url,
+        )
     }
 
     /// Returns the alert with this end time; `None` means it has no end yet.
@@ -140,7 +153,13 @@ impl Alert {
     /// # Errors
     /// [`AlertError::EndsBeforeStart`] when `ends_at` lies before the start.
     pub fn with_ends_at(self, ends_at: Option<DateTime<Utc>>) -> Result<Self, AlertError> {
-        Self::build(self.labels, self.annotations, self.starts_at, ends_at, self.generator_url)
+        Self::build(
+            self.labels,
+            self.annotations,
+            self.starts_at,
+            ends_at,
+            self.generator_url,
+        )
     }
 
     /// Returns the alert with this generator URL.
@@ -207,7 +226,11 @@ impl Alert {
     /// The status at `now`, derived from `endsAt` as Alertmanager derives it.
     #[must_use]
     pub fn status_at(&self, now: DateTime<Utc>) -> AlertStatus {
-        if self.is_firing_at(now) { AlertStatus::Firing } else { AlertStatus::Resolved }
+        if self.is_firing_at(now) {
+            AlertStatus::Firing
+        } else {
+            AlertStatus::Resolved
+        }
     }
 
     /// The status now.
@@ -237,9 +260,17 @@ struct AlertRepr {
     annotations: Annotations,
     #[serde(with = "wire::timestamp")]
     starts_at: DateTime<Utc>,
-    #[serde(default, with = "wire::timestamp_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "wire::timestamp_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     ends_at: Option<DateTime<Utc>>,
-    #[serde(rename = "generatorURL", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "generatorURL",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     generator_url: Option<String>,
     /// Accepted on input for round trips, and always recomputed from the labels.
     #[serde(default, skip_deserializing)]
@@ -250,7 +281,13 @@ impl TryFrom<AlertRepr> for Alert {
     type Error = AlertError;
 
     fn try_from(repr: AlertRepr) -> Result<Self, Self::Error> {
-        Self::build(repr.labels, repr.annotations, repr.starts_at, repr.ends_at, repr.generator_url)
+        Self::build(
+            repr.labels,
+            repr.annotations,
+            repr.starts_at,
+            repr.ends_at,
+            repr.generator_url,
+        )
     }
 }
 
@@ -338,7 +375,12 @@ impl Classification {
         if !(0.0..=1.0).contains(&confidence) {
             return Err(ClassificationError::ConfidenceOutOfRange(confidence));
         }
-        Ok(Self { severity, confidence, reasoning: reasoning.into(), recommendations: Vec::new() })
+        Ok(Self {
+            severity,
+            confidence,
+            reasoning: reasoning.into(),
+            recommendations: Vec::new(),
+        })
     }
 
     /// Returns the classification with these recommendations.
@@ -386,7 +428,11 @@ impl EnrichedAlert {
     /// Wraps an alert with no classification and no enrichment.
     #[must_use]
     pub fn new(alert: Alert) -> Self {
-        Self { alert, classification: None, enrichment: None }
+        Self {
+            alert,
+            classification: None,
+            enrichment: None,
+        }
     }
 
     /// Returns it with this classification.
@@ -398,7 +444,10 @@ impl EnrichedAlert {
 
     /// Returns it with this enrichment object.
     #[must_use]
-    pub fn with_enrichment(mut self, enrichment: serde_json::Map<String, serde_json::Value>) -> Self {
+    pub fn with_enrichment(
+        mut self,
+        enrichment: serde_json::Map<String, serde_json::Value>,
+    ) -> Self {
         self.enrichment = Some(enrichment);
         self
     }

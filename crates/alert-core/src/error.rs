@@ -50,7 +50,11 @@ pub enum ErrorKind {
     /// The target asked us to slow down (429), optionally saying when to come back.
     RateLimited {
         /// The `Retry-After` the target sent, when it sent one.
-        #[serde(rename = "retry_after_ms", with = "crate::wire::duration_ms_opt", default)]
+        #[serde(
+            rename = "retry_after_ms",
+            with = "crate::wire::duration_ms_opt",
+            default
+        )]
         retry_after: Option<Duration>,
     },
     /// A failure that retrying will not fix.
@@ -104,8 +108,14 @@ impl ErrorKind {
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::RateLimited { retry_after: Some(after) } => {
-                write!(f, "rate_limited (retry after {} ms)", crate::wire::duration_ms(*after))
+            Self::RateLimited {
+                retry_after: Some(after),
+            } => {
+                write!(
+                    f,
+                    "rate_limited (retry after {} ms)",
+                    crate::wire::duration_ms(*after)
+                )
             }
             Self::Permanent { reason } => write!(f, "permanent ({})", reason.as_str()),
             other => f.write_str(other.label()),
@@ -135,7 +145,11 @@ impl PublishError {
     /// A failure of this kind with this (already redacted) message.
     #[must_use]
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, status_code: None, message: message.into() }
+        Self {
+            kind,
+            status_code: None,
+            message: message.into(),
+        }
     }
 
     /// Returns the error with the HTTP status the target answered.
@@ -148,12 +162,18 @@ impl PublishError {
     /// A [`ErrorKind::Timeout`] after `after`.
     #[must_use]
     pub fn timeout(after: Duration) -> Self {
-        Self::new(ErrorKind::Timeout, format!("no answer within {} ms", crate::wire::duration_ms(after)))
+        Self::new(
+            ErrorKind::Timeout,
+            format!("no answer within {} ms", crate::wire::duration_ms(after)),
+        )
     }
 
     /// A [`ErrorKind::Cancelled`].
     #[must_use]
     pub fn cancelled() -> Self {
-        Self::new(ErrorKind::Cancelled, "cancelled before the attempt finished")
+        Self::new(
+            ErrorKind::Cancelled,
+            "cancelled before the attempt finished",
+        )
     }
 }

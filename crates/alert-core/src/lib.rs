@@ -41,8 +41,8 @@ mod target;
 pub mod wire;
 
 pub use alert::{
-    Alert, AlertError, AlertStatus, Annotations, Classification, ClassificationError, EnrichedAlert,
-    Labels, Severity,
+    Alert, AlertError, AlertStatus, Annotations, Classification, ClassificationError,
+    EnrichedAlert, Labels, Severity,
 };
 pub use error::{ErrorKind, PermanentReason, PublishError};
 pub use fingerprint::Fingerprint;

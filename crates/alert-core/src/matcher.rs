@@ -89,15 +89,22 @@ impl Matcher {
             return Err(MatcherError::InvalidName(display));
         }
         let regex = match op {
-            MatchOp::Regex | MatchOp::NotRegex => Some(
-                Regex::new(&format!("^(?:{value})$")).map_err(|err| MatcherError::InvalidRegex {
-                    matcher: display,
-                    reason: err.to_string(),
-                })?,
-            ),
+            MatchOp::Regex | MatchOp::NotRegex => {
+                Some(Regex::new(&format!("^(?:{value})$")).map_err(|err| {
+                    MatcherError::InvalidRegex {
+                        matcher: display,
+                        reason: err.to_string(),
+                    }
+                })?)
+            }
             MatchOp::Equal | MatchOp::NotEqual => None,
         };
-        Ok(Self { name: name.to_owned(), op, value: value.to_owned(), regex })
+        Ok(Self {
+            name: name.to_owned(),
+            op,
+            value: value.to_owned(),
+            regex,
+        })
     }
 
     /// The label name.
@@ -141,7 +148,9 @@ impl Matcher {
 
 fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 

@@ -36,7 +36,10 @@ impl Delivery {
     /// The first attempt of an unsequenced delivery, as the synchronous API makes.
     #[must_use]
     pub const fn first() -> Self {
-        Self { sequence: 0, attempt: 1 }
+        Self {
+            sequence: 0,
+            attempt: 1,
+        }
     }
 }
 
@@ -72,7 +75,10 @@ impl Receipt {
     /// A receipt with this HTTP status.
     #[must_use]
     pub const fn with_status(status_code: u16) -> Self {
-        Self { status_code: Some(status_code), message_ref: None }
+        Self {
+            status_code: Some(status_code),
+            message_ref: None,
+        }
     }
 }
 
@@ -84,5 +90,8 @@ impl Receipt {
 /// attempt.
 pub trait Publisher: Send + Sync + 'static {
     /// Sends the alert and returns a receipt, or a classified error.
-    fn publish<'a>(&'a self, request: PublishRequest<'a>) -> BoxFuture<'a, Result<Receipt, PublishError>>;
+    fn publish<'a>(
+        &'a self,
+        request: PublishRequest<'a>,
+    ) -> BoxFuture<'a, Result<Receipt, PublishError>>;
 }

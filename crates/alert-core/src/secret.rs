@@ -66,11 +66,17 @@ pub fn redact_url(url: &str) -> String {
 
 fn try_redact_url(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
-    if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
         return None;
     }
     let authority = rest.split(['/', '?', '#']).next()?;
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     if host_port.is_empty() {
         return None;
     }
@@ -108,10 +114,19 @@ mod tests {
     #[test]
     fn urls_lose_paths_queries_and_user_info() {
         let cases = [
-            ("https://hooks.slack.com/services/T0/B0/tok", "https://hooks.slack.com:443/…"),
+            (
+                "https://hooks.slack.com/services/T0/B0/tok",
+                "https://hooks.slack.com:443/…",
+            ),
             ("http://127.0.0.1:9093", "http://127.0.0.1:9093/…"),
-            ("http://127.0.0.1:9093/api/v2/alerts?token=x", "http://127.0.0.1:9093/…"),
-            ("HTTPS://u:p@Example.com/x#frag", "https://Example.com:443/…"),
+            (
+                "http://127.0.0.1:9093/api/v2/alerts?token=x",
+                "http://127.0.0.1:9093/…",
+            ),
+            (
+                "HTTPS://u:p@Example.com/x#frag",
+                "https://Example.com:443/…",
+            ),
             ("http://[::1]:8080/secret", "http://[::1]:8080/…"),
             ("http://[::1]/secret", "http://[::1]:80/…"),
             ("http://host?x=token", "http://host:80/…"),

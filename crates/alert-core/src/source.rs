@@ -26,7 +26,9 @@ impl StaticTargetSource {
     /// A source holding `targets`.
     #[must_use]
     pub fn new(targets: TargetSet) -> Self {
-        Self { sender: watch::Sender::new(Arc::new(targets)) }
+        Self {
+            sender: watch::Sender::new(Arc::new(targets)),
+        }
     }
 
     /// Replaces the whole set in one step and notifies subscribers.

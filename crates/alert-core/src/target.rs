@@ -32,10 +32,16 @@ impl TargetName {
     pub fn new(name: &str) -> Result<Self, TargetNameError> {
         let valid = !name.is_empty()
             && name.len() <= 63
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !name.starts_with('-')
             && !name.ends_with('-');
-        if valid { Ok(Self(name.into())) } else { Err(TargetNameError(name.to_owned())) }
+        if valid {
+            Ok(Self(name.into()))
+        } else {
+            Err(TargetNameError(name.to_owned()))
+        }
     }
 
     /// The name as text.
@@ -104,8 +110,13 @@ pub enum TargetKind {
 
 impl TargetKind {
     /// Every kind, in a stable order.
-    pub const ALL: [Self; 5] =
-        [Self::Rootly, Self::Pagerduty, Self::Slack, Self::Webhook, Self::Alertmanager];
+    pub const ALL: [Self; 5] = [
+        Self::Rootly,
+        Self::Pagerduty,
+        Self::Slack,
+        Self::Webhook,
+        Self::Alertmanager,
+    ];
 
     /// The lowercase wire name.
     #[must_use]
@@ -257,7 +268,9 @@ impl TargetEntry {
 
 impl fmt::Debug for TargetEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TargetEntry").field("target", &self.target).finish_non_exhaustive()
+        f.debug_struct("TargetEntry")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
     }
 }
 

@@ -36,7 +36,9 @@ pub mod timestamp {
     ///
     /// # Errors
     /// When the text is not RFC 3339.
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<DateTime<Utc>, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         DateTime::parse_from_rfc3339(&text)
             .map(|at| at.with_timezone(&Utc))
@@ -74,7 +76,9 @@ pub mod timestamp_opt {
         text.map(|text| {
             DateTime::parse_from_rfc3339(&text)
                 .map(|at| at.with_timezone(&Utc))
-                .map_err(|err| serde::de::Error::custom(format!("invalid RFC 3339 timestamp: {err}")))
+                .map_err(|err| {
+                    serde::de::Error::custom(format!("invalid RFC 3339 timestamp: {err}"))
+                })
         })
         .transpose()
     }

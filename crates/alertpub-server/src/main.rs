@@ -3,6 +3,9 @@
 //!
 //! Only `version` exists so far; the server lands with ingest, the dispatcher and the HTTP API.
 
+// A command-line tool prints its answers to standard output.
+#![allow(clippy::print_stdout)]
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -49,7 +49,14 @@ impl<'a> TargetCall<'a> {
         observer: &'a dyn PublishObserver,
     ) -> Self {
         let timeout = entry.target.timeout.unwrap_or(timeout);
-        Self { entry, timeout, gate, health, observer, respect_gate: true }
+        Self {
+            entry,
+            timeout,
+            gate,
+            health,
+            observer,
+            respect_gate: true,
+        }
     }
 
     /// Returns the call set to ignore the gate's verdict (outcomes are still recorded).
@@ -77,9 +84,17 @@ impl<'a> TargetCall<'a> {
             false
         };
         self.observer.on_call_started(&self.entry.target);
-        let mut guard = InFlight { call: self, trial, started: Instant::now(), armed: true };
+        let mut guard = InFlight {
+            call: self,
+            trial,
+            started: Instant::now(),
+            armed: true,
+        };
 
-        let publish = self.entry.publisher.publish(PublishRequest::new(alert, delivery));
+        let publish = self
+            .entry
+            .publisher
+            .publish(PublishRequest::new(alert, delivery));
         let result = match tokio::time::timeout(self.timeout, publish).await {
             Ok(result) => result,
             Err(_elapsed) => Err(PublishError::timeout(self.timeout)),
@@ -92,7 +107,8 @@ impl<'a> TargetCall<'a> {
 
     fn finish(&self, trial: bool, outcome: &CallOutcome) {
         let name = self.entry.target.name.as_str();
-        self.gate.record(name, trial, GateOutcome::of(&outcome.result));
+        self.gate
+            .record(name, trial, GateOutcome::of(&outcome.result));
         self.health.record(name, outcome);
         self.observer.on_call_finished(&self.entry.target, outcome);
     }

@@ -1,6 +1,5 @@
 //! The parallel engine: one attempt per selected target, all at once, within bounds.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,7 +63,12 @@ impl EngineBuilder {
     /// Builds the engine.
     #[must_use]
     pub fn build(self) -> FanoutEngine {
-        FanoutEngine { source: self.source, health: self.health, gate: self.gate, observer: self.observer }
+        FanoutEngine {
+            source: self.source,
+            health: self.health,
+            gate: self.gate,
+            observer: self.observer,
+        }
     }
 }
 
@@ -91,8 +95,12 @@ impl FanoutEngine {
         targets: &[S],
         options: &PublishOptions,
     ) -> Result<ParallelPublishResult, FanoutError> {
-        let names = targets.iter().map(|name| name.as_ref().to_owned()).collect();
-        self.publish(alert, &Selection::Named(names), options, None).await
+        let names = targets
+            .iter()
+            .map(|name| name.as_ref().to_owned())
+            .collect();
+        self.publish(alert, &Selection::Named(names), options, None)
+            .await
     }
 
     /// Publishes to every enabled target whose filter matches, whatever its health.
@@ -117,7 +125,8 @@ impl FanoutEngine {
         alert: &EnrichedAlert,
         options: &PublishOptions,
     ) -> Result<ParallelPublishResult, FanoutError> {
-        self.publish(alert, &Selection::Healthy, options, None).await
+        self.publish(alert, &Selection::Healthy, options, None)
+            .await
     }
 
     /// The general form: any selection, and an optional cancellation token. When the token is
@@ -170,7 +179,14 @@ impl FanoutEngine {
             .collect();
 
         let stop = self
-            .run_calls(alert, &to_call, &mut slots, options, started + options.timeout, cancel)
+            .run_calls(
+                alert,
+                &to_call,
+                &mut slots,
+                options,
+                started + options.timeout,
+                cancel,
+            )
             .await;
 
         let now = Instant::now();
@@ -181,12 +197,19 @@ impl FanoutEngine {
             .map(|(candidate, slot)| match slot {
                 Slot::Done(result) => result,
                 Slot::Pending => unfinished(candidate.entry, stop, options.timeout, None),
-                Slot::Running(since) => unfinished(candidate.entry, stop, options.timeout, Some(now - since)),
+                Slot::Running(since) => {
+                    unfinished(candidate.entry, stop, options.timeout, Some(now - since))
+                }
             })
             .collect();
         let result = summarise(results, stop, started_at, started.elapsed());
-        self.observer.on_parallel_publish(result.outcome(), result.duration);
-        if result.all_failed() { Err(FanoutError::AllFailed(Box::new(result))) } else { Ok(result) }
+        self.observer
+            .on_parallel_publish(result.outcome(), result.duration);
+        if result.all_failed() {
+            Err(FanoutError::AllFailed(Box::new(result)))
+        } else {
+            Ok(result)
+        }
     }
 
     /// Runs the calls, at most `max_concurrent` at a time, until all finish, the deadline passes,
@@ -210,7 +233,9 @@ impl FanoutEngine {
             // Top up to the limit. This is the only place calls start, so `running.len()` never
             // exceeds `max_concurrent`.
             while running.len() < options.max_concurrent {
-                let Some(&(index, entry)) = queue.next() else { break };
+                let Some(&(index, entry)) = queue.next() else {
+                    break;
+                };
                 slots[index] = Slot::Running(Instant::now());
                 let call = TargetCall::new(
                     entry,
@@ -219,8 +244,13 @@ impl FanoutEngine {
                     self.health.as_ref(),
                     self.observer.as_ref(),
                 );
-                let call = if options.respect_circuit_breakers { call } else { call.ignoring_gate() };
-                running.push(async move { (index, entry, call.call(alert, Delivery::first()).await) });
+                let call = if options.respect_circuit_breakers {
+                    call
+                } else {
+                    call.ignoring_gate()
+                };
+                running
+                    .push(async move { (index, entry, call.call(alert, Delivery::first()).await) });
             }
             if running.is_empty() {
                 return Stop::Finished;
@@ -252,12 +282,10 @@ enum Stop {
     Cancelled,
 }
 
-fn cancelled(token: Option<&CancellationToken>) -> impl Future<Output = ()> + '_ {
-    async move {
-        match token {
-            Some(token) => token.cancelled().await,
-            None => std::future::pending().await,
-        }
+async fn cancelled(token: Option<&CancellationToken>) {
+    match token {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -275,7 +303,10 @@ fn base_result(entry: &TargetEntry, outcome: TargetOutcome) -> TargetResult {
 }
 
 fn skipped(entry: &TargetEntry, reason: alert_core::SkipReason) -> TargetResult {
-    TargetResult { skip_reason: Some(reason), ..base_result(entry, TargetOutcome::Skipped) }
+    TargetResult {
+        skip_reason: Some(reason),
+        ..base_result(entry, TargetOutcome::Skipped)
+    }
 }
 
 fn finished(entry: &TargetEntry, result: CallResult) -> TargetResult {
@@ -299,13 +330,25 @@ fn finished(entry: &TargetEntry, result: CallResult) -> TargetResult {
     }
 }
 
-fn unfinished(entry: &TargetEntry, stop: Stop, timeout: Duration, ran_for: Option<Duration>) -> TargetResult {
-    let stage = if ran_for.is_some() { "before the target answered" } else { "before the call started" };
+fn unfinished(
+    entry: &TargetEntry,
+    stop: Stop,
+    timeout: Duration,
+    ran_for: Option<Duration>,
+) -> TargetResult {
+    let stage = if ran_for.is_some() {
+        "before the target answered"
+    } else {
+        "before the call started"
+    };
     let error = match stop {
         Stop::Cancelled => PublishError::new(ErrorKind::Cancelled, format!("cancelled {stage}")),
         Stop::TimedOut | Stop::Finished => PublishError::new(
             ErrorKind::Timeout,
-            format!("overall timeout of {} ms elapsed {stage}", wire::duration_ms(timeout)),
+            format!(
+                "overall timeout of {} ms elapsed {stage}",
+                wire::duration_ms(timeout)
+            ),
         ),
     };
     TargetResult {

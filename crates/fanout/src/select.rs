@@ -67,12 +67,17 @@ pub struct Selected<'t> {
 impl<'t> Selected<'t> {
     /// The targets to call.
     pub fn to_call(&self) -> impl Iterator<Item = &'t TargetEntry> + '_ {
-        self.candidates.iter().filter(|c| c.skip.is_none()).map(|c| c.entry)
+        self.candidates
+            .iter()
+            .filter(|c| c.skip.is_none())
+            .map(|c| c.entry)
     }
 
     /// The skipped targets with their reasons.
     pub fn skipped(&self) -> impl Iterator<Item = (&'t TargetEntry, SkipReason)> + '_ {
-        self.candidates.iter().filter_map(|c| c.skip.map(|reason| (c.entry, reason)))
+        self.candidates
+            .iter()
+            .filter_map(|c| c.skip.map(|reason| (c.entry, reason)))
     }
 }
 
@@ -124,12 +129,16 @@ pub fn select_targets<'t>(
             } else {
                 any_enabled = true;
                 any_eligible = true;
-                health_skip(apply_health, policy.health_strategy, health.status(target.name.as_str()))
-                    .or_else(|| {
-                        let open = policy.respect_circuit_breakers
-                            && gate.state(target.name.as_str()) == CircuitState::Open;
-                        open.then_some(SkipReason::CircuitOpen)
-                    })
+                health_skip(
+                    apply_health,
+                    policy.health_strategy,
+                    health.status(target.name.as_str()),
+                )
+                .or_else(|| {
+                    let open = policy.respect_circuit_breakers
+                        && gate.state(target.name.as_str()) == CircuitState::Open;
+                    open.then_some(SkipReason::CircuitOpen)
+                })
             };
             Candidate { entry, skip }
         })
@@ -145,11 +154,18 @@ pub fn select_targets<'t>(
     Ok(selected)
 }
 
-fn named_entries<'t>(targets: &'t TargetSet, names: &[String]) -> Result<Vec<&'t TargetEntry>, SelectError> {
+fn named_entries<'t>(
+    targets: &'t TargetSet,
+    names: &[String],
+) -> Result<Vec<&'t TargetEntry>, SelectError> {
     if names.is_empty() {
         return Err(SelectError::NoTargetsNamed);
     }
-    let mut unknown: Vec<String> = names.iter().filter(|n| targets.get(n).is_none()).cloned().collect();
+    let mut unknown: Vec<String> = names
+        .iter()
+        .filter(|n| targets.get(n).is_none())
+        .cloned()
+        .collect();
     if !unknown.is_empty() {
         unknown.sort();
         unknown.dedup();
@@ -169,9 +185,13 @@ fn health_skip(apply: bool, strategy: HealthStrategy, status: HealthStatus) -> O
         return None;
     }
     match (strategy, status) {
-        (HealthStrategy::PublishToAll, _) | (_, HealthStatus::Unknown | HealthStatus::Healthy) => None,
+        (HealthStrategy::PublishToAll, _) | (_, HealthStatus::Unknown | HealthStatus::Healthy) => {
+            None
+        }
         (_, HealthStatus::Unhealthy) => Some(SkipReason::Unhealthy),
-        (HealthStrategy::SkipUnhealthyAndDegraded, HealthStatus::Degraded) => Some(SkipReason::Degraded),
+        (HealthStrategy::SkipUnhealthyAndDegraded, HealthStatus::Degraded) => {
+            Some(SkipReason::Degraded)
+        }
         (HealthStrategy::SkipUnhealthy, HealthStatus::Degraded) => None,
     }
 }

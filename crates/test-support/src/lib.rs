@@ -25,7 +25,10 @@ use alert_core::{
 /// When `pairs` is empty.
 #[must_use]
 pub fn alert(pairs: &[(&str, &str)]) -> EnrichedAlert {
-    let labels: Labels = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let labels: Labels = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     EnrichedAlert::new(Alert::new(labels).expect("test alerts have labels"))
 }
 
@@ -35,7 +38,10 @@ pub fn alert(pairs: &[(&str, &str)]) -> EnrichedAlert {
 /// When `name` is not a valid target name.
 #[must_use]
 pub fn entry(name: &str, publisher: Arc<dyn Publisher>) -> TargetEntry {
-    let target = Target::new(TargetName::new(name).expect("valid test target name"), TargetKind::Webhook);
+    let target = Target::new(
+        TargetName::new(name).expect("valid test target name"),
+        TargetKind::Webhook,
+    );
     TargetEntry::new(target, publisher)
 }
 
@@ -105,20 +111,32 @@ impl FakePublisher {
     /// Accepts at once with 202.
     #[must_use]
     pub fn accept(stats: Arc<FakeStats>) -> Self {
-        Self { latency: Duration::ZERO, outcome: FakeOutcome::Accept(202), stats }
+        Self {
+            latency: Duration::ZERO,
+            outcome: FakeOutcome::Accept(202),
+            stats,
+        }
     }
 
     /// Fails at once with this kind and HTTP status.
     #[must_use]
     pub fn fail(stats: Arc<FakeStats>, kind: ErrorKind, status: u16) -> Self {
         let error = PublishError::new(kind, format!("fake failure {status}")).with_status(status);
-        Self { latency: Duration::ZERO, outcome: FakeOutcome::Fail(error), stats }
+        Self {
+            latency: Duration::ZERO,
+            outcome: FakeOutcome::Fail(error),
+            stats,
+        }
     }
 
     /// Never answers.
     #[must_use]
     pub fn hang(stats: Arc<FakeStats>) -> Self {
-        Self { latency: Duration::ZERO, outcome: FakeOutcome::Hang, stats }
+        Self {
+            latency: Duration::ZERO,
+            outcome: FakeOutcome::Hang,
+            stats,
+        }
     }
 
     /// Returns the publisher answering only after `latency` (on tokio's clock).
@@ -145,19 +163,29 @@ struct AttemptGuard<'s> {
 impl Drop for AttemptGuard<'_> {
     fn drop(&mut self) {
         self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
-        let counter = if self.completed { &self.stats.completed } else { &self.stats.cancelled };
+        let counter = if self.completed {
+            &self.stats.completed
+        } else {
+            &self.stats.cancelled
+        };
         counter.fetch_add(1, Ordering::SeqCst);
     }
 }
 
 impl Publisher for FakePublisher {
-    fn publish<'a>(&'a self, _request: PublishRequest<'a>) -> BoxFuture<'a, Result<Receipt, PublishError>> {
+    fn publish<'a>(
+        &'a self,
+        _request: PublishRequest<'a>,
+    ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
         Box::pin(async move {
             let stats = &*self.stats;
             stats.calls.fetch_add(1, Ordering::SeqCst);
             let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             stats.peak_in_flight.fetch_max(now, Ordering::SeqCst);
-            let mut guard = AttemptGuard { stats, completed: false };
+            let mut guard = AttemptGuard {
+                stats,
+                completed: false,
+            };
             if !self.latency.is_zero() {
                 tokio::time::sleep(self.latency).await;
             } else {
@@ -186,7 +214,10 @@ pub struct MapHealth {
 impl MapHealth {
     /// Sets a target's status.
     pub fn set(&self, target: &str, status: HealthStatus) {
-        self.statuses.lock().unwrap_or_else(PoisonError::into_inner).insert(target.to_owned(), status);
+        self.statuses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(target.to_owned(), status);
     }
 
     /// How many outcomes were recorded.
@@ -198,7 +229,10 @@ impl MapHealth {
 impl HealthView for MapHealth {
     fn status(&self, target: &str) -> HealthStatus {
         let statuses = self.statuses.lock().unwrap_or_else(PoisonError::into_inner);
-        statuses.get(target).copied().unwrap_or(HealthStatus::Unknown)
+        statuses
+            .get(target)
+            .copied()
+            .unwrap_or(HealthStatus::Unknown)
     }
 
     fn record(&self, _target: &str, _outcome: &CallOutcome) {
@@ -216,12 +250,18 @@ pub struct FakeGate {
 impl FakeGate {
     /// Sets a target's state. A half-open target allows trials; an open one rejects.
     pub fn set(&self, target: &str, state: CircuitState) {
-        self.states.lock().unwrap_or_else(PoisonError::into_inner).insert(target.to_owned(), state);
+        self.states
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(target.to_owned(), state);
     }
 
     /// Every recorded (target, trial, outcome).
     pub fn recorded(&self) -> Vec<(String, bool, GateOutcome)> {
-        self.recorded.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.recorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -240,6 +280,9 @@ impl CircuitGate for FakeGate {
     }
 
     fn record(&self, target: &str, trial: bool, outcome: GateOutcome) {
-        self.recorded.lock().unwrap_or_else(PoisonError::into_inner).push((target.to_owned(), trial, outcome));
+        self.recorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((target.to_owned(), trial, outcome));
     }
 }

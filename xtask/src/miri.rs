@@ -1,0 +1,105 @@
+//! `cargo xtask miri`: the pure crates' tests under miri, time-boxed, with AddressSanitizer as the
+//! fallback when miri cannot run on this machine.
+
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::util::{cargo_nightly, root, run as run_cmd, succeeds, target_dir};
+
+/// The crates whose logic is pure and whose tests miri runs.
+const CRATES: &[&str] = &["alert-core"];
+
+/// Each miri run's time box, in seconds.
+const TIME_BOX_SECS: &str = "300";
+
+pub(crate) fn run() -> Result<()> {
+    match ensure_miri() {
+        Ok(()) => {
+            run_cmd(cargo_nightly().args(["miri", "setup"]))?;
+            for krate in CRATES {
+                let mut cmd = Command::new("timeout");
+                cmd.args([
+                    "--kill-after=10",
+                    TIME_BOX_SECS,
+                    "cargo",
+                    "+nightly",
+                    "miri",
+                    "test",
+                    "-p",
+                    krate,
+                ])
+                .current_dir(root())
+                .env_remove("RUSTUP_TOOLCHAIN")
+                .env_remove("RUSTC")
+                .env_remove("RUSTDOC")
+                // Tests read the wall clock (alerts start "now"), which isolation forbids.
+                .env("MIRIFLAGS", "-Zmiri-disable-isolation");
+                run_cmd(&mut cmd)?;
+            }
+            Ok(())
+        }
+        Err(why) => {
+            println!(
+                "miri: cannot run here ({why}); running the same tests under AddressSanitizer instead"
+            );
+            for krate in CRATES {
+                run_cmd(
+                    cargo_nightly()
+                        .args([
+                            "test",
+                            "-p",
+                            krate,
+                            "--target",
+                            "x86_64-unknown-linux-gnu",
+                            "--target-dir",
+                        ])
+                        .arg(target_dir().join("asan"))
+                        .env("RUSTFLAGS", "-Zsanitizer=address")
+                        .env("RUSTDOCFLAGS", "-Zsanitizer=address"),
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Makes sure nightly miri is installed, installing what is missing.
+fn ensure_miri() -> std::result::Result<(), String> {
+    if succeeds(cargo_nightly().args(["miri", "--version"])) {
+        return Ok(());
+    }
+    let nightly_installed = succeeds(Command::new("rustc").args(["+nightly", "--version"]));
+    let mut install = Command::new("rustup");
+    if nightly_installed {
+        install.args([
+            "component",
+            "add",
+            "--toolchain",
+            "nightly",
+            "miri",
+            "rust-src",
+        ]);
+    } else {
+        install.args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+            "-c",
+            "miri",
+            "-c",
+            "rust-src",
+        ]);
+    }
+    println!("miri: not installed; trying to install it");
+    if !succeeds(&mut install) {
+        return Err("rustup could not install nightly miri and rust-src".to_owned());
+    }
+    if succeeds(cargo_nightly().args(["miri", "--version"])) {
+        Ok(())
+    } else {
+        Err("miri still does not start after installing it".to_owned())
+    }
+}
