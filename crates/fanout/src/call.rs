@@ -72,8 +72,19 @@ impl<'a> TargetCall<'a> {
         self.timeout
     }
 
-    /// Makes the attempt.
+    /// Makes the attempt, starting now.
     pub async fn call(&self, alert: &EnrichedAlert, delivery: Delivery) -> CallResult {
+        self.call_at(alert, delivery, Instant::now()).await
+    }
+
+    /// Makes the attempt, taking `started` as its start: the per-attempt deadline is
+    /// `started + timeout`. Callers that start many calls at one instant read the clock once.
+    pub async fn call_at(
+        &self,
+        alert: &EnrichedAlert,
+        delivery: Delivery,
+        started: Instant,
+    ) -> CallResult {
         let name = self.entry.target.name.as_str();
         let trial = if self.respect_gate {
             match self.gate.acquire(name) {

@@ -231,12 +231,14 @@ impl FanoutEngine {
         tokio::pin!(cancelled);
         loop {
             // Top up to the limit. This is the only place calls start, so `running.len()` never
-            // exceeds `max_concurrent`.
+            // exceeds `max_concurrent`. Calls started in one top-up start at the same instant, so
+            // the clock is read once per top-up, not once per call.
+            let now = Instant::now();
             while running.len() < options.max_concurrent {
                 let Some(&(index, entry)) = queue.next() else {
                     break;
                 };
-                slots[index] = Slot::Running(Instant::now());
+                slots[index] = Slot::Running(now);
                 let call = TargetCall::new(
                     entry,
                     options.per_target_timeout,
@@ -249,8 +251,13 @@ impl FanoutEngine {
                 } else {
                     call.ignoring_gate()
                 };
-                running
-                    .push(async move { (index, entry, call.call(alert, Delivery::first()).await) });
+                running.push(async move {
+                    (
+                        index,
+                        entry,
+                        call.call_at(alert, Delivery::first(), now).await,
+                    )
+                });
             }
             if running.is_empty() {
                 return Stop::Finished;
