@@ -3,21 +3,34 @@
 
 use std::sync::Arc;
 
-use alert_core::{BoxFuture, PublishError, PublishRequest, Publisher, Receipt, StaticTargetSource, TargetSet};
+use alert_core::{
+    BoxFuture, PublishError, PublishRequest, Publisher, Receipt, StaticTargetSource, TargetSet,
+};
 use fanout::{FanoutEngine, PublishOptions};
 use test_support::{alert, entry};
 
 struct Noop;
 
 impl Publisher for Noop {
-    fn publish<'a>(&'a self, _request: PublishRequest<'a>) -> BoxFuture<'a, Result<Receipt, PublishError>> {
+    fn publish<'a>(
+        &'a self,
+        _request: PublishRequest<'a>,
+    ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
         Box::pin(async { Ok(Receipt::with_status(202)) })
     }
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
-    let set = TargetSet::new((0..50).map(|i| entry(&format!("t{i}"), Arc::new(Noop))).collect()).expect("names");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let set = TargetSet::new(
+        (0..50)
+            .map(|i| entry(&format!("t{i}"), Arc::new(Noop)))
+            .collect(),
+    )
+    .expect("names");
     let engine = FanoutEngine::builder(Arc::new(StaticTargetSource::new(set))).build();
     let alert = alert(&[("alertname", "ProfileAlert")]);
     let options = PublishOptions::default();

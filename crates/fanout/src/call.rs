@@ -98,7 +98,7 @@ impl<'a> TargetCall<'a> {
         let mut guard = InFlight {
             call: self,
             trial,
-            started: Instant::now(),
+            started,
             armed: true,
         };
 
@@ -106,7 +106,7 @@ impl<'a> TargetCall<'a> {
             .entry
             .publisher
             .publish(PublishRequest::new(alert, delivery));
-        let result = match tokio::time::timeout(self.timeout, publish).await {
+        let result = match tokio::time::timeout_at(started + self.timeout, publish).await {
             Ok(result) => result,
             Err(_elapsed) => Err(PublishError::timeout(self.timeout)),
         };
