@@ -1,3 +1,38 @@
-//! The one HTTP client stack that every publisher shares: a pooled hyper-util client with rustls (ring), per-attempt timeouts, response-size limits, response classification into `alert_core`'s `ErrorKind`, and secret redaction.
+//! The one HTTP client stack that every alertpub publisher shares.
 //!
-//! It never retries: retries belong to the dispatcher. It arrives with the publishers.
+//! Publishers write two things only: how to build their request, and — when the status code is not
+//! enough — how to classify the answer. Everything else lives here, once:
+//! - a pooled hyper-util client with rustls on the ring provider, trusting the webpki roots plus any
+//!   extra CA certificates the configuration names ([`HttpClient`], [`ClientConfig`]);
+//! - a per-attempt timeout covering connect, request and the whole response body;
+//! - a response-size limit;
+//! - classification of the answer into success or an [`alert_core::ErrorKind`], including
+//!   `Retry-After` in seconds or as an HTTP date ([`classify_status`], [`Classify`]);
+//! - redaction: URLs appear only as `scheme://host:port/…`, and every secret registered on a
+//!   request is scrubbed from error messages and logs.
+//!
+//! It never retries: retries belong to the dispatcher.
+//!
+//! ```no_run
+//! use alert_core::Secret;
+//! use publisher_http::{ClientConfig, DefaultClassifier, HttpClient, HttpRequest};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = HttpClient::new(&ClientConfig::default())?;
+//! let token = Secret::new("s3cr3t".to_owned());
+//! let request = HttpRequest::post("https://example.com/hook")?
+//!     .json(br#"{"hello":"world"}"#.to_vec())
+//!     .bearer(&token)?;
+//! let response = client.send(request, &DefaultClassifier).await?;
+//! assert!(response.status.is_success());
+//! # Ok(())
+//! # }
+//! ```
+
+mod classify;
+mod client;
+mod request;
+
+pub use classify::{Classify, DefaultClassifier, classify_status, parse_retry_after};
+pub use client::{ClientBuildError, ClientConfig, HttpClient, HttpResponse};
+pub use request::{HttpRequest, RequestError};

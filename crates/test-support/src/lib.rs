@@ -6,7 +6,12 @@
 //! - [`MapHealth`] and [`FakeGate`]: a health view and a circuit gate whose answers tests set.
 //! - [`alert`] and [`entry`]: small builders for alerts and target entries.
 //!
-//! Real HTTP mock targets on 127.0.0.1 join this crate with the publishers.
+//! - [`MockTarget`]: a real HTTP server on 127.0.0.1 (optionally HTTPS with a certificate made at
+//!   start-up) that records every request and answers as the test scripts it.
+
+mod mock;
+
+pub use mock::{MockResponse, MockTarget, RecordedRequest, closed_port_url};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

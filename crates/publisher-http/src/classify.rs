@@ -1,0 +1,139 @@
+//! Turning an HTTP answer into success or a classified [`PublishError`].
+
+use std::time::{Duration, SystemTime};
+
+use alert_core::{ErrorKind, PermanentReason, PublishError};
+use http::StatusCode;
+use http::header::RETRY_AFTER;
+
+use crate::client::HttpResponse;
+
+/// The most of a response body quoted in an error message.
+const SNIPPET_CHARS: usize = 200;
+
+/// Decides whether a response means success. Publishers implement it when the status code is not
+/// enough (Slack's Web API answers `200 {"ok":false}`), and delegate to [`classify_status`] for
+/// everything else.
+pub trait Classify: Send + Sync {
+    /// `Ok(())` for success, or the classified failure. The message need not be redacted: the
+    /// client scrubs it before it leaves the stack.
+    ///
+    /// # Errors
+    /// The classified failure.
+    fn classify(&self, response: &HttpResponse) -> Result<(), PublishError>;
+}
+
+/// Classification by status code alone: [`classify_status`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DefaultClassifier;
+
+impl Classify for DefaultClassifier {
+    fn classify(&self, response: &HttpResponse) -> Result<(), PublishError> {
+        classify_status(response)
+    }
+}
+
+/// The shared status rules:
+///
+/// | status | result |
+/// |---|---|
+/// | 2xx | success |
+/// | 408, 5xx | `transient` |
+/// | 429 | `rate_limited`, with `Retry-After` in seconds or as an HTTP date |
+/// | 401, 403 | `permanent(auth)` |
+/// | 404, 410 | `permanent(not_found)` |
+/// | 413 | `permanent(payload)` |
+/// | 3xx | `permanent(config)`: redirects are not followed |
+/// | other 4xx | `permanent(bad_request)` |
+///
+/// # Errors
+/// The classified failure for anything but 2xx.
+pub fn classify_status(response: &HttpResponse) -> Result<(), PublishError> {
+    let status = response.status;
+    if status.is_success() {
+        return Ok(());
+    }
+    let kind = match status {
+        StatusCode::REQUEST_TIMEOUT => ErrorKind::Transient,
+        StatusCode::TOO_MANY_REQUESTS => ErrorKind::RateLimited {
+            retry_after: response
+                .headers
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now())),
+        },
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ErrorKind::Permanent {
+            reason: PermanentReason::Auth,
+        },
+        StatusCode::NOT_FOUND | StatusCode::GONE => ErrorKind::Permanent {
+            reason: PermanentReason::NotFound,
+        },
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::Permanent {
+            reason: PermanentReason::Payload,
+        },
+        s if s.is_server_error() => ErrorKind::Transient,
+        s if s.is_redirection() => ErrorKind::Permanent {
+            reason: PermanentReason::Config,
+        },
+        _ => ErrorKind::Permanent {
+            reason: PermanentReason::BadRequest,
+        },
+    };
+    Err(PublishError::new(kind, describe(response)).with_status(status.as_u16()))
+}
+
+/// `HTTP 503 Service Unavailable: <start of the body>`.
+pub(crate) fn describe(response: &HttpResponse) -> String {
+    let mut message = format!("HTTP {}", response.status);
+    let body = String::from_utf8_lossy(&response.body);
+    let body = body.trim();
+    if !body.is_empty() {
+        message.push_str(": ");
+        message.extend(
+            body.chars()
+                .take(SNIPPET_CHARS)
+                .map(|c| if c.is_control() { ' ' } else { c }),
+        );
+        if body.chars().count() > SNIPPET_CHARS {
+            message.push('…');
+        }
+    }
+    message
+}
+
+/// Parses a `Retry-After` value: delay-seconds (`120`) or an HTTP-date
+/// (`Wed, 21 Oct 2015 07:28:00 GMT`), per RFC 9110 §10.2.3. A date in the past gives zero.
+#[must_use]
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_both_forms() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
+}

@@ -1,0 +1,270 @@
+//! The pooled client.
+
+use std::error::Error as _;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alert_core::{ErrorKind, PermanentReason, PublishError};
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::classify::Classify;
+use crate::request::HttpRequest;
+
+/// How the shared client behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// The deadline for one attempt: connect, send, and read the whole response. Default 10 s.
+    pub timeout: Duration,
+    /// The deadline for the TCP connect alone. Default 5 s.
+    pub connect_timeout: Duration,
+    /// The largest response body read; a larger one fails the attempt. Default 256 KiB.
+    pub max_response_bytes: usize,
+    /// How long an idle pooled connection is kept. Default 90 s.
+    pub pool_idle_timeout: Duration,
+    /// The most idle connections kept per host. Default 32.
+    pub pool_max_idle_per_host: usize,
+    /// Extra CA certificates to trust, PEM-encoded, beside the webpki roots.
+    pub extra_roots_pem: Vec<Vec<u8>>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            max_response_bytes: 256 * 1024,
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: 32,
+            extra_roots_pem: Vec::new(),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Returns the config with this per-attempt timeout.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Returns the config with this response-size limit.
+    #[must_use]
+    pub fn with_max_response_bytes(mut self, limit: usize) -> Self {
+        self.max_response_bytes = limit;
+        self
+    }
+
+    /// Returns the config also trusting the CA certificates in this PEM text.
+    #[must_use]
+    pub fn with_extra_root_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.extra_roots_pem.push(pem.into());
+        self
+    }
+}
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientBuildError {
+    /// An extra root certificate is not valid PEM or not a usable CA certificate.
+    #[error("invalid extra root certificate: {0}")]
+    InvalidRootCertificate(String),
+    /// rustls rejected the TLS configuration.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// A response that was read within the size limit.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct HttpResponse {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl HttpResponse {
+    /// A response, for classifier tests.
+    #[must_use]
+    pub fn new(status: StatusCode, headers: HeaderMap, body: Bytes) -> Self {
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+impl fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpResponse")
+            .field("status", &self.status)
+            .field("body_bytes", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pooled HTTP/1.1 and HTTP/2 client with rustls (ring). Cheap to clone: clones share the pool.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    config: Arc<ClientConfig>,
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpClient {
+    /// Builds a client.
+    ///
+    /// # Errors
+    /// [`ClientBuildError`] for unusable extra root certificates.
+    pub fn new(config: &ClientConfig) -> Result<Self, ClientBuildError> {
+        let mut roots = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        for pem in &config.extra_roots_pem {
+            let mut found = false;
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert =
+                    cert.map_err(|e| ClientBuildError::InvalidRootCertificate(e.to_string()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| ClientBuildError::InvalidRootCertificate(e.to_string()))?;
+                found = true;
+            }
+            if !found {
+                return Err(ClientBuildError::InvalidRootCertificate(
+                    "no certificate in the PEM text".into(),
+                ));
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .build(https);
+        Ok(Self {
+            client,
+            config: Arc::new(config.clone()),
+        })
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Sends one request, reads the response within the size limit, and classifies it. One
+    /// attempt, never a retry.
+    ///
+    /// Every error message is free of the URL's path and of the request's registered secrets.
+    ///
+    /// # Errors
+    /// `transient` for connection failures, `timeout` past the deadline, `transient` for a body
+    /// over the limit, or whatever `classifier` decides.
+    pub async fn send(
+        &self,
+        request: HttpRequest,
+        classifier: &dyn Classify,
+    ) -> Result<HttpResponse, PublishError> {
+        let result = match tokio::time::timeout(self.config.timeout, self.exchange(&request)).await
+        {
+            Ok(Ok(response)) => classifier.classify(&response).map(|()| response),
+            Ok(Err(err)) => Err(err),
+            Err(_elapsed) => Err(PublishError::timeout(self.config.timeout)),
+        };
+        result.map_err(|mut err| {
+            err.message = format!("{} {}: {}", request.method, request.redacted_url, request.scrub_text(&err.message));
+            tracing::debug!(url = %request.redacted_url, kind = %err.kind, status = ?err.status_code, "publish attempt failed");
+            err
+        })
+    }
+
+    async fn exchange(&self, request: &HttpRequest) -> Result<HttpResponse, PublishError> {
+        let mut builder = Request::builder()
+            .method(request.method.clone())
+            .uri(request.uri.clone());
+        if let Some(headers) = builder.headers_mut() {
+            headers.extend(request.headers.clone());
+        }
+        let http_request = builder.body(Full::new(request.body.clone())).map_err(|_| {
+            PublishError::new(
+                ErrorKind::Permanent {
+                    reason: PermanentReason::Config,
+                },
+                "invalid request",
+            )
+        })?;
+        let response = self.client.request(http_request).await.map_err(|err| {
+            PublishError::new(
+                ErrorKind::Transient,
+                format!("request failed: {}", error_chain(&err)),
+            )
+        })?;
+        let (parts, body) = response.into_parts();
+        let limit = self.config.max_response_bytes;
+        let body = Limited::new(body, limit).collect().await.map_err(|err| {
+            let message = if err.is::<http_body_util::LengthLimitError>() {
+                format!("response body exceeds the {limit}-byte limit")
+            } else {
+                format!("reading the response failed: {err}")
+            };
+            PublishError::new(ErrorKind::Transient, message).with_status(parts.status.as_u16())
+        })?;
+        Ok(HttpResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.to_bytes(),
+        })
+    }
+}
+
+/// An error and its causes, joined with `: `, as hyper's own Display stops at the outermost one.
+fn error_chain(err: &hyper_util::client::legacy::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

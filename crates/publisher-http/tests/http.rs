@@ -1,0 +1,231 @@
+//! The shared HTTP stack against real mock targets on 127.0.0.1, with real time and short
+//! timeouts: classification, limits, HTTPS and redaction.
+
+use std::time::{Duration, SystemTime};
+
+use alert_core::{ErrorKind, PermanentReason, PublishError, Secret};
+use publisher_http::{ClientConfig, DefaultClassifier, HttpClient, HttpRequest};
+use test_support::{MockResponse, MockTarget, closed_port_url};
+
+fn client() -> HttpClient {
+    HttpClient::new(&ClientConfig::default().with_timeout(Duration::from_secs(5))).unwrap()
+}
+
+async fn send_to(target: &MockTarget) -> Result<publisher_http::HttpResponse, PublishError> {
+    let request = HttpRequest::post(&target.url("/hook"))
+        .unwrap()
+        .json(b"{}".to_vec());
+    client().send(request, &DefaultClassifier).await
+}
+
+#[tokio::test]
+async fn success_statuses() {
+    let target = MockTarget::start().await;
+    for status in [200, 202, 204] {
+        target.respond(MockResponse::status(status).body("ok"));
+        let response = send_to(&target).await.unwrap();
+        assert_eq!(response.status.as_u16(), status);
+    }
+    let requests = target.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[0].method, "POST");
+    assert_eq!(requests[0].path, "/hook");
+    assert_eq!(requests[0].header("content-type"), Some("application/json"));
+}
+
+#[tokio::test]
+async fn error_statuses_are_classified() {
+    let target = MockTarget::start().await;
+    let permanent = |reason| ErrorKind::Permanent { reason };
+    let cases = [
+        (400, permanent(PermanentReason::BadRequest)),
+        (401, permanent(PermanentReason::Auth)),
+        (403, permanent(PermanentReason::Auth)),
+        (404, permanent(PermanentReason::NotFound)),
+        (410, permanent(PermanentReason::NotFound)),
+        (413, permanent(PermanentReason::Payload)),
+        (422, permanent(PermanentReason::BadRequest)),
+        (408, ErrorKind::Transient),
+        (500, ErrorKind::Transient),
+        (502, ErrorKind::Transient),
+        (503, ErrorKind::Transient),
+        (301, permanent(PermanentReason::Config)),
+        (429, ErrorKind::RateLimited { retry_after: None }),
+    ];
+    for (status, kind) in cases {
+        target.respond(MockResponse::status(status).body("nope"));
+        let err = send_to(&target).await.unwrap_err();
+        assert_eq!(err.kind, kind, "HTTP {status}");
+        assert_eq!(err.status_code, Some(status));
+        assert!(err.message.contains(&status.to_string()), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn retry_after_in_seconds_and_as_a_date() {
+    let target = MockTarget::start().await;
+    target.respond(MockResponse::status(429).header("retry-after", "7"));
+    let err = send_to(&target).await.unwrap_err();
+    assert_eq!(
+        err.kind,
+        ErrorKind::RateLimited {
+            retry_after: Some(Duration::from_secs(7))
+        }
+    );
+
+    let at = SystemTime::now() + Duration::from_secs(120);
+    target.respond(MockResponse::status(429).header("retry-after", &httpdate::fmt_http_date(at)));
+    let err = send_to(&target).await.unwrap_err();
+    let ErrorKind::RateLimited {
+        retry_after: Some(after),
+    } = err.kind
+    else {
+        panic!("{err:?}")
+    };
+    // An HTTP date has whole-second precision, and a moment passes between formatting and parsing.
+    assert!(
+        after > Duration::from_secs(115) && after <= Duration::from_secs(120),
+        "{after:?}"
+    );
+}
+
+#[tokio::test]
+async fn connection_refused_is_transient() {
+    let request = HttpRequest::post(&format!("{}/hook", closed_port_url())).unwrap();
+    let err = client()
+        .send(request, &DefaultClassifier)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Transient, "{err}");
+    assert_eq!(err.status_code, None);
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out() {
+    let target = MockTarget::start().await;
+    target.respond(MockResponse::hang());
+    let client =
+        HttpClient::new(&ClientConfig::default().with_timeout(Duration::from_millis(300))).unwrap();
+    let request = HttpRequest::post(&target.url("/hook")).unwrap();
+    let err = client.send(request, &DefaultClassifier).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
+    assert_eq!(target.requests().len(), 1, "the request did arrive");
+}
+
+#[tokio::test]
+async fn a_response_over_the_limit_fails() {
+    let target = MockTarget::start().await;
+    target.respond(MockResponse::status(200).body(vec![b'x'; 4096]));
+    let client = HttpClient::new(&ClientConfig::default().with_max_response_bytes(1024)).unwrap();
+    let err = client
+        .send(
+            HttpRequest::post(&target.url("/")).unwrap(),
+            &DefaultClassifier,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Transient);
+    assert!(err.message.contains("1024-byte limit"), "{err}");
+    // At the limit exactly, it is read.
+    target.respond(MockResponse::status(200).body(vec![b'x'; 1024]));
+    let ok = client
+        .send(
+            HttpRequest::post(&target.url("/")).unwrap(),
+            &DefaultClassifier,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.body.len(), 1024);
+}
+
+#[tokio::test]
+async fn https_with_a_certificate_trusted_through_configuration() {
+    let target = MockTarget::start_tls().await;
+    target.respond(MockResponse::status(202).body("accepted"));
+    let pem = target.ca_pem().unwrap().to_owned();
+
+    // Without the certificate, the handshake fails.
+    let untrusted = HttpClient::new(&ClientConfig::default()).unwrap();
+    let err = untrusted
+        .send(
+            HttpRequest::post(&target.url("/tls")).unwrap(),
+            &DefaultClassifier,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Transient, "{err}");
+    assert!(target.requests().is_empty());
+
+    let trusted = HttpClient::new(&ClientConfig::default().with_extra_root_pem(pem)).unwrap();
+    let response = trusted
+        .send(
+            HttpRequest::post(&target.url("/tls")).unwrap(),
+            &DefaultClassifier,
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status.as_u16(), 202);
+    assert_eq!(target.requests()[0].path, "/tls");
+    assert!(HttpClient::new(&ClientConfig::default().with_extra_root_pem("not a pem")).is_err());
+}
+
+#[tokio::test]
+async fn secrets_never_reach_errors_or_debug() {
+    const TOKEN: &str = "xoxb-SUPER-SECRET-TOKEN-123";
+    let target = MockTarget::start().await;
+    // A hostile target that echoes the token back in its error body.
+    target.respond(MockResponse::status(401).body(format!("bad token {TOKEN}")));
+    let secret_url = Secret::new(target.url(&format!("/services/T0/B0/{TOKEN}")));
+    let request = HttpRequest::secret_url(http::Method::POST, &secret_url)
+        .unwrap()
+        .bearer(&Secret::new(TOKEN.to_owned()))
+        .unwrap()
+        .secret_header("x-api-key", &Secret::new(TOKEN.to_owned()))
+        .unwrap();
+    let debug = format!("{request:?}");
+    assert!(
+        !debug.contains(TOKEN) && !debug.contains("/services"),
+        "{debug}"
+    );
+    let err = client()
+        .send(request, &DefaultClassifier)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind,
+        ErrorKind::Permanent {
+            reason: PermanentReason::Auth
+        }
+    );
+    for text in [
+        err.to_string(),
+        format!("{err:?}"),
+        serde_json::to_string(&err).unwrap(),
+    ] {
+        assert!(!text.contains(TOKEN), "{text}");
+        assert!(!text.contains("/services"), "{text}");
+        assert!(
+            text.contains(&format!("http://{}/…", target.addr())),
+            "{text}"
+        );
+    }
+    // The token did reach the target, where it belongs.
+    assert_eq!(
+        target.requests()[0].header("authorization"),
+        Some(&*format!("Bearer {TOKEN}"))
+    );
+
+    // A refused connection to a secret URL is redacted too.
+    let refused = Secret::new(format!("{}/services/{TOKEN}", closed_port_url()));
+    let err = client()
+        .send(
+            HttpRequest::secret_url(http::Method::POST, &refused).unwrap(),
+            &DefaultClassifier,
+        )
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains(TOKEN), "{err}");
+    // Invalid URLs never echo their path.
+    let err = HttpRequest::post(&format!("ftp://host/{TOKEN}")).unwrap_err();
+    assert!(!err.to_string().contains(TOKEN), "{err}");
+}
