@@ -33,6 +33,7 @@ mod fingerprint;
 mod gate;
 mod health;
 mod matcher;
+mod message_ref;
 mod observer;
 mod publisher;
 mod secret;
@@ -49,8 +50,9 @@ pub use fingerprint::Fingerprint;
 pub use gate::{AlwaysClosed, CircuitGate, CircuitState, GateDecision, GateOutcome};
 pub use health::{HealthStatus, HealthView, UnknownHealth};
 pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use message_ref::{InMemoryMessageRefs, MessageRef, MessageRefStore};
 pub use observer::{CallOutcome, NoopObserver, ParallelOutcome, PublishObserver, SkipReason};
-pub use publisher::{BoxFuture, Delivery, PublishRequest, Publisher, Receipt};
+pub use publisher::{BoxFuture, Delivery, HealthProbe, PublishRequest, Publisher, Receipt};
 pub use secret::{Secret, redact_url};
 pub use source::{StaticTargetSource, TargetSource};
 pub use target::{

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::EnrichedAlert;
 use crate::error::PublishError;
+use crate::secret::Secret;
 
 /// A boxed, sendable future, as publishers return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -79,6 +80,44 @@ impl Receipt {
             status_code: Some(status_code),
             message_ref: None,
         }
+    }
+}
+
+/// How to check that a target is reachable: a `GET` to `url` with `headers`.
+///
+/// Any HTTP answer means reachable (SaaS endpoints answer `GET` with 4xx or 405). A 401 or 403
+/// to a probe that [`carries_credentials`](Self::carries_credentials) means the credentials are
+/// wrong: the target is degraded with reason `auth`. The URL and header values are secrets.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct HealthProbe {
+    /// The URL to `GET`.
+    pub url: Secret<String>,
+    /// Headers to send, such as `Authorization`; their values are secret.
+    pub headers: Vec<(String, Secret<String>)>,
+}
+
+impl HealthProbe {
+    /// A probe of `url` with no headers.
+    #[must_use]
+    pub fn new(url: Secret<String>) -> Self {
+        Self {
+            url,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Returns the probe with this header added.
+    #[must_use]
+    pub fn with_header(mut self, name: impl Into<String>, value: Secret<String>) -> Self {
+        self.headers.push((name.into(), value));
+        self
+    }
+
+    /// Whether the probe sends credentials, so that a 401 or 403 says they are wrong.
+    #[must_use]
+    pub fn carries_credentials(&self) -> bool {
+        !self.headers.is_empty()
     }
 }
 

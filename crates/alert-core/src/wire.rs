@@ -19,6 +19,62 @@ pub fn duration_ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Why a duration did not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid duration {0:?}: expected a number with a unit, such as 500ms, 30s, 2m, 4h or 5d (or 0)"
+)]
+pub struct DurationError(pub String);
+
+/// Parses a duration as the config file writes it: an integer followed by `ms`, `s`, `m`, `h` or
+/// `d`, optionally chained (`1h30m`), or a bare `0`.
+///
+/// ```
+/// use std::time::Duration;
+/// use alert_core::wire::parse_duration;
+/// assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+/// assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+/// assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+/// assert!(parse_duration("10").is_err());
+/// ```
+///
+/// # Errors
+/// [`DurationError`] for anything else.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let err = || DurationError(text.to_owned());
+    let trimmed = text.trim();
+    if trimmed == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = trimmed;
+    let mut total = Duration::ZERO;
+    if rest.is_empty() {
+        return Err(err());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        if digits == 0 {
+            return Err(err());
+        }
+        let value: u64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(value),
+            "s" => Duration::from_secs(value),
+            "m" => Duration::from_secs(value.checked_mul(60).ok_or_else(err)?),
+            "h" => Duration::from_secs(value.checked_mul(3600).ok_or_else(err)?),
+            "d" => Duration::from_secs(value.checked_mul(86_400).ok_or_else(err)?),
+            _ => return Err(err()),
+        };
+        total = total.checked_add(unit).ok_or_else(err)?;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
 /// `serde(with)` for a required timestamp.
 pub mod timestamp {
     use chrono::{DateTime, Utc};
