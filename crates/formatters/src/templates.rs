@@ -1,0 +1,393 @@
+//! User-customisable text: the title, summary and description of a notification.
+
+use alert_core::{Alert, Annotations, Classification, EnrichedAlert, Labels, wire};
+use minijinja::value::Serde;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::context::FormatContext;
+use crate::error::FormatError;
+
+const TITLE: &str = "title";
+const SUMMARY: &str = "summary";
+const DESCRIPTION: &str = "description";
+
+/// `[FIRING] DiskFull on db-1`: the status, the alert's name (or its fingerprint when it has no
+/// `alertname`) and, when there is one, the instance.
+const DEFAULT_TITLE: &str = "[{{ status | upper }}] \
+{% if alert_name %}{{ alert_name }}{% else %}alert {{ fingerprint }}{% endif %}\
+{% if labels.instance %} on {{ labels.instance }}{% endif %}";
+
+/// The `summary` annotation, else the `description` annotation, else the title.
+const DEFAULT_SUMMARY: &str = "{% if annotations.summary %}{{ annotations.summary }}\
+{% elif annotations.description %}{{ annotations.description }}\
+{% else %}{{ title }}{% endif %}";
+
+/// The `description` annotation (else the summary), then the labels on one line.
+const DEFAULT_DESCRIPTION: &str = "{% if annotations.description %}{{ annotations.description }}\
+{% else %}{{ summary }}{% endif %}\n\nLabels: \
+{% for name, value in labels | items %}{{ name }}={{ value }}{% if not loop.last %}, {% endif %}{% endfor %}";
+
+/// How much work one render may do. The default description of an alert with 10 000 labels (ingest
+/// allows 128) fits well within it, as a unit test checks; the bound stops a user template that
+/// loops without end from stalling a dispatcher lane.
+const FUEL: u64 = 1_000_000;
+
+/// Per-target text templates, as written in the config file (`templates: { title: … }`).
+///
+/// Each is a [minijinja](https://docs.rs/minijinja) template; an unset one uses the default. They are
+/// compiled by [`Templates::new`] when the config loads, so a syntax error surfaces there and not
+/// at 3 a.m. These are the variables a template sees:
+///
+/// | variable | value |
+/// |---|---|
+/// | `labels`, `annotations` | maps of strings; a missing key renders empty |
+/// | `status` | `firing` or `resolved`, as the caller decided |
+/// | `alert_name` | the `alertname` label, or `""` |
+/// | `fingerprint` | 16 hex digits |
+/// | `starts_at`, `ends_at` | RFC 3339 with milliseconds; `ends_at` is none while the alert has no end |
+/// | `generator_url` | a string or none |
+/// | `classification` | `{severity, confidence, reasoning, recommendations}` or none |
+/// | `enrichment` | the free-form enrichment object, or none |
+/// | `title` | in `summary` and `description`: the rendered title |
+/// | `summary` | in `description`: the rendered summary |
+///
+/// Undefined values are lenient and chain: `{{ labels.team }}` and `{{ classification.reasoning }}`
+/// render empty when absent instead of failing, and none prints as nothing. Output is trimmed, and
+/// never escaped.
+///
+/// This is a plain record: build it with `..Default::default()`, which keeps compiling when a field
+/// is added.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateConfig {
+    /// The title: a Slack header, the fallback text of every message.
+    pub title: Option<String>,
+    /// The summary: PagerDuty's `payload.summary`, Rootly's `summary`, the Slack message body.
+    pub summary: Option<String>,
+    /// The description: Rootly's `description`.
+    pub description: Option<String>,
+}
+
+/// The compiled templates of one target.
+///
+/// Build them once, when the config loads, and share them: rendering takes `&self`.
+///
+/// Rendering guarantees two things the targets rely on: the title and the summary are never empty
+/// (an empty render falls back to the alert's name, then to `alert <fingerprint>`), and an empty
+/// description falls back to the summary.
+#[derive(Clone, Debug)]
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+/// The rendered summary and description of one alert.
+pub(crate) struct Texts {
+    pub(crate) summary: String,
+    pub(crate) description: String,
+}
+
+// === impl Templates ===
+
+impl Templates {
+    /// Compiles the configured templates, using the default for each one left unset.
+    ///
+    /// # Errors
+    /// [`FormatError::Template`] naming the field whose template does not compile.
+    pub fn new(config: &TemplateConfig) -> Result<Self, FormatError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        // Names have no extension, so minijinja would not escape anyway; say so explicitly,
+        // because every target takes plain text or its own markup, never HTML.
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.set_fuel(Some(FUEL));
+        // An absent value (`ends_at` while firing, a missing classification) prints as nothing,
+        // not as Python's `None`, so `Ended: {{ ends_at }}` reads cleanly.
+        env.set_formatter(|out, state, value| {
+            let value = if value.is_none() {
+                &Value::UNDEFINED
+            } else {
+                value
+            };
+            minijinja::escape_formatter(out, state, value)
+        });
+        for (field, custom, default) in [
+            (TITLE, &config.title, DEFAULT_TITLE),
+            (SUMMARY, &config.summary, DEFAULT_SUMMARY),
+            (DESCRIPTION, &config.description, DEFAULT_DESCRIPTION),
+        ] {
+            let source = custom.clone().unwrap_or_else(|| default.to_owned());
+            env.add_template_owned(field, source)
+                .map_err(|err| template_error(field, &err))?;
+        }
+        Ok(Self { env })
+    }
+
+    /// The built-in templates.
+    #[must_use]
+    pub fn defaults() -> Self {
+        // The built-in sources are constants, and a unit test compiles them.
+        Self::new(&TemplateConfig::default()).expect("the built-in templates compile")
+    }
+
+    /// Renders the title, for example `[FIRING] DiskFull on db-1`. Never empty.
+    ///
+    /// # Errors
+    /// [`FormatError::Template`] when the template fails at render time, for example by calling
+    /// a filter with the wrong arguments or running out of fuel.
+    pub fn title(&self, alert: &EnrichedAlert, ctx: &FormatContext) -> Result<String, FormatError> {
+        let vars = Vars::new(alert, ctx);
+        self.render_title(&vars)
+    }
+
+    /// Renders the summary. Never empty.
+    ///
+    /// # Errors
+    /// As [`Templates::title`], for the title or the summary template.
+    pub fn summary(
+        &self,
+        alert: &EnrichedAlert,
+        ctx: &FormatContext,
+    ) -> Result<String, FormatError> {
+        let mut vars = Vars::new(alert, ctx);
+        let title = self.render_title(&vars)?;
+        vars.title = Some(&title);
+        self.render_summary(&vars)
+    }
+
+    /// Renders the description. Falls back to the summary when it renders empty.
+    ///
+    /// # Errors
+    /// As [`Templates::title`], for any of the three templates.
+    pub fn description(
+        &self,
+        alert: &EnrichedAlert,
+        ctx: &FormatContext,
+    ) -> Result<String, FormatError> {
+        self.texts(alert, ctx).map(|texts| texts.description)
+    }
+
+    /// Renders the title and the summary, rendering the title once.
+    pub(crate) fn title_and_summary(
+        &self,
+        alert: &EnrichedAlert,
+        ctx: &FormatContext,
+    ) -> Result<(String, String), FormatError> {
+        let mut vars = Vars::new(alert, ctx);
+        let title = self.render_title(&vars)?;
+        vars.title = Some(&title);
+        let summary = self.render_summary(&vars)?;
+        Ok((title, summary))
+    }
+
+    /// Renders the summary and the description, each template once.
+    pub(crate) fn texts(
+        &self,
+        alert: &EnrichedAlert,
+        ctx: &FormatContext,
+    ) -> Result<Texts, FormatError> {
+        let mut vars = Vars::new(alert, ctx);
+        let title = self.render_title(&vars)?;
+        vars.title = Some(&title);
+        let summary = self.render_summary(&vars)?;
+        vars.summary = Some(&summary);
+        let mut description = self.render(DESCRIPTION, &vars)?;
+        if description.is_empty() {
+            description.clone_from(&summary);
+        }
+        Ok(Texts {
+            summary,
+            description,
+        })
+    }
+
+    fn render_title(&self, vars: &Vars<'_>) -> Result<String, FormatError> {
+        let title = self.render(TITLE, vars)?;
+        Ok(non_empty_or_name(title, vars.alert))
+    }
+
+    fn render_summary(&self, vars: &Vars<'_>) -> Result<String, FormatError> {
+        let summary = self.render(SUMMARY, vars)?;
+        Ok(non_empty_or_name(summary, vars.alert))
+    }
+
+    fn render(&self, field: &'static str, vars: &Vars<'_>) -> Result<String, FormatError> {
+        let template = self
+            .env
+            .get_template(field)
+            .map_err(|err| template_error(field, &err))?;
+        let rendered = template
+            .render(Value::from(Serde(vars)))
+            .map_err(|err| template_error(field, &err))?;
+        Ok(rendered.trim().to_owned())
+    }
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::defaults()
+    }
+}
+
+fn template_error(field: &'static str, err: &minijinja::Error) -> FormatError {
+    FormatError::Template {
+        field,
+        message: err.to_string(),
+    }
+}
+
+/// The text itself, or, when it is empty, the alert's name, or `alert <fingerprint>`.
+fn non_empty_or_name(text: String, alert: &Alert) -> String {
+    if !text.is_empty() {
+        return text;
+    }
+    match alert.name().map(str::trim) {
+        Some(name) if !name.is_empty() => name.to_owned(),
+        _ => format!("alert {}", alert.fingerprint()),
+    }
+}
+
+/// The variables a template sees; see [`TemplateConfig`].
+#[derive(Serialize)]
+struct Vars<'a> {
+    #[serde(skip)]
+    alert: &'a Alert,
+    labels: &'a Labels,
+    annotations: &'a Annotations,
+    status: &'static str,
+    alert_name: &'a str,
+    fingerprint: String,
+    starts_at: String,
+    ends_at: Option<String>,
+    generator_url: Option<&'a str>,
+    classification: Option<&'a Classification>,
+    enrichment: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<&'a str>,
+}
+
+impl<'a> Vars<'a> {
+    fn new(enriched: &'a EnrichedAlert, ctx: &FormatContext) -> Self {
+        let alert = &enriched.alert;
+        Self {
+            alert,
+            labels: alert.labels(),
+            annotations: alert.annotations(),
+            status: ctx.status.as_str(),
+            alert_name: alert.name().unwrap_or(""),
+            fingerprint: alert.fingerprint().to_string(),
+            starts_at: wire::format_timestamp(alert.starts_at()),
+            ends_at: ctx.effective_ends_at(alert).map(wire::format_timestamp),
+            generator_url: alert.generator_url(),
+            classification: enriched.classification.as_ref(),
+            enrichment: enriched.enrichment.as_ref(),
+            title: None,
+            summary: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alert_core::{AlertStatus, Severity};
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    fn alert(pairs: &[(&str, &str)]) -> EnrichedAlert {
+        let labels = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let starts = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        EnrichedAlert::new(Alert::build(labels, Annotations::new(), starts, None, None).unwrap())
+    }
+
+    fn ctx() -> FormatContext {
+        FormatContext::new(
+            AlertStatus::Firing,
+            Utc.with_ymd_and_hms(2026, 1, 2, 4, 0, 0).unwrap(),
+        )
+    }
+
+    #[test]
+    fn defaults_compile() {
+        Templates::new(&TemplateConfig::default()).unwrap();
+    }
+
+    #[test]
+    fn chainable_undefined_renders_empty_for_absent_objects() {
+        let config = TemplateConfig {
+            title: Some(
+                "x{{ classification.reasoning }}{{ enrichment.a.b }}{{ labels.nope.deeper }}y"
+                    .to_owned(),
+            ),
+            ..TemplateConfig::default()
+        };
+        let templates = Templates::new(&config).unwrap();
+        let title = templates
+            .title(&alert(&[("alertname", "A")]), &ctx())
+            .unwrap();
+        assert_eq!(title, "xy");
+    }
+
+    #[test]
+    fn classification_fields_are_visible() {
+        let config = TemplateConfig {
+            title: Some(
+                "{{ classification.severity }} {{ classification.confidence }} {{ classification.recommendations | join(',') }}"
+                    .to_owned(),
+            ),
+            ..TemplateConfig::default()
+        };
+        let templates = Templates::new(&config).unwrap();
+        let enriched = alert(&[("alertname", "A")]).with_classification(
+            Classification::new(Severity::Warning, 0.5, "r")
+                .unwrap()
+                .with_recommendations(vec!["a".into(), "b".into()]),
+        );
+        assert_eq!(
+            templates.title(&enriched, &ctx()).unwrap(),
+            "warning 0.5 a,b"
+        );
+    }
+
+    #[test]
+    fn defaults_fit_the_fuel_for_huge_label_sets() {
+        let names: Vec<(String, String)> = (0..10_000)
+            .map(|i| (format!("label_{i:05}"), format!("value {i}")))
+            .collect();
+        let pairs: Vec<(&str, &str)> = names
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let description = Templates::defaults()
+            .description(&alert(&pairs), &ctx())
+            .unwrap();
+        assert!(
+            description.ends_with("label_09999=value 9999"),
+            "{description:.80}"
+        );
+    }
+
+    #[test]
+    fn runaway_template_runs_out_of_fuel() {
+        let config = TemplateConfig {
+            title: Some(
+                "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+                    .to_owned(),
+            ),
+            ..TemplateConfig::default()
+        };
+        let templates = Templates::new(&config).unwrap();
+        let err = templates
+            .title(&alert(&[("alertname", "A")]), &ctx())
+            .unwrap_err();
+        assert!(
+            matches!(err, FormatError::Template { field: "title", .. }),
+            "{err:?}"
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! Alertmanager: API v2 postable alerts and the v4 webhook envelope.
+
+use alert_core::{Alert, AlertStatus, Annotations, EnrichedAlert};
+use formatters::{FormatContext, alertmanager};
+use serde_json::{Value, json};
+
+use crate::common::{
+    ENDS_AT, FP, FP_DB2, GENERATOR_URL, NOW_AFTER_END, STARTS_AT, alert_with, annotations_json, at,
+    classified, ctx_firing, firing, labels_json, pairs, parse, resolved,
+};
+
+fn postable(alerts: &[&Alert], now: &str) -> Value {
+    parse(&alertmanager::postable_alerts(alerts, at(now)).unwrap())
+}
+
+const NOW_FIRING: &str = "2026-01-02T03:34:05Z";
+
+#[test]
+fn postable_firing_has_no_end() {
+    let alert = firing().alert;
+    assert_eq!(
+        postable(&[&alert], NOW_FIRING),
+        json!([{
+            "labels": labels_json(),
+            "annotations": annotations_json(),
+            "startsAt": STARTS_AT,
+            "generatorURL": GENERATOR_URL,
+        }])
+    );
+}
+
+#[test]
+fn postable_resolved_keeps_its_end() {
+    let alert = resolved().alert;
+    assert_eq!(
+        postable(&[&alert], NOW_AFTER_END),
+        json!([{
+            "labels": labels_json(),
+            "annotations": annotations_json(),
+            "startsAt": STARTS_AT,
+            "endsAt": ENDS_AT,
+            "generatorURL": GENERATOR_URL,
+        }])
+    );
+}
+
+#[test]
+fn postable_batch_keeps_each_alerts_own_state() {
+    let firing =
+        alert_with(pairs(&[("alertname", "A")]), Annotations::new()).with_generator_url(None);
+    let resolved = resolved().alert;
+    assert_eq!(
+        postable(&[&firing, &resolved], NOW_FIRING),
+        json!([
+            {
+                "labels": { "alertname": "A" },
+                "annotations": {},
+                "startsAt": STARTS_AT,
+            },
+            {
+                "labels": labels_json(),
+                "annotations": annotations_json(),
+                "startsAt": STARTS_AT,
+                "endsAt": ENDS_AT,
+                "generatorURL": GENERATOR_URL,
+            },
+        ])
+    );
+}
+
+#[test]
+fn postable_auto_resolve_sends_now_as_the_end() {
+    // Without an end, the upstream Alertmanager would keep the alert firing.
+    let alert = firing().alert;
+    let ctx = FormatContext::new(AlertStatus::Resolved, at("2026-01-02T06:00:00Z"));
+    let body = parse(&alertmanager::postable_alerts_with_context(&[&alert], &ctx).unwrap());
+    assert_eq!(
+        body,
+        json!([{
+            "labels": labels_json(),
+            "annotations": annotations_json(),
+            "startsAt": STARTS_AT,
+            "endsAt": "2026-01-02T06:00:00.000Z",
+            "generatorURL": GENERATOR_URL,
+        }])
+    );
+    // A firing context leaves an alert without an end as it is.
+    let body =
+        parse(&alertmanager::postable_alerts_with_context(&[&alert], &ctx_firing()).unwrap());
+    assert!(body[0].get("endsAt").is_none());
+}
+
+fn db2() -> EnrichedAlert {
+    EnrichedAlert::new(
+        alert_with(
+            pairs(&[
+                ("alertname", "DiskFull"),
+                ("instance", "db-2"),
+                ("job", "node"),
+                ("severity", "critical"),
+            ]),
+            pairs(&[
+                ("description", "/var on db-2 is 97% full"),
+                ("summary", "Disk almost full"),
+            ]),
+        )
+        .with_generator_url(None),
+    )
+}
+
+#[test]
+fn envelope_with_a_firing_and_a_resolved_alert() {
+    // db-2 fires (no end); db-1 resolved before `now`. Classification is not part of the shape.
+    let resolved = classified(resolved());
+    let firing = db2();
+    let envelope = alertmanager::webhook_envelope(
+        &[&resolved, &firing],
+        at(NOW_AFTER_END),
+        "alertpub",
+        "{}:{alertname=\"DiskFull\"}",
+        "http://alertpub.local:9097",
+    );
+    assert_eq!(
+        envelope,
+        json!({
+            "version": "4",
+            "groupKey": "{}:{alertname=\"DiskFull\"}",
+            "truncatedAlerts": 0,
+            "status": "firing",
+            "receiver": "alertpub",
+            "groupLabels": {},
+            "commonLabels": { "alertname": "DiskFull", "job": "node", "severity": "critical" },
+            "commonAnnotations": { "summary": "Disk almost full" },
+            "externalURL": "http://alertpub.local:9097",
+            "alerts": [
+                {
+                    "status": "resolved",
+                    "labels": labels_json(),
+                    "annotations": annotations_json(),
+                    "startsAt": STARTS_AT,
+                    "endsAt": ENDS_AT,
+                    "generatorURL": GENERATOR_URL,
+                    "fingerprint": FP,
+                },
+                {
+                    "status": "firing",
+                    "labels": {
+                        "alertname": "DiskFull",
+                        "instance": "db-2",
+                        "job": "node",
+                        "severity": "critical",
+                    },
+                    "annotations": {
+                        "description": "/var on db-2 is 97% full",
+                        "summary": "Disk almost full",
+                    },
+                    "startsAt": STARTS_AT,
+                    "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "",
+                    "fingerprint": FP_DB2,
+                },
+            ],
+        })
+    );
+}
+
+#[test]
+fn envelope_of_one_firing_alert() {
+    let alert = firing();
+    let envelope = alertmanager::webhook_envelope(
+        &[&alert],
+        at("2026-01-02T03:34:05Z"),
+        "r",
+        "k",
+        "http://am",
+    );
+    assert_eq!(
+        envelope,
+        json!({
+            "version": "4",
+            "groupKey": "k",
+            "truncatedAlerts": 0,
+            "status": "firing",
+            "receiver": "r",
+            "groupLabels": {},
+            "commonLabels": labels_json(),
+            "commonAnnotations": annotations_json(),
+            "externalURL": "http://am",
+            "alerts": [{
+                "status": "firing",
+                "labels": labels_json(),
+                "annotations": annotations_json(),
+                "startsAt": STARTS_AT,
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": GENERATOR_URL,
+                "fingerprint": FP,
+            }],
+        })
+    );
+}
+
+#[test]
+fn envelope_is_resolved_when_every_alert_is() {
+    let plain = resolved();
+    let with_classification = classified(resolved());
+    for alert in [&plain, &with_classification] {
+        let envelope =
+            alertmanager::webhook_envelope(&[alert], at(NOW_AFTER_END), "r", "k", "http://am");
+        assert_eq!(
+            envelope,
+            json!({
+                "version": "4",
+                "groupKey": "k",
+                "truncatedAlerts": 0,
+                "status": "resolved",
+                "receiver": "r",
+                "groupLabels": {},
+                "commonLabels": labels_json(),
+                "commonAnnotations": annotations_json(),
+                "externalURL": "http://am",
+                "alerts": [{
+                    "status": "resolved",
+                    "labels": labels_json(),
+                    "annotations": annotations_json(),
+                    "startsAt": STARTS_AT,
+                    "endsAt": ENDS_AT,
+                    "generatorURL": GENERATOR_URL,
+                    "fingerprint": FP,
+                }],
+            })
+        );
+    }
+}
+
+#[test]
+fn envelope_of_no_alerts() {
+    let envelope = alertmanager::webhook_envelope(&[], at(NOW_AFTER_END), "r", "k", "http://am");
+    assert_eq!(envelope["status"], "resolved");
+    assert_eq!(envelope["commonLabels"], json!({}));
+    assert_eq!(envelope["commonAnnotations"], json!({}));
+    assert_eq!(envelope["alerts"], json!([]));
+}
+
+#[test]
+fn common_labels_need_equal_values_in_every_alert() {
+    let a = EnrichedAlert::new(alert_with(
+        pairs(&[("alertname", "A"), ("x", "1")]),
+        Annotations::new(),
+    ));
+    let b = EnrichedAlert::new(alert_with(
+        pairs(&[("alertname", "A"), ("x", "2")]),
+        Annotations::new(),
+    ));
+    let c = EnrichedAlert::new(alert_with(pairs(&[("alertname", "A")]), Annotations::new()));
+    let envelope =
+        alertmanager::webhook_envelope(&[&a, &b], at(NOW_AFTER_END), "r", "k", "http://am");
+    assert_eq!(envelope["commonLabels"], json!({ "alertname": "A" }));
+    let envelope =
+        alertmanager::webhook_envelope(&[&a, &c], at(NOW_AFTER_END), "r", "k", "http://am");
+    assert_eq!(envelope["commonLabels"], json!({ "alertname": "A" }));
+}
