@@ -12,6 +12,10 @@ use crate::util::{cargo, root, run as run_cmd, target_dir};
 
 const MARKER: &str = "cfg(alertpub_loom)";
 
+/// Extra `cargo test` arguments per crate. health's models need only its pure library, and its
+/// default `probes` feature would build hyper and rustls for nothing.
+const EXTRA_ARGS: &[(&str, &[&str])] = &[("health", &["--no-default-features"])];
+
 pub(crate) fn run() -> Result<()> {
     let packages = packages_with_models()?;
     if packages.is_empty() {
@@ -20,9 +24,15 @@ pub(crate) fn run() -> Result<()> {
     }
     let loom_target = target_dir().join("loom");
     for package in packages {
+        let extra = EXTRA_ARGS
+            .iter()
+            .find(|(name, _)| *name == package)
+            .map_or(&[][..], |(_, args)| *args);
         run_cmd(
             cargo()
-                .args(["test", "--release", "--lib", "-p", &package, "--target-dir"])
+                .args(["test", "--release", "--lib", "-p", &package])
+                .args(extra)
+                .arg("--target-dir")
                 .arg(&loom_target)
                 .args(["--", "loom"])
                 .env("RUSTFLAGS", "--cfg alertpub_loom")
