@@ -127,10 +127,18 @@ impl HealthProbe {
 /// dispatcher does) and applies no timeout of its own beyond what its transport needs (the engine's
 /// `TargetCall` applies the per-attempt timeout). Dropping the returned future must cancel the
 /// attempt.
-pub trait Publisher: Send + Sync + 'static {
+///
+/// `Debug` is required so targets can be logged; implementations must keep credentials and URL
+/// paths out of it (print `redact_url` forms, never the secrets).
+pub trait Publisher: Send + Sync + std::fmt::Debug + 'static {
     /// Sends the alert and returns a receipt, or a classified error.
     fn publish<'a>(
         &'a self,
         request: PublishRequest<'a>,
     ) -> BoxFuture<'a, Result<Receipt, PublishError>>;
+
+    /// How active health checks reach this target; `None` when it cannot be probed.
+    fn health_probe(&self) -> Option<HealthProbe> {
+        None
+    }
 }

@@ -19,6 +19,7 @@ use futures_util::future::join_all;
 use test_support::{alert, entry};
 
 /// A publisher that accepts at once: the engine's own cost is all that is left to measure.
+#[derive(Debug)]
 struct Noop;
 
 impl Publisher for Noop {

@@ -9,6 +9,7 @@ use alert_core::{
 use fanout::{FanoutEngine, PublishOptions};
 use test_support::{alert, entry};
 
+#[derive(Debug)]
 struct Noop;
 
 impl Publisher for Noop {

@@ -22,6 +22,7 @@
 //! use fanout::{FanoutEngine, PublishOptions};
 //!
 //! /// A publisher that accepts everything, standing in for a real one.
+//! #[derive(Debug)]
 //! struct Accept;
 //! impl Publisher for Accept {
 //!     fn publish<'a>(&'a self, _: PublishRequest<'a>) -> BoxFuture<'a, Result<Receipt, PublishError>> {

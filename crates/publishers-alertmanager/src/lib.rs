@@ -1,3 +1,190 @@
-//! Forwards alerts to another Alertmanager (`POST {base}/api/v2/alerts`).
+//! Forwards alerts to another Alertmanager: `POST {url}/api/v2/alerts` with a JSON array of
+//! postable alerts, as Prometheus sends them.
 //!
-//! While an alert fires it is re-forwarded every `refresh_interval`, so the upstream does not resolve it.
+//! An Alertmanager resolves an alert that is not refreshed within its `resolve_timeout`, so while an
+//! alert fires, alertpub re-forwards it every `refresh_interval` (default 1m; keep it below the
+//! upstream's `resolve_timeout`). The interval is a setting of this kind; the queue schedules the
+//! refreshes. Alertmanager deduplicates by labels, so a refresh never notifies twice.
+//!
+//! Used on its own:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use alert_core::{InMemoryMessageRefs, KindSettings, TargetName};
+//! use publisher_http::{BuildContext, ClientConfig, HttpClient};
+//!
+//! # fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let settings: KindSettings = serde_json::from_value(serde_json::json!({
+//!     "url": "http://127.0.0.1:9093",
+//!     "refresh_interval": "1m",
+//! }))?;
+//! let context = BuildContext::new(
+//!     TargetName::new("upstream-alertmanager")?,
+//!     HttpClient::new(&ClientConfig::default())?,
+//!     Arc::new(InMemoryMessageRefs::new()),
+//! );
+//! let publisher = publishers_alertmanager::from_settings(&settings, &context)?;
+//! # let _ = publisher;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alert_core::{
+    BoxFuture, ErrorKind, HealthProbe, KindSettings, PermanentReason, PublishError, PublishRequest,
+    Publisher, Receipt, Secret, wire,
+};
+use publisher_http::{
+    BuildContext, BuildError, DefaultClassifier, HttpClient, HttpRequest, check_base_url,
+    parse_settings, resolve_secret,
+};
+use serde::Deserialize;
+
+/// The default `refresh_interval`.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// An Alertmanager target's settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// The upstream's base URL; `/api/v2/alerts` is appended.
+    pub url: String,
+    /// How often a firing alert is re-forwarded, as "1m"; default 1m.
+    #[serde(default)]
+    pub refresh_interval: Option<String>,
+    /// An optional bearer token, for an Alertmanager behind an authenticating proxy.
+    #[serde(default)]
+    pub bearer_token: Option<Secret<String>>,
+    /// A file holding the bearer token.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// The refresh interval, parsed.
+    ///
+    /// # Errors
+    /// [`BuildError::Settings`] for an unparsable or zero interval.
+    pub fn refresh_interval(&self) -> Result<Duration, BuildError> {
+        match &self.refresh_interval {
+            None => Ok(DEFAULT_REFRESH_INTERVAL),
+            Some(text) => match wire::parse_duration(text) {
+                Ok(interval) if !interval.is_zero() => Ok(interval),
+                Ok(_) => Err(BuildError::Settings(
+                    "refresh_interval must be greater than zero".to_owned(),
+                )),
+                Err(err) => Err(BuildError::Settings(format!("refresh_interval: {err}"))),
+            },
+        }
+    }
+}
+
+/// The Alertmanager forwarding publisher.
+#[derive(Debug)]
+pub struct AlertmanagerPublisher {
+    client: HttpClient,
+    endpoint: String,
+    health: String,
+    refresh_interval: Duration,
+    bearer: Option<Secret<String>>,
+}
+
+/// Builds the publisher from a target's settings.
+///
+/// # Errors
+/// [`BuildError`].
+pub fn from_settings(
+    settings: &KindSettings,
+    context: &BuildContext,
+) -> Result<Arc<dyn Publisher>, BuildError> {
+    Ok(Arc::new(AlertmanagerPublisher::new(
+        &parse_settings(settings)?,
+        context.client.clone(),
+    )?))
+}
+
+impl AlertmanagerPublisher {
+    /// Builds the publisher from its config.
+    ///
+    /// # Errors
+    /// [`BuildError`] for a bad URL or interval, or an unavailable token.
+    pub fn new(config: &Config, client: HttpClient) -> Result<Self, BuildError> {
+        let base = check_base_url("url", &config.url)?;
+        let refresh_interval = config.refresh_interval()?;
+        let bearer = match (&config.bearer_token, &config.bearer_token_file) {
+            (None, None) => None,
+            (inline, file) => Some(resolve_secret(
+                "bearer_token",
+                inline.as_ref().map(|s| s.expose().as_str()),
+                file.as_deref(),
+            )?),
+        };
+        Ok(Self {
+            client,
+            endpoint: format!("{base}/api/v2/alerts"),
+            health: format!("{base}/-/healthy"),
+            refresh_interval,
+            bearer,
+        })
+    }
+
+    /// How often a firing alert is re-forwarded.
+    #[must_use]
+    pub fn refresh_interval(&self) -> Duration {
+        self.refresh_interval
+    }
+}
+
+impl Publisher for AlertmanagerPublisher {
+    fn publish<'a>(
+        &'a self,
+        request: PublishRequest<'a>,
+    ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
+        Box::pin(async move {
+            let body = formatters::alertmanager::postable_alerts(
+                &[&request.alert.alert],
+                chrono::Utc::now(),
+            )
+            .map_err(|e| {
+                PublishError::new(
+                    ErrorKind::Permanent {
+                        reason: PermanentReason::Payload,
+                    },
+                    e.to_string(),
+                )
+            })?;
+            let config_error = |e: publisher_http::RequestError| {
+                PublishError::new(
+                    ErrorKind::Permanent {
+                        reason: PermanentReason::Config,
+                    },
+                    e.to_string(),
+                )
+            };
+            let mut http = HttpRequest::post(&self.endpoint)
+                .map_err(config_error)?
+                .json(body);
+            if let Some(token) = &self.bearer {
+                http = http.bearer(token).map_err(config_error)?;
+            }
+            let response = self.client.send(http, &DefaultClassifier).await?;
+            Ok(Receipt::with_status(response.status.as_u16()))
+        })
+    }
+
+    /// `GET /-/healthy`, with the bearer token when one is configured.
+    fn health_probe(&self) -> Option<HealthProbe> {
+        let probe = HealthProbe::new(Secret::new(self.health.clone()));
+        Some(match &self.bearer {
+            Some(token) => probe.with_header(
+                "Authorization",
+                Secret::new(format!("Bearer {}", token.expose())),
+            ),
+            None => probe,
+        })
+    }
+}

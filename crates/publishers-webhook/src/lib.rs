@@ -1,3 +1,365 @@
-//! Publishes alerts as generic JSON to any HTTP endpoint, with optional auth and an HMAC-SHA256 signature.
+//! Publishes alerts as generic JSON to any HTTP endpoint.
 //!
-//! Retries of one job reuse its `Idempotency-Key`.
+//! The body is the generic webhook format of SPEC §3:
+//! `{version:"1", alert_name, fingerprint, status, labels, annotations, starts_at, ends_at,
+//! generator_url, classification, enrichment}`. Every request carries an `Idempotency-Key` made
+//! from the fingerprint, the status, `starts_at` and the notification log's delivery sequence, so
+//! retries of one delivery reuse it and a `repeat_interval` reminder gets a new one.
+//!
+//! Options: the method (`POST` or `PUT`), extra headers, Bearer, Basic or API-key auth, and an
+//! HMAC-SHA256 signature header `X-Alertpub-Signature: t=<unix seconds>,v1=<hex>` computed over
+//! `"<t>.<body>"` with the configured secret. A receiver verifies it by recomputing the HMAC over
+//! the timestamp, a dot and the raw body, comparing in constant time, and rejecting old timestamps.
+//!
+//! Used on its own:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use alert_core::{InMemoryMessageRefs, KindSettings, TargetName};
+//! use publisher_http::{BuildContext, ClientConfig, HttpClient};
+//!
+//! # fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let settings: KindSettings = serde_json::from_value(serde_json::json!({
+//!     "url": "https://hooks.example.com/alerts",
+//!     "auth": { "bearer_token": "${env:HOOK_TOKEN}" },
+//!     "hmac_secret_file": "/run/secrets/hook-hmac",
+//! }))?;
+//! let context = BuildContext::new(
+//!     TargetName::new("ops-webhook")?,
+//!     HttpClient::new(&ClientConfig::default())?,
+//!     Arc::new(InMemoryMessageRefs::new()),
+//! );
+//! let publisher = publishers_webhook::from_settings(&settings, &context)?;
+//! # let _ = publisher;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use alert_core::{
+    BoxFuture, ErrorKind, HealthProbe, KindSettings, PermanentReason, PublishError, PublishRequest,
+    Publisher, Receipt, Secret,
+};
+use base64::Engine as _;
+use formatters::FormatContext;
+use hmac::{Hmac, Mac};
+use http::Method;
+use publisher_http::{
+    BuildContext, BuildError, DefaultClassifier, HttpClient, HttpRequest, parse_settings,
+    resolve_secret,
+};
+use serde::Deserialize;
+use sha2::Sha256;
+
+/// The signature header's name.
+pub const SIGNATURE_HEADER: &str = "X-Alertpub-Signature";
+
+/// A webhook target's settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// The full URL called. May be `${env:VAR}`, since such URLs often embed tokens.
+    #[serde(default)]
+    pub url: Option<Secret<String>>,
+    /// A file holding the URL, instead of `url`.
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    /// `POST` (the default) or `PUT`.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Extra headers, not secret.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Authentication, at most one scheme.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    /// The HMAC-SHA256 signing secret.
+    #[serde(default)]
+    pub hmac_secret: Option<Secret<String>>,
+    /// A file holding the signing secret.
+    #[serde(default)]
+    pub hmac_secret_file: Option<PathBuf>,
+}
+
+/// How the webhook authenticates: exactly one of the three.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AuthConfig {
+    /// `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub bearer_token: Option<Secret<String>>,
+    /// A file holding the bearer token.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// `Authorization: Basic …`.
+    #[serde(default)]
+    pub basic: Option<BasicAuth>,
+    /// A key in a header of your choosing.
+    #[serde(default)]
+    pub api_key: Option<ApiKeyAuth>,
+}
+
+/// HTTP Basic credentials.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BasicAuth {
+    /// The user name.
+    pub username: String,
+    /// The password.
+    #[serde(default)]
+    pub password: Option<Secret<String>>,
+    /// A file holding the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// An API key sent in a header.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ApiKeyAuth {
+    /// The header, default `X-API-Key`.
+    #[serde(default = "default_api_key_header")]
+    pub header: String,
+    /// The key.
+    #[serde(default)]
+    pub value: Option<Secret<String>>,
+    /// A file holding the key.
+    #[serde(default)]
+    pub value_file: Option<PathBuf>,
+}
+
+fn default_api_key_header() -> String {
+    "X-API-Key".to_owned()
+}
+
+/// Resolved authentication.
+enum Auth {
+    None,
+    Bearer(Secret<String>),
+    Header(String, Secret<String>),
+}
+
+/// The webhook publisher.
+pub struct WebhookPublisher {
+    client: HttpClient,
+    url: Secret<String>,
+    method: Method,
+    headers: Vec<(String, String)>,
+    auth: Auth,
+    hmac_secret: Option<Secret<String>>,
+}
+
+impl std::fmt::Debug for WebhookPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookPublisher")
+            .field("url", &alert_core::redact_url(self.url.expose()))
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the publisher from a target's settings.
+///
+/// # Errors
+/// [`BuildError`]; an unreadable secret is [`BuildError::SecretUnavailable`].
+pub fn from_settings(
+    settings: &KindSettings,
+    context: &BuildContext,
+) -> Result<Arc<dyn Publisher>, BuildError> {
+    Ok(Arc::new(WebhookPublisher::new(
+        parse_settings(settings)?,
+        context.client.clone(),
+    )?))
+}
+
+impl WebhookPublisher {
+    /// Builds the publisher from its config.
+    ///
+    /// # Errors
+    /// [`BuildError`] for a bad URL, method or header, or an unavailable secret.
+    pub fn new(config: Config, client: HttpClient) -> Result<Self, BuildError> {
+        let url = resolve_secret(
+            "url",
+            config.url.as_ref().map(|s| s.expose().as_str()),
+            config.url_file.as_deref(),
+        )?;
+        publisher_http::check_base_url("url", url.expose())?;
+        let method = match config
+            .method
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            None | Some("POST") => Method::POST,
+            Some("PUT") => Method::PUT,
+            Some(other) => {
+                return Err(BuildError::Settings(format!(
+                    "method must be POST or PUT, not {other}"
+                )));
+            }
+        };
+        let auth = match config.auth {
+            None => Auth::None,
+            Some(auth) => resolve_auth(auth)?,
+        };
+        let hmac_secret = match (&config.hmac_secret, &config.hmac_secret_file) {
+            (None, None) => None,
+            (inline, file) => Some(resolve_secret(
+                "hmac_secret",
+                inline.as_ref().map(|s| s.expose().as_str()),
+                file.as_deref(),
+            )?),
+        };
+        // Validate the headers now, so a bad one fails at load rather than on every publish.
+        for (name, value) in &config.headers {
+            HttpRequest::post("http://check.invalid")
+                .and_then(|r| r.header(name, value))
+                .map_err(|e| BuildError::Settings(e.to_string()))?;
+        }
+        Ok(Self {
+            client,
+            url,
+            method,
+            headers: config.headers.into_iter().collect(),
+            auth,
+            hmac_secret,
+        })
+    }
+
+    fn request(&self, body: Vec<u8>, idempotency_key: &str) -> Result<HttpRequest, PublishError> {
+        let config_error = |e: publisher_http::RequestError| {
+            PublishError::new(
+                ErrorKind::Permanent {
+                    reason: PermanentReason::Config,
+                },
+                e.to_string(),
+            )
+        };
+        let mut request =
+            HttpRequest::secret_url(self.method.clone(), &self.url).map_err(config_error)?;
+        for (name, value) in &self.headers {
+            request = request.header(name, value).map_err(config_error)?;
+        }
+        request = request
+            .header("Idempotency-Key", idempotency_key)
+            .map_err(config_error)?;
+        request = match &self.auth {
+            Auth::None => request,
+            Auth::Bearer(token) => request.bearer(token).map_err(config_error)?,
+            Auth::Header(name, value) => {
+                request.secret_header(name, value).map_err(config_error)?
+            }
+        };
+        if let Some(secret) = &self.hmac_secret {
+            let timestamp = chrono::Utc::now().timestamp();
+            let signature = sign(secret, timestamp, &body);
+            request = request
+                .header(SIGNATURE_HEADER, &format!("t={timestamp},v1={signature}"))
+                .map_err(config_error)?
+                .scrub(secret);
+        }
+        Ok(request.json(body))
+    }
+}
+
+fn resolve_auth(auth: AuthConfig) -> Result<Auth, BuildError> {
+    let schemes = usize::from(auth.bearer_token.is_some() || auth.bearer_token_file.is_some())
+        + usize::from(auth.basic.is_some())
+        + usize::from(auth.api_key.is_some());
+    if schemes != 1 {
+        return Err(BuildError::Settings(
+            "auth needs exactly one of bearer_token(_file), basic or api_key".to_owned(),
+        ));
+    }
+    if let Some(basic) = auth.basic {
+        let password = resolve_secret(
+            "auth.basic.password",
+            basic.password.as_ref().map(|s| s.expose().as_str()),
+            basic.password_file.as_deref(),
+        )?;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            basic.username,
+            password.expose()
+        ));
+        return Ok(Auth::Header(
+            "Authorization".to_owned(),
+            Secret::new(format!("Basic {encoded}")),
+        ));
+    }
+    if let Some(key) = auth.api_key {
+        let value = resolve_secret(
+            "auth.api_key.value",
+            key.value.as_ref().map(|s| s.expose().as_str()),
+            key.value_file.as_deref(),
+        )?;
+        return Ok(Auth::Header(key.header, value));
+    }
+    let token = resolve_secret(
+        "auth.bearer_token",
+        auth.bearer_token.as_ref().map(|s| s.expose().as_str()),
+        auth.bearer_token_file.as_deref(),
+    )?;
+    Ok(Auth::Bearer(token))
+}
+
+/// The signature: lowercase hex of HMAC-SHA256(secret, `"<timestamp>.<body>"`).
+#[must_use]
+pub fn sign(secret: &Secret<String>, timestamp: i64, body: &[u8]) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+impl Publisher for WebhookPublisher {
+    fn publish<'a>(
+        &'a self,
+        request: PublishRequest<'a>,
+    ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
+        Box::pin(async move {
+            let context = FormatContext::for_alert(&request.alert.alert, chrono::Utc::now());
+            let body = formatters::webhook::body(request.alert, &context).map_err(|e| {
+                PublishError::new(
+                    ErrorKind::Permanent {
+                        reason: PermanentReason::Payload,
+                    },
+                    e.to_string(),
+                )
+            })?;
+            let key = formatters::webhook::idempotency_key(
+                &request.alert.alert,
+                context.status,
+                request.delivery.sequence,
+            );
+            let response = self
+                .client
+                .send(self.request(body, &key)?, &DefaultClassifier)
+                .await?;
+            Ok(Receipt::with_status(response.status.as_u16()))
+        })
+    }
+
+    /// `GET` on the URL, with the configured auth.
+    fn health_probe(&self) -> Option<HealthProbe> {
+        let probe = HealthProbe::new(self.url.clone());
+        Some(match &self.auth {
+            Auth::None => probe,
+            Auth::Bearer(token) => probe.with_header(
+                "Authorization",
+                Secret::new(format!("Bearer {}", token.expose())),
+            ),
+            Auth::Header(name, value) => probe.with_header(name.clone(), value.clone()),
+        })
+    }
+}
