@@ -1,3 +1,49 @@
-//! Target discovery: the YAML config file, hot-reloaded, and Kubernetes Secrets behind the `kubernetes` feature.
+//! Target discovery: where alertpub's targets come from, kept current without restarts.
 //!
-//! Both sources implement `alert_core::TargetSource`.
+//! - **The config file** (YAML, the binding shape of SPEC §5, documented in
+//!   `docs/configuration.md`): [`load_file`] parses and validates it with errors that name the
+//!   field (`targets[1].filter[0]: …`); [`FileSource`] serves its targets as an
+//!   [`alert_core::TargetSource`] and hot-reloads on SIGHUP and on changes to the file or to any
+//!   `*_file` secret, swapping the target set in one step and keeping the old set when the new
+//!   file is invalid.
+//! - A target whose secret cannot be read loads **disabled**, with reason `secret_unavailable`,
+//!   and a [`Warning`]; the rest load.
+//! - Publishers are built by a [`PublisherFactory`] the caller supplies (the server maps each
+//!   kind to its publisher crate), so this crate depends on no publisher.
+//!
+//! ```
+//! use std::path::Path;
+//! use std::sync::Arc;
+//! use alert_core::{BoxFuture, PublishError, PublishRequest, Publisher, Receipt, Target};
+//!
+//! #[derive(Debug)]
+//! struct Accept;
+//! impl Publisher for Accept {
+//!     fn publish<'a>(&'a self, _: PublishRequest<'a>) -> BoxFuture<'a, Result<Receipt, PublishError>> {
+//!         Box::pin(async { Ok(Receipt::default()) })
+//!     }
+//! }
+//! let factory = |_: &Target| -> Result<Arc<dyn Publisher>, publisher_http::BuildError> { Ok(Arc::new(Accept)) };
+//! let yaml = "targets:\n  - name: ops\n    kind: webhook\n    filter: ['severity=~\"critical|warning\"']\n";
+//! let loaded = discovery::load_str(yaml, Path::new("inline.yaml"), &factory).unwrap();
+//! assert_eq!(loaded.targets.len(), 1);
+//! let err = discovery::parse("targets:\n  - name: Bad_Name\n    kind: webhook\n", Path::new("x.yaml")).unwrap_err();
+//! assert!(err.to_string().contains("targets[0].name"), "{err}");
+//! ```
+
+mod config;
+mod duration;
+mod file;
+mod load;
+
+pub use config::{
+    AuthConfig, CircuitBreakerConfig, Config, DiscoveryConfig, HealthConfig, HealthStrategyName,
+    IngestConfig, KubernetesConfig, PublishingConfig, QueueConfig, ServerConfig, TargetSpec,
+    TlsConfig,
+};
+pub use duration::Dur;
+pub use file::{FileSource, ReloadStatus};
+pub use load::{
+    ConfigError, Loaded, PublisherFactory, Warning, build_targets, load_file, load_str, parse,
+    referenced_files, target_of,
+};

@@ -1,0 +1,305 @@
+//! The config file's shape (SPEC §5). Field names are binding: scripts and operators depend on them.
+
+use std::path::PathBuf;
+
+use alert_core::{Matcher, RateLimit, TargetKind, TargetName};
+use serde::Deserialize;
+
+use crate::duration::Dur;
+
+/// The whole config file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// The HTTP server. Changes need a restart.
+    pub server: ServerConfig,
+    /// Ingest and the notification log.
+    pub ingest: IngestConfig,
+    /// The synchronous publish API.
+    pub publishing: PublishingConfig,
+    /// The durable queue. Changes need a restart.
+    pub queue: QueueConfig,
+    /// Active health checks.
+    pub health: HealthConfig,
+    /// Per-target circuit breakers.
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// The static targets.
+    pub targets: Vec<TargetSpec>,
+    /// Other target sources.
+    pub discovery: Option<DiscoveryConfig>,
+}
+
+/// `server:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The listen address, default `127.0.0.1:9097`.
+    pub listen: String,
+    /// TLS, when set.
+    pub tls: Option<TlsConfig>,
+    /// Bearer-token auth, when set.
+    pub auth: Option<AuthConfig>,
+    /// The largest request body, default 4 MiB.
+    pub max_body_bytes: usize,
+    /// The most alerts in one request, default 10 000.
+    pub max_alerts_per_request: usize,
+    /// The most open connections, default 4096.
+    pub max_connections: usize,
+    /// The deadline for a request's headers, default 10s.
+    pub header_read_timeout: Dur,
+    /// The deadline for a request's body, default 30s.
+    pub body_read_timeout: Dur,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9097".to_owned(),
+            tls: None,
+            auth: None,
+            max_body_bytes: 4 * 1024 * 1024,
+            max_alerts_per_request: 10_000,
+            max_connections: 4096,
+            header_read_timeout: Dur::secs(10),
+            body_read_timeout: Dur::secs(30),
+        }
+    }
+}
+
+/// `server.tls:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TlsConfig {
+    /// The certificate chain, PEM.
+    pub cert_file: PathBuf,
+    /// The private key, PEM.
+    pub key_file: PathBuf,
+}
+
+/// `server.auth:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AuthConfig {
+    /// A file with one token a line.
+    pub bearer_tokens_file: PathBuf,
+    /// Whether the two ingest endpoints need a token too.
+    #[serde(default)]
+    pub protect_ingest: bool,
+}
+
+/// `ingest:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct IngestConfig {
+    /// An alert without `endsAt` resolves after this without a refresh; default 5m.
+    pub resolve_timeout: Dur,
+    /// The default for targets; 0 means never repeat. Default 4h.
+    pub repeat_interval: Dur,
+    /// How long notification-log entries are kept; default 120h.
+    pub log_retention: Dur,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            resolve_timeout: Dur::secs(300),
+            repeat_interval: Dur::secs(4 * 3600),
+            log_retention: Dur::secs(120 * 3600),
+        }
+    }
+}
+
+/// `publishing:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PublishingConfig {
+    /// The synchronous API's overall timeout; default 30s.
+    pub timeout: Dur,
+    /// One attempt's timeout; default 10s.
+    pub per_target_timeout: Dur,
+    /// The most targets called at once by the synchronous API; default 50.
+    pub max_concurrent: usize,
+    /// `skip_unhealthy`, `skip_unhealthy_and_degraded` or `publish_to_all`.
+    pub health_strategy: HealthStrategyName,
+}
+
+impl Default for PublishingConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Dur::secs(30),
+            per_target_timeout: Dur::secs(10),
+            max_concurrent: 50,
+            health_strategy: HealthStrategyName::SkipUnhealthy,
+        }
+    }
+}
+
+/// The health strategy's names in the config file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStrategyName {
+    /// Skip unhealthy targets.
+    #[default]
+    SkipUnhealthy,
+    /// Skip unhealthy and degraded targets.
+    SkipUnhealthyAndDegraded,
+    /// Call every target.
+    PublishToAll,
+}
+
+/// `queue:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct QueueConfig {
+    /// The queue file.
+    pub path: PathBuf,
+    /// Attempts before the DLQ; default 8.
+    pub max_attempts: u32,
+    /// The first backoff; default 1s.
+    pub initial_backoff: Dur,
+    /// The backoff cap; default 5m.
+    pub max_backoff: Dur,
+    /// Older jobs go to the DLQ as `expired`; default 24h.
+    pub max_age: Dur,
+    /// The most jobs held; default 1 000 000.
+    pub max_jobs: u64,
+    /// Each lane's in-flight limit; default 16.
+    pub per_target_in_flight: usize,
+    /// How long DLQ entries are kept; default 720h.
+    pub dlq_retention: Dur,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("./data/alertpub.redb"),
+            max_attempts: 8,
+            initial_backoff: Dur::secs(1),
+            max_backoff: Dur::secs(300),
+            max_age: Dur::secs(24 * 3600),
+            max_jobs: 1_000_000,
+            per_target_in_flight: 16,
+            dlq_retention: Dur::secs(720 * 3600),
+        }
+    }
+}
+
+/// `health:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HealthConfig {
+    /// How often targets are probed; default 2m.
+    pub interval: Dur,
+    /// One probe's timeout; default 5s.
+    pub timeout: Dur,
+    /// Consecutive failures before unhealthy; default 3.
+    pub failure_threshold: u32,
+    /// A success slower than this is degraded; default 5s.
+    pub slow_threshold: Dur,
+    /// The most probes at once; default 10.
+    pub max_concurrent_probes: usize,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            interval: Dur::secs(120),
+            timeout: Dur::secs(5),
+            failure_threshold: 3,
+            slow_threshold: Dur::secs(5),
+            max_concurrent_probes: 10,
+        }
+    }
+}
+
+/// `circuit_breaker:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CircuitBreakerConfig {
+    /// Consecutive failures that open a breaker; default 5.
+    pub failure_threshold: u32,
+    /// How long it stays open; default 30s.
+    pub open_for: Dur,
+    /// Trial successes that close it; default 2.
+    pub success_threshold: u32,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            open_for: Dur::secs(30),
+            success_threshold: 2,
+        }
+    }
+}
+
+/// `discovery:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DiscoveryConfig {
+    /// Targets from Kubernetes Secrets.
+    pub kubernetes: Option<KubernetesConfig>,
+}
+
+/// `discovery.kubernetes:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct KubernetesConfig {
+    /// The namespace watched.
+    pub namespace: String,
+    /// The label selector, default `alertpub.io/target=true`.
+    #[serde(default = "default_selector")]
+    pub label_selector: String,
+}
+
+fn default_selector() -> String {
+    "alertpub.io/target=true".to_owned()
+}
+
+/// One target as configured: the fields every kind shares, and the kind's own settings, which its
+/// publisher crate parses.
+#[derive(Clone, Debug, Deserialize)]
+#[non_exhaustive]
+pub struct TargetSpec {
+    /// The unique name (DNS-1123, at most 63 characters).
+    pub name: TargetName,
+    /// The kind.
+    pub kind: TargetKind,
+    /// Whether it is enabled; default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Label matchers; all must match.
+    #[serde(default)]
+    pub filter: Vec<Matcher>,
+    /// Overrides `ingest.repeat_interval`.
+    #[serde(default)]
+    pub repeat_interval: Option<Dur>,
+    /// Overrides `publishing.per_target_timeout`.
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    /// Overrides `queue.per_target_in_flight`.
+    #[serde(default)]
+    pub in_flight: Option<usize>,
+    /// Overrides the kind's default rate limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// Everything else: the kind's own settings.
+    #[serde(flatten)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+fn yes() -> bool {
+    true
+}
