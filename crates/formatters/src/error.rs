@@ -43,6 +43,12 @@ impl FormatError {
     }
 }
 
+impl From<FormatError> for alert_core::PublishError {
+    fn from(err: FormatError) -> Self {
+        Self::new(err.kind(), err.to_string())
+    }
+}
+
 impl From<serde_json::Error> for FormatError {
     fn from(err: serde_json::Error) -> Self {
         Self::Serialize(err.to_string())

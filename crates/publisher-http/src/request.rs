@@ -19,6 +19,18 @@ pub enum RequestError {
     InvalidHeader(String),
 }
 
+impl From<RequestError> for alert_core::PublishError {
+    /// A request that cannot be built is a configuration problem: permanent, reason `config`.
+    fn from(err: RequestError) -> Self {
+        Self::new(
+            alert_core::ErrorKind::Permanent {
+                reason: alert_core::PermanentReason::Config,
+            },
+            err.to_string(),
+        )
+    }
+}
+
 /// One HTTP request, ready for [`HttpClient::send`](crate::HttpClient::send).
 ///
 /// Its `Debug` output shows the method, the redacted URL and the header names only. Secrets passed

@@ -34,8 +34,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alert_core::{
-    BoxFuture, ErrorKind, HealthProbe, KindSettings, PermanentReason, PublishError, PublishRequest,
-    Publisher, Receipt, Secret, wire,
+    BoxFuture, HealthProbe, KindSettings, PublishError, PublishRequest, Publisher, Receipt, Secret,
+    wire,
 };
 use publisher_http::{
     BuildContext, BuildError, DefaultClassifier, HttpClient, HttpRequest, check_base_url,
@@ -148,28 +148,10 @@ impl Publisher for AlertmanagerPublisher {
             let body = formatters::alertmanager::postable_alerts(
                 &[&request.alert.alert],
                 chrono::Utc::now(),
-            )
-            .map_err(|e| {
-                PublishError::new(
-                    ErrorKind::Permanent {
-                        reason: PermanentReason::Payload,
-                    },
-                    e.to_string(),
-                )
-            })?;
-            let config_error = |e: publisher_http::RequestError| {
-                PublishError::new(
-                    ErrorKind::Permanent {
-                        reason: PermanentReason::Config,
-                    },
-                    e.to_string(),
-                )
-            };
-            let mut http = HttpRequest::post(&self.endpoint)
-                .map_err(config_error)?
-                .json(body);
+            )?;
+            let mut http = HttpRequest::post(&self.endpoint)?.json(body);
             if let Some(token) = &self.bearer {
-                http = http.bearer(token).map_err(config_error)?;
+                http = http.bearer(token)?;
             }
             let response = self.client.send(http, &DefaultClassifier).await?;
             Ok(Receipt::with_status(response.status.as_u16()))

@@ -34,8 +34,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use alert_core::{
-    BoxFuture, ErrorKind, HealthProbe, KindSettings, PermanentReason, PublishError, PublishRequest,
-    Publisher, Receipt, Secret,
+    BoxFuture, HealthProbe, KindSettings, PublishError, PublishRequest, Publisher, Receipt, Secret,
 };
 use formatters::pagerduty::PagerDutySettings;
 use formatters::{FormatContext, TemplateConfig, Templates};
@@ -145,24 +144,8 @@ impl Publisher for PagerDutyPublisher {
                 self.routing_key.expose(),
                 &self.event,
                 &self.templates,
-            )
-            .map_err(|e| {
-                PublishError::new(
-                    ErrorKind::Permanent {
-                        reason: PermanentReason::Payload,
-                    },
-                    e.to_string(),
-                )
-            })?;
-            let http = HttpRequest::post(&self.endpoint)
-                .map_err(|e| {
-                    PublishError::new(
-                        ErrorKind::Permanent {
-                            reason: PermanentReason::Config,
-                        },
-                        e.to_string(),
-                    )
-                })?
+            )?;
+            let http = HttpRequest::post(&self.endpoint)?
                 .json(body)
                 .scrub(&self.routing_key);
             let response = self.client.send(http, &DefaultClassifier).await?;

@@ -38,8 +38,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use alert_core::{
-    AlertStatus, BoxFuture, ErrorKind, HealthProbe, KindSettings, MessageRef, MessageRefStore,
-    PermanentReason, PublishError, PublishRequest, Publisher, Receipt, Secret, TargetName,
+    AlertStatus, BoxFuture, HealthProbe, KindSettings, MessageRef, MessageRefStore, PublishError,
+    PublishRequest, Publisher, Receipt, Secret, TargetName,
 };
 use formatters::rootly::RootlySettings;
 use formatters::{FormatContext, TemplateConfig, Templates};
@@ -143,19 +143,10 @@ impl RootlyPublisher {
     }
 
     fn request(&self, path: &str, body: Vec<u8>) -> Result<HttpRequest, PublishError> {
-        let config_error = |e: publisher_http::RequestError| {
-            PublishError::new(
-                ErrorKind::Permanent {
-                    reason: PermanentReason::Config,
-                },
-                e.to_string(),
-            )
-        };
-        HttpRequest::post(&format!("{}{path}", self.base))
-            .map_err(config_error)?
+        HttpRequest::post(&format!("{}{path}", self.base))?
             .body_with_type(body, CONTENT_TYPE)
             .bearer(&self.api_key)
-            .map_err(config_error)
+            .map_err(PublishError::from)
     }
 }
 
@@ -193,15 +184,7 @@ impl Publisher for RootlyPublisher {
                 &context,
                 &self.alert,
                 &self.templates,
-            )
-            .map_err(|e| {
-                PublishError::new(
-                    ErrorKind::Permanent {
-                        reason: PermanentReason::Payload,
-                    },
-                    e.to_string(),
-                )
-            })?;
+            )?;
             let response = self
                 .client
                 .send(self.request("/v1/alerts", body)?, &DefaultClassifier)

@@ -221,9 +221,7 @@ impl SlackPublisher {
         url: &Secret<String>,
         message: serde_json::Value,
     ) -> Result<Receipt, PublishError> {
-        let request = HttpRequest::secret_url(Method::POST, url)
-            .map_err(config_error)?
-            .json(message.to_string());
+        let request = HttpRequest::secret_url(Method::POST, url)?.json(message.to_string());
         let response = self.client.send(request, &DefaultClassifier).await?;
         Ok(Receipt::with_status(response.status.as_u16()))
     }
@@ -264,11 +262,9 @@ impl SlackPublisher {
                 "chat.postMessage"
             }
         };
-        let http = HttpRequest::post(&format!("{api}/{method}"))
-            .map_err(config_error)?
+        let http = HttpRequest::post(&format!("{api}/{method}"))?
             .body_with_type(message.to_string(), "application/json; charset=utf-8")
-            .bearer(token)
-            .map_err(config_error)?;
+            .bearer(token)?;
         let response = self.client.send(http, &WebApiClassifier).await?;
         let reply: WebApiReply =
             serde_json::from_slice(&response.body).map_err(|_| unexpected_reply())?;
@@ -289,15 +285,6 @@ impl SlackPublisher {
         receipt.message_ref = Some(ts);
         Ok(receipt)
     }
-}
-
-fn config_error(err: publisher_http::RequestError) -> PublishError {
-    PublishError::new(
-        ErrorKind::Permanent {
-            reason: PermanentReason::Config,
-        },
-        err.to_string(),
-    )
 }
 
 fn unexpected_reply() -> PublishError {
@@ -378,16 +365,12 @@ impl Publisher for SlackPublisher {
     ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
         Box::pin(async move {
             let context = FormatContext::for_alert(&request.alert.alert, chrono::Utc::now());
-            let message =
-                formatters::slack::message(request.alert, &context, &self.message, &self.templates)
-                    .map_err(|e| {
-                        PublishError::new(
-                            ErrorKind::Permanent {
-                                reason: PermanentReason::Payload,
-                            },
-                            e.to_string(),
-                        )
-                    })?;
+            let message = formatters::slack::message(
+                request.alert,
+                &context,
+                &self.message,
+                &self.templates,
+            )?;
             match &self.mode {
                 Mode::Webhook { url } => self.publish_webhook(url, message).await,
                 Mode::Bot { .. } => self.publish_bot(request, context.status, message).await,

@@ -40,8 +40,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use alert_core::{
-    BoxFuture, ErrorKind, HealthProbe, KindSettings, PermanentReason, PublishError, PublishRequest,
-    Publisher, Receipt, Secret,
+    BoxFuture, HealthProbe, KindSettings, PublishError, PublishRequest, Publisher, Receipt, Secret,
 };
 use base64::Engine as _;
 use formatters::FormatContext;
@@ -234,35 +233,21 @@ impl WebhookPublisher {
     }
 
     fn request(&self, body: Vec<u8>, idempotency_key: &str) -> Result<HttpRequest, PublishError> {
-        let config_error = |e: publisher_http::RequestError| {
-            PublishError::new(
-                ErrorKind::Permanent {
-                    reason: PermanentReason::Config,
-                },
-                e.to_string(),
-            )
-        };
-        let mut request =
-            HttpRequest::secret_url(self.method.clone(), &self.url).map_err(config_error)?;
+        let mut request = HttpRequest::secret_url(self.method.clone(), &self.url)?;
         for (name, value) in &self.headers {
-            request = request.header(name, value).map_err(config_error)?;
+            request = request.header(name, value)?;
         }
-        request = request
-            .header("Idempotency-Key", idempotency_key)
-            .map_err(config_error)?;
+        request = request.header("Idempotency-Key", idempotency_key)?;
         request = match &self.auth {
             Auth::None => request,
-            Auth::Bearer(token) => request.bearer(token).map_err(config_error)?,
-            Auth::Header(name, value) => {
-                request.secret_header(name, value).map_err(config_error)?
-            }
+            Auth::Bearer(token) => request.bearer(token)?,
+            Auth::Header(name, value) => request.secret_header(name, value)?,
         };
         if let Some(secret) = &self.hmac_secret {
             let timestamp = chrono::Utc::now().timestamp();
             let signature = sign(secret, timestamp, &body);
             request = request
-                .header(SIGNATURE_HEADER, &format!("t={timestamp},v1={signature}"))
-                .map_err(config_error)?
+                .header(SIGNATURE_HEADER, &format!("t={timestamp},v1={signature}"))?
                 .scrub(secret);
         }
         Ok(request.json(body))
@@ -329,14 +314,7 @@ impl Publisher for WebhookPublisher {
     ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
         Box::pin(async move {
             let context = FormatContext::for_alert(&request.alert.alert, chrono::Utc::now());
-            let body = formatters::webhook::body(request.alert, &context).map_err(|e| {
-                PublishError::new(
-                    ErrorKind::Permanent {
-                        reason: PermanentReason::Payload,
-                    },
-                    e.to_string(),
-                )
-            })?;
+            let body = formatters::webhook::body(request.alert, &context)?;
             let key = formatters::webhook::idempotency_key(
                 &request.alert.alert,
                 context.status,
