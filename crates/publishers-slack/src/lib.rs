@@ -228,19 +228,11 @@ impl SlackPublisher {
 
     async fn publish_bot(
         &self,
+        (api, token, channel, resolve_mode): (&str, &Secret<String>, &str, &ResolveMode),
         request: PublishRequest<'_>,
         status: AlertStatus,
         mut message: serde_json::Value,
     ) -> Result<Receipt, PublishError> {
-        let Mode::Bot {
-            api,
-            token,
-            channel,
-            resolve_mode,
-        } = &self.mode
-        else {
-            unreachable!("publish_bot is only called in bot mode")
-        };
         let fingerprint = request.alert.alert.fingerprint();
         let original = match status {
             AlertStatus::Resolved => self.refs.get(self.target.as_str(), fingerprint).await,
@@ -258,7 +250,7 @@ impl SlackPublisher {
                 "chat.postMessage"
             }
             (None, _) => {
-                message["channel"] = channel.clone().into();
+                message["channel"] = channel.into();
                 "chat.postMessage"
             }
         };
@@ -373,7 +365,20 @@ impl Publisher for SlackPublisher {
             )?;
             match &self.mode {
                 Mode::Webhook { url } => self.publish_webhook(url, message).await,
-                Mode::Bot { .. } => self.publish_bot(request, context.status, message).await,
+                Mode::Bot {
+                    api,
+                    token,
+                    channel,
+                    resolve_mode,
+                } => {
+                    self.publish_bot(
+                        (api, token, channel, resolve_mode),
+                        request,
+                        context.status,
+                        message,
+                    )
+                    .await
+                }
             }
         })
     }
