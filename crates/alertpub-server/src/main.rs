@@ -1,23 +1,98 @@
-//! The `alertpub` binary: `alertpub serve --config FILE`, `alertpub check-config FILE` and
-//! `alertpub version`.
+//! The `alertpub` binary.
 //!
-//! Only `version` exists so far; the server lands with ingest, the dispatcher and the HTTP API.
+//! - `alertpub check-config FILE` validates a config file as `amtool check-config` does: it parses
+//!   it, builds every target's publisher, prints each target, warns about targets that load
+//!   disabled, and exits non-zero on any error.
+//! - `alertpub version` prints the version.
+//!
+//! `alertpub serve --config FILE` arrives with the HTTP server, ingest and the dispatcher.
 
 // A command-line tool prints its answers to standard output.
 #![allow(clippy::print_stdout)]
 
+mod registry;
+
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use alert_core::{InMemoryMessageRefs, redact_url};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use publisher_http::{ClientConfig, HttpClient};
+
+use crate::registry::PublisherRegistry;
+
+/// Publishes every alert, in parallel, to many notification targets.
+#[derive(Parser)]
+#[command(name = "alertpub", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validates a config file and lists its targets.
+    CheckConfig {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// Prints the version.
+    Version,
+}
 
 fn main() -> ExitCode {
-    let command = std::env::args().nth(1);
-    match command.as_deref() {
-        Some("version" | "--version" | "-V") => {
+    match Cli::parse().command {
+        Command::Version => {
             println!("alertpub {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        _ => {
-            eprintln!("usage: alertpub version (serve and check-config are not built yet)");
-            ExitCode::from(2)
-        }
+        Command::CheckConfig { file } => match check_config(&file) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("FAILED: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn check_config(file: &Path) -> anyhow::Result<()> {
+    println!("Checking '{}'", file.display());
+    let client = HttpClient::new(&ClientConfig::default()).context("building the HTTP client")?;
+    let registry = PublisherRegistry::new(client, Arc::new(InMemoryMessageRefs::new()));
+    let loaded = discovery::load_file(file, &registry)?;
+    println!("  SUCCESS: {} targets found", loaded.targets.len());
+    for entry in loaded.targets.iter() {
+        let target = &entry.target;
+        let state = match target.disabled {
+            None => "enabled".to_owned(),
+            Some(reason) => format!("disabled ({})", reason_text(reason)),
+        };
+        let url = target
+            .settings
+            .0
+            .get("url")
+            .and_then(|u| u.as_str())
+            .map(redact_url)
+            .unwrap_or_default();
+        println!(
+            "   - {:<24} {:<13} {state:<30} {url}",
+            target.name.as_str(),
+            target.kind.as_str()
+        );
+    }
+    for warning in &loaded.warnings {
+        println!("  WARNING: {}: {}", warning.target, warning.message);
+    }
+    Ok(())
+}
+
+fn reason_text(reason: alert_core::DisabledReason) -> String {
+    match reason {
+        alert_core::DisabledReason::Configured => "enabled: false".to_owned(),
+        alert_core::DisabledReason::SecretUnavailable => "secret_unavailable".to_owned(),
+        other => format!("{other:?}"),
     }
 }

@@ -1,0 +1,64 @@
+//! The `alertpub` binary's commands, run as a process.
+
+use std::path::Path;
+use std::process::Command;
+
+fn alertpub() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_alertpub"));
+    // The example's secret paths are relative to the repository root.
+    command.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    command.env_remove("SLACK_WEBHOOK_URL");
+    command
+}
+
+#[test]
+fn check_config_accepts_the_example_and_warns_about_unavailable_secrets() {
+    let output = alertpub()
+        .args(["check-config", "examples/alertpub.yaml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("SUCCESS: 5 targets found"), "{stdout}");
+    assert!(
+        stdout.contains("slack-alerts") && stdout.contains("disabled (secret_unavailable)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("WARNING: slack-alerts"), "{stdout}");
+    // Secrets never appear, and URLs only as scheme://host:port/….
+    assert!(
+        !stdout.contains("example-ops-webhook-token") && !stdout.contains("/hook"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_config_rejects_an_invalid_file_naming_the_field() {
+    let dir = std::env::temp_dir().join(format!("alertpub-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.yaml");
+    std::fs::write(&file, "targets:\n  - name: ops\n    kind: webhook\n    url: http://127.0.0.1:1/\n    repeat_interval: 30\n")
+        .unwrap();
+    let output = alertpub().arg("check-config").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("targets[0].repeat_interval") && stderr.contains("needs a unit"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn version_prints_the_version() {
+    let output = alertpub().arg("version").output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("alertpub {}", env!("CARGO_PKG_VERSION"))
+    );
+}
