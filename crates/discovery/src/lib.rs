@@ -8,6 +8,13 @@
 //!   file is invalid.
 //! - A target whose secret cannot be read loads **disabled**, with reason `secret_unavailable`,
 //!   and a [`Warning`]; the rest load.
+//! - **Kubernetes Secrets** (feature `kubernetes`): `KubernetesSource` lists and watches the
+//!   Secrets of a namespace that match a label selector; each Secret's `config` key holds one
+//!   target, and `${secret:KEY}` settings take their value from another key of the same Secret.
+//!   An invalid Secret is skipped, counted and logged; an invalid edit keeps the last valid
+//!   version.
+//! - [`MergedSource`] serves the file's and another source's targets as one set; a name both
+//!   define is a [`Conflict`], reported, and the file's target wins.
 //! - Publishers are built by a [`PublisherFactory`] the caller supplies (the server maps each
 //!   kind to its publisher crate), so this crate depends on no publisher.
 //!
@@ -34,7 +41,10 @@
 mod config;
 mod duration;
 mod file;
+#[cfg(feature = "kubernetes")]
+mod kubernetes;
 mod load;
+mod merged;
 
 pub use config::{
     AuthConfig, CircuitBreakerConfig, Config, DiscoveryConfig, HealthConfig, HealthStrategyName,
@@ -43,7 +53,10 @@ pub use config::{
 };
 pub use duration::Dur;
 pub use file::{FileSource, ReloadStatus};
+#[cfg(feature = "kubernetes")]
+pub use kubernetes::{KubernetesError, KubernetesSource, SecretTargetError};
 pub use load::{
     ConfigError, Loaded, PublisherFactory, Warning, build_targets, load_file, load_str, parse,
     referenced_files, target_of,
 };
+pub use merged::{Conflict, MergedSource};

@@ -233,8 +233,8 @@ pub fn build_targets(
 
 /// The publisher of a target that loaded disabled: every attempt fails as a config error.
 #[derive(Debug)]
-struct Unavailable {
-    reason: String,
+pub(crate) struct Unavailable {
+    pub(crate) reason: String,
 }
 
 impl Publisher for Unavailable {

@@ -18,7 +18,7 @@ use test_support::MockTarget;
 use tokio_util::sync::CancellationToken;
 
 /// Maps each kind to its publisher crate, as the server does.
-fn registry() -> Arc<dyn PublisherFactory> {
+pub(crate) fn registry() -> Arc<dyn PublisherFactory> {
     let client = HttpClient::new(&ClientConfig::default()).unwrap();
     let refs = Arc::new(InMemoryMessageRefs::new());
     Arc::new(
