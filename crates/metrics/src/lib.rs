@@ -1,3 +1,372 @@
 //! alertpub's metrics, exported as Prometheus text through OpenTelemetry and opentelemetry-prometheus.
 //!
-//! Metric names follow Prometheus conventions and pass `promtool check metrics`.
+//! Metric names follow Prometheus conventions and pass `promtool check metrics`. The instruments are
+//! OpenTelemetry instruments on the meter `alertpub`; the opentelemetry-prometheus exporter adds the
+//! unit suffix (`_seconds`) and the counter suffix (`_total`), so the base names here carry neither,
+//! and every sample carries an `otel_scope_name="alertpub"` label.
+//!
+//! [`Metrics`] implements [`PublishObserver`], so the engine updates the publish metrics itself; the
+//! rest are set through plain methods. [`Metrics::render`] produces the `/metrics` response.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use alert_core::{CircuitState, ParallelOutcome, PublishObserver};
+//! use metrics::Metrics;
+//!
+//! let metrics = Metrics::new()?;
+//! metrics.on_parallel_publish(ParallelOutcome::Success, Duration::from_millis(12));
+//! metrics.set_circuit_state("slack-main", CircuitState::Open);
+//! metrics.add_ingested("alertmanager", 3);
+//!
+//! let (content_type, body) = metrics.render();
+//! let text = String::from_utf8(body)?;
+//! assert!(content_type.starts_with("text/plain"));
+//! assert!(text.contains("# TYPE alertpub_parallel_publish_total counter"));
+//! assert!(text.lines().any(|l| l.starts_with("alertpub_ingest_alerts_total{")
+//!     && l.contains("source=\"alertmanager\"")
+//!     && l.ends_with(" 3")));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alert_core::{
+    CallOutcome, CircuitState, HealthStatus, ParallelOutcome, PublishObserver, SkipReason, Target,
+};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, MeterProvider as _, UpDownCounter};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use prometheus::Encoder as _;
+
+/// The name of the OpenTelemetry meter (and the `otel_scope_name` label on every sample).
+pub const METER_NAME: &str = "alertpub";
+
+/// Bucket boundaries, in seconds, of the publish duration histograms (up to 60 s).
+pub const PUBLISH_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Bucket boundaries, in seconds, of the HTTP request duration histogram.
+pub const HTTP_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Why the metrics could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetricsError {
+    /// The Prometheus exporter could not be built or registered.
+    #[error("building the Prometheus exporter: {0}")]
+    Exporter(String),
+}
+
+/// The value of `alertpub_target_health_status` for a health status:
+/// 0 = unknown, 1 = healthy, 2 = degraded, 3 = unhealthy.
+#[must_use]
+pub const fn health_value(status: HealthStatus) -> i64 {
+    match status {
+        HealthStatus::Unknown => 0,
+        HealthStatus::Healthy => 1,
+        HealthStatus::Degraded => 2,
+        HealthStatus::Unhealthy => 3,
+    }
+}
+
+/// The value of `alertpub_circuit_breaker_state` for a breaker state:
+/// 0 = closed, 1 = half_open, 2 = open.
+#[must_use]
+pub const fn circuit_value(state: CircuitState) -> i64 {
+    match state {
+        CircuitState::Closed => 0,
+        CircuitState::HalfOpen => 1,
+        CircuitState::Open => 2,
+    }
+}
+
+struct Instruments {
+    parallel_duration: Histogram<f64>,
+    parallel_total: Counter<u64>,
+    target_total: Counter<u64>,
+    target_failures: Counter<u64>,
+    target_skipped: Counter<u64>,
+    target_duration: Histogram<f64>,
+    in_flight: UpDownCounter<i64>,
+    target_health: Gauge<i64>,
+    circuit_state: Gauge<i64>,
+    queue_depth: Gauge<u64>,
+    queue_retries: Counter<u64>,
+    dlq_size: Gauge<u64>,
+    ingested: Counter<u64>,
+    http_requests: Counter<u64>,
+    http_duration: Histogram<f64>,
+}
+
+impl Instruments {
+    fn new(meter: &Meter) -> Self {
+        Self {
+            parallel_duration: meter
+                .f64_histogram("alertpub_parallel_publish_duration")
+                .with_description(
+                    "Duration of one parallel publish of an alert to all its targets, by result \
+                     (success, partial or failure).",
+                )
+                .with_unit("s")
+                .with_boundaries(PUBLISH_BUCKETS.to_vec())
+                .build(),
+            parallel_total: meter
+                .u64_counter("alertpub_parallel_publish")
+                .with_description(
+                    "Parallel publishes of an alert to all its targets, by result (success, \
+                     partial or failure).",
+                )
+                .build(),
+            target_total: meter
+                .u64_counter("alertpub_target_publish")
+                .with_description(
+                    "Calls to a target, by target, kind and outcome (success or failed).",
+                )
+                .build(),
+            target_failures: meter
+                .u64_counter("alertpub_target_publish_failures")
+                .with_description(
+                    "Failed calls to a target, by target and reason (transient, rate_limited, \
+                     permanent, timeout or cancelled).",
+                )
+                .build(),
+            target_skipped: meter
+                .u64_counter("alertpub_target_publish_skipped")
+                .with_description(
+                    "Targets not called for an alert, by target and reason (disabled, unhealthy, \
+                     degraded, circuit_open or filtered).",
+                )
+                .build(),
+            target_duration: meter
+                .f64_histogram("alertpub_target_publish_duration")
+                .with_description("Duration of one call to a target, by target and kind.")
+                .with_unit("s")
+                .with_boundaries(PUBLISH_BUCKETS.to_vec())
+                .build(),
+            in_flight: meter
+                .i64_up_down_counter("alertpub_publish_in_flight")
+                .with_description("Calls to targets currently in flight.")
+                .build(),
+            target_health: meter
+                .i64_gauge("alertpub_target_health_status")
+                .with_description(
+                    "Health of a target: 0 = unknown, 1 = healthy, 2 = degraded, 3 = unhealthy.",
+                )
+                .build(),
+            circuit_state: meter
+                .i64_gauge("alertpub_circuit_breaker_state")
+                .with_description(
+                    "State of a target's circuit breaker: 0 = closed (calls flow), 1 = half_open \
+                     (one trial call at a time), 2 = open (calls refused).",
+                )
+                .build(),
+            queue_depth: meter
+                .u64_gauge("alertpub_queue_depth")
+                .with_description("Deliveries waiting in the queue, by priority.")
+                .build(),
+            queue_retries: meter
+                .u64_counter("alertpub_queue_retries")
+                .with_description("Deliveries the queue scheduled for another attempt.")
+                .build(),
+            dlq_size: meter
+                .u64_gauge("alertpub_dlq_size")
+                .with_description("Deliveries in the dead-letter queue.")
+                .build(),
+            ingested: meter
+                .u64_counter("alertpub_ingest_alerts")
+                .with_description("Alerts received, by source.")
+                .build(),
+            http_requests: meter
+                .u64_counter("alertpub_http_requests")
+                .with_description("HTTP requests served, by method, route and status.")
+                .build(),
+            http_duration: meter
+                .f64_histogram("alertpub_http_request_duration")
+                .with_description("Duration of HTTP requests served, by method and route.")
+                .with_unit("s")
+                .with_boundaries(HTTP_BUCKETS.to_vec())
+                .build(),
+        }
+    }
+}
+
+struct Inner {
+    registry: prometheus::Registry,
+    provider: SdkMeterProvider,
+    instruments: Instruments,
+}
+
+/// alertpub's metrics: every instrument of the spec, on its own Prometheus registry.
+///
+/// Cheap to clone; clones share the instruments and the registry.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics")
+            .field("provider", &self.inner.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+fn target_label(target: &Target) -> KeyValue {
+    KeyValue::new("target", target.name.as_str().to_owned())
+}
+
+impl Metrics {
+    /// A fresh registry with the exporter and every instrument on it.
+    ///
+    /// # Errors
+    ///
+    /// [`MetricsError::Exporter`] when the exporter cannot be built.
+    pub fn new() -> Result<Self, MetricsError> {
+        let registry = prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .without_target_info()
+            .build()
+            .map_err(|e| MetricsError::Exporter(e.to_string()))?;
+        let provider = SdkMeterProvider::builder().with_reader(exporter).build();
+        let meter = provider.meter(METER_NAME);
+        let instruments = Instruments::new(&meter);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                registry,
+                provider,
+                instruments,
+            }),
+        })
+    }
+
+    fn ins(&self) -> &Instruments {
+        &self.inner.instruments
+    }
+
+    /// Sets `alertpub_target_health_status{target}` (see [`health_value`]).
+    pub fn set_target_health(&self, target: &str, status: HealthStatus) {
+        self.ins().target_health.record(
+            health_value(status),
+            &[KeyValue::new("target", target.to_owned())],
+        );
+    }
+
+    /// Sets `alertpub_circuit_breaker_state{target}` (see [`circuit_value`]).
+    pub fn set_circuit_state(&self, target: &str, state: CircuitState) {
+        self.ins().circuit_state.record(
+            circuit_value(state),
+            &[KeyValue::new("target", target.to_owned())],
+        );
+    }
+
+    /// Sets `alertpub_queue_depth{priority}`.
+    pub fn set_queue_depth(&self, priority: &str, depth: u64) {
+        self.ins()
+            .queue_depth
+            .record(depth, &[KeyValue::new("priority", priority.to_owned())]);
+    }
+
+    /// Adds `n` to `alertpub_queue_retries_total`.
+    pub fn add_queue_retries(&self, n: u64) {
+        self.ins().queue_retries.add(n, &[]);
+    }
+
+    /// Sets `alertpub_dlq_size`.
+    pub fn set_dlq_size(&self, size: u64) {
+        self.ins().dlq_size.record(size, &[]);
+    }
+
+    /// Adds `n` to `alertpub_ingest_alerts_total{source}`.
+    pub fn add_ingested(&self, source: &str, n: u64) {
+        self.ins()
+            .ingested
+            .add(n, &[KeyValue::new("source", source.to_owned())]);
+    }
+
+    /// Counts one served HTTP request in `alertpub_http_requests_total{method,route,status}` and
+    /// records its duration in `alertpub_http_request_duration_seconds{method,route}`.
+    ///
+    /// `route` should be the route pattern, not the raw path, to keep the label set bounded.
+    pub fn record_http_request(&self, method: &str, route: &str, status: u16, duration: Duration) {
+        let method = KeyValue::new("method", method.to_owned());
+        let route = KeyValue::new("route", route.to_owned());
+        self.ins()
+            .http_duration
+            .record(duration.as_secs_f64(), &[method.clone(), route.clone()]);
+        self.ins().http_requests.add(
+            1,
+            &[method, route, KeyValue::new("status", i64::from(status))],
+        );
+    }
+
+    /// The Prometheus text exposition of every metric: the Content-Type and the body.
+    ///
+    /// Encoding into memory only fails for malformed families, which the exporter does not
+    /// produce; should it happen, the body holds what was encoded before the failure.
+    #[must_use]
+    pub fn render(&self) -> (String, Vec<u8>) {
+        let encoder = prometheus::TextEncoder::new();
+        let families = self.inner.registry.gather();
+        let mut body = Vec::new();
+        // Writing into a Vec cannot fail on I/O; see the doc comment for the rest.
+        let _ = encoder.encode(&families, &mut body);
+        (encoder.format_type().to_owned(), body)
+    }
+}
+
+impl PublishObserver for Metrics {
+    fn on_call_started(&self, target: &Target) {
+        let _ = target;
+        self.ins().in_flight.add(1, &[]);
+    }
+
+    fn on_call_finished(&self, target: &Target, outcome: &CallOutcome) {
+        let ins = self.ins();
+        ins.in_flight.add(-1, &[]);
+        let name = target_label(target);
+        let kind = KeyValue::new("kind", target.kind.as_str());
+        ins.target_duration.record(
+            outcome.duration.as_secs_f64(),
+            &[name.clone(), kind.clone()],
+        );
+        match &outcome.result {
+            Ok(_) => ins
+                .target_total
+                .add(1, &[name, kind, KeyValue::new("outcome", "success")]),
+            Err(error) => {
+                ins.target_total
+                    .add(1, &[name.clone(), kind, KeyValue::new("outcome", "failed")]);
+                ins.target_failures
+                    .add(1, &[name, KeyValue::new("reason", error.kind.label())]);
+            }
+        }
+    }
+
+    fn on_skipped(&self, target: &Target, reason: SkipReason) {
+        self.ins().target_skipped.add(
+            1,
+            &[
+                target_label(target),
+                KeyValue::new("reason", reason.as_str()),
+            ],
+        );
+    }
+
+    fn on_parallel_publish(&self, outcome: ParallelOutcome, duration: Duration) {
+        let result = [KeyValue::new("result", outcome.as_str())];
+        self.ins()
+            .parallel_duration
+            .record(duration.as_secs_f64(), &result);
+        self.ins().parallel_total.add(1, &result);
+    }
+}
