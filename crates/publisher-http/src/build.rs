@@ -1,6 +1,6 @@
 //! What every publisher crate needs to build itself from a target's settings.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use alert_core::{KindSettings, MessageRefStore, Secret, TargetName, redact_url};
@@ -163,9 +163,6 @@ pub fn check_base_url(field: &'static str, url: &str) -> Result<String, BuildErr
         _ => Err(invalid()),
     }
 }
-
-/// A `*_file` setting.
-pub type SecretFile = Option<PathBuf>;
 
 #[cfg(test)]
 mod tests {

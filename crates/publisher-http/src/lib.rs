@@ -35,8 +35,7 @@ mod client;
 mod request;
 
 pub use build::{
-    BuildContext, BuildError, SecretFile, check_base_url, parse_settings, resolve_secret,
-    split_settings,
+    BuildContext, BuildError, check_base_url, parse_settings, resolve_secret, split_settings,
 };
 pub use classify::{Classify, DefaultClassifier, classify_status, parse_retry_after};
 pub use client::{ClientBuildError, ClientConfig, HttpClient, HttpResponse};
