@@ -32,6 +32,7 @@ mod error;
 mod fingerprint;
 mod gate;
 mod health;
+pub mod job;
 mod matcher;
 mod message_ref;
 mod observer;
@@ -49,6 +50,11 @@ pub use error::{ErrorKind, PermanentReason, PublishError};
 pub use fingerprint::Fingerprint;
 pub use gate::{AlwaysClosed, CircuitGate, CircuitState, GateDecision, GateOutcome};
 pub use health::{HealthStatus, HealthView, UnknownHealth};
+pub use job::{
+    Admission, Admitted, DeadLetter, DeadLetterFilter, DeadLetterId, DeadLetterPage, DeadReason,
+    JobError, JobId, JobStore, JobStoreError, Lease, LeasedJob, LogDecision, LogEntry, Priority,
+    QueueStats, Reschedule, TargetQueueStats, log_decision,
+};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use message_ref::{InMemoryMessageRefs, MessageRef, MessageRefStore};
 pub use observer::{CallOutcome, NoopObserver, ParallelOutcome, PublishObserver, SkipReason};

@@ -1,0 +1,692 @@
+//! The job store contract: how ingest hands work to the dispatcher, and where the notification log
+//! and the dead-letter queue live.
+//!
+//! A [`JobStore`] keeps one job per (target, fingerprint) and the notification log beside it. It is
+//! batch- and lease-shaped:
+//! - ingest calls [`JobStore::enqueue_batch`] once per request; the notification-log check, the
+//!   supersede of an older pending state and the log update happen in the same commit as the jobs;
+//! - each dispatcher lane calls [`JobStore::lease`] for its own target, and settles every leased
+//!   job with exactly one of [`ack`](JobStore::ack), [`reschedule`](JobStore::reschedule) or
+//!   [`dead_letter`](JobStore::dead_letter);
+//! - operators read and replay the dead-letter queue.
+//!
+//! The decision of whether an incoming alert becomes a job is the pure function
+//! [`log_decision`], so every backend decides the same way.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{AlertStatus, EnrichedAlert, Severity};
+use crate::error::ErrorKind;
+use crate::publisher::{BoxFuture, Delivery};
+use crate::target::{TargetKind, TargetName};
+
+// === Jobs ===
+
+/// A job's identity inside one store. Ids are never reused by a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub u64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A dead-letter entry's identity: a UUIDv7 in its canonical hyphenated text form, so ids sort by
+/// the time they were made.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeadLetterId(pub String);
+
+impl fmt::Display for DeadLetterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How urgently a job is delivered. Higher priorities are leased first; lower ones still get a
+/// share (see [`Priority::share`]), so a flood of critical alerts cannot starve resolves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// Firing critical alerts.
+    High,
+    /// Everything that is neither high nor low.
+    Medium,
+    /// Resolved alerts and info alerts.
+    Low,
+}
+
+impl Priority {
+    /// All priorities, highest first.
+    pub const ALL: [Self; 3] = [Self::High, Self::Medium, Self::Low];
+
+    /// The priority of `alert` in `status`: high for a firing critical alert (by its `severity`
+    /// label or its classification), low for a resolved alert or an info one, medium otherwise.
+    #[must_use]
+    pub fn of(alert: &EnrichedAlert, status: AlertStatus) -> Self {
+        if status == AlertStatus::Resolved {
+            return Self::Low;
+        }
+        let label = alert.alert.label("severity").map(str::to_ascii_lowercase);
+        let classified = alert.classification.as_ref().map(|c| c.severity);
+        if label.as_deref() == Some("critical") || classified == Some(Severity::Critical) {
+            Self::High
+        } else if matches!(label.as_deref(), Some("info" | "none"))
+            || matches!(classified, Some(Severity::Info | Severity::Noise))
+        {
+            Self::Low
+        } else {
+            Self::Medium
+        }
+    }
+
+    /// Out of every 16 jobs a lane leases while all three levels are waiting, how many each level
+    /// gets: high 12, medium 3, low 1. A level with nothing waiting gives its share to the others.
+    #[must_use]
+    pub const fn share(self) -> u32 {
+        match self {
+            Self::High => 12,
+            Self::Medium => 3,
+            Self::Low => 1,
+        }
+    }
+
+    /// The snake_case wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::High => "high",
+            Self::Medium => "medium",
+            Self::Low => "low",
+        }
+    }
+}
+
+/// One alert offered for one target by ingest.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Admission {
+    /// The target the job is for.
+    pub target: TargetName,
+    /// The normalised alert. Its `ends_at` is the effective one: what the sender set or, for a
+    /// firing alert that set none, "now + resolve_timeout".
+    pub alert: EnrichedAlert,
+    /// Whether the sender left `startsAt` unset (or zero). A re-sent firing alert then keeps the
+    /// `startsAt` of its active log entry, as Alertmanager merges, and is not a new occurrence.
+    pub starts_at_defaulted: bool,
+    /// The target's repeat interval; `None` means never repeat.
+    pub repeat_interval: Option<Duration>,
+    /// Skip the notification-log check: the synchronous API's `enqueue_failed` asked for this send.
+    pub bypass_log: bool,
+}
+
+impl Admission {
+    /// An admission of `alert` for `target`, checked against the log.
+    #[must_use]
+    pub fn new(target: TargetName, alert: EnrichedAlert, repeat_interval: Option<Duration>) -> Self {
+        Self {
+            target,
+            alert,
+            starts_at_defaulted: false,
+            repeat_interval,
+            bypass_log: false,
+        }
+    }
+
+    /// Marks the alert's `startsAt` as defaulted by normalisation.
+    #[must_use]
+    pub fn with_starts_at_defaulted(mut self, defaulted: bool) -> Self {
+        self.starts_at_defaulted = defaulted;
+        self
+    }
+
+    /// Skips the notification-log check.
+    #[must_use]
+    pub fn bypassing_log(mut self) -> Self {
+        self.bypass_log = true;
+        self
+    }
+}
+
+/// What became of one [`Admission`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Admitted {
+    /// A job was committed.
+    Enqueued {
+        /// The new job.
+        job: JobId,
+        /// The delivery sequence the job carries (see [`Delivery::sequence`]).
+        sequence: u64,
+        /// A pending job of the same (target, fingerprint) that this one replaced.
+        superseded: Option<JobId>,
+    },
+    /// The notification log says the target already has this state; nothing was enqueued.
+    Duplicate,
+}
+
+impl Admitted {
+    /// Whether a job was committed.
+    #[must_use]
+    pub const fn is_enqueued(&self) -> bool {
+        matches!(self, Self::Enqueued { .. })
+    }
+}
+
+/// A job handed to a dispatcher lane by [`JobStore::lease`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct LeasedJob {
+    /// The job.
+    pub id: JobId,
+    /// Its target.
+    pub target: TargetName,
+    /// The alert to publish, as accepted.
+    pub alert: EnrichedAlert,
+    /// The delivery sequence and this attempt's number (1 for the first attempt).
+    pub delivery: Delivery,
+    /// Its priority.
+    pub priority: Priority,
+    /// When ingest committed it.
+    pub enqueued_at: DateTime<Utc>,
+}
+
+/// What a lease returned.
+#[derive(Clone, Debug, Default)]
+pub struct Lease {
+    /// The leased jobs, in the order they should be started.
+    pub jobs: Vec<LeasedJob>,
+    /// When the earliest job of this target that is not due yet becomes due, if there is one. A
+    /// lane with nothing to do may sleep until then (or until it is woken).
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+/// The last failure of a job, as kept with it and in the dead-letter queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    /// The classification.
+    pub kind: ErrorKind,
+    /// The HTTP status the target answered, if it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// A readable message, free of secrets.
+    pub message: String,
+}
+
+/// How a job is put back by [`JobStore::reschedule`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reschedule {
+    /// When it may be leased again.
+    pub not_before: DateTime<Utc>,
+    /// Whether the attempt that just ended counts: a gate (open breaker, unhealthy target, 429)
+    /// delays a job without consuming an attempt.
+    pub consume_attempt: bool,
+    /// The failure that caused it, if any.
+    pub error: Option<JobError>,
+}
+
+/// Why a job went to the dead-letter queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DeadReason {
+    /// It failed `max_attempts` times.
+    Exhausted,
+    /// It failed permanently.
+    Permanent,
+    /// It was older than `queue.max_age`.
+    Expired,
+    /// Its target was removed from the configuration.
+    TargetRemoved,
+}
+
+impl DeadReason {
+    /// The snake_case wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Exhausted => "exhausted",
+            Self::Permanent => "permanent",
+            Self::Expired => "expired",
+            Self::TargetRemoved => "target_removed",
+        }
+    }
+}
+
+// === Dead-letter queue ===
+
+/// One entry of the dead-letter queue. It holds the target's name, never its credentials.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DeadLetter {
+    /// Its id.
+    pub id: DeadLetterId,
+    /// The target it was for.
+    pub target: TargetName,
+    /// The target's kind when it died.
+    pub kind: TargetKind,
+    /// The alert.
+    pub alert: EnrichedAlert,
+    /// Why it is here.
+    pub reason: DeadReason,
+    /// The last failure, if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<JobError>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The delivery sequence it carried.
+    pub sequence: u64,
+    /// When ingest accepted it.
+    #[serde(with = "crate::wire::timestamp")]
+    pub enqueued_at: DateTime<Utc>,
+    /// When it was dead-lettered.
+    #[serde(with = "crate::wire::timestamp")]
+    pub dead_at: DateTime<Utc>,
+}
+
+/// A filter over the dead-letter queue. Empty fields match everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeadLetterFilter {
+    /// Only this target.
+    pub target: Option<String>,
+    /// Only this kind.
+    pub kind: Option<TargetKind>,
+    /// Only entries dead-lettered at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only entries dead-lettered before this time.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl DeadLetterFilter {
+    /// Whether `entry` passes the filter.
+    #[must_use]
+    pub fn matches(&self, entry: &DeadLetter) -> bool {
+        self.target
+            .as_deref()
+            .is_none_or(|t| entry.target.as_str() == t)
+            && self.kind.is_none_or(|k| entry.kind == k)
+            && self.since.is_none_or(|s| entry.dead_at >= s)
+            && self.until.is_none_or(|u| entry.dead_at < u)
+    }
+}
+
+/// One page of the dead-letter queue, oldest first.
+#[derive(Clone, Debug, Default)]
+pub struct DeadLetterPage {
+    /// The entries.
+    pub entries: Vec<DeadLetter>,
+    /// Pass this as the next call's cursor to continue; `None` at the end.
+    pub next_cursor: Option<DeadLetterId>,
+}
+
+// === Stats ===
+
+/// Counts for `/api/v1/queue` and the queue metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    /// Live jobs (pending or leased) by priority: high, medium, low.
+    pub by_priority: [u64; 3],
+    /// Live jobs by target: (name, pending, leased), sorted by name.
+    pub by_target: Vec<TargetQueueStats>,
+    /// Entries in the dead-letter queue.
+    pub dead_letters: u64,
+}
+
+impl QueueStats {
+    /// All live jobs.
+    #[must_use]
+    pub fn depth(&self) -> u64 {
+        self.by_priority.iter().sum()
+    }
+}
+
+/// One target's line in [`QueueStats`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TargetQueueStats {
+    /// The target.
+    pub target: String,
+    /// Jobs waiting (due or not).
+    pub pending: u64,
+    /// Jobs leased to a lane now.
+    pub leased: u64,
+}
+
+// === Errors ===
+
+/// Why a job store call failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobStoreError {
+    /// The store holds `max_jobs` live jobs; the whole batch was refused and nothing was persisted.
+    #[error("the queue is full ({max_jobs} jobs)")]
+    Full {
+        /// The configured bound.
+        max_jobs: u64,
+    },
+    /// The storage failed (for example, the disk is full); nothing of the call was persisted.
+    #[error("the queue's storage failed: {0}")]
+    Storage(String),
+    /// No such job or dead-letter entry.
+    #[error("not found")]
+    NotFound,
+    /// A dead-letter entry cannot be replayed because a newer state of the same (target,
+    /// fingerprint) has been accepted since.
+    #[error("a newer state of this alert has been accepted since")]
+    Superseded,
+}
+
+// === The trait ===
+
+/// The durable queue contract. See the module docs; [`contract`] holds the tests every backend
+/// must pass (behind the `contract-tests` feature).
+///
+/// Times are passed in (`now`), so stores never read a clock of their own and tests control time.
+pub trait JobStore: Send + Sync + fmt::Debug + 'static {
+    /// Commits one batch: for each admission, the notification-log check ([`log_decision`]), the
+    /// job, the supersede of a pending job of the same (target, fingerprint), and the log update,
+    /// all in one commit. Either the whole batch is committed or, on error, nothing is.
+    ///
+    /// The answer has one entry per admission, in order.
+    fn enqueue_batch<'a>(
+        &'a self,
+        batch: Vec<Admission>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Vec<Admitted>, JobStoreError>>;
+
+    /// Leases up to `n` due jobs of `target` for `ttl`. A job whose lease expires without being
+    /// settled becomes leasable again (after a crash, for example). Jobs are returned by
+    /// priority, with each level's [`share`](Priority::share), then by due time. A job is never
+    /// leased while another job of the same (target, fingerprint) is leased, so a newer state
+    /// cannot overtake an older one in flight.
+    fn lease<'a>(
+        &'a self,
+        target: &'a TargetName,
+        n: usize,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Lease, JobStoreError>>;
+
+    /// The job was delivered: it is removed. Settling a job that no longer exists (superseded
+    /// while in flight, or settled twice) succeeds and does nothing.
+    fn ack<'a>(&'a self, job: JobId, now: DateTime<Utc>) -> BoxFuture<'a, Result<(), JobStoreError>>;
+
+    /// The job is put back, due at `how.not_before`. A job superseded while it was in flight is
+    /// removed instead, since its newer state is already queued.
+    fn reschedule<'a>(
+        &'a self,
+        job: JobId,
+        how: Reschedule,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), JobStoreError>>;
+
+    /// The job moves to the dead-letter queue (unless it was superseded, in which case it is
+    /// simply removed). Returns the new entry's id, if one was made.
+    fn dead_letter<'a>(
+        &'a self,
+        job: JobId,
+        kind: TargetKind,
+        reason: DeadReason,
+        error: Option<JobError>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<DeadLetterId>, JobStoreError>>;
+
+    /// Counts of live jobs and dead letters.
+    fn stats(&self) -> BoxFuture<'_, Result<QueueStats, JobStoreError>>;
+
+    /// Lists dead letters matching `filter`, oldest first, after `cursor`, at most `limit`.
+    fn dead_letters<'a>(
+        &'a self,
+        filter: &'a DeadLetterFilter,
+        cursor: Option<&'a DeadLetterId>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<DeadLetterPage, JobStoreError>>;
+
+    /// Puts dead letter `id` back in the queue as a new job with fresh attempts, due now, and
+    /// removes it from the dead-letter queue. [`JobStoreError::Superseded`] when a newer state of
+    /// the same (target, fingerprint) was accepted after it; [`JobStoreError::NotFound`] when
+    /// there is no such entry.
+    fn replay<'a>(
+        &'a self,
+        id: &'a DeadLetterId,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<JobId, JobStoreError>>;
+
+    /// Removes dead letter `id`. [`JobStoreError::NotFound`] when there is no such entry.
+    fn purge<'a>(&'a self, id: &'a DeadLetterId) -> BoxFuture<'a, Result<(), JobStoreError>>;
+}
+
+// === The notification log ===
+
+/// What the notification log remembers for one (target, fingerprint): the last state accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// The status accepted.
+    pub status: AlertStatus,
+    /// Its `startsAt`.
+    #[serde(with = "crate::wire::timestamp")]
+    pub starts_at: DateTime<Utc>,
+    /// Its effective `endsAt` (for a firing alert without one: when it resolves on its own).
+    #[serde(default, with = "crate::wire::timestamp_opt")]
+    pub ends_at: Option<DateTime<Utc>>,
+    /// The delivery sequence of the last job made from it.
+    pub sequence: u64,
+    /// When that job was accepted.
+    #[serde(with = "crate::wire::timestamp")]
+    pub accepted_at: DateTime<Utc>,
+}
+
+/// Whether an incoming alert becomes a job, and with what.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LogDecision {
+    /// Enqueue `alert`, with delivery sequence `sequence`, and store `entry` as the new log entry.
+    Enqueue {
+        /// The alert to enqueue: the incoming one, with its `startsAt` merged when it was
+        /// defaulted and the log holds an active firing entry.
+        alert: Box<EnrichedAlert>,
+        /// The new delivery sequence.
+        sequence: u64,
+        /// The log entry to store.
+        entry: LogEntry,
+    },
+    /// Nothing to send. `refresh` is the log entry to store instead (a re-sent firing alert
+    /// extends its effective `endsAt`), when it changed.
+    Duplicate {
+        /// The updated entry, when the incoming alert changed it.
+        refresh: Option<LogEntry>,
+    },
+}
+
+/// The notification log's rule, shared by every [`JobStore`]. An incoming alert becomes a job when
+/// it is new, its status changed, its `startsAt` changed (a new occurrence), or `repeat_interval`
+/// has passed since the last accepted delivery. A resolve is delivered once.
+#[must_use]
+pub fn log_decision(
+    previous: Option<&LogEntry>,
+    admission: &Admission,
+    now: DateTime<Utc>,
+) -> LogDecision {
+    let mut alert = admission.alert.clone();
+    let status = alert.alert.status_at(now);
+    // A re-sent firing alert whose sender left `startsAt` unset keeps the active entry's start.
+    if let Some(prev) = previous
+        && admission.starts_at_defaulted
+        && status == AlertStatus::Firing
+        && prev.status == AlertStatus::Firing
+        && prev.ends_at.is_none_or(|e| e > now)
+        && let Ok(merged) = alert.alert.clone().with_starts_at(prev.starts_at)
+    {
+        alert.alert = merged;
+    }
+    let starts_at = alert.alert.starts_at();
+    let ends_at = alert.alert.ends_at();
+    let next_sequence = previous.map_or(1, |p| p.sequence + 1);
+    let enqueue = |alert: EnrichedAlert| LogDecision::Enqueue {
+        alert: Box::new(alert),
+        sequence: next_sequence,
+        entry: LogEntry {
+            status,
+            starts_at,
+            ends_at,
+            sequence: next_sequence,
+            accepted_at: now,
+        },
+    };
+    let Some(prev) = previous else {
+        return enqueue(alert);
+    };
+    if admission.bypass_log || prev.status != status || prev.starts_at != starts_at {
+        return enqueue(alert);
+    }
+    if status == AlertStatus::Resolved {
+        return LogDecision::Duplicate { refresh: None };
+    }
+    let repeat_due = admission.repeat_interval.is_some_and(|interval| {
+        !interval.is_zero()
+            && chrono::Duration::from_std(interval)
+                .is_ok_and(|interval| now - prev.accepted_at >= interval)
+    });
+    if repeat_due {
+        return enqueue(alert);
+    }
+    let refresh = (prev.ends_at != ends_at).then(|| LogEntry {
+        ends_at,
+        ..prev.clone()
+    });
+    LogDecision::Duplicate { refresh }
+}
+
+#[cfg(feature = "contract-tests")]
+pub mod contract;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{Alert, Labels};
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn alert(starts: i64, ends: Option<i64>) -> EnrichedAlert {
+        let labels: Labels = [("alertname".to_owned(), "Down".to_owned())].into();
+        let alert = Alert::new(labels)
+            .unwrap()
+            .with_starts_at(at(starts))
+            .unwrap()
+            .with_ends_at(ends.map(at))
+            .unwrap();
+        EnrichedAlert::new(alert)
+    }
+
+    fn admit(a: EnrichedAlert, repeat: Option<u64>) -> Admission {
+        Admission::new(
+            TargetName::new("t").unwrap(),
+            a,
+            repeat.map(Duration::from_secs),
+        )
+    }
+
+    fn entry_of(decision: &LogDecision) -> LogEntry {
+        match decision {
+            LogDecision::Enqueue { entry, .. } => entry.clone(),
+            LogDecision::Duplicate { .. } => panic!("expected an enqueue, got {decision:?}"),
+        }
+    }
+
+    #[test]
+    fn new_alert_is_enqueued_with_sequence_one() {
+        let d = log_decision(None, &admit(alert(0, Some(300)), None), at(10));
+        let entry = entry_of(&d);
+        assert_eq!(entry.sequence, 1);
+        assert_eq!(entry.status, AlertStatus::Firing);
+        assert_eq!(entry.accepted_at, at(10));
+    }
+
+    #[test]
+    fn refresh_is_a_duplicate_that_extends_ends_at() {
+        let first = entry_of(&log_decision(None, &admit(alert(0, Some(300)), None), at(10)));
+        let d = log_decision(Some(&first), &admit(alert(0, Some(360)), None), at(70));
+        let LogDecision::Duplicate {
+            refresh: Some(entry),
+        } = d
+        else {
+            panic!("expected a refreshed duplicate, got {d:?}");
+        };
+        assert_eq!(entry.ends_at, Some(at(360)));
+        assert_eq!(entry.sequence, 1);
+    }
+
+    #[test]
+    fn status_change_and_new_occurrence_are_enqueued() {
+        let first = entry_of(&log_decision(None, &admit(alert(0, Some(300)), None), at(10)));
+        let resolved = log_decision(Some(&first), &admit(alert(0, Some(20)), None), at(30));
+        let resolved = entry_of(&resolved);
+        assert_eq!((resolved.status, resolved.sequence), (AlertStatus::Resolved, 2));
+        // A resolve is delivered once.
+        assert!(matches!(
+            log_decision(Some(&resolved), &admit(alert(0, Some(20)), None), at(40)),
+            LogDecision::Duplicate { .. }
+        ));
+        // A new occurrence (new startsAt) is a new job.
+        let again = log_decision(Some(&first), &admit(alert(100, Some(400)), None), at(110));
+        assert_eq!(entry_of(&again).sequence, 2);
+    }
+
+    #[test]
+    fn repeat_interval_zero_never_repeats_and_positive_repeats() {
+        let first = entry_of(&log_decision(None, &admit(alert(0, Some(90_000)), None), at(0)));
+        let never = log_decision(Some(&first), &admit(alert(0, Some(90_000)), Some(0)), at(80_000));
+        assert!(matches!(never, LogDecision::Duplicate { .. }));
+        let early = log_decision(Some(&first), &admit(alert(0, Some(90_000)), Some(3600)), at(3599));
+        assert!(matches!(early, LogDecision::Duplicate { .. }));
+        let due = log_decision(Some(&first), &admit(alert(0, Some(90_000)), Some(3600)), at(3600));
+        assert_eq!(entry_of(&due).sequence, 2);
+    }
+
+    #[test]
+    fn defaulted_starts_at_merges_with_the_active_entry() {
+        let first = entry_of(&log_decision(None, &admit(alert(0, Some(300)), None), at(0)));
+        // The sender left startsAt unset, so normalisation made it "now" (60).
+        let resend = admit(alert(60, Some(360)), None).with_starts_at_defaulted(true);
+        let d = log_decision(Some(&first), &resend, at(60));
+        assert!(matches!(d, LogDecision::Duplicate { .. }), "{d:?}");
+        // Without the flag, a changed startsAt is a new occurrence.
+        let explicit = admit(alert(60, Some(360)), None);
+        assert!(matches!(
+            log_decision(Some(&first), &explicit, at(60)),
+            LogDecision::Enqueue { .. }
+        ));
+    }
+
+    #[test]
+    fn bypass_always_enqueues() {
+        let first = entry_of(&log_decision(None, &admit(alert(0, Some(300)), None), at(0)));
+        let d = log_decision(
+            Some(&first),
+            &admit(alert(0, Some(300)), None).bypassing_log(),
+            at(1),
+        );
+        assert_eq!(entry_of(&d).sequence, 2);
+    }
+
+    #[test]
+    fn priority_follows_status_and_severity() {
+        let mut a = alert(0, None);
+        assert_eq!(Priority::of(&a, AlertStatus::Firing), Priority::Medium);
+        assert_eq!(Priority::of(&a, AlertStatus::Resolved), Priority::Low);
+        let labels: Labels = [("severity".to_owned(), "critical".to_owned())].into();
+        a.alert = Alert::new(labels).unwrap();
+        assert_eq!(Priority::of(&a, AlertStatus::Firing), Priority::High);
+        let labels: Labels = [("severity".to_owned(), "info".to_owned())].into();
+        a.alert = Alert::new(labels).unwrap();
+        assert_eq!(Priority::of(&a, AlertStatus::Firing), Priority::Low);
+    }
+}
