@@ -129,7 +129,11 @@ pub struct Admission {
 impl Admission {
     /// An admission of `alert` for `target`, checked against the log.
     #[must_use]
-    pub fn new(target: TargetName, alert: EnrichedAlert, repeat_interval: Option<Duration>) -> Self {
+    pub fn new(
+        target: TargetName,
+        alert: EnrichedAlert,
+        repeat_interval: Option<Duration>,
+    ) -> Self {
         Self {
             target,
             alert,
@@ -164,7 +168,9 @@ pub enum Admitted {
         job: JobId,
         /// The delivery sequence the job carries (see [`Delivery::sequence`]).
         sequence: u64,
-        /// A pending job of the same (target, fingerprint) that this one replaced.
+        /// The older live job of the same (target, fingerprint) that this one replaced. A pending
+        /// one is removed at once; a leased one is removed when its lane settles it, and this job
+        /// is not leased before then.
         superseded: Option<JobId>,
     },
     /// The notification log says the target already has this state; nothing was enqueued.
@@ -195,6 +201,28 @@ pub struct LeasedJob {
     pub priority: Priority,
     /// When ingest committed it.
     pub enqueued_at: DateTime<Utc>,
+}
+
+impl LeasedJob {
+    /// A leased job; for backends.
+    #[must_use]
+    pub const fn new(
+        id: JobId,
+        target: TargetName,
+        alert: EnrichedAlert,
+        delivery: Delivery,
+        priority: Priority,
+        enqueued_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            target,
+            alert,
+            delivery,
+            priority,
+            enqueued_at,
+        }
+    }
 }
 
 /// What a lease returned.
@@ -230,6 +258,25 @@ pub struct Reschedule {
     pub consume_attempt: bool,
     /// The failure that caused it, if any.
     pub error: Option<JobError>,
+}
+
+impl Reschedule {
+    /// Due again at `not_before`; `consume_attempt` says whether the attempt that just ended counts.
+    #[must_use]
+    pub const fn new(not_before: DateTime<Utc>, consume_attempt: bool) -> Self {
+        Self {
+            not_before,
+            consume_attempt,
+            error: None,
+        }
+    }
+
+    /// Records the failure that caused it.
+    #[must_use]
+    pub fn with_error(mut self, error: JobError) -> Self {
+        self.error = Some(error);
+        self
+    }
 }
 
 /// Why a job went to the dead-letter queue.
@@ -289,6 +336,33 @@ pub struct DeadLetter {
     /// When it was dead-lettered.
     #[serde(with = "crate::wire::timestamp")]
     pub dead_at: DateTime<Utc>,
+}
+
+impl DeadLetter {
+    /// An entry made at `dead_at`, with no error, no attempts, sequence 0 and `enqueued_at` equal
+    /// to `dead_at`; backends set the other public fields after.
+    #[must_use]
+    pub const fn new(
+        id: DeadLetterId,
+        target: TargetName,
+        kind: TargetKind,
+        alert: EnrichedAlert,
+        reason: DeadReason,
+        dead_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            target,
+            kind,
+            alert,
+            reason,
+            last_error: None,
+            attempts: 0,
+            sequence: 0,
+            enqueued_at: dead_at,
+            dead_at,
+        }
+    }
 }
 
 /// A filter over the dead-letter queue. Empty fields match everything.
@@ -416,7 +490,11 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
 
     /// The job was delivered: it is removed. Settling a job that no longer exists (superseded
     /// while in flight, or settled twice) succeeds and does nothing.
-    fn ack<'a>(&'a self, job: JobId, now: DateTime<Utc>) -> BoxFuture<'a, Result<(), JobStoreError>>;
+    fn ack<'a>(
+        &'a self,
+        job: JobId,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), JobStoreError>>;
 
     /// The job is put back, due at `how.not_before`. A job superseded while it was in flight is
     /// removed instead, since its newer state is already queued.
@@ -612,7 +690,11 @@ mod tests {
 
     #[test]
     fn refresh_is_a_duplicate_that_extends_ends_at() {
-        let first = entry_of(&log_decision(None, &admit(alert(0, Some(300)), None), at(10)));
+        let first = entry_of(&log_decision(
+            None,
+            &admit(alert(0, Some(300)), None),
+            at(10),
+        ));
         let d = log_decision(Some(&first), &admit(alert(0, Some(360)), None), at(70));
         let LogDecision::Duplicate {
             refresh: Some(entry),
@@ -626,10 +708,17 @@ mod tests {
 
     #[test]
     fn status_change_and_new_occurrence_are_enqueued() {
-        let first = entry_of(&log_decision(None, &admit(alert(0, Some(300)), None), at(10)));
+        let first = entry_of(&log_decision(
+            None,
+            &admit(alert(0, Some(300)), None),
+            at(10),
+        ));
         let resolved = log_decision(Some(&first), &admit(alert(0, Some(20)), None), at(30));
         let resolved = entry_of(&resolved);
-        assert_eq!((resolved.status, resolved.sequence), (AlertStatus::Resolved, 2));
+        assert_eq!(
+            (resolved.status, resolved.sequence),
+            (AlertStatus::Resolved, 2)
+        );
         // A resolve is delivered once.
         assert!(matches!(
             log_decision(Some(&resolved), &admit(alert(0, Some(20)), None), at(40)),
@@ -642,18 +731,38 @@ mod tests {
 
     #[test]
     fn repeat_interval_zero_never_repeats_and_positive_repeats() {
-        let first = entry_of(&log_decision(None, &admit(alert(0, Some(90_000)), None), at(0)));
-        let never = log_decision(Some(&first), &admit(alert(0, Some(90_000)), Some(0)), at(80_000));
+        let first = entry_of(&log_decision(
+            None,
+            &admit(alert(0, Some(90_000)), None),
+            at(0),
+        ));
+        let never = log_decision(
+            Some(&first),
+            &admit(alert(0, Some(90_000)), Some(0)),
+            at(80_000),
+        );
         assert!(matches!(never, LogDecision::Duplicate { .. }));
-        let early = log_decision(Some(&first), &admit(alert(0, Some(90_000)), Some(3600)), at(3599));
+        let early = log_decision(
+            Some(&first),
+            &admit(alert(0, Some(90_000)), Some(3600)),
+            at(3599),
+        );
         assert!(matches!(early, LogDecision::Duplicate { .. }));
-        let due = log_decision(Some(&first), &admit(alert(0, Some(90_000)), Some(3600)), at(3600));
+        let due = log_decision(
+            Some(&first),
+            &admit(alert(0, Some(90_000)), Some(3600)),
+            at(3600),
+        );
         assert_eq!(entry_of(&due).sequence, 2);
     }
 
     #[test]
     fn defaulted_starts_at_merges_with_the_active_entry() {
-        let first = entry_of(&log_decision(None, &admit(alert(0, Some(300)), None), at(0)));
+        let first = entry_of(&log_decision(
+            None,
+            &admit(alert(0, Some(300)), None),
+            at(0),
+        ));
         // The sender left startsAt unset, so normalisation made it "now" (60).
         let resend = admit(alert(60, Some(360)), None).with_starts_at_defaulted(true);
         let d = log_decision(Some(&first), &resend, at(60));
@@ -668,7 +777,11 @@ mod tests {
 
     #[test]
     fn bypass_always_enqueues() {
-        let first = entry_of(&log_decision(None, &admit(alert(0, Some(300)), None), at(0)));
+        let first = entry_of(&log_decision(
+            None,
+            &admit(alert(0, Some(300)), None),
+            at(0),
+        ));
         let d = log_decision(
             Some(&first),
             &admit(alert(0, Some(300)), None).bypassing_log(),
