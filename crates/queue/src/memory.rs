@@ -1,0 +1,692 @@
+//! [`MemoryJobStore`]: the whole [`JobStore`] contract in memory, behind one mutex.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::ops::Bound;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use alert_core::{
+    Admission, Admitted, BoxFuture, DeadLetter, DeadLetterFilter, DeadLetterId, DeadLetterPage,
+    DeadReason, Delivery, EnrichedAlert, Fingerprint, JobError, JobId, JobStore, JobStoreError,
+    Lease, LeasedJob, LogDecision, LogEntry, Priority, QueueStats, Reschedule, TargetKind,
+    TargetName, TargetQueueStats, log_decision,
+};
+use chrono::{DateTime, Utc};
+use uuid::{ContextV7, Timestamp, Uuid};
+
+/// The default cap on dead-letter entries.
+const DEFAULT_DEAD_LETTER_CAP: usize = 100_000;
+
+/// The order in which a lane's 16 consecutive lease slots go to the priorities: 12 high, 3 medium
+/// and 1 low, as [`Priority::share`] documents. The lower levels are spread out so that a lane
+/// leasing a few jobs at a time still reaches them, and the position carries over between
+/// leases, so the shares hold however many jobs each lease asks for.
+const CYCLE: [Priority; 16] = {
+    use Priority::{High as H, Low as L, Medium as M};
+    [H, H, H, H, M, H, H, H, H, M, H, H, H, H, M, L]
+};
+
+/// One (target, fingerprint): the unit of ordering and of the notification log.
+type Key = (TargetName, Fingerprint);
+
+/// A job store in memory: the job queue, the notification log and the dead-letter queue of the
+/// [`JobStore`] contract, with no durability.
+///
+/// It holds at most `max_jobs` live jobs and a capped number of dead letters (the oldest are
+/// dropped first). All state sits behind one mutex that is never held across an `.await`.
+///
+/// Beyond the contract it fixes a few choices of its own:
+/// - a lease that expires unsettled counts as a consumed attempt, since the lane may have sent the
+///   job before it crashed;
+/// - a dead letter's `attempts` counts the attempt in flight when a leased job is dead-lettered;
+/// - a replayed job keeps the dead letter's delivery sequence, so a target that deduplicates on it
+///   sees the same delivery.
+pub struct MemoryJobStore {
+    max_jobs: u64,
+    dead_letter_cap: usize,
+    state: Mutex<State>,
+}
+
+impl MemoryJobStore {
+    /// An empty store that holds at most `max_jobs` live jobs and 100,000 dead letters.
+    #[must_use]
+    pub fn new(max_jobs: u64) -> Self {
+        Self {
+            max_jobs,
+            dead_letter_cap: DEFAULT_DEAD_LETTER_CAP,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Keeps at most `cap` dead letters; when a new one would exceed it, the oldest is dropped.
+    #[must_use]
+    pub fn with_dead_letter_cap(mut self, cap: usize) -> Self {
+        self.dead_letter_cap = cap;
+        self
+    }
+
+    /// The bound on live jobs.
+    #[must_use]
+    pub fn max_jobs(&self) -> u64 {
+        self.max_jobs
+    }
+
+    /// The notification log's entry for (`target`, `fingerprint`), if it has one.
+    #[must_use]
+    pub fn log_entry(&self, target: &str, fingerprint: Fingerprint) -> Option<LogEntry> {
+        let target = TargetName::new(target).ok()?;
+        let state = self.state().ok()?;
+        state.log.get(&(target, fingerprint)).cloned()
+    }
+
+    fn state(&self) -> Result<MutexGuard<'_, State>, JobStoreError> {
+        // A panic while the lock was held may have left the indexes half updated, so a poisoned
+        // store refuses to work rather than serve inconsistent jobs.
+        self.state
+            .lock()
+            .map_err(|_| JobStoreError::Storage("the in-memory store is poisoned".to_owned()))
+    }
+
+    fn enqueue_now(
+        &self,
+        batch: Vec<Admission>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Admitted>, JobStoreError> {
+        let mut state = self.state()?;
+        // Decide every admission first, against the log as the batch itself changes it, so a
+        // batch that would exceed `max_jobs` is refused before anything is written.
+        let mut overlay: HashMap<Key, (Option<LogEntry>, bool)> = HashMap::new();
+        let mut added: u64 = 0;
+        let mut plan = Vec::with_capacity(batch.len());
+        for admission in batch {
+            let key = (
+                admission.target.clone(),
+                admission.alert.alert.fingerprint(),
+            );
+            let (previous, pending) = match overlay.get(&key) {
+                Some((entry, pending)) => (entry.clone(), *pending),
+                None => (
+                    state.log.get(&key).cloned(),
+                    state.slots.get(&key).is_some_and(|s| s.pending.is_some()),
+                ),
+            };
+            let decision = log_decision(previous.as_ref(), &admission, now);
+            let next = match &decision {
+                LogDecision::Enqueue { entry, .. } => {
+                    // Replacing a pending job does not grow the queue.
+                    if !pending {
+                        added += 1;
+                    }
+                    (Some(entry.clone()), true)
+                }
+                LogDecision::Duplicate { refresh } => (refresh.clone().or(previous), pending),
+            };
+            overlay.insert(key.clone(), next);
+            plan.push((key, decision));
+        }
+        if added > 0 && state.jobs.len() as u64 + added > self.max_jobs {
+            return Err(JobStoreError::Full {
+                max_jobs: self.max_jobs,
+            });
+        }
+        Ok(plan
+            .into_iter()
+            .map(|(key, decision)| state.apply(key, decision, now))
+            .collect())
+    }
+
+    fn lease_now(
+        &self,
+        target: &TargetName,
+        n: usize,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Lease, JobStoreError> {
+        let mut state = self.state()?;
+        state.expire_leases(target, now);
+        let until = chrono::Duration::from_std(ttl)
+            .ok()
+            .and_then(|ttl| now.checked_add_signed(ttl))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let picked = state.pick(target, n, now);
+        let mut jobs = Vec::with_capacity(picked.len());
+        for id in picked {
+            jobs.push(state.mark_leased(id, until));
+        }
+        Ok(Lease {
+            jobs,
+            next_due: state.next_due(target, now),
+        })
+    }
+
+    fn reschedule_now(&self, id: JobId, how: Reschedule) -> Result<(), JobStoreError> {
+        let mut state = self.state()?;
+        let Some(job) = state.jobs.get(&id) else {
+            return Ok(());
+        };
+        if job.superseded {
+            state.remove(id);
+            return Ok(());
+        }
+        state.unindex(id);
+        let job = state.jobs.get_mut(&id).expect("the job was just found");
+        if how.consume_attempt {
+            job.attempts = job.attempts.saturating_add(1);
+        }
+        if how.error.is_some() {
+            job.last_error = how.error;
+        }
+        job.due = how.not_before;
+        job.leased_until = None;
+        state.index_pending(id);
+        Ok(())
+    }
+
+    fn dead_letter_now(
+        &self,
+        id: JobId,
+        kind: TargetKind,
+        reason: DeadReason,
+        error: Option<JobError>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DeadLetterId>, JobStoreError> {
+        let mut state = self.state()?;
+        let Some(job) = state.remove(id) else {
+            return Ok(None);
+        };
+        if job.superseded {
+            return Ok(None);
+        }
+        let dead_id = state.dead_letter_id(now);
+        let mut entry = DeadLetter::new(dead_id.clone(), job.target, kind, job.alert, reason, now);
+        entry.last_error = error.or(job.last_error);
+        entry.attempts = if job.leased_until.is_some() {
+            job.attempts.saturating_add(1)
+        } else {
+            job.attempts
+        };
+        entry.sequence = job.sequence;
+        entry.enqueued_at = job.enqueued_at;
+        state.dead.insert(dead_id.clone(), entry);
+        while state.dead.len() > self.dead_letter_cap {
+            state.dead.pop_first();
+        }
+        Ok(state.dead.contains_key(&dead_id).then_some(dead_id))
+    }
+
+    fn stats_now(&self) -> Result<QueueStats, JobStoreError> {
+        let state = self.state()?;
+        let mut by_priority = [0; 3];
+        let mut by_target: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for job in state.jobs.values() {
+            by_priority[level(job.priority)] += 1;
+            let counts = by_target.entry(job.target.as_str()).or_default();
+            if job.leased_until.is_some() {
+                counts.1 += 1;
+            } else {
+                counts.0 += 1;
+            }
+        }
+        Ok(QueueStats {
+            by_priority,
+            by_target: by_target
+                .into_iter()
+                .map(|(target, (pending, leased))| TargetQueueStats {
+                    target: target.to_owned(),
+                    pending,
+                    leased,
+                })
+                .collect(),
+            dead_letters: state.dead.len() as u64,
+        })
+    }
+
+    fn dead_letters_now(
+        &self,
+        filter: &DeadLetterFilter,
+        cursor: Option<&DeadLetterId>,
+        limit: usize,
+    ) -> Result<DeadLetterPage, JobStoreError> {
+        let state = self.state()?;
+        let start = cursor.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut matching = state
+            .dead
+            .range::<DeadLetterId, _>((start, Bound::Unbounded))
+            .map(|(_, entry)| entry)
+            .filter(|entry| filter.matches(entry));
+        let entries: Vec<DeadLetter> = matching.by_ref().take(limit).cloned().collect();
+        // A cursor only when something matching follows, so the last page says it is the last.
+        let next_cursor = match (entries.last(), matching.next()) {
+            (Some(last), Some(_)) => Some(last.id.clone()),
+            _ => None,
+        };
+        Ok(DeadLetterPage {
+            entries,
+            next_cursor,
+        })
+    }
+
+    fn replay_now(&self, id: &DeadLetterId, now: DateTime<Utc>) -> Result<JobId, JobStoreError> {
+        let mut state = self.state()?;
+        let entry = state.dead.get(id).ok_or(JobStoreError::NotFound)?;
+        let key = (entry.target.clone(), entry.alert.alert.fingerprint());
+        let newer_accepted = state
+            .log
+            .get(&key)
+            .is_some_and(|log| log.sequence > entry.sequence);
+        // A live job of the same (target, fingerprint) is the same state or a newer one.
+        let live = state
+            .slots
+            .get(&key)
+            .is_some_and(|s| s.pending.is_some() || s.leased.is_some());
+        if newer_accepted || live {
+            return Err(JobStoreError::Superseded);
+        }
+        if state.jobs.len() as u64 >= self.max_jobs {
+            return Err(JobStoreError::Full {
+                max_jobs: self.max_jobs,
+            });
+        }
+        let entry = state.dead.remove(id).ok_or(JobStoreError::NotFound)?;
+        let priority = Priority::of(&entry.alert, entry.alert.alert.status_at(now));
+        Ok(state.insert(key, entry.alert, entry.sequence, priority, now))
+    }
+}
+
+impl fmt::Debug for MemoryJobStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The jobs themselves would flood a log line; their counts say enough.
+        let mut s = f.debug_struct("MemoryJobStore");
+        s.field("max_jobs", &self.max_jobs)
+            .field("dead_letter_cap", &self.dead_letter_cap);
+        if let Ok(state) = self.state.try_lock() {
+            s.field("jobs", &state.jobs.len())
+                .field("dead_letters", &state.dead.len());
+        }
+        s.finish_non_exhaustive()
+    }
+}
+
+impl JobStore for MemoryJobStore {
+    fn enqueue_batch<'a>(
+        &'a self,
+        batch: Vec<Admission>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Vec<Admitted>, JobStoreError>> {
+        Box::pin(async move { self.enqueue_now(batch, now) })
+    }
+
+    fn lease<'a>(
+        &'a self,
+        target: &'a TargetName,
+        n: usize,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Lease, JobStoreError>> {
+        Box::pin(async move { self.lease_now(target, n, ttl, now) })
+    }
+
+    fn ack<'a>(
+        &'a self,
+        job: JobId,
+        _now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), JobStoreError>> {
+        Box::pin(async move {
+            self.state()?.remove(job);
+            Ok(())
+        })
+    }
+
+    fn reschedule<'a>(
+        &'a self,
+        job: JobId,
+        how: Reschedule,
+        _now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), JobStoreError>> {
+        Box::pin(async move { self.reschedule_now(job, how) })
+    }
+
+    fn dead_letter<'a>(
+        &'a self,
+        job: JobId,
+        kind: TargetKind,
+        reason: DeadReason,
+        error: Option<JobError>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<DeadLetterId>, JobStoreError>> {
+        Box::pin(async move { self.dead_letter_now(job, kind, reason, error, now) })
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<QueueStats, JobStoreError>> {
+        Box::pin(async move { self.stats_now() })
+    }
+
+    fn dead_letters<'a>(
+        &'a self,
+        filter: &'a DeadLetterFilter,
+        cursor: Option<&'a DeadLetterId>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<DeadLetterPage, JobStoreError>> {
+        Box::pin(async move { self.dead_letters_now(filter, cursor, limit) })
+    }
+
+    fn replay<'a>(
+        &'a self,
+        id: &'a DeadLetterId,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<JobId, JobStoreError>> {
+        Box::pin(async move { self.replay_now(id, now) })
+    }
+
+    fn purge<'a>(&'a self, id: &'a DeadLetterId) -> BoxFuture<'a, Result<(), JobStoreError>> {
+        Box::pin(async move {
+            self.state()?
+                .dead
+                .remove(id)
+                .map(drop)
+                .ok_or(JobStoreError::NotFound)
+        })
+    }
+}
+
+// === State ===
+
+/// One live job.
+#[derive(Debug)]
+struct Job {
+    target: TargetName,
+    fingerprint: Fingerprint,
+    alert: EnrichedAlert,
+    sequence: u64,
+    /// Attempts consumed so far; the next lease is attempt `attempts + 1`.
+    attempts: u32,
+    priority: Priority,
+    enqueued_at: DateTime<Utc>,
+    /// When it may be leased; the key of its place in its lane's ready set.
+    due: DateTime<Utc>,
+    /// While leased, when the lease expires; the key of its place in its lane's leased set.
+    leased_until: Option<DateTime<Utc>>,
+    /// A newer state of its (target, fingerprint) was accepted while it was leased, so settling
+    /// it removes it.
+    superseded: bool,
+    last_error: Option<JobError>,
+}
+
+/// One target's indexes.
+#[derive(Debug, Default)]
+struct Lane {
+    /// Pending jobs by priority level, ordered by (due, id).
+    ready: [BTreeSet<(DateTime<Utc>, JobId)>; 3],
+    /// Leased jobs, ordered by (lease expiry, id).
+    leased: BTreeSet<(DateTime<Utc>, JobId)>,
+    /// The position in [`CYCLE`] of the next lease slot.
+    cycle: usize,
+}
+
+/// The live jobs of one (target, fingerprint): at most one pending and one leased. Both are set
+/// only when the leased one has been superseded by the pending one.
+#[derive(Debug, Default)]
+struct Slot {
+    pending: Option<JobId>,
+    leased: Option<JobId>,
+}
+
+#[derive(Default)]
+struct State {
+    next_job: u64,
+    jobs: HashMap<JobId, Job>,
+    lanes: HashMap<TargetName, Lane>,
+    slots: HashMap<Key, Slot>,
+    log: HashMap<Key, LogEntry>,
+    dead: BTreeMap<DeadLetterId, DeadLetter>,
+    /// Makes dead-letter ids increase even when `now` repeats or goes back.
+    ids: ContextV7,
+}
+
+fn level(priority: Priority) -> usize {
+    match priority {
+        Priority::High => 0,
+        Priority::Medium => 1,
+        Priority::Low => 2,
+    }
+}
+
+impl State {
+    /// Commits one planned admission.
+    fn apply(&mut self, key: Key, decision: LogDecision, now: DateTime<Utc>) -> Admitted {
+        match decision {
+            LogDecision::Duplicate { refresh } => {
+                if let Some(entry) = refresh {
+                    self.log.insert(key, entry);
+                }
+                Admitted::Duplicate
+            }
+            LogDecision::Enqueue {
+                alert,
+                sequence,
+                entry,
+            } => {
+                let slot = self.slots.get(&key);
+                let pending = slot.and_then(|s| s.pending);
+                let leased = slot.and_then(|s| s.leased);
+                let superseded = if let Some(old) = pending {
+                    self.remove(old);
+                    Some(old)
+                } else if let Some(old) = leased {
+                    let job = self.jobs.get_mut(&old).expect("a slot's job is live");
+                    // A job superseded before (whose successor was then acked) is not reported twice.
+                    (!std::mem::replace(&mut job.superseded, true)).then_some(old)
+                } else {
+                    None
+                };
+                let priority = Priority::of(&alert, alert.alert.status_at(now));
+                self.log.insert(key.clone(), entry);
+                let job = self.insert(key, *alert, sequence, priority, now);
+                Admitted::Enqueued {
+                    job,
+                    sequence,
+                    superseded,
+                }
+            }
+        }
+    }
+
+    /// Adds a new pending job, due now.
+    fn insert(
+        &mut self,
+        key: Key,
+        alert: EnrichedAlert,
+        sequence: u64,
+        priority: Priority,
+        now: DateTime<Utc>,
+    ) -> JobId {
+        self.next_job += 1;
+        let id = JobId(self.next_job);
+        self.jobs.insert(
+            id,
+            Job {
+                target: key.0,
+                fingerprint: key.1,
+                alert,
+                sequence,
+                attempts: 0,
+                priority,
+                enqueued_at: now,
+                due: now,
+                leased_until: None,
+                superseded: false,
+                last_error: None,
+            },
+        );
+        self.index_pending(id);
+        id
+    }
+
+    /// Files a job that is not leased under its lane's ready set and its slot's pending place.
+    fn index_pending(&mut self, id: JobId) {
+        let job = &self.jobs[&id];
+        let lane = self.lanes.entry(job.target.clone()).or_default();
+        lane.ready[level(job.priority)].insert((job.due, id));
+        let slot = self
+            .slots
+            .entry((job.target.clone(), job.fingerprint))
+            .or_default();
+        slot.pending = Some(id);
+    }
+
+    /// Takes a job out of its lane's sets and its slot, leaving it in `jobs`.
+    fn unindex(&mut self, id: JobId) {
+        let job = &self.jobs[&id];
+        if let Some(lane) = self.lanes.get_mut(&job.target) {
+            match job.leased_until {
+                Some(until) => lane.leased.remove(&(until, id)),
+                None => lane.ready[level(job.priority)].remove(&(job.due, id)),
+            };
+        }
+        let key = (job.target.clone(), job.fingerprint);
+        if let Some(slot) = self.slots.get_mut(&key) {
+            if slot.pending == Some(id) {
+                slot.pending = None;
+            }
+            if slot.leased == Some(id) {
+                slot.leased = None;
+            }
+            if slot.pending.is_none() && slot.leased.is_none() {
+                self.slots.remove(&key);
+            }
+        }
+    }
+
+    /// Removes a job entirely; `None` when there is no such job.
+    fn remove(&mut self, id: JobId) -> Option<Job> {
+        if !self.jobs.contains_key(&id) {
+            return None;
+        }
+        self.unindex(id);
+        self.jobs.remove(&id)
+    }
+
+    /// Returns the jobs of `target` whose lease has expired to the ready set, or drops them when
+    /// they were superseded meanwhile.
+    fn expire_leases(&mut self, target: &TargetName, now: DateTime<Utc>) {
+        let Some(lane) = self.lanes.get(target) else {
+            return;
+        };
+        let expired: Vec<JobId> = lane
+            .leased
+            .range(..=(now, JobId(u64::MAX)))
+            .map(|&(_, id)| id)
+            .collect();
+        for id in expired {
+            if self.jobs[&id].superseded {
+                self.remove(id);
+                continue;
+            }
+            self.unindex(id);
+            let job = self.jobs.get_mut(&id).expect("an indexed job is live");
+            job.leased_until = None;
+            job.attempts = job.attempts.saturating_add(1);
+            self.index_pending(id);
+        }
+    }
+
+    /// Chooses up to `n` due jobs of `target`, by priority share, oldest due first per level,
+    /// skipping jobs whose (target, fingerprint) has a job in flight.
+    fn pick(&mut self, target: &TargetName, n: usize, now: DateTime<Utc>) -> Vec<JobId> {
+        let Some(lane) = self.lanes.get(target) else {
+            return Vec::new();
+        };
+        let slots = &self.slots;
+        let jobs = &self.jobs;
+        let mut candidates: [VecDeque<JobId>; 3] = Default::default();
+        for (ready, out) in lane.ready.iter().zip(&mut candidates) {
+            *out = ready
+                .range(..=(now, JobId(u64::MAX)))
+                .map(|&(_, id)| id)
+                .filter(|id| {
+                    let job = &jobs[id];
+                    slots
+                        .get(&(job.target.clone(), job.fingerprint))
+                        .is_none_or(|s| s.leased.is_none())
+                })
+                .take(n)
+                .collect();
+        }
+        let mut cycle = lane.cycle;
+        let mut picked = Vec::with_capacity(n.min(candidates.iter().map(VecDeque::len).sum()));
+        while picked.len() < n {
+            // A level with nothing due gives its slot to the highest level that has something.
+            let wanted = level(CYCLE[cycle % CYCLE.len()]);
+            let Some(id) = candidates[wanted]
+                .pop_front()
+                .or_else(|| candidates.iter_mut().find_map(VecDeque::pop_front))
+            else {
+                break;
+            };
+            picked.push(id);
+            cycle = (cycle + 1) % CYCLE.len();
+        }
+        if let Some(lane) = self.lanes.get_mut(target) {
+            lane.cycle = cycle;
+        }
+        picked
+    }
+
+    /// Moves a pending job to the leased set until `until` and describes it for the lane.
+    fn mark_leased(&mut self, id: JobId, until: DateTime<Utc>) -> LeasedJob {
+        self.unindex(id);
+        let job = self.jobs.get_mut(&id).expect("a picked job is live");
+        job.leased_until = Some(until);
+        let leased = LeasedJob::new(
+            id,
+            job.target.clone(),
+            job.alert.clone(),
+            Delivery::new(job.sequence, job.attempts.saturating_add(1)),
+            job.priority,
+            job.enqueued_at,
+        );
+        let key = (job.target.clone(), job.fingerprint);
+        self.lanes
+            .entry(key.0.clone())
+            .or_default()
+            .leased
+            .insert((until, id));
+        self.slots.entry(key).or_default().leased = Some(id);
+        leased
+    }
+
+    /// When the earliest pending job of `target` that is not due at `now` becomes due.
+    fn next_due(&self, target: &TargetName, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let lane = self.lanes.get(target)?;
+        lane.ready
+            .iter()
+            .filter_map(|ready| {
+                ready
+                    .range((Bound::Excluded((now, JobId(u64::MAX))), Bound::Unbounded))
+                    .next()
+                    .map(|&(due, _)| due)
+            })
+            .min()
+    }
+
+    /// A new UUIDv7 dead-letter id for `now`, greater than every id made before.
+    fn dead_letter_id(&self, now: DateTime<Utc>) -> DeadLetterId {
+        let secs = u64::try_from(now.timestamp()).unwrap_or(0);
+        let timestamp = Timestamp::from_unix(&self.ids, secs, now.timestamp_subsec_nanos());
+        DeadLetterId(Uuid::new_v7(timestamp).to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cycle_gives_each_level_its_share() {
+        for p in Priority::ALL {
+            let slots = CYCLE.iter().filter(|&&c| c == p).count();
+            assert_eq!(slots, p.share() as usize, "{}", p.as_str());
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! `MemoryJobStore` against the `JobStore` contract, plus what is particular to it: the
+//! dead-letter cap, the notification log's inspection and the lease share across small leases.
+
+use std::time::Duration;
+
+use alert_core::job::contract;
+use alert_core::{
+    Admission, Alert, AlertStatus, Annotations, DeadLetterFilter, DeadReason, EnrichedAlert,
+    JobStore, Labels, Priority, TargetKind, TargetName,
+};
+use chrono::{DateTime, Utc};
+use queue::MemoryJobStore;
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+}
+
+fn alert(name: &str, severity: Option<&str>, ends: i64) -> EnrichedAlert {
+    let mut labels: Labels = [("alertname".to_owned(), name.to_owned())].into();
+    if let Some(severity) = severity {
+        labels.insert("severity".to_owned(), severity.to_owned());
+    }
+    EnrichedAlert::new(
+        Alert::build(labels, Annotations::new(), at(0), Some(at(ends)), None).unwrap(),
+    )
+}
+
+fn admit(target: &TargetName, alert: EnrichedAlert) -> Admission {
+    Admission::new(target.clone(), alert, None)
+}
+
+#[tokio::test]
+async fn memory_store_passes_the_contract() {
+    contract::run_all(|| MemoryJobStore::new(1_000)).await;
+}
+
+#[tokio::test]
+async fn dead_letters_beyond_the_cap_drop_the_oldest() {
+    let store = MemoryJobStore::new(100).with_dead_letter_cap(2);
+    let target = TargetName::new("t").unwrap();
+    let mut made = Vec::new();
+    for i in 0..3 {
+        let batch = vec![admit(&target, alert(&format!("Cap{i}"), None, 86_400))];
+        store.enqueue_batch(batch, at(i)).await.unwrap();
+        let lease = store
+            .lease(&target, 1, Duration::from_secs(60), at(i))
+            .await
+            .unwrap();
+        let id = store
+            .dead_letter(
+                lease.jobs[0].id,
+                TargetKind::Webhook,
+                DeadReason::Permanent,
+                None,
+                at(i),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        made.push(id);
+    }
+    let page = store
+        .dead_letters(&DeadLetterFilter::default(), None, 10)
+        .await
+        .unwrap();
+    let ids: Vec<_> = page.entries.into_iter().map(|d| d.id).collect();
+    assert_eq!(ids, made[1..], "the oldest entry is dropped first");
+    assert_eq!(store.stats().await.unwrap().dead_letters, 2);
+}
+
+#[tokio::test]
+async fn the_log_entry_follows_accepted_states_and_refreshes() {
+    let store = MemoryJobStore::new(100);
+    let target = TargetName::new("t").unwrap();
+    let firing = alert("Logged", None, 300);
+    let fingerprint = firing.alert.fingerprint();
+    assert_eq!(store.log_entry("t", fingerprint), None);
+
+    store
+        .enqueue_batch(vec![admit(&target, firing)], at(10))
+        .await
+        .unwrap();
+    let entry = store.log_entry("t", fingerprint).unwrap();
+    assert_eq!(
+        (entry.status, entry.sequence, entry.accepted_at),
+        (AlertStatus::Firing, 1, at(10))
+    );
+    assert_eq!(entry.ends_at, Some(at(300)));
+
+    // A re-send that extends endsAt is a duplicate whose refresh is stored.
+    store
+        .enqueue_batch(vec![admit(&target, alert("Logged", None, 600))], at(20))
+        .await
+        .unwrap();
+    let entry = store.log_entry("t", fingerprint).unwrap();
+    assert_eq!(
+        (entry.sequence, entry.ends_at, entry.accepted_at),
+        (1, Some(at(600)), at(10))
+    );
+
+    store
+        .enqueue_batch(vec![admit(&target, alert("Logged", None, 25))], at(30))
+        .await
+        .unwrap();
+    let entry = store.log_entry("t", fingerprint).unwrap();
+    assert_eq!((entry.status, entry.sequence), (AlertStatus::Resolved, 2));
+    assert_eq!(store.log_entry("other", fingerprint), None);
+    assert_eq!(store.log_entry("Not A Name", fingerprint), None);
+}
+
+#[tokio::test]
+async fn small_leases_still_reach_every_level() {
+    let store = MemoryJobStore::new(1_000);
+    let target = TargetName::new("t").unwrap();
+    let mut batch = Vec::new();
+    for i in 0..20 {
+        batch.push(admit(
+            &target,
+            alert(&format!("H{i}"), Some("critical"), 86_400),
+        ));
+        batch.push(admit(&target, alert(&format!("M{i}"), None, 86_400)));
+        batch.push(admit(
+            &target,
+            alert(&format!("L{i}"), Some("info"), 86_400),
+        ));
+    }
+    store.enqueue_batch(batch, at(0)).await.unwrap();
+    // A lane that leases one job at a time gets the same shares as one that leases 16.
+    let mut counts = [0; 3];
+    for _ in 0..16 {
+        let lease = store
+            .lease(&target, 1, Duration::from_secs(60), at(1))
+            .await
+            .unwrap();
+        let job = &lease.jobs[0];
+        counts[Priority::ALL
+            .iter()
+            .position(|&p| p == job.priority)
+            .unwrap()] += 1;
+        store.ack(job.id, at(1)).await.unwrap();
+    }
+    assert_eq!(counts, [12, 3, 1]);
+}
+
+#[tokio::test]
+async fn replay_is_refused_when_full() {
+    let store = MemoryJobStore::new(1);
+    let target = TargetName::new("t").unwrap();
+    store
+        .enqueue_batch(vec![admit(&target, alert("A", None, 86_400))], at(0))
+        .await
+        .unwrap();
+    let lease = store
+        .lease(&target, 1, Duration::from_secs(60), at(0))
+        .await
+        .unwrap();
+    let id = store
+        .dead_letter(
+            lease.jobs[0].id,
+            TargetKind::Slack,
+            DeadReason::Exhausted,
+            None,
+            at(1),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .enqueue_batch(vec![admit(&target, alert("B", None, 86_400))], at(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.replay(&id, at(3)).await,
+        Err(alert_core::JobStoreError::Full { max_jobs: 1 })
+    );
+    assert_eq!(
+        store.stats().await.unwrap().dead_letters,
+        1,
+        "the entry is kept"
+    );
+}
