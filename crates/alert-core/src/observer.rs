@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::PublishError;
+use crate::job::DeadReason;
 use crate::publisher::Receipt;
 use crate::target::Target;
 
@@ -109,6 +110,17 @@ pub trait PublishObserver: Send + Sync + 'static {
     /// A parallel publish finished.
     fn on_parallel_publish(&self, outcome: ParallelOutcome, duration: Duration) {
         let _ = (outcome, duration);
+    }
+
+    /// The dispatcher put a job of `target` back in the queue. `consumed_attempt` is false when a
+    /// gate (an open breaker or a 429) delayed it, true when a failed attempt counts.
+    fn on_job_rescheduled(&self, target: &Target, consumed_attempt: bool) {
+        let _ = (target, consumed_attempt);
+    }
+
+    /// The dispatcher moved a job of `target` to the dead-letter queue.
+    fn on_job_dead_lettered(&self, target: &Target, reason: DeadReason) {
+        let _ = (target, reason);
     }
 }
 

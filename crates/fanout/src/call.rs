@@ -7,6 +7,7 @@ use alert_core::{
     PublishError, PublishObserver, PublishRequest, TargetEntry,
 };
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// What became of one [`TargetCall`].
 #[derive(Clone, Debug, PartialEq)]
@@ -80,6 +81,49 @@ impl<'a> TargetCall<'a> {
     /// Makes the attempt, taking `started` as its start: the per-attempt deadline is
     /// `started + timeout`. Callers that start many calls at one instant read the clock once.
     pub async fn call_at(
+        &self,
+        alert: &EnrichedAlert,
+        delivery: Delivery,
+        started: Instant,
+    ) -> CallResult {
+        // One span per attempt. Its fields name the target and the alert, never a URL or a
+        // credential: those stay inside the publisher, and its error messages are redacted.
+        let target = &self.entry.target;
+        let span = tracing::info_span!(
+            "publish",
+            target = %target.name,
+            kind = %target.kind,
+            fingerprint = %alert.alert.fingerprint(),
+            attempt = delivery.attempt,
+        );
+        let result = self
+            .attempt(alert, delivery, started)
+            .instrument(span.clone())
+            .await;
+        let _entered = span.enter();
+        match &result {
+            CallResult::Called(outcome) => match &outcome.result {
+                Ok(receipt) => tracing::debug!(
+                    status = receipt.status_code,
+                    duration_ms = alert_core::wire::duration_ms(outcome.duration),
+                    "published"
+                ),
+                Err(err) => tracing::warn!(
+                    error_kind = err.kind.label(),
+                    status = err.status_code,
+                    duration_ms = alert_core::wire::duration_ms(outcome.duration),
+                    message = %err.message,
+                    "publish failed"
+                ),
+            },
+            CallResult::Rejected { .. } => {
+                tracing::debug!("the circuit breaker refused the call");
+            }
+        }
+        result
+    }
+
+    async fn attempt(
         &self,
         alert: &EnrichedAlert,
         delivery: Delivery,

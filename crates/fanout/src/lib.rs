@@ -1,6 +1,6 @@
 //! The parallel fan-out engine of alertpub.
 //!
-//! It depends on `alert-core` alone, and provides three pieces:
+//! It depends on `alert-core` alone, and provides four pieces:
 //! - [`select_targets`]: one pure function that decides, for an alert and the current targets,
 //!   which to call and why every other one is skipped. The synchronous API and ingest share it.
 //! - [`TargetCall`]: the single way a target is called. It asks the circuit gate, applies the
@@ -10,7 +10,14 @@
 //!   `max_concurrent` at a time, within per-target and overall timeouts, and returns a
 //!   [`ParallelPublishResult`] with one entry per target.
 //!
-//! The engine spawns no task: dropping its future cancels every call in flight.
+//! - [`Dispatcher`]: delivers the jobs ingest committed to a [`JobStore`](alert_core::JobStore),
+//!   one lane per enabled target. Each lane is gate (breaker, health, a 429's `Retry-After`, all
+//!   delays) → token-bucket rate limit → in-flight limit → [`TargetCall`], and settles every job
+//!   once: ack, reschedule with full-jitter backoff, or dead-letter. Retries happen here and
+//!   nowhere else, so a slow or broken target only ever fills its own lane.
+//!
+//! The engine spawns no task: dropping its future cancels every call in flight. The dispatcher's
+//! tasks are all owned by its [`DispatcherHandle`]: dropping it aborts them.
 //!
 //! # Example
 //! ```
@@ -48,12 +55,17 @@
 //! ```
 
 mod call;
+mod dispatch;
 mod engine;
 mod options;
 mod result;
 mod select;
 
 pub use call::{CallResult, TargetCall};
+pub use dispatch::{
+    Clock, Dispatcher, DispatcherBuilder, DispatcherConfig, DispatcherHandle, LaneStatus,
+    PauseReason, TokioClock, default_rate_limit,
+};
 pub use engine::{EngineBuilder, FanoutEngine};
 pub use options::{HealthStrategy, MAX_CONCURRENT_LIMIT, OptionsError, PublishOptions};
 pub use result::{FanoutError, ParallelPublishResult, TargetOutcome, TargetResult};

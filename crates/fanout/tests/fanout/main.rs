@@ -1,5 +1,7 @@
-//! fanout's integration tests: selection, `TargetCall` and the engine, against in-process fakes
-//! from `test-support`. Time is paused, so latencies and timeouts are exact and instant.
+//! fanout's integration tests: selection, `TargetCall`, the engine and the dispatcher, against
+//! in-process fakes from `test-support` and `queue`'s in-memory job store. Time is paused, so
+//! latencies, timeouts, backoff and rate limits are exact and instant.
 
+mod dispatch;
 mod engine;
 mod select;

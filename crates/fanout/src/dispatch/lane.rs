@@ -1,0 +1,445 @@
+//! One target's lane: gate → rate limit → in-flight limit → `TargetCall`, then settle.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use alert_core::{
+    CircuitState, DeadReason, HealthStatus, JobError, JobId, LeasedJob, Reschedule, Target,
+    TargetEntry,
+};
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio::task::{JoinError, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::{SplitMix64, backoff_ceiling};
+use super::rate::{TokenBucket, default_rate_limit};
+use super::settle::{Decision, Settlement, decide};
+use super::{Context, LaneShared, PauseReason};
+use crate::call::TargetCall;
+
+/// What an attempt tells its lane when it ends.
+#[derive(Debug, Default)]
+struct AttemptEnd {
+    /// Pause the whole lane for this long, for this reason.
+    pause: Option<(Duration, PauseReason)>,
+}
+
+/// What the lane does next.
+enum Step {
+    /// Lease up to this many jobs.
+    Lease(usize),
+    /// Wait until `until` (if any), an attempt ends, shutdown, or (if `wake`) a wake-up.
+    Wait { until: Option<Instant>, wake: bool },
+}
+
+pub(super) struct Lane {
+    context: Arc<Context>,
+    entry: watch::Receiver<Arc<TargetEntry>>,
+    shared: Arc<LaneShared>,
+    stop: CancellationToken,
+    rng: SplitMix64,
+    bucket: Option<TokenBucket>,
+    /// A pause ordered by an attempt's outcome (a 429 or a breaker rejection).
+    pause: Option<(Instant, PauseReason)>,
+    /// When the lane last let an attempt through while the target was unhealthy.
+    unhealthy_probe: Option<Instant>,
+    /// Consecutive failed store calls of the lane itself (leases), for its backoff.
+    store_failures: u32,
+    attempts: JoinSet<AttemptEnd>,
+}
+
+impl Lane {
+    pub(super) fn new(
+        context: Arc<Context>,
+        entry: watch::Receiver<Arc<TargetEntry>>,
+        shared: Arc<LaneShared>,
+        stop: CancellationToken,
+    ) -> Self {
+        let rng = SplitMix64::seeded_from(entry.borrow().target.name.as_str());
+        Self {
+            context,
+            entry,
+            shared,
+            stop,
+            rng,
+            bucket: None,
+            pause: None,
+            unhealthy_probe: None,
+            store_failures: 0,
+            attempts: JoinSet::new(),
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        while !self.stop.is_cancelled() {
+            let entry = Arc::clone(&self.entry.borrow());
+            match self.next_step(&entry) {
+                Step::Wait { until, wake } => self.wait(until, wake).await,
+                Step::Lease(n) => self.lease(&entry, n).await,
+            }
+        }
+        // Shutdown or stop: lease nothing more, and let the attempts in flight finish. The
+        // caller bounds this with its own deadline by dropping the dispatcher handle, which
+        // aborts this task and its attempts.
+        while let Some(ended) = self.attempts.join_next().await {
+            self.attempt_ended(ended);
+        }
+    }
+
+    /// Walks the layers from the outside in and says what to do now.
+    fn next_step(&mut self, entry: &TargetEntry) -> Step {
+        let config = &self.context.config;
+        let target = &entry.target;
+        let name = target.name.as_str();
+        let now = Instant::now();
+        let running = self.attempts.len();
+        let mut limit = target
+            .in_flight_limit
+            .unwrap_or(config.default_in_flight)
+            .max(1);
+
+        // Gate: a pause an outcome ordered (a 429 or a breaker rejection), the breaker's state,
+        // then health. Each delays; none fails a job.
+        if let Some((until, reason)) = self.pause {
+            if until > now {
+                self.show_pause(Some(until), reason);
+                return Step::Wait {
+                    until: Some(until),
+                    wake: false,
+                };
+            }
+            self.pause = None;
+        }
+        match self.context.gate.state(name) {
+            CircuitState::Open => {
+                // The breaker does not say when it will half-open without taking a trial slot,
+                // so look again shortly.
+                let until = now + config.initial_backoff.min(config.max_backoff);
+                self.show_pause(Some(until), PauseReason::CircuitOpen);
+                return Step::Wait {
+                    until: Some(until),
+                    wake: false,
+                };
+            }
+            // A half-open breaker lets one trial through; more would only be rejected.
+            CircuitState::HalfOpen => limit = 1,
+            CircuitState::Closed => {}
+        }
+        if self.context.health.status(name) == HealthStatus::Unhealthy {
+            // While unhealthy, one attempt at a time, once per `unhealthy_recheck`: enough for
+            // passive outcomes to heal the target, without pouring jobs into it.
+            let recheck = config.unhealthy_recheck.min(config.max_backoff);
+            let next_probe = self.unhealthy_probe.map(|at| at + recheck);
+            if running > 0 || next_probe.is_some_and(|at| at > now) {
+                let until = next_probe.filter(|at| *at > now).unwrap_or(now + recheck);
+                self.show_pause(Some(until), PauseReason::Unhealthy);
+                return Step::Wait {
+                    until: Some(until),
+                    wake: false,
+                };
+            }
+            limit = 1;
+        } else {
+            self.unhealthy_probe = None;
+        }
+        self.shared.set_pause(None, None);
+
+        // Rate limit: a token per attempt; wait for one, never fail.
+        let tokens = match self.bucket_for(target, now) {
+            Some(bucket) => {
+                let tokens = bucket.available(now);
+                if tokens == 0 {
+                    return Step::Wait {
+                        until: Some(bucket.next_token_at(now)),
+                        wake: false,
+                    };
+                }
+                tokens
+            }
+            None => usize::MAX,
+        };
+
+        // In-flight limit: the only place attempts start is `lease`, and it starts at most
+        // `free` of them, so the lane never runs more than `limit`.
+        let free = limit.saturating_sub(running);
+        if free == 0 {
+            return Step::Wait {
+                until: None,
+                wake: false,
+            };
+        }
+        Step::Lease(free.min(tokens))
+    }
+
+    /// The token bucket for the target's current rate limit, rebuilt when the limit changes.
+    fn bucket_for(&mut self, target: &Target, now: Instant) -> Option<&mut TokenBucket> {
+        let Some(limit) = default_rate_limit(target) else {
+            self.bucket = None;
+            return None;
+        };
+        if self.bucket.as_ref().is_none_or(|b| b.limit() != limit) {
+            self.bucket = Some(TokenBucket::new(limit, now));
+        }
+        self.bucket.as_mut()
+    }
+
+    fn show_pause(&self, until: Option<Instant>, reason: PauseReason) {
+        let until = until.map(|at| {
+            let left = at.saturating_duration_since(Instant::now());
+            self.context.clock.now() + chrono_duration(left)
+        });
+        self.shared.set_pause(until, Some(reason));
+    }
+
+    async fn wait(&mut self, until: Option<Instant>, wake: bool) {
+        let stop = self.stop.clone();
+        let shared = Arc::clone(&self.shared);
+        let sleep = async {
+            match until {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = stop.cancelled() => {}
+            Some(ended) = self.attempts.join_next() => self.attempt_ended(ended),
+            () = sleep => {}
+            () = shared.wake.notified(), if wake => {}
+        }
+    }
+
+    fn attempt_ended(&mut self, ended: Result<AttemptEnd, JoinError>) {
+        match ended {
+            Ok(AttemptEnd {
+                pause: Some((after, reason)),
+            }) => {
+                let until = Instant::now() + after;
+                // Keep the later of two pauses: a second 429 with a shorter Retry-After does not
+                // shorten the first.
+                if self.pause.is_none_or(|(current, _)| current < until) {
+                    self.pause = Some((until, reason));
+                }
+            }
+            Ok(AttemptEnd { pause: None }) => {}
+            Err(err) if err.is_panic() => {
+                tracing::error!(
+                    "a dispatcher attempt panicked; its job is redelivered after its lease"
+                );
+            }
+            Err(_) => {}
+        }
+    }
+
+    async fn lease(&mut self, entry: &Arc<TargetEntry>, n: usize) {
+        let context = Arc::clone(&self.context);
+        let config = &context.config;
+        let target = &entry.target;
+        let call_timeout = target.timeout.unwrap_or(config.per_target_timeout);
+        // The lease must outlast the attempt and its settlement, or the job could be leased again
+        // while it is still in flight.
+        let ttl = config.lease_ttl.max(call_timeout.saturating_mul(3));
+        let now = context.clock.now();
+        let lease = tokio::select! {
+            lease = context.store.lease(&target.name, n, ttl, now) => lease,
+            () = self.stop.cancelled() => return,
+        };
+        let lease = match lease {
+            Ok(lease) => {
+                self.store_failures = 0;
+                lease
+            }
+            Err(err) => {
+                self.store_failures = self.store_failures.saturating_add(1);
+                let delay = backoff_ceiling(
+                    self.store_failures,
+                    config.initial_backoff,
+                    config.max_backoff,
+                );
+                tracing::warn!(target = %target.name, error = %err, "leasing jobs failed; backing off");
+                self.wait(Some(Instant::now() + delay), false).await;
+                return;
+            }
+        };
+        if lease.jobs.is_empty() {
+            let mut until = Instant::now() + config.idle_poll;
+            if let Some(due) = lease.next_due {
+                let left = (due - context.clock.now()).to_std().unwrap_or_default();
+                until = until.min(Instant::now() + left);
+            }
+            self.wait(Some(until), true).await;
+            return;
+        }
+        let started = Instant::now();
+        for job in lease.jobs {
+            let age = (now - job.enqueued_at).to_std().unwrap_or_default();
+            let guard = InFlight::new(Arc::clone(&self.shared));
+            if age > config.max_age {
+                self.attempts.spawn(expire(
+                    Arc::clone(&context),
+                    Arc::clone(entry),
+                    job.id,
+                    self.stop.clone(),
+                    guard,
+                ));
+                continue;
+            }
+            if let Some(bucket) = self.bucket.as_mut() {
+                bucket.take(started);
+            }
+            if self.context.health.status(target.name.as_str()) == HealthStatus::Unhealthy {
+                self.unhealthy_probe = Some(started);
+            }
+            self.attempts.spawn(attempt(
+                Arc::clone(&context),
+                Arc::clone(entry),
+                job,
+                self.rng.next_u64(),
+                self.stop.clone(),
+                guard,
+            ));
+        }
+    }
+}
+
+/// Counts an attempt in its lane's in-flight figure for as long as the attempt's task lives,
+/// including when it is aborted.
+struct InFlight(Arc<LaneShared>);
+
+impl InFlight {
+    fn new(shared: Arc<LaneShared>) -> Self {
+        shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(shared)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One attempt: call the target once through `TargetCall`, then settle the job exactly once.
+async fn attempt(
+    context: Arc<Context>,
+    entry: Arc<TargetEntry>,
+    job: LeasedJob,
+    random: u64,
+    stop: CancellationToken,
+    _in_flight: InFlight,
+) -> AttemptEnd {
+    let call = TargetCall::new(
+        &entry,
+        context.config.per_target_timeout,
+        context.gate.as_ref(),
+        context.health.as_ref(),
+        context.observer.as_ref(),
+    );
+    let result = call.call(&job.alert, job.delivery).await;
+    let Decision { settlement, pause } =
+        decide(&result, job.delivery.attempt, &context.config, random);
+    settle(&context, &entry.target, job.id, settlement, &stop).await;
+    AttemptEnd { pause }
+}
+
+/// A job older than `max_age`: dead-lettered as expired, without a call.
+async fn expire(
+    context: Arc<Context>,
+    entry: Arc<TargetEntry>,
+    job: JobId,
+    stop: CancellationToken,
+    _in_flight: InFlight,
+) -> AttemptEnd {
+    let settlement = Settlement::DeadLetter {
+        reason: DeadReason::Expired,
+        error: None,
+    };
+    settle(&context, &entry.target, job, settlement, &stop).await;
+    AttemptEnd::default()
+}
+
+/// Applies a settlement, retrying with backoff while the store fails. At shutdown it gives up
+/// after the current try: the job's lease then expires and it is delivered again, which the
+/// delivery's idempotency key makes harmless.
+async fn settle(
+    context: &Context,
+    target: &Target,
+    job: JobId,
+    settlement: Settlement,
+    stop: &CancellationToken,
+) {
+    let config = &context.config;
+    let mut failures = 0_u32;
+    loop {
+        let now = context.clock.now();
+        let result = match &settlement {
+            Settlement::Leave => return,
+            Settlement::Ack => context.store.ack(job, now).await,
+            Settlement::Reschedule {
+                after,
+                consume_attempt,
+                error,
+            } => {
+                let how = reschedule(
+                    now + chrono_duration(*after),
+                    *consume_attempt,
+                    error.clone(),
+                );
+                context.store.reschedule(job, how, now).await
+            }
+            Settlement::DeadLetter { reason, error } => context
+                .store
+                .dead_letter(job, target.kind, *reason, error.clone(), now)
+                .await
+                .map(drop),
+        };
+        match result {
+            Ok(()) => break,
+            Err(err) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(
+                    target = %target.name,
+                    job = %job,
+                    error = %err,
+                    "settling a job failed; retrying"
+                );
+                if stop.is_cancelled() {
+                    return;
+                }
+                let delay = backoff_ceiling(failures, config.initial_backoff, config.max_backoff);
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+    match settlement {
+        Settlement::Reschedule {
+            consume_attempt, ..
+        } => context.observer.on_job_rescheduled(target, consume_attempt),
+        Settlement::DeadLetter { reason, .. } => {
+            tracing::warn!(target = %target.name, job = %job, reason = reason.as_str(), "job dead-lettered");
+            context.observer.on_job_dead_lettered(target, reason);
+        }
+        Settlement::Ack | Settlement::Leave => {}
+    }
+}
+
+fn reschedule(
+    not_before: DateTime<Utc>,
+    consume_attempt: bool,
+    error: Option<JobError>,
+) -> Reschedule {
+    let how = Reschedule::new(not_before, consume_attempt);
+    match error {
+        Some(error) => how.with_error(error),
+        None => how,
+    }
+}
+
+fn chrono_duration(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}

@@ -1,0 +1,432 @@
+//! The dispatcher: delivers queued jobs, one lane per target.
+//!
+//! Ingest commits jobs to a [`JobStore`] and wakes the target's lane. Each lane is layered from
+//! the outside in, as the style guide's per-target stack: gate (breaker, health, a 429 pause; a
+//! delay, never a failure) → rate limit (a token bucket) → in-flight limit → [`TargetCall`]. It
+//! settles every job it leases exactly once: ack, reschedule (with backoff, or without consuming
+//! an attempt when a gate delayed it) or dead-letter.
+//!
+//! The supervisor task owns every lane in a `JoinSet`, and each lane owns its attempts in a
+//! `JoinSet` of its own, so dropping the [`DispatcherHandle`] aborts everything and no task
+//! outlives the dispatcher.
+//!
+//! [`TargetCall`]: crate::TargetCall
+
+mod backoff;
+mod lane;
+mod rate;
+mod settle;
+mod supervisor;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use alert_core::{
+    AlwaysClosed, CircuitGate, HealthView, JobStore, NoopObserver, PublishObserver, TargetKind,
+    TargetName, TargetSource, UnknownHealth,
+};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use rate::default_rate_limit;
+
+// === Configuration ===
+
+/// The dispatcher's settings. Every field has a documented default ([`Default`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DispatcherConfig {
+    /// Attempts a lane runs at once for a target without its own `in_flight_limit` (16).
+    pub default_in_flight: usize,
+    /// Attempts before a transiently failing job is dead-lettered as exhausted (8).
+    pub max_attempts: u32,
+    /// The first retry's backoff ceiling; it doubles per attempt (1 s).
+    pub initial_backoff: Duration,
+    /// The backoff cap. It also caps breaker delays and `Retry-After` pauses (5 min).
+    pub max_backoff: Duration,
+    /// Jobs older than this are dead-lettered as expired, without a call (24 h).
+    pub max_age: Duration,
+    /// The per-attempt timeout, unless the target sets its own (10 s).
+    pub per_target_timeout: Duration,
+    /// How long a leased job stays reserved for its lane (3 × `per_target_timeout`). A lane
+    /// leases for at least three times the target's own timeout, so an attempt never outlives
+    /// its lease.
+    pub lease_ttl: Duration,
+    /// How often an idle lane polls the store without a wake-up (1 s).
+    pub idle_poll: Duration,
+    /// How often a lane of an unhealthy target lets one attempt through (5 s).
+    pub unhealthy_recheck: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        let per_target_timeout = Duration::from_secs(10);
+        Self {
+            default_in_flight: 16,
+            max_attempts: 8,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(5 * 60),
+            max_age: Duration::from_secs(24 * 60 * 60),
+            per_target_timeout,
+            lease_ttl: per_target_timeout * 3,
+            idle_poll: Duration::from_secs(1),
+            unhealthy_recheck: Duration::from_secs(5),
+        }
+    }
+}
+
+// === Clock ===
+
+/// Wall-clock time, as the job store sees it. The dispatcher passes `now` to every store call.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// Wall time derived from tokio's clock: a UTC base captured at construction plus the
+/// `tokio::time::Instant` elapsed since. Tests that pause tokio's clock see wall time advance
+/// exactly as timers do.
+#[derive(Clone, Copy, Debug)]
+pub struct TokioClock {
+    base: DateTime<Utc>,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock that reads the current UTC time now and follows tokio's clock from there.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::starting_at(Utc::now())
+    }
+
+    /// A clock that reads `base` now and follows tokio's clock from there.
+    #[must_use]
+    pub fn starting_at(base: DateTime<Utc>) -> Self {
+        Self {
+            base,
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = self.start.elapsed();
+        // An elapsed time too large for chrono (hundreds of years) saturates.
+        self.base + chrono::Duration::from_std(elapsed).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
+// === Lane status ===
+
+/// Why a lane is not leasing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PauseReason {
+    /// The target's circuit breaker is open.
+    CircuitOpen,
+    /// The target answered 429; the lane waits out its `Retry-After`.
+    RateLimited,
+    /// The target is unhealthy: one attempt at a time, once per `unhealthy_recheck`.
+    Unhealthy,
+    /// The target is disabled; its jobs wait in the store.
+    Disabled,
+}
+
+impl PauseReason {
+    /// The snake_case wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::CircuitOpen => "circuit_open",
+            Self::RateLimited => "rate_limited",
+            Self::Unhealthy => "unhealthy",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+impl fmt::Display for PauseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One lane as `/api/v1/queue` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct LaneStatus {
+    /// The target.
+    pub name: TargetName,
+    /// Its kind.
+    pub kind: TargetKind,
+    /// Attempts running now.
+    pub in_flight: usize,
+    /// Until when the lane is paused, when the pause has an end.
+    #[serde(with = "alert_core::wire::timestamp_opt")]
+    pub paused_until: Option<DateTime<Utc>>,
+    /// Why the lane is paused, when it is.
+    pub reason: Option<PauseReason>,
+}
+
+/// A lane's pause, as its lane last wrote it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Pause {
+    until: Option<DateTime<Utc>>,
+    reason: Option<PauseReason>,
+}
+
+/// What the handle and a target's lane share: the wake-up, the in-flight count and the status.
+/// It outlives a lane that is stopped and restarted, so a wake-up is never lost to a restart.
+#[derive(Debug)]
+struct LaneShared {
+    wake: Notify,
+    in_flight: AtomicUsize,
+    kind: Mutex<TargetKind>,
+    pause: Mutex<Pause>,
+}
+
+impl LaneShared {
+    fn new(kind: TargetKind) -> Self {
+        Self {
+            wake: Notify::new(),
+            in_flight: AtomicUsize::new(0),
+            kind: Mutex::new(kind),
+            pause: Mutex::new(Pause::default()),
+        }
+    }
+
+    fn set_pause(&self, until: Option<DateTime<Utc>>, reason: Option<PauseReason>) {
+        *self.pause.lock().unwrap_or_else(PoisonError::into_inner) = Pause { until, reason };
+    }
+
+    fn set_kind(&self, kind: TargetKind) {
+        *self.kind.lock().unwrap_or_else(PoisonError::into_inner) = kind;
+    }
+
+    fn status(&self, name: &TargetName) -> LaneStatus {
+        let pause = *self.pause.lock().unwrap_or_else(PoisonError::into_inner);
+        LaneStatus {
+            name: name.clone(),
+            kind: *self.kind.lock().unwrap_or_else(PoisonError::into_inner),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            paused_until: pause.until,
+            reason: pause.reason,
+        }
+    }
+}
+
+/// The lanes the handle can see, by target name. The supervisor adds and removes entries; the
+/// lock is only ever held for a map operation, never across an await.
+type Registry = Arc<Mutex<BTreeMap<TargetName, Arc<LaneShared>>>>;
+
+/// Everything a lane and its attempts need, shared by all lanes.
+struct Context {
+    store: Arc<dyn JobStore>,
+    gate: Arc<dyn CircuitGate>,
+    health: Arc<dyn HealthView>,
+    observer: Arc<dyn PublishObserver>,
+    clock: Arc<dyn Clock>,
+    config: DispatcherConfig,
+}
+
+// === Dispatcher ===
+
+/// Delivers queued jobs: one lane per enabled target, following the target source.
+///
+/// Build it with [`Dispatcher::builder`], then [`start`](Dispatcher::start) it with a shutdown
+/// token; the returned [`DispatcherHandle`] wakes lanes, reports their status, and joins them.
+pub struct Dispatcher {
+    context: Arc<Context>,
+    source: Arc<dyn TargetSource>,
+}
+
+/// Builds a [`Dispatcher`].
+pub struct DispatcherBuilder {
+    store: Arc<dyn JobStore>,
+    source: Arc<dyn TargetSource>,
+    health: Arc<dyn HealthView>,
+    gate: Arc<dyn CircuitGate>,
+    observer: Arc<dyn PublishObserver>,
+    config: DispatcherConfig,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl DispatcherBuilder {
+    /// Uses this health view (default: every target unknown).
+    #[must_use]
+    pub fn health(mut self, health: Arc<dyn HealthView>) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// Uses this circuit gate (default: never open).
+    #[must_use]
+    pub fn gate(mut self, gate: Arc<dyn CircuitGate>) -> Self {
+        self.gate = gate;
+        self
+    }
+
+    /// Uses this observer (default: none).
+    #[must_use]
+    pub fn observer(mut self, observer: Arc<dyn PublishObserver>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// Uses these settings (default: [`DispatcherConfig::default`]).
+    #[must_use]
+    pub fn config(mut self, config: DispatcherConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Uses this clock for the times passed to the store (default: a [`TokioClock`] made at
+    /// [`build`](Self::build)).
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Builds the dispatcher.
+    #[must_use]
+    pub fn build(self) -> Dispatcher {
+        let clock = self
+            .clock
+            .unwrap_or_else(|| Arc::new(TokioClock::new()) as Arc<dyn Clock>);
+        Dispatcher {
+            context: Arc::new(Context {
+                store: self.store,
+                gate: self.gate,
+                health: self.health,
+                observer: self.observer,
+                clock,
+                config: self.config,
+            }),
+            source: self.source,
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Starts building a dispatcher over this store and these targets.
+    #[must_use]
+    pub fn builder(store: Arc<dyn JobStore>, source: Arc<dyn TargetSource>) -> DispatcherBuilder {
+        DispatcherBuilder {
+            store,
+            source,
+            health: Arc::new(UnknownHealth),
+            gate: Arc::new(AlwaysClosed),
+            observer: Arc::new(NoopObserver),
+            config: DispatcherConfig::default(),
+            clock: None,
+        }
+    }
+
+    /// Spawns the supervisor, which starts a lane per enabled target. When `shutdown` is
+    /// cancelled, lanes stop leasing, let their attempts in flight finish, and end.
+    ///
+    /// Must be called inside a tokio runtime.
+    #[must_use]
+    pub fn start(self, shutdown: CancellationToken) -> DispatcherHandle {
+        let registry: Registry = Arc::default();
+        let supervisor =
+            supervisor::Supervisor::new(self.context, self.source, Arc::clone(&registry), shutdown);
+        DispatcherHandle {
+            registry,
+            task: Some(tokio::spawn(supervisor.run())),
+        }
+    }
+}
+
+/// A running dispatcher. Dropping it aborts the supervisor, and with it every lane and attempt;
+/// cancel the shutdown token and [`join`](Self::join) it to stop gracefully.
+pub struct DispatcherHandle {
+    registry: Registry,
+    task: Option<JoinHandle<()>>,
+}
+
+impl DispatcherHandle {
+    /// Wakes `target`'s lane, so it leases now instead of at its next poll. Never blocks; a
+    /// target without a lane is ignored.
+    pub fn wake(&self, target: &TargetName) {
+        let lane = self
+            .registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(target)
+            .cloned();
+        if let Some(lane) = lane {
+            lane.wake.notify_one();
+        }
+    }
+
+    /// Wakes every lane.
+    pub fn wake_all(&self) {
+        let lanes: Vec<Arc<LaneShared>> = self
+            .registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for lane in lanes {
+            lane.wake.notify_one();
+        }
+    }
+
+    /// Every known target's lane, by name, including disabled targets (paused as
+    /// [`PauseReason::Disabled`]).
+    #[must_use]
+    pub fn lanes(&self) -> Vec<LaneStatus> {
+        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        registry
+            .iter()
+            .map(|(name, lane)| lane.status(name))
+            .collect()
+    }
+
+    /// Waits for the supervisor and every lane to end, after the shutdown token was cancelled.
+    /// Dropping this future (for example under a deadline) aborts whatever is still running.
+    pub async fn join(mut self) {
+        if let Some(task) = self.task.as_mut() {
+            if let Err(err) = task.await
+                && err.is_panic()
+            {
+                tracing::error!("the dispatcher's supervisor panicked");
+            }
+            self.task = None;
+        }
+    }
+}
+
+impl Drop for DispatcherHandle {
+    fn drop(&mut self) {
+        // Aborting the supervisor drops its JoinSet of lanes, which aborts them, and each lane's
+        // JoinSet of attempts with them.
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl fmt::Debug for DispatcherHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DispatcherHandle")
+            .field("lanes", &self.lanes().len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,149 @@
+//! The per-target token bucket, and the per-kind default rate limits.
+
+use std::time::Duration;
+
+use alert_core::{RateLimit, Target, TargetKind};
+use tokio::time::Instant;
+
+/// The rate limit a target's lane applies: the target's own `rate_limit` when it has one, else its
+/// kind's default. PagerDuty allows 120 events a minute per routing key; a Slack incoming webhook
+/// about one message a second. Slack in bot mode (its settings name a `token` or `token_file`) and
+/// every other kind are unlimited by default. `None` means unlimited.
+#[must_use]
+pub fn default_rate_limit(target: &Target) -> Option<RateLimit> {
+    if target.rate_limit.is_some() {
+        return target.rate_limit;
+    }
+    match target.kind {
+        TargetKind::Pagerduty => Some(RateLimit { per_minute: 120 }),
+        TargetKind::Slack => {
+            let settings = &target.settings.0;
+            let bot = settings.contains_key("token") || settings.contains_key("token_file");
+            (!bot).then_some(RateLimit { per_minute: 60 })
+        }
+        _ => None,
+    }
+}
+
+/// How many units of credit one token is worth: credit grows by `per_minute` units per
+/// nanosecond, so a token is a minute's worth of nanoseconds. Whole-number credit keeps the bucket
+/// exact under tokio's paused clock, where a float could leave a token a rounding error short.
+const UNITS_PER_TOKEN: u128 = 60 * 1_000_000_000;
+
+/// A token bucket that refills `per_minute / 60` tokens a second up to a capacity of
+/// `max(1, ceil(per_minute / 60))`, so bursts stay within about one second's worth.
+#[derive(Clone, Debug)]
+pub(crate) struct TokenBucket {
+    limit: RateLimit,
+    per_minute: u128,
+    capacity: u128,
+    credit: u128,
+    updated: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket for `limit`. A limit of 0 per minute is treated as 1 per minute: a lane must
+    /// never stall for good, and the configuration rejects 0 anyway.
+    pub(crate) fn new(limit: RateLimit, now: Instant) -> Self {
+        let per_minute = u128::from(limit.per_minute.max(1));
+        let capacity_tokens = per_minute.div_ceil(60).max(1);
+        let capacity = capacity_tokens * UNITS_PER_TOKEN;
+        Self {
+            limit,
+            per_minute,
+            capacity,
+            credit: capacity,
+            updated: now,
+        }
+    }
+
+    /// The limit this bucket enforces.
+    pub(crate) fn limit(&self) -> RateLimit {
+        self.limit
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.updated).as_nanos();
+        self.credit = self
+            .credit
+            .saturating_add(elapsed.saturating_mul(self.per_minute))
+            .min(self.capacity);
+        self.updated = now;
+    }
+
+    /// Whole tokens available at `now`.
+    pub(crate) fn available(&mut self, now: Instant) -> usize {
+        self.refill(now);
+        usize::try_from(self.credit / UNITS_PER_TOKEN).unwrap_or(usize::MAX)
+    }
+
+    /// Takes one token. Callers check [`available`](Self::available) first; taking from an empty
+    /// bucket takes nothing.
+    pub(crate) fn take(&mut self, now: Instant) {
+        self.refill(now);
+        self.credit = self.credit.saturating_sub(UNITS_PER_TOKEN);
+    }
+
+    /// When the next whole token will be available (now, if one is).
+    pub(crate) fn next_token_at(&mut self, now: Instant) -> Instant {
+        self.refill(now);
+        let missing = UNITS_PER_TOKEN.saturating_sub(self.credit);
+        let nanos = missing.div_ceil(self.per_minute);
+        now + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alert_core::{KindSettings, TargetName};
+
+    fn target(kind: TargetKind) -> Target {
+        Target::new(TargetName::new("t").unwrap(), kind)
+    }
+
+    #[test]
+    fn defaults_per_kind() {
+        assert_eq!(
+            default_rate_limit(&target(TargetKind::Pagerduty)),
+            Some(RateLimit { per_minute: 120 })
+        );
+        assert_eq!(
+            default_rate_limit(&target(TargetKind::Slack)),
+            Some(RateLimit { per_minute: 60 })
+        );
+        let mut bot = target(TargetKind::Slack);
+        let mut settings = serde_json::Map::new();
+        settings.insert("token_file".into(), "/run/slack".into());
+        bot.settings = KindSettings(settings);
+        assert_eq!(default_rate_limit(&bot), None);
+        assert_eq!(default_rate_limit(&target(TargetKind::Webhook)), None);
+        let mut own = target(TargetKind::Webhook);
+        own.rate_limit = Some(RateLimit { per_minute: 5 });
+        assert_eq!(default_rate_limit(&own), Some(RateLimit { per_minute: 5 }));
+    }
+
+    #[test]
+    fn bucket_starts_full_and_refills_at_the_rate() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(RateLimit { per_minute: 120 }, start);
+        assert_eq!(bucket.available(start), 2);
+        bucket.take(start);
+        bucket.take(start);
+        assert_eq!(bucket.available(start), 0);
+        let next = bucket.next_token_at(start);
+        assert_eq!(next - start, Duration::from_millis(500));
+        assert_eq!(bucket.available(next), 1);
+        // Credit never grows past the capacity.
+        assert_eq!(bucket.available(start + Duration::from_secs(3600)), 2);
+    }
+
+    #[test]
+    fn slow_limits_have_a_capacity_of_one() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(RateLimit { per_minute: 6 }, start);
+        assert_eq!(bucket.available(start), 1);
+        bucket.take(start);
+        assert_eq!(bucket.next_token_at(start) - start, Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,810 @@
+//! The dispatcher against `queue::MemoryJobStore` and scripted in-process publishers, with tokio's
+//! clock paused: timers fire in virtual time, so minutes of backoff and rate limiting take no real
+//! time, and call instants are exact.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use alert_core::{
+    Admission, BoxFuture, CircuitState, DeadLetterFilter, DeadLetterId, DeadLetterPage, DeadReason,
+    Delivery, DisabledReason, ErrorKind, Fingerprint, JobError, JobId, JobStore, JobStoreError,
+    Lease, PermanentReason, PublishError, PublishObserver, PublishRequest, Publisher, QueueStats,
+    RateLimit, Receipt, Reschedule, StaticTargetSource, Target, TargetEntry, TargetName, TargetSet,
+};
+use chrono::{DateTime, Utc};
+use fanout::{
+    CancellationToken, Clock, Dispatcher, DispatcherConfig, DispatcherHandle, PauseReason,
+    TokioClock,
+};
+use queue::MemoryJobStore;
+use test_support::{FakeGate, alert, entry};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+const SEC: Duration = Duration::from_secs(1);
+/// A bound on every wait, in virtual time: a broken dispatcher fails a test instead of hanging it.
+const PATIENCE: Duration = Duration::from_secs(24 * 3600);
+
+// === A scripted publisher ===
+
+/// What a [`Scripted`] publisher does with one call.
+#[derive(Clone, Debug)]
+enum Step {
+    /// Answer 202 after this latency.
+    Accept(Duration),
+    /// Fail with this error at once.
+    Fail(PublishError),
+}
+
+/// One call a [`Scripted`] publisher received.
+#[derive(Clone, Debug)]
+struct Call {
+    at: Instant,
+    fingerprint: Fingerprint,
+    delivery: Delivery,
+}
+
+type Script = dyn Fn(usize) -> Step + Send + Sync;
+
+/// A publisher whose answer to its n-th call (from 0) a closure decides. It records every call and
+/// tracks how many run at once, and its peak.
+struct Scripted {
+    script: Box<Script>,
+    calls: Mutex<Vec<Call>>,
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl std::fmt::Debug for Scripted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scripted")
+    }
+}
+
+impl Scripted {
+    fn new(script: impl Fn(usize) -> Step + Send + Sync + 'static) -> Arc<Self> {
+        Arc::new(Self {
+            script: Box::new(script),
+            calls: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        })
+    }
+
+    fn accepting(latency: Duration) -> Arc<Self> {
+        Self::new(move |_| Step::Accept(latency))
+    }
+
+    fn failing(kind: ErrorKind, status: u16) -> Arc<Self> {
+        Self::new(move |_| {
+            Step::Fail(PublishError::new(kind, format!("scripted {status}")).with_status(status))
+        })
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn call_count(&self) -> usize {
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+struct Running<'a>(&'a AtomicUsize);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Publisher for Scripted {
+    fn publish<'a>(
+        &'a self,
+        request: PublishRequest<'a>,
+    ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
+        Box::pin(async move {
+            let index = {
+                let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+                calls.push(Call {
+                    at: Instant::now(),
+                    fingerprint: request.alert.alert.fingerprint(),
+                    delivery: request.delivery,
+                });
+                calls.len() - 1
+            };
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            let _running = Running(&self.in_flight);
+            match (self.script)(index) {
+                Step::Accept(latency) => {
+                    if latency.is_zero() {
+                        // Yield once so that instant calls still overlap, as real I/O would.
+                        tokio::task::yield_now().await;
+                    } else {
+                        tokio::time::sleep(latency).await;
+                    }
+                    Ok(Receipt::with_status(202))
+                }
+                Step::Fail(error) => Err(error),
+            }
+        })
+    }
+}
+
+// === A store that signals its settlements ===
+
+/// How many settlements a store has seen, per target.
+#[derive(Clone, Debug, Default)]
+struct Settled {
+    acks: BTreeMap<String, usize>,
+    reschedules: usize,
+    dead: usize,
+}
+
+impl Settled {
+    fn acks(&self, target: &str) -> usize {
+        self.acks.get(target).copied().unwrap_or(0)
+    }
+}
+
+/// `MemoryJobStore`, with a watch channel that counts its settlements so tests wait on explicit
+/// signals instead of sleeping.
+#[derive(Debug)]
+struct Signalling {
+    inner: MemoryJobStore,
+    owners: Mutex<BTreeMap<JobId, String>>,
+    settled: watch::Sender<Settled>,
+}
+
+impl Signalling {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            inner: MemoryJobStore::new(100_000),
+            owners: Mutex::new(BTreeMap::new()),
+            settled: watch::Sender::new(Settled::default()),
+        })
+    }
+
+    fn owner(&self, job: JobId) -> String {
+        self.owners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&job)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits (in virtual time) until `done` holds for the settlement counts.
+    async fn until(&self, what: &str, done: impl Fn(&Settled) -> bool) -> Settled {
+        let mut rx = self.settled.subscribe();
+        let waited = tokio::time::timeout(PATIENCE, rx.wait_for(|s| done(s)))
+            .await
+            .map(|settled| settled.map(|s| s.clone()));
+        match waited {
+            Ok(Ok(settled)) => settled,
+            _ => panic!("timed out waiting for {what}: {:?}", *self.settled.borrow()),
+        }
+    }
+
+    async fn dead_letters(&self) -> Vec<alert_core::DeadLetter> {
+        self.inner
+            .dead_letters(&DeadLetterFilter::default(), None, 1000)
+            .await
+            .unwrap()
+            .entries
+    }
+
+    async fn pending(&self, target: &str) -> u64 {
+        let stats = self.inner.stats().await.unwrap();
+        stats
+            .by_target
+            .iter()
+            .find(|t| t.target == target)
+            .map_or(0, |t| t.pending + t.leased)
+    }
+}
+
+impl JobStore for Signalling {
+    fn enqueue_batch<'a>(
+        &'a self,
+        batch: Vec<Admission>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Vec<alert_core::Admitted>, JobStoreError>> {
+        self.inner.enqueue_batch(batch, now)
+    }
+
+    fn lease<'a>(
+        &'a self,
+        target: &'a TargetName,
+        n: usize,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Lease, JobStoreError>> {
+        Box::pin(async move {
+            let lease = self.inner.lease(target, n, ttl, now).await?;
+            let mut owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
+            for job in &lease.jobs {
+                owners.insert(job.id, job.target.to_string());
+            }
+            Ok(lease)
+        })
+    }
+
+    fn ack<'a>(
+        &'a self,
+        job: JobId,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), JobStoreError>> {
+        Box::pin(async move {
+            self.inner.ack(job, now).await?;
+            let owner = self.owner(job);
+            self.settled
+                .send_modify(|s| *s.acks.entry(owner).or_default() += 1);
+            Ok(())
+        })
+    }
+
+    fn reschedule<'a>(
+        &'a self,
+        job: JobId,
+        how: Reschedule,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), JobStoreError>> {
+        Box::pin(async move {
+            self.inner.reschedule(job, how, now).await?;
+            self.settled.send_modify(|s| s.reschedules += 1);
+            Ok(())
+        })
+    }
+
+    fn dead_letter<'a>(
+        &'a self,
+        job: JobId,
+        kind: alert_core::TargetKind,
+        reason: DeadReason,
+        error: Option<JobError>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<DeadLetterId>, JobStoreError>> {
+        Box::pin(async move {
+            let id = self
+                .inner
+                .dead_letter(job, kind, reason, error, now)
+                .await?;
+            self.settled.send_modify(|s| s.dead += 1);
+            Ok(id)
+        })
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<QueueStats, JobStoreError>> {
+        self.inner.stats()
+    }
+
+    fn dead_letters<'a>(
+        &'a self,
+        filter: &'a DeadLetterFilter,
+        cursor: Option<&'a DeadLetterId>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<DeadLetterPage, JobStoreError>> {
+        self.inner.dead_letters(filter, cursor, limit)
+    }
+
+    fn replay<'a>(
+        &'a self,
+        id: &'a DeadLetterId,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<JobId, JobStoreError>> {
+        self.inner.replay(id, now)
+    }
+
+    fn purge<'a>(&'a self, id: &'a DeadLetterId) -> BoxFuture<'a, Result<(), JobStoreError>> {
+        self.inner.purge(id)
+    }
+}
+
+// === An observer that counts the dispatcher's hooks ===
+
+#[derive(Debug, Default)]
+struct Hooks {
+    rescheduled: Mutex<Vec<bool>>,
+    dead: Mutex<Vec<DeadReason>>,
+}
+
+impl PublishObserver for Hooks {
+    fn on_job_rescheduled(&self, _target: &Target, consumed_attempt: bool) {
+        self.rescheduled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(consumed_attempt);
+    }
+
+    fn on_job_dead_lettered(&self, _target: &Target, reason: DeadReason) {
+        self.dead
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(reason);
+    }
+}
+
+// === Fixtures ===
+
+struct Rig {
+    store: Arc<Signalling>,
+    source: Arc<StaticTargetSource>,
+    clock: Arc<TokioClock>,
+    hooks: Arc<Hooks>,
+    gate: Arc<FakeGate>,
+    shutdown: CancellationToken,
+    handle: DispatcherHandle,
+    start: Instant,
+}
+
+fn target_entry(name: &str, publisher: &Arc<Scripted>) -> TargetEntry {
+    entry(name, Arc::clone(publisher) as Arc<dyn Publisher>)
+}
+
+fn with_in_flight(mut entry: TargetEntry, limit: usize) -> TargetEntry {
+    entry.target.in_flight_limit = Some(limit);
+    entry
+}
+
+fn start(entries: Vec<TargetEntry>, config: DispatcherConfig) -> Rig {
+    let store = Signalling::new();
+    let source = Arc::new(StaticTargetSource::new(TargetSet::new(entries).unwrap()));
+    let clock = Arc::new(TokioClock::starting_at(
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+    ));
+    let hooks = Arc::new(Hooks::default());
+    let gate = Arc::new(FakeGate::default());
+    let shutdown = CancellationToken::new();
+    let handle = Dispatcher::builder(store.clone(), source.clone())
+        .gate(gate.clone())
+        .observer(hooks.clone())
+        .clock(clock.clone())
+        .config(config)
+        .build()
+        .start(shutdown.clone());
+    Rig {
+        store,
+        source,
+        clock,
+        hooks,
+        gate,
+        shutdown,
+        handle,
+        start: Instant::now(),
+    }
+}
+
+impl Rig {
+    /// Enqueues `count` distinct alerts for `target`, accepted `age` ago, and wakes its lane.
+    async fn enqueue_aged(&self, target: &str, count: usize, tag: &str, age: Duration) {
+        let name = TargetName::new(target).unwrap();
+        let batch = (0..count)
+            .map(|i| {
+                let index = i.to_string();
+                let a = alert(&[("alertname", "Dispatch"), ("job", tag), ("n", &index)]);
+                Admission::new(name.clone(), a, None)
+            })
+            .collect();
+        let now = self.clock.now() - chrono::Duration::from_std(age).unwrap();
+        let admitted = self.store.enqueue_batch(batch, now).await.unwrap();
+        assert!(admitted.iter().all(|a| a.is_enqueued()));
+        self.handle.wake(&name);
+    }
+
+    async fn enqueue(&self, target: &str, count: usize, tag: &str) {
+        self.enqueue_aged(target, count, tag, Duration::ZERO).await;
+    }
+
+    fn since_start(&self, at: Instant) -> Duration {
+        at - self.start
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(PATIENCE, self.handle.join())
+            .await
+            .expect("the dispatcher stops");
+    }
+}
+
+fn config() -> DispatcherConfig {
+    DispatcherConfig::default()
+}
+
+// === 1. Lanes are isolated ===
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_target_fills_only_its_own_lane() {
+    const JOBS: usize = 50;
+    let fast_a = Scripted::accepting(10 * Duration::from_millis(1));
+    let fast_b = Scripted::accepting(Duration::ZERO);
+    // An hour is far beyond the attempt timeout: the slow target never answers in time.
+    let slow = Scripted::accepting(3600 * SEC);
+    let mut cfg = config();
+    cfg.per_target_timeout = 60 * SEC;
+    let rig = start(
+        vec![
+            target_entry("fast-a", &fast_a),
+            target_entry("fast-b", &fast_b),
+            with_in_flight(target_entry("slow", &slow), 4),
+        ],
+        cfg,
+    );
+    rig.enqueue("slow", JOBS, "slow").await;
+    rig.enqueue("fast-a", JOBS, "a").await;
+    rig.enqueue("fast-b", JOBS, "b").await;
+
+    rig.store
+        .until("both fast targets to deliver everything", |s| {
+            s.acks("fast-a") == JOBS && s.acks("fast-b") == JOBS
+        })
+        .await;
+    // The slow lane is still stuck on its first attempts: exactly its in-flight limit, none
+    // finished, and none of them timed out yet.
+    assert!(rig.since_start(Instant::now()) < 60 * SEC);
+    assert_eq!(slow.call_count(), 4);
+    assert_eq!(slow.in_flight.load(Ordering::SeqCst), 4);
+    assert_eq!(rig.store.settled.borrow().acks("slow"), 0);
+    assert_eq!(fast_a.call_count(), JOBS);
+    assert_eq!(fast_b.call_count(), JOBS);
+    let lanes = rig.handle.lanes();
+    let slow_lane = lanes.iter().find(|l| l.name.as_str() == "slow").unwrap();
+    assert_eq!(slow_lane.in_flight, 4);
+    assert_eq!(rig.store.pending("slow").await, JOBS as u64);
+
+    // Dropping the handle, instead of a graceful stop, aborts the lanes and their attempts.
+    let Rig { handle, .. } = rig;
+    drop(handle);
+    settle_tasks().await;
+    assert_eq!(slow.in_flight.load(Ordering::SeqCst), 0);
+}
+
+/// Lets every runnable task run, advancing virtual time by a millisecond.
+async fn settle_tasks() {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+// === 2. A 429 pauses the lane without consuming an attempt ===
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_pauses_the_lane_without_consuming_an_attempt() {
+    let limited = Scripted::new(|index| {
+        if index == 0 {
+            Step::Fail(
+                PublishError::new(
+                    ErrorKind::RateLimited {
+                        retry_after: Some(30 * SEC),
+                    },
+                    "slow down",
+                )
+                .with_status(429),
+            )
+        } else {
+            Step::Accept(Duration::ZERO)
+        }
+    });
+    let other = Scripted::accepting(Duration::ZERO);
+    let rig = start(
+        vec![
+            target_entry("limited", &limited),
+            target_entry("other", &other),
+        ],
+        config(),
+    );
+    rig.enqueue("limited", 1, "first").await;
+    rig.store
+        .until("the 429 to be rescheduled", |s| s.reschedules == 1)
+        .await;
+    let paused_at = rig.clock.now();
+    settle_tasks().await;
+    let paused = rig.handle.lanes();
+    let lane = paused
+        .iter()
+        .find(|l| l.name.as_str() == "limited")
+        .unwrap();
+    assert_eq!(lane.reason, Some(PauseReason::RateLimited));
+    assert_eq!(
+        lane.paused_until,
+        Some(paused_at + chrono::Duration::seconds(30))
+    );
+
+    // During the pause, a new job for the limited target waits, and the other target is served.
+    tokio::time::sleep(5 * SEC).await;
+    rig.enqueue("limited", 1, "second").await;
+    rig.enqueue("other", 5, "other").await;
+    rig.store
+        .until("the other target to deliver", |s| s.acks("other") == 5)
+        .await;
+    assert!(rig.since_start(Instant::now()) < 6 * SEC);
+    assert_eq!(limited.call_count(), 1, "no call during the pause");
+
+    rig.store
+        .until("the limited target to deliver both", |s| {
+            s.acks("limited") == 2
+        })
+        .await;
+    let calls = limited.calls();
+    assert_eq!(calls.len(), 3);
+    assert_eq!(rig.since_start(calls[0].at), Duration::ZERO);
+    for call in &calls[1..] {
+        assert_eq!(
+            rig.since_start(call.at),
+            30 * SEC,
+            "resumes when Retry-After ends"
+        );
+    }
+    // The retried job carries the same attempt number: the 429 consumed none.
+    let retried = calls[1..]
+        .iter()
+        .find(|c| c.fingerprint == calls[0].fingerprint)
+        .unwrap();
+    assert_eq!(retried.delivery.attempt, calls[0].delivery.attempt);
+    assert_eq!(retried.delivery.attempt, 1);
+    assert_eq!(
+        *rig.hooks.rescheduled.lock().unwrap(),
+        vec![false],
+        "rescheduled once, without consuming an attempt"
+    );
+    rig.stop().await;
+}
+
+// === 3. The token bucket ===
+
+#[tokio::test(start_paused = true)]
+async fn the_rate_limit_holds_over_every_window() {
+    const JOBS: usize = 200;
+    let limited = Scripted::accepting(Duration::ZERO);
+    let mut limited_entry = target_entry("limited", &limited);
+    limited_entry.target.rate_limit = Some(RateLimit { per_minute: 60 });
+    let rig = start(vec![limited_entry], config());
+    rig.enqueue("limited", JOBS, "flood").await;
+    rig.store
+        .until("every job to be delivered", |s| s.acks("limited") == JOBS)
+        .await;
+
+    let times: Vec<Duration> = limited
+        .calls()
+        .iter()
+        .map(|c| rig.since_start(c.at))
+        .collect();
+    assert_eq!(times.len(), JOBS);
+    // Capacity is max(1, ceil(60 / 60)) = 1 token.
+    let bound = 60 + 1;
+    let mut busiest = 0;
+    for (i, start) in times.iter().enumerate() {
+        let in_window = times[i..]
+            .iter()
+            .take_while(|t| **t < *start + 60 * SEC)
+            .count();
+        busiest = busiest.max(in_window);
+    }
+    assert!(busiest <= bound, "{busiest} calls in one 60 s window");
+    // Close to the limit, not far below: one call a second after the first token.
+    assert!(busiest >= 60, "only {busiest} calls in the busiest window");
+    let last = *times.last().unwrap();
+    assert!(
+        last >= 198 * SEC && last <= 200 * SEC,
+        "200 calls at 1/s took {last:?}"
+    );
+    rig.stop().await;
+}
+
+// === 4. The in-flight limit ===
+
+#[tokio::test(start_paused = true)]
+async fn the_in_flight_limit_is_never_exceeded() {
+    const JOBS: usize = 100;
+    let publisher = Scripted::accepting(100 * Duration::from_millis(1));
+    let rig = start(
+        vec![with_in_flight(target_entry("bounded", &publisher), 4)],
+        config(),
+    );
+    rig.enqueue("bounded", JOBS, "many").await;
+    rig.store
+        .until("every job to be delivered", |s| s.acks("bounded") == JOBS)
+        .await;
+    assert_eq!(publisher.peak.load(Ordering::SeqCst), 4);
+    assert_eq!(publisher.call_count(), JOBS);
+    // Four at a time, 100 ms each: the lane keeps its slots full rather than going one by one.
+    assert!(rig.since_start(Instant::now()) <= 2600 * Duration::from_millis(1));
+    rig.stop().await;
+}
+
+// === 5. Retries, the dead-letter queue, gates and expiry ===
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_back_off_and_end_exhausted() {
+    let publisher = Scripted::failing(ErrorKind::Transient, 503);
+    let cfg = config();
+    let rig = start(vec![target_entry("flaky", &publisher)], cfg.clone());
+    rig.enqueue("flaky", 1, "flaky").await;
+    rig.store.until("the job to die", |s| s.dead == 1).await;
+
+    let calls = publisher.calls();
+    assert_eq!(calls.len(), cfg.max_attempts as usize);
+    let attempts: Vec<u32> = calls.iter().map(|c| c.delivery.attempt).collect();
+    assert_eq!(attempts, (1..=cfg.max_attempts).collect::<Vec<_>>());
+    // Each gap is a full-jitter draw under the doubling ceiling of 1 s, 2 s, 4 s, ...
+    for (n, pair) in calls.windows(2).enumerate() {
+        let gap = pair[1].at - pair[0].at;
+        let ceiling = SEC * (1 << n);
+        assert!(gap <= ceiling, "gap {n} was {gap:?}, over {ceiling:?}");
+    }
+    // Full jitter spreads the seven backoffs (ceilings 1 s to 64 s) over about a minute; all of
+    // them adding up to under a second is vanishingly unlikely unless nothing backs off at all.
+    let span = calls.last().unwrap().at - calls[0].at;
+    assert!(span >= SEC, "seven backoffs took only {span:?}");
+    let dead = rig.store.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, DeadReason::Exhausted);
+    assert_eq!(dead[0].attempts, cfg.max_attempts);
+    let last = dead[0].last_error.as_ref().unwrap();
+    assert_eq!(
+        (last.kind, last.status_code),
+        (ErrorKind::Transient, Some(503))
+    );
+    assert_eq!(
+        *rig.hooks.rescheduled.lock().unwrap(),
+        vec![true; cfg.max_attempts as usize - 1]
+    );
+    assert_eq!(*rig.hooks.dead.lock().unwrap(), vec![DeadReason::Exhausted]);
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_permanent_failure_goes_straight_to_the_dead_letter_queue() {
+    let publisher = Scripted::failing(
+        ErrorKind::Permanent {
+            reason: PermanentReason::Auth,
+        },
+        401,
+    );
+    let rig = start(vec![target_entry("denied", &publisher)], config());
+    rig.enqueue("denied", 1, "denied").await;
+    rig.store.until("the job to die", |s| s.dead == 1).await;
+    assert_eq!(publisher.call_count(), 1);
+    let dead = rig.store.dead_letters().await;
+    assert_eq!(dead[0].reason, DeadReason::Permanent);
+    assert_eq!(dead[0].attempts, 1);
+    assert_eq!(dead[0].last_error.as_ref().unwrap().status_code, Some(401));
+    assert_eq!(rig.store.settled.borrow().reschedules, 0);
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_delays_without_consuming_attempts() {
+    let publisher = Scripted::accepting(Duration::ZERO);
+    let rig = start(vec![target_entry("broken", &publisher)], config());
+    rig.gate.set("broken", CircuitState::Open);
+    rig.enqueue("broken", 3, "held").await;
+    tokio::time::sleep(120 * SEC).await;
+    assert_eq!(
+        publisher.call_count(),
+        0,
+        "no call while the breaker is open"
+    );
+    // The lane leased nothing: the breaker delayed the jobs without even a rejected attempt.
+    assert_eq!(rig.store.settled.borrow().reschedules, 0);
+    let lanes = rig.handle.lanes();
+    assert_eq!(lanes[0].reason, Some(PauseReason::CircuitOpen));
+    assert!(lanes[0].paused_until.is_some());
+    assert_eq!(rig.store.pending("broken").await, 3);
+
+    rig.gate.set("broken", CircuitState::Closed);
+    rig.store
+        .until("the held jobs to be delivered", |s| s.acks("broken") == 3)
+        .await;
+    assert!(publisher.calls().iter().all(|c| c.delivery.attempt == 1));
+    // The lane looked again within a second of the breaker closing.
+    let first = publisher.calls()[0].at;
+    assert!(rig.since_start(first) <= 121 * SEC);
+    assert_eq!(rig.handle.lanes()[0].reason, None);
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn jobs_older_than_max_age_expire_without_a_call() {
+    let publisher = Scripted::accepting(Duration::ZERO);
+    let mut cfg = config();
+    cfg.max_age = 3600 * SEC;
+    let rig = start(vec![target_entry("late", &publisher)], cfg);
+    rig.enqueue_aged("late", 2, "old", 2 * 3600 * SEC).await;
+    rig.enqueue("late", 1, "fresh").await;
+    rig.store
+        .until("the old jobs to die and the fresh one to go", |s| {
+            s.dead == 2 && s.acks("late") == 1
+        })
+        .await;
+    assert_eq!(publisher.call_count(), 1);
+    let dead = rig.store.dead_letters().await;
+    assert!(dead.iter().all(|d| d.reason == DeadReason::Expired));
+    assert_eq!(
+        *rig.hooks.dead.lock().unwrap(),
+        vec![DeadReason::Expired, DeadReason::Expired]
+    );
+    rig.stop().await;
+}
+
+// === 6. Lanes follow the target source ===
+
+#[tokio::test(start_paused = true)]
+async fn lanes_follow_the_target_source() {
+    let first = Scripted::accepting(Duration::ZERO);
+    let later = Scripted::accepting(Duration::ZERO);
+    let rig = start(vec![target_entry("first", &first)], config());
+    rig.enqueue("later", 2, "later").await;
+    rig.enqueue("first", 2, "first").await;
+    rig.store
+        .until("the first target to deliver", |s| s.acks("first") == 2)
+        .await;
+    assert_eq!(later.call_count(), 0);
+    assert_eq!(rig.handle.lanes().len(), 1);
+
+    // A target added later gets a lane, which finds the jobs already waiting for it.
+    rig.source.replace(
+        TargetSet::new(vec![
+            target_entry("first", &first),
+            target_entry("later", &later),
+        ])
+        .unwrap(),
+    );
+    rig.store
+        .until("the added target to deliver", |s| s.acks("later") == 2)
+        .await;
+
+    // A disabled target's lane stops; its jobs stay pending in the store.
+    let disabled = target_entry("first", &first);
+    let disabled = TargetEntry::new(
+        disabled
+            .target
+            .with_disabled(Some(DisabledReason::Configured)),
+        disabled.publisher,
+    );
+    rig.source
+        .replace(TargetSet::new(vec![disabled, target_entry("later", &later)]).unwrap());
+    settle_tasks().await;
+    rig.enqueue("first", 3, "paused").await;
+    rig.enqueue("later", 1, "still").await;
+    rig.store
+        .until("the enabled target to keep delivering", |s| {
+            s.acks("later") == 3
+        })
+        .await;
+    tokio::time::sleep(60 * SEC).await;
+    assert_eq!(first.call_count(), 2, "a disabled target is not called");
+    assert_eq!(rig.store.pending("first").await, 3);
+    let lanes = rig.handle.lanes();
+    let first_lane = lanes.iter().find(|l| l.name.as_str() == "first").unwrap();
+    assert_eq!(first_lane.reason, Some(PauseReason::Disabled));
+    rig.stop().await;
+}
+
+// === Shutdown ===
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_lets_attempts_in_flight_finish() {
+    let publisher = Scripted::accepting(5 * SEC);
+    let rig = start(
+        vec![with_in_flight(target_entry("steady", &publisher), 2)],
+        config(),
+    );
+    rig.enqueue("steady", 5, "steady").await;
+    tokio::time::sleep(SEC).await;
+    assert_eq!(publisher.call_count(), 2);
+    let store = rig.store.clone();
+    rig.stop().await;
+    // The two attempts in flight finished and were acknowledged; nothing new started.
+    assert_eq!(store.settled.borrow().acks("steady"), 2);
+    assert_eq!(publisher.call_count(), 2);
+    assert_eq!(store.pending("steady").await, 3);
+}
