@@ -46,8 +46,10 @@ pub(super) struct Lane {
     pause: Option<(Instant, PauseReason)>,
     /// When the lane last let an attempt through while the target was unhealthy.
     unhealthy_probe: Option<Instant>,
-    /// Consecutive failed store calls of the lane itself (leases), for its backoff.
+    /// Consecutive failed leases, for the lane's backoff.
     store_failures: u32,
+    /// After a failed lease, the lane leases again no earlier than this.
+    lease_retry_at: Option<Instant>,
     attempts: JoinSet<AttemptEnd>,
 }
 
@@ -69,6 +71,7 @@ impl Lane {
             pause: None,
             unhealthy_probe: None,
             store_failures: 0,
+            lease_retry_at: None,
             attempts: JoinSet::new(),
         }
     }
@@ -146,6 +149,14 @@ impl Lane {
             self.unhealthy_probe = None;
         }
         self.shared.set_pause(None, None);
+
+        // A store that just failed is given its backoff before the next lease.
+        if let Some(at) = self.lease_retry_at.filter(|at| *at > now) {
+            return Step::Wait {
+                until: Some(at),
+                wake: false,
+            };
+        }
 
         // Rate limit: a token per attempt; wait for one, never fail.
         let tokens = match self.bucket_for(target, now) {
@@ -259,7 +270,7 @@ impl Lane {
                     config.max_backoff,
                 );
                 tracing::warn!(target = %target.name, error = %err, "leasing jobs failed; backing off");
-                self.wait(Some(Instant::now() + delay), false).await;
+                self.lease_retry_at = Some(Instant::now() + delay);
                 return;
             }
         };

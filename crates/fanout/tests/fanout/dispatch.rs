@@ -19,7 +19,7 @@ use fanout::{
     TokioClock,
 };
 use queue::MemoryJobStore;
-use test_support::{FakeGate, alert, entry};
+use test_support::{FakeGate, MapHealth, alert, entry};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -148,6 +148,7 @@ struct Settled {
     acks: BTreeMap<String, usize>,
     reschedules: usize,
     dead: usize,
+    failed_acks: usize,
 }
 
 impl Settled {
@@ -163,6 +164,8 @@ struct Signalling {
     inner: MemoryJobStore,
     owners: Mutex<BTreeMap<JobId, String>>,
     settled: watch::Sender<Settled>,
+    /// How many of the next acks fail with a storage error.
+    failing_acks: AtomicUsize,
 }
 
 impl Signalling {
@@ -171,6 +174,7 @@ impl Signalling {
             inner: MemoryJobStore::new(100_000),
             owners: Mutex::new(BTreeMap::new()),
             settled: watch::Sender::new(Settled::default()),
+            failing_acks: AtomicUsize::new(0),
         })
     }
 
@@ -245,6 +249,14 @@ impl JobStore for Signalling {
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<(), JobStoreError>> {
         Box::pin(async move {
+            let fail = self
+                .failing_acks
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if fail {
+                self.settled.send_modify(|s| s.failed_acks += 1);
+                return Err(JobStoreError::Storage("scripted disk failure".into()));
+            }
             self.inner.ack(job, now).await?;
             let owner = self.owner(job);
             self.settled
@@ -342,6 +354,7 @@ struct Rig {
     clock: Arc<TokioClock>,
     hooks: Arc<Hooks>,
     gate: Arc<FakeGate>,
+    health: Arc<MapHealth>,
     shutdown: CancellationToken,
     handle: DispatcherHandle,
     start: Instant,
@@ -364,9 +377,11 @@ fn start(entries: Vec<TargetEntry>, config: DispatcherConfig) -> Rig {
     ));
     let hooks = Arc::new(Hooks::default());
     let gate = Arc::new(FakeGate::default());
+    let health = Arc::new(MapHealth::default());
     let shutdown = CancellationToken::new();
     let handle = Dispatcher::builder(store.clone(), source.clone())
         .gate(gate.clone())
+        .health(health.clone())
         .observer(hooks.clone())
         .clock(clock.clone())
         .config(config)
@@ -378,6 +393,7 @@ fn start(entries: Vec<TargetEntry>, config: DispatcherConfig) -> Rig {
         clock,
         hooks,
         gate,
+        health,
         shutdown,
         handle,
         start: Instant::now(),
@@ -732,6 +748,53 @@ async fn jobs_older_than_max_age_expire_without_a_call() {
         *rig.hooks.dead.lock().unwrap(),
         vec![DeadReason::Expired, DeadReason::Expired]
     );
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unhealthy_target_gets_one_attempt_per_recheck() {
+    let publisher = Scripted::accepting(Duration::ZERO);
+    let cfg = config();
+    let rig = start(vec![target_entry("sick", &publisher)], cfg.clone());
+    rig.health.set("sick", alert_core::HealthStatus::Unhealthy);
+    rig.enqueue("sick", 4, "sick").await;
+    rig.store
+        .until("the jobs to trickle through", |s| s.acks("sick") == 4)
+        .await;
+    assert_eq!(publisher.peak.load(Ordering::SeqCst), 1);
+    let times: Vec<Duration> = publisher
+        .calls()
+        .iter()
+        .map(|c| rig.since_start(c.at))
+        .collect();
+    let expected: Vec<Duration> = (0..4).map(|i| cfg.unhealthy_recheck * i).collect();
+    assert_eq!(times, expected, "one attempt per unhealthy_recheck");
+    assert_eq!(rig.handle.lanes()[0].reason, Some(PauseReason::Unhealthy));
+
+    // Once the target is healthy again, the lane runs at full speed.
+    rig.health.set("sick", alert_core::HealthStatus::Healthy);
+    rig.enqueue("sick", 10, "healed").await;
+    rig.store
+        .until("the rest to go at once", |s| s.acks("sick") == 14)
+        .await;
+    assert_eq!(publisher.peak.load(Ordering::SeqCst), 10);
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_store_delays_the_settlement_but_never_loses_it() {
+    let publisher = Scripted::accepting(Duration::ZERO);
+    let rig = start(vec![target_entry("steady", &publisher)], config());
+    rig.store.failing_acks.store(3, Ordering::SeqCst);
+    rig.enqueue("steady", 1, "steady").await;
+    let settled = rig
+        .store
+        .until("the ack to get through", |s| s.acks("steady") == 1)
+        .await;
+    assert_eq!(settled.failed_acks, 3);
+    // The settlement was retried, not the call.
+    assert_eq!(publisher.call_count(), 1);
+    assert_eq!(rig.store.pending("steady").await, 0);
     rig.stop().await;
 }
 
