@@ -50,7 +50,7 @@ enum Task {
     Deny,
     /// Runs the benchmarks and reports each figure beside its same-run baseline.
     Bench,
-    /// Runs the in-process demo: the engine publishing to mock targets.
+    /// Runs the demo: the server and three mock targets on loopback, with a per-target table.
     Demo,
 }
 

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::util::{cargo, run};
+use crate::util::{cargo, run, target_dir};
 
 pub(crate) fn fmt() -> Result<()> {
     run(cargo().args(["fmt", "--all", "--check"]))
@@ -21,8 +21,12 @@ pub(crate) fn clippy() -> Result<()> {
     ]))
 }
 
+/// The end-to-end suite runs the `alertpub` binary that this same `cargo test` builds (as a
+/// binary of a workspace member, it is built before any test runs).
 pub(crate) fn test() -> Result<()> {
-    run(cargo().args(["test", "--workspace", "--all-features"]))
+    run(cargo()
+        .args(["test", "--workspace", "--all-features"])
+        .env("ALERTPUB_BIN", target_dir().join("debug").join("alertpub")))
 }
 
 pub(crate) fn doc() -> Result<()> {

@@ -1,16 +1,23 @@
 //! The `alertpub` binary.
 //!
+//! - `alertpub serve --config FILE` runs the server: the HTTP API of SPEC §7, ingest into the job
+//!   store, one dispatcher lane per target, health probes, config reload, and `/metrics`.
 //! - `alertpub check-config FILE` validates a config file as `amtool check-config` does: it parses
 //!   it, builds every target's publisher, prints each target, warns about targets that load
 //!   disabled, and exits non-zero on any error.
 //! - `alertpub version` prints the version.
-//!
-//! `alertpub serve --config FILE` arrives with the HTTP server, ingest and the dispatcher.
 
 // A command-line tool prints its answers to standard output.
 #![allow(clippy::print_stdout)]
 
+mod api;
+mod app;
+mod auth;
+mod ingest;
+mod listener;
 mod registry;
+mod serve;
+mod stats;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,6 +40,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs the server.
+    Serve(serve::ServeArgs),
     /// Validates a config file and lists its targets.
     CheckConfig {
         /// The config file.
@@ -44,6 +53,7 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Serve(args) => serve::main(args),
         Command::Version => {
             println!("alertpub {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -7,9 +7,12 @@
 //! - [`fanout`]: target selection, [`fanout::TargetCall`] and the parallel engine;
 //! - [`formatters`]: pure functions from an alert to each service's payload;
 //! - [`http`]: the shared HTTP client stack publishers are built on;
-//! - [`publishers`]: one module per target kind, each with its `Config` and `from_settings`.
-//!
-//! Health, discovery and the durable queue join the facade as they land.
+//! - [`publishers`]: one module per target kind, each with its `Config` and `from_settings`;
+//! - [`health`]: health state, active probes and circuit breakers;
+//! - [`discovery`]: the config file (hot reload) and, with the `kubernetes` feature, Kubernetes
+//!   Secrets as a [`core::TargetSource`];
+//! - [`queue`]: [`core::JobStore`] backends, and [`fanout::Dispatcher`] drives them;
+//! - [`metrics`]: the Prometheus metrics, fed as a [`core::PublishObserver`].
 //!
 //! Building a PagerDuty publisher and publishing through the engine:
 //!
@@ -42,9 +45,13 @@
 //! ```
 
 pub use alert_core as core;
+pub use discovery;
 pub use fanout;
 pub use formatters;
+pub use health;
+pub use metrics;
 pub use publisher_http as http;
+pub use queue;
 
 /// One module per target kind.
 pub mod publishers {

@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Dur,
     /// The deadline for a request's body, default 30s.
     pub body_read_timeout: Dur,
+    /// How long shutdown waits for in-flight requests and publishes, default 30s. What is left
+    /// stays in the queue.
+    pub shutdown_timeout: Dur,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +67,7 @@ impl Default for ServerConfig {
             max_connections: 4096,
             header_read_timeout: Dur::secs(10),
             body_read_timeout: Dur::secs(30),
+            shutdown_timeout: Dur::secs(30),
         }
     }
 }

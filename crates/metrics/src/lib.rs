@@ -253,6 +253,61 @@ impl Metrics {
         &self.inner.instruments
     }
 
+    /// Starts every per-target series of `target` at zero, so each family is in the output from
+    /// the start and `rate()` sees the first failure as an increase. Counters that are never
+    /// touched are otherwise missing, and an alert on `increase(...)` would not fire on the first
+    /// event.
+    pub fn init_target(&self, target: &Target) {
+        let ins = self.ins();
+        let name = target_label(target);
+        let kind = KeyValue::new("kind", target.kind.as_str());
+        for outcome in ["success", "failed"] {
+            ins.target_total.add(
+                0,
+                &[
+                    name.clone(),
+                    kind.clone(),
+                    KeyValue::new("outcome", outcome),
+                ],
+            );
+        }
+        for reason in [
+            "transient",
+            "rate_limited",
+            "permanent",
+            "timeout",
+            "cancelled",
+        ] {
+            ins.target_failures
+                .add(0, &[name.clone(), KeyValue::new("reason", reason)]);
+        }
+        for reason in [
+            "disabled",
+            "unhealthy",
+            "degraded",
+            "circuit_open",
+            "filtered",
+        ] {
+            ins.target_skipped
+                .add(0, &[name.clone(), KeyValue::new("reason", reason)]);
+        }
+    }
+
+    /// Starts the process-wide counters at zero (see [`init_target`](Self::init_target)).
+    pub fn init_counters(&self) {
+        let ins = self.ins();
+        ins.queue_retries.add(0, &[]);
+        ins.in_flight.add(0, &[]);
+        for source in ["api_v2", "alertmanager_webhook"] {
+            ins.ingested
+                .add(0, &[KeyValue::new("source", source.to_owned())]);
+        }
+        for result in ["success", "partial", "failure"] {
+            ins.parallel_total
+                .add(0, &[KeyValue::new("result", result)]);
+        }
+    }
+
     /// Sets `alertpub_target_health_status{target}` (see [`health_value`]).
     pub fn set_target_health(&self, target: &str, status: HealthStatus) {
         self.ins().target_health.record(

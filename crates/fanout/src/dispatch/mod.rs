@@ -360,6 +360,59 @@ pub struct DispatcherHandle {
 }
 
 impl DispatcherHandle {
+    /// A cheap, cloneable handle that wakes lanes and reads their status, for the parts of a
+    /// server (ingest, the queue API) that must not own the dispatcher.
+    #[must_use]
+    pub fn waker(&self) -> DispatcherWaker {
+        DispatcherWaker {
+            registry: self.registry.clone(),
+        }
+    }
+
+    /// Wakes `target`'s lane; see [`DispatcherWaker::wake`].
+    pub fn wake(&self, target: &TargetName) {
+        self.waker().wake(target);
+    }
+
+    /// Wakes every lane.
+    pub fn wake_all(&self) {
+        self.waker().wake_all();
+    }
+
+    /// Every known target's lane; see [`DispatcherWaker::lanes`].
+    #[must_use]
+    pub fn lanes(&self) -> Vec<LaneStatus> {
+        self.waker().lanes()
+    }
+
+    /// Waits for the supervisor and every lane to end, after the shutdown token was cancelled.
+    /// Dropping this future (for example under a deadline) aborts whatever is still running.
+    pub async fn join(mut self) {
+        if let Some(task) = self.task.as_mut() {
+            if let Err(err) = task.await
+                && err.is_panic()
+            {
+                tracing::error!("the dispatcher's supervisor panicked");
+            }
+            self.task = None;
+        }
+    }
+}
+
+/// Wakes a running dispatcher's lanes and reads their status; see [`DispatcherHandle::waker`].
+/// It does not keep the dispatcher running.
+#[derive(Clone)]
+pub struct DispatcherWaker {
+    registry: Registry,
+}
+
+impl std::fmt::Debug for DispatcherWaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatcherWaker").finish_non_exhaustive()
+    }
+}
+
+impl DispatcherWaker {
     /// Wakes `target`'s lane, so it leases now instead of at its next poll. Never blocks; a
     /// target without a lane is ignored.
     pub fn wake(&self, target: &TargetName) {
@@ -397,19 +450,6 @@ impl DispatcherHandle {
             .iter()
             .map(|(name, lane)| lane.status(name))
             .collect()
-    }
-
-    /// Waits for the supervisor and every lane to end, after the shutdown token was cancelled.
-    /// Dropping this future (for example under a deadline) aborts whatever is still running.
-    pub async fn join(mut self) {
-        if let Some(task) = self.task.as_mut() {
-            if let Err(err) = task.await
-                && err.is_panic()
-            {
-                tracing::error!("the dispatcher's supervisor panicked");
-            }
-            self.task = None;
-        }
     }
 }
 

@@ -1,0 +1,240 @@
+//! The running service: every part, built once from the config and shared by the handlers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use alert_core::{
+    Admission, Admitted, InMemoryMessageRefs, JobStore, JobStoreError, TargetEntry, TargetSource,
+};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use discovery::{Config, FileSource, HealthStrategyName};
+use fanout::{
+    Dispatcher, DispatcherConfig, DispatcherHandle, DispatcherWaker, FanoutEngine, HealthStrategy,
+    PublishOptions,
+};
+use health::{BreakerConfig, CircuitBreakers, HealthConfig, HealthRegistry, Prober};
+use publisher_http::{ClientConfig, HttpClient};
+use queue::MemoryJobStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Auth;
+use crate::ingest::AlertLimits;
+use crate::registry::PublisherRegistry;
+use crate::stats::{PublishStats, ServerObserver};
+
+/// Everything a handler needs.
+pub(crate) struct App {
+    pub(crate) config: Arc<Config>,
+    pub(crate) source: Arc<FileSource>,
+    pub(crate) health: Arc<HealthRegistry>,
+    pub(crate) breakers: Arc<CircuitBreakers>,
+    pub(crate) prober: Arc<Prober>,
+    pub(crate) metrics: Arc<metrics::Metrics>,
+    pub(crate) stats: Arc<PublishStats>,
+    pub(crate) engine: FanoutEngine,
+    pub(crate) store: Arc<dyn JobStore>,
+    pub(crate) dispatcher: DispatcherWaker,
+    pub(crate) auth: Option<Auth>,
+    pub(crate) limits: AlertLimits,
+    pub(crate) publish_defaults: PublishOptions,
+    pub(crate) started_at: DateTime<Utc>,
+    /// Cancelled when shutdown begins: `/readyz` then answers 503.
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
+/// The background work the app owns; the caller awaits it at shutdown.
+pub(crate) struct Background {
+    /// The dispatcher: it stops leasing when shutdown begins and finishes what is in flight.
+    pub(crate) dispatcher: DispatcherHandle,
+    /// The prober and the config watcher.
+    pub(crate) tasks: tokio::task::JoinSet<()>,
+}
+
+impl App {
+    /// Loads the config and starts the dispatcher, the prober and the config watcher. They stop
+    /// when `shutdown` is cancelled.
+    pub(crate) fn start(
+        config_path: &Path,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<(Arc<Self>, Background)> {
+        let client =
+            HttpClient::new(&ClientConfig::default()).context("building the HTTP client")?;
+        let registry = Arc::new(PublisherRegistry::new(
+            client.clone(),
+            Arc::new(InMemoryMessageRefs::new()),
+        ));
+        let source = Arc::new(FileSource::load(config_path, registry)?);
+        let config = source.config();
+        let targets: Arc<dyn TargetSource> = source.clone();
+
+        let health = Arc::new(
+            HealthRegistry::new(
+                HealthConfig::default()
+                    .with_interval(config.health.interval.into())
+                    .with_timeout(config.health.timeout.into())
+                    .with_failure_threshold(config.health.failure_threshold)
+                    .with_slow_threshold(config.health.slow_threshold.into())
+                    .with_max_concurrent_probes(config.health.max_concurrent_probes),
+            )
+            .context("health settings")?,
+        );
+        let breakers = Arc::new(
+            CircuitBreakers::new(
+                BreakerConfig::default()
+                    .with_failure_threshold(config.circuit_breaker.failure_threshold)
+                    .with_open_for(config.circuit_breaker.open_for.into())
+                    .with_success_threshold(config.circuit_breaker.success_threshold),
+            )
+            .context("circuit_breaker settings")?,
+        );
+        let metrics = Arc::new(metrics::Metrics::new().context("metrics")?);
+        metrics.init_counters();
+        let stats = Arc::new(PublishStats::default());
+        let observer = Arc::new(ServerObserver {
+            metrics: metrics.clone(),
+            stats: stats.clone(),
+        });
+        let engine = FanoutEngine::builder(targets.clone())
+            .health(health.clone())
+            .gate(breakers.clone())
+            .observer(observer.clone())
+            .build();
+        let store: Arc<dyn JobStore> = Arc::new(MemoryJobStore::new(config.queue.max_jobs));
+        let dispatcher = Dispatcher::builder(store.clone(), targets.clone())
+            .health(health.clone())
+            .gate(breakers.clone())
+            .observer(observer)
+            .config(dispatcher_config(&config))
+            .build()
+            .start(shutdown.child_token());
+        let waker = dispatcher.waker();
+        let prober = Arc::new(Prober::new(
+            health.clone(),
+            targets,
+            client,
+            |entry: &TargetEntry| entry.publisher.health_probe(),
+        ));
+        let auth = match &config.server.auth {
+            Some(auth) => Some(
+                Auth::load(&auth.bearer_tokens_file, auth.protect_ingest)
+                    .context("server.auth.bearer_tokens_file")?,
+            ),
+            None => None,
+        };
+        let publish_defaults = publish_defaults(&config)?;
+
+        let mut tasks = tokio::task::JoinSet::new();
+        {
+            let prober = prober.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { prober.run(shutdown).await });
+        }
+        {
+            let source = source.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { source.watch(shutdown).await });
+        }
+        let app = Arc::new(Self {
+            config,
+            source,
+            health,
+            breakers,
+            prober,
+            metrics,
+            stats,
+            engine,
+            store,
+            dispatcher: waker,
+            auth,
+            limits: AlertLimits::default(),
+            publish_defaults,
+            started_at: Utc::now(),
+            shutdown,
+        });
+        Ok((app, Background { dispatcher, tasks }))
+    }
+
+    /// The repeat interval for `entry`: its own, or ingest's default; zero means never.
+    fn repeat_interval(&self, entry: &TargetEntry) -> Option<Duration> {
+        let interval = entry
+            .target
+            .repeat_interval
+            .unwrap_or_else(|| self.config.ingest.repeat_interval.into());
+        (!interval.is_zero()).then_some(interval)
+    }
+
+    /// Builds the admission of `alert` for `entry`.
+    pub(crate) fn admission(
+        &self,
+        entry: &TargetEntry,
+        alert: alert_core::EnrichedAlert,
+        starts_at_defaulted: bool,
+    ) -> Admission {
+        Admission::new(
+            entry.target.name.clone(),
+            alert,
+            self.repeat_interval(entry),
+        )
+        .with_starts_at_defaulted(starts_at_defaulted)
+    }
+
+    /// Commits a batch and wakes the lanes that got work.
+    pub(crate) async fn enqueue(
+        &self,
+        batch: Vec<Admission>,
+    ) -> Result<Vec<Admitted>, JobStoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let targets: Vec<_> = batch.iter().map(|a| a.target.clone()).collect();
+        let admitted = self.store.enqueue_batch(batch, Utc::now()).await?;
+        for (target, outcome) in targets.iter().zip(&admitted) {
+            if outcome.is_enqueued() {
+                self.dispatcher.wake(target);
+            }
+        }
+        Ok(admitted)
+    }
+}
+
+fn dispatcher_config(config: &Config) -> DispatcherConfig {
+    let per_target_timeout: Duration = config.publishing.per_target_timeout.into();
+    DispatcherConfig {
+        default_in_flight: config.queue.per_target_in_flight,
+        max_attempts: config.queue.max_attempts,
+        initial_backoff: config.queue.initial_backoff.into(),
+        max_backoff: config.queue.max_backoff.into(),
+        max_age: config.queue.max_age.into(),
+        per_target_timeout,
+        lease_ttl: per_target_timeout * 3,
+        ..DispatcherConfig::default()
+    }
+}
+
+fn publish_defaults(config: &Config) -> anyhow::Result<PublishOptions> {
+    let strategy = match config.publishing.health_strategy {
+        HealthStrategyName::SkipUnhealthy => HealthStrategy::SkipUnhealthy,
+        HealthStrategyName::SkipUnhealthyAndDegraded => HealthStrategy::SkipUnhealthyAndDegraded,
+        HealthStrategyName::PublishToAll => HealthStrategy::PublishToAll,
+    };
+    let options = PublishOptions::default()
+        .with_timeout(config.publishing.timeout.into())
+        .with_per_target_timeout(config.publishing.per_target_timeout.into())
+        .with_max_concurrent(config.publishing.max_concurrent)
+        .with_health_strategy(strategy);
+    options.validate().context("publishing settings")?;
+    Ok(options)
+}
+
+/// A file's modification time, to notice a rotated token file.
+pub(crate) fn modified(path: &PathBuf) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}

@@ -1,0 +1,292 @@
+//! Parsing and normalising incoming alerts, as Alertmanager does. Pure: no I/O, time is passed in.
+//!
+//! - A zero or missing `startsAt` (amtool sends `0001-01-01T00:00:00Z`) becomes now, or `endsAt`
+//!   when only that is set.
+//! - A zero or missing `endsAt` means firing; on the ingest paths the alert then gets the effective
+//!   `endsAt` now + `resolve_timeout`, so it resolves on its own unless it is refreshed.
+//! - An `endsAt` in the past means resolved.
+
+use std::time::Duration;
+
+use alert_core::{Alert, Annotations, Classification, EnrichedAlert, Labels};
+use chrono::{DateTime, Datelike, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The per-alert limits of SPEC §7.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AlertLimits {
+    pub(crate) max_labels: usize,
+    pub(crate) max_name_bytes: usize,
+    pub(crate) max_value_bytes: usize,
+    pub(crate) max_alert_bytes: usize,
+}
+
+impl Default for AlertLimits {
+    fn default() -> Self {
+        Self {
+            max_labels: 128,
+            max_name_bytes: 256,
+            max_value_bytes: 16 * 1024,
+            max_alert_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// How a missing `endsAt` is treated.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum OpenEnd {
+    /// Ingest: the alert resolves on its own after this long without a refresh.
+    ResolveAfter(Duration),
+    /// The synchronous API: the alert is firing and has no end.
+    Keep,
+}
+
+/// An alert after normalisation.
+#[derive(Clone, Debug)]
+pub(crate) struct Normalised {
+    pub(crate) alert: EnrichedAlert,
+    /// The sender left `startsAt` unset or zero.
+    pub(crate) starts_at_defaulted: bool,
+}
+
+/// Why one alert was refused; the message names the field and the limit.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct InvalidAlert(pub(crate) String);
+
+/// The JSON fields every alert shape shares. Unknown fields are ignored, as Alertmanager's
+/// webhook payload carries `status` and `fingerprint`, which we recompute.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireAlert {
+    labels: Labels,
+    #[serde(default)]
+    annotations: Option<Annotations>,
+    #[serde(default)]
+    starts_at: Option<String>,
+    #[serde(default)]
+    ends_at: Option<String>,
+    #[serde(rename = "generatorURL", default)]
+    generator_url: Option<String>,
+    /// Alertmanager's webhook payload says `resolved` for alerts it resolved.
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    classification: Option<Classification>,
+    #[serde(default)]
+    enrichment: Option<serde_json::Map<String, Value>>,
+}
+
+/// Normalises one alert given as JSON.
+pub(crate) fn normalise(
+    raw: &Value,
+    now: DateTime<Utc>,
+    open_end: OpenEnd,
+    limits: &AlertLimits,
+) -> Result<Normalised, InvalidAlert> {
+    // The serialised size stands for the alert's size on the wire: the request body may hold
+    // whitespace that we do not count against the sender.
+    let size = serde_json::to_vec(raw).map_or(usize::MAX, |bytes| bytes.len());
+    if size > limits.max_alert_bytes {
+        return Err(InvalidAlert(format!(
+            "the alert is {size} bytes, over the limit of {} bytes",
+            limits.max_alert_bytes
+        )));
+    }
+    if !raw.is_object() {
+        return Err(InvalidAlert("an alert must be a JSON object".to_owned()));
+    }
+    let wire: WireAlert =
+        serde_json::from_value(raw.clone()).map_err(|err| InvalidAlert(err.to_string()))?;
+    check_labels(&wire.labels, limits)?;
+    let annotations = wire.annotations.unwrap_or_default();
+    for (name, value) in &annotations {
+        if value.len() > limits.max_value_bytes {
+            return Err(InvalidAlert(format!(
+                "annotation {name:?} is {} bytes, over the limit of {} bytes",
+                value.len(),
+                limits.max_value_bytes
+            )));
+        }
+    }
+
+    let starts = parse_time("startsAt", wire.starts_at.as_deref())?;
+    let mut ends = parse_time("endsAt", wire.ends_at.as_deref())?;
+    if ends.is_none() && wire.status.as_deref() == Some("resolved") {
+        // A resolved alert without an end ended when we heard of it.
+        ends = Some(now);
+    }
+    let starts_at_defaulted = starts.is_none();
+    let starts_at = starts.or(ends).unwrap_or(now);
+    let ends_at = match (ends, open_end) {
+        (Some(ends), _) => Some(ends),
+        (None, OpenEnd::Keep) => None,
+        (None, OpenEnd::ResolveAfter(timeout)) => {
+            let timeout = chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+            Some(
+                now.checked_add_signed(timeout)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            )
+        }
+    };
+    if let (Some(starts), Some(ends)) = (starts, ends)
+        && ends < starts
+    {
+        return Err(InvalidAlert(format!(
+            "endsAt ({}) is before startsAt ({})",
+            alert_core::wire::format_timestamp(ends),
+            alert_core::wire::format_timestamp(starts)
+        )));
+    }
+    let alert = Alert::build(
+        wire.labels,
+        annotations,
+        starts_at,
+        ends_at,
+        wire.generator_url.filter(|url| !url.is_empty()),
+    )
+    .map_err(|err| InvalidAlert(err.to_string()))?;
+    let mut alert = EnrichedAlert::new(alert);
+    alert.classification = wire.classification;
+    alert.enrichment = wire.enrichment;
+    Ok(Normalised {
+        alert,
+        starts_at_defaulted,
+    })
+}
+
+fn check_labels(labels: &Labels, limits: &AlertLimits) -> Result<(), InvalidAlert> {
+    if labels.is_empty() {
+        return Err(InvalidAlert("an alert needs at least one label".to_owned()));
+    }
+    if labels.len() > limits.max_labels {
+        return Err(InvalidAlert(format!(
+            "the alert has {} labels, over the limit of {}",
+            labels.len(),
+            limits.max_labels
+        )));
+    }
+    for (name, value) in labels {
+        if name.is_empty() {
+            return Err(InvalidAlert("a label name is empty".to_owned()));
+        }
+        if name.len() > limits.max_name_bytes {
+            return Err(InvalidAlert(format!(
+                "a label name is {} bytes, over the limit of {} bytes",
+                name.len(),
+                limits.max_name_bytes
+            )));
+        }
+        if value.len() > limits.max_value_bytes {
+            return Err(InvalidAlert(format!(
+                "label {name:?} has a value of {} bytes, over the limit of {} bytes",
+                value.len(),
+                limits.max_value_bytes
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Parses an RFC 3339 time; Go's zero time (year 1), an empty string and `null` are "unset".
+fn parse_time(field: &str, text: Option<&str>) -> Result<Option<DateTime<Utc>>, InvalidAlert> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let at = DateTime::parse_from_rfc3339(text)
+        .map_err(|err| InvalidAlert(format!("{field} is not an RFC 3339 time: {err}")))?
+        .with_timezone(&Utc);
+    Ok((at.year() > 1).then_some(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alert_core::AlertStatus;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    const FIVE_MIN: OpenEnd = OpenEnd::ResolveAfter(Duration::from_secs(300));
+
+    fn ok(raw: Value) -> Normalised {
+        normalise(&raw, now(), FIVE_MIN, &AlertLimits::default()).unwrap()
+    }
+
+    fn err(raw: Value) -> String {
+        normalise(&raw, now(), FIVE_MIN, &AlertLimits::default())
+            .unwrap_err()
+            .0
+    }
+
+    #[test]
+    fn amtool_zero_timestamps_become_firing_from_now() {
+        let n = ok(json!({
+            "labels": {"alertname": "Down"},
+            "startsAt": "0001-01-01T00:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z"
+        }));
+        assert!(n.starts_at_defaulted);
+        assert_eq!(n.alert.alert.starts_at(), now());
+        assert_eq!(
+            n.alert.alert.ends_at(),
+            Some(now() + chrono::Duration::minutes(5))
+        );
+        assert_eq!(n.alert.alert.status_at(now()), AlertStatus::Firing);
+    }
+
+    #[test]
+    fn only_a_past_ends_at_is_resolved_and_starts_then() {
+        let n = ok(json!({"labels": {"a": "b"}, "endsAt": "2026-11-23T11:00:00Z"}));
+        let ended = DateTime::parse_from_rfc3339("2026-11-23T11:00:00Z").unwrap();
+        assert_eq!(n.alert.alert.starts_at(), ended);
+        assert_eq!(n.alert.alert.status_at(now()), AlertStatus::Resolved);
+    }
+
+    #[test]
+    fn sync_api_keeps_an_open_end() {
+        let raw = json!({"labels": {"a": "b"}});
+        let n = normalise(&raw, now(), OpenEnd::Keep, &AlertLimits::default()).unwrap();
+        assert_eq!(n.alert.alert.ends_at(), None);
+    }
+
+    #[test]
+    fn webhook_resolved_status_without_end_ends_now() {
+        let n = ok(
+            json!({"status": "resolved", "labels": {"a": "b"}, "startsAt": "2026-11-23T10:00:00Z", "fingerprint": "x"}),
+        );
+        assert_eq!(n.alert.alert.ends_at(), Some(now()));
+    }
+
+    #[test]
+    fn invalid_alerts_name_the_problem() {
+        assert!(err(json!({"labels": {}})).contains("at least one label"));
+        assert!(err(json!({"annotations": {}})).contains("missing field `labels`"));
+        assert!(err(json!({"labels": {"a": 5}})).contains("invalid type"));
+        assert!(err(json!([1])).contains("JSON object"));
+        assert!(err(json!({"labels": {"a": "b"}, "startsAt": "yesterday"})).contains("startsAt"));
+        let long = "x".repeat(16 * 1024 + 1);
+        assert!(err(json!({"labels": {"a": long}})).contains("over the limit"));
+        let name = "n".repeat(257);
+        assert!(err(json!({"labels": {name: "v"}})).contains("label name"));
+        let many: serde_json::Map<String, Value> =
+            (0..129).map(|i| (format!("l{i}"), json!("v"))).collect();
+        assert!(err(json!({ "labels": many })).contains("129 labels"));
+        assert!(
+            err(json!({"labels": {"a": "b"}, "startsAt": "2026-11-23T12:00:00Z", "endsAt": "2026-11-23T11:00:00Z"}))
+                .contains("before startsAt")
+        );
+        let big = "y".repeat(10 * 1024);
+        let annotations: serde_json::Map<String, Value> =
+            (0..7).map(|i| (format!("a{i}"), json!(big))).collect();
+        assert!(
+            err(json!({"labels": {"a": "b"}, "annotations": annotations}))
+                .contains("bytes, over the limit of 65536")
+        );
+    }
+}
