@@ -209,3 +209,48 @@ async fn slowloris_and_slow_bodies_are_dropped() {
     assert!(answer.contains("body_timeout"), "got: {answer}");
     assert_still_serving(&http, &server).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_are_refused() {
+    let target = ok_target().await;
+    let config = format!(
+        "{}targets:\n{}",
+        crate::server_lines(&base_config(), "  max_connections: 2\n")
+            .replace("header_read_timeout: 1s", "header_read_timeout: 30s"),
+        webhook("hook", &target, "")
+    );
+    let server = Server::start(&config).await;
+    // Two idle connections take both slots (the accept queue is first in, first out).
+    let first = TcpStream::connect(server.addr()).await.unwrap();
+    let second = TcpStream::connect(server.addr()).await.unwrap();
+    let mut third = TcpStream::connect(server.addr()).await.unwrap();
+    let _ = third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: alertpub\r\n\r\n")
+        .await;
+    let answer = read_until_closed(&mut third, Duration::from_secs(15)).await;
+    assert!(
+        answer.is_empty(),
+        "the third connection was served: {answer}"
+    );
+    // Once the slots are free, the server serves again.
+    drop((first, second));
+    let http = Http::new();
+    let mut served = false;
+    for _ in 0..100 {
+        let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+        let _ = stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: alertpub\r\nConnection: close\r\n\r\n")
+            .await;
+        let answer = read_until_closed(&mut stream, Duration::from_secs(15)).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        served,
+        "the server did not serve after the slots were freed"
+    );
+    assert_still_serving(&http, &server).await;
+}

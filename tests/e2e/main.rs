@@ -7,6 +7,7 @@ mod ingest;
 mod metrics;
 mod publish;
 mod shutdown;
+mod tls;
 
 use std::time::Duration;
 

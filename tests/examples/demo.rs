@@ -29,6 +29,8 @@ queue:
   max_backoff: 1s
 health:
   interval: 1h
+circuit_breaker:
+  failure_threshold: 20
 targets:
   - name: fast-webhook
     kind: webhook
