@@ -254,3 +254,36 @@ async fn connections_over_the_cap_are_refused() {
     );
     assert_still_serving(&http, &server).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_and_keeps_nothing_of_the_request() {
+    let target = test_support::MockTarget::start().await;
+    target.respond(test_support::MockResponse::hang());
+    let config = format!(
+        "{}targets:\n{}",
+        base_config().replace("queue:\n", "queue:\n  max_jobs: 2\n"),
+        webhook("hook", &target, "")
+    );
+    let server = Server::start(&config).await;
+    let http = Http::new();
+    let alerts = |names: &[&str]| {
+        serde_json::Value::Array(
+            names
+                .iter()
+                .map(|n| json!({"labels": {"alertname": n}}))
+                .collect(),
+        )
+    };
+    let answer = http
+        .post_json(&server.url("/api/v2/alerts"), &alerts(&["A", "B", "C"]))
+        .await;
+    assert_eq!(answer.status, 503, "{}", answer.text);
+    assert_eq!(answer.error_kind(), "queue_full");
+    // Nothing of the refused batch was kept: two alerts still fit.
+    let answer = http
+        .post_json(&server.url("/api/v2/alerts"), &alerts(&["A", "B"]))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.json()["jobs"], 2);
+    assert_still_serving(&http, &server).await;
+}
