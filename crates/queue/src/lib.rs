@@ -1,10 +1,26 @@
 //! The job queue, the notification log and the dead-letter queue: backends of
-//! [`alert_core::JobStore`].
-//!
-//! [`MemoryJobStore`] keeps everything in memory behind one mutex. It is not durable, so it serves
-//! tests, benchmarks and development; the durable redb store that ingest commits to, with fsync,
-//! before it answers, will live here too. Every backend passes the contract suite in
+//! [`alert_core::JobStore`]. Every backend passes the contract suite in
 //! `alert_core::job::contract`.
+//!
+//! - [`RedbJobStore`] is the durable store that ingest commits to: an embedded redb database
+//!   file holding the jobs, the notification log (with the last accepted alert of every
+//!   (target, fingerprint)), the dead-letter queue and a job-id counter.
+//! - [`MemoryJobStore`] keeps everything in memory behind one mutex. It is not durable, so it
+//!   serves tests, benchmarks and development.
+//!
+//! # Durability of the redb store
+//!
+//! - **Ingest** (`enqueue_batch`), **moves to the dead-letter queue**, **replays** and **purges**
+//!   commit with `redb::Durability::Immediate`, the strongest mode redb 4 offers: the data is
+//!   fsynced before the call returns, so "accepted" means "on disk". A batch is one transaction;
+//!   a refused batch (`Full`) or a storage failure aborts it and persists nothing.
+//! - **Acknowledgements and reschedules** commit with `redb::Durability::None`: they become
+//!   durable with the next fsynced commit, or when the store is dropped. A crash before then only
+//!   makes a job deliverable again, with the attempt count of its last durable commit.
+//! - **Leases live in memory only.** After a crash and a restart every job is leasable again at
+//!   once: delivery is at least once, and the delivery sequence lets targets drop the repeat.
+//!   The per-target indexes that make leasing cheap are rebuilt from the jobs table when the
+//!   store is opened.
 //!
 //! ```
 //! use std::time::Duration;
@@ -33,6 +49,9 @@
 //! # }
 //! ```
 
+mod lanes;
 mod memory;
+mod redb_store;
 
 pub use memory::MemoryJobStore;
+pub use redb_store::RedbJobStore;

@@ -15,17 +15,10 @@ use alert_core::{
 use chrono::{DateTime, Utc};
 use uuid::{ContextV7, Timestamp, Uuid};
 
+use crate::lanes::{CYCLE, level};
+
 /// The default cap on dead-letter entries.
 const DEFAULT_DEAD_LETTER_CAP: usize = 100_000;
-
-/// The order in which a lane's 16 consecutive lease slots go to the priorities: 12 high, 3 medium
-/// and 1 low, as [`Priority::share`] documents. The lower levels are spread out so that a lane
-/// leasing a few jobs at a time still reaches them, and the position carries over between
-/// leases, so the shares hold however many jobs each lease asks for.
-const CYCLE: [Priority; 16] = {
-    use Priority::{High as H, Low as L, Medium as M};
-    [H, H, H, H, M, H, H, H, H, M, H, H, H, H, M, L]
-};
 
 /// One (target, fingerprint): the unit of ordering and of the notification log.
 type Key = (TargetName, Fingerprint);
@@ -444,14 +437,6 @@ struct State {
     ids: ContextV7,
 }
 
-fn level(priority: Priority) -> usize {
-    match priority {
-        Priority::High => 0,
-        Priority::Medium => 1,
-        Priority::Low => 2,
-    }
-}
-
 impl State {
     /// Commits one planned admission.
     fn apply(&mut self, key: Key, decision: LogDecision, now: DateTime<Utc>) -> Admitted {
@@ -675,18 +660,5 @@ impl State {
         let secs = u64::try_from(now.timestamp()).unwrap_or(0);
         let timestamp = Timestamp::from_unix(&self.ids, secs, now.timestamp_subsec_nanos());
         DeadLetterId(Uuid::new_v7(timestamp).to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_cycle_gives_each_level_its_share() {
-        for p in Priority::ALL {
-            let slots = CYCLE.iter().filter(|&&c| c == p).count();
-            assert_eq!(slots, p.share() as usize, "{}", p.as_str());
-        }
     }
 }

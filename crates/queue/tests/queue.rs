@@ -1,5 +1,9 @@
-//! `MemoryJobStore` against the `JobStore` contract, plus what is particular to it: the
-//! dead-letter cap, the notification log's inspection and the lease share across small leases.
+//! The queue crate's stores against the `JobStore` contract, plus what is particular to each.
+//!
+//! `MemoryJobStore`: the dead-letter cap, the notification log's inspection and the lease share
+//! across small leases. `RedbJobStore` (in `redb_store`): a clean reopen and a real crash.
+
+mod redb_store;
 
 use std::time::Duration;
 

@@ -1,0 +1,34 @@
+//! The lease order both stores share: how a lane's lease slots go to the priorities.
+
+use alert_core::Priority;
+
+/// The order in which a lane's 16 consecutive lease slots go to the priorities: 12 high, 3 medium
+/// and 1 low, as [`Priority::share`] documents. The lower levels are spread out so that a lane
+/// leasing a few jobs at a time still reaches them, and the position carries over between
+/// leases, so the shares hold however many jobs each lease asks for.
+pub(crate) const CYCLE: [Priority; 16] = {
+    use Priority::{High as H, Low as L, Medium as M};
+    [H, H, H, H, M, H, H, H, H, M, H, H, H, H, M, L]
+};
+
+/// The index of `priority` in per-level arrays: high 0, medium 1, low 2.
+pub(crate) const fn level(priority: Priority) -> usize {
+    match priority {
+        Priority::High => 0,
+        Priority::Medium => 1,
+        Priority::Low => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cycle_gives_each_level_its_share() {
+        for p in Priority::ALL {
+            let slots = CYCLE.iter().filter(|&&c| c == p).count();
+            assert_eq!(slots, p.share() as usize, "{}", p.as_str());
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! `RedbJobStore`: the contract, a clean reopen, and a real crash (`kill -9`) of a process that
+//! is committing batches.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use alert_core::job::contract;
+use alert_core::{
+    Admitted, AlertStatus, DeadLetterFilter, DeadReason, ErrorKind, JobError, JobStore, Reschedule,
+    TargetKind, TargetName,
+};
+use queue::RedbJobStore;
+
+use super::{admit, alert, at};
+
+/// Selects the child mode of [`crash_child`]: the database path to commit to.
+const CRASH_CHILD_ENV: &str = "ALERTPUB_QUEUE_CRASH_CHILD";
+/// How many admissions the crash child commits per batch.
+const CRASH_BATCH: u64 = 10;
+
+/// A directory of its own under the system's temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let unique = format!(
+            "alertpub-queue-{what}-{}-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = std::env::temp_dir().join(unique);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn db(&self) -> PathBuf {
+        // A subdirectory that does not exist yet, so `open` must create it.
+        self.0.join("state").join("queue.redb")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn redb_store_passes_the_contract() {
+    let dirs = Mutex::new(Vec::new());
+    contract::run_all(|| {
+        let dir = TempDir::new("contract");
+        let store = RedbJobStore::open(&dir.db(), 1_000).unwrap();
+        dirs.lock().unwrap().push(dir);
+        store
+    })
+    .await;
+    assert_eq!(dirs.lock().unwrap().len(), 15, "one fresh file per check");
+}
+
+fn transient() -> JobError {
+    JobError {
+        kind: ErrorKind::Transient,
+        status_code: Some(503),
+        message: "service unavailable".to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_reopened_store_keeps_jobs_attempts_the_log_and_dead_letters() {
+    let dir = TempDir::new("reopen");
+    let path = dir.db();
+    let target = TargetName::new("t").unwrap();
+    let ttl = Duration::from_secs(60);
+
+    let (resched, dead, pending, superseded_new, last_id);
+    {
+        let store = RedbJobStore::open(&path, 100).unwrap();
+        let answers = store
+            .enqueue_batch(
+                vec![
+                    admit(&target, alert("Resched", None, 86_400)),
+                    admit(&target, alert("Dead", Some("critical"), 86_400)),
+                    admit(&target, alert("Pending", None, 86_400)),
+                    admit(&target, alert("Sup", None, 86_400)),
+                ],
+                at(0),
+            )
+            .await
+            .unwrap();
+        let nth = |i: usize| match answers[i] {
+            Admitted::Enqueued { job, .. } => job,
+            Admitted::Duplicate => panic!("admission {i} must be enqueued"),
+            _ => unreachable!(),
+        };
+        (resched, dead, pending) = (nth(0), nth(1), nth(2));
+        let leased = store.lease(&target, 10, ttl, at(1)).await.unwrap().jobs;
+        assert_eq!(leased.len(), 4);
+
+        let how = Reschedule::new(at(100), true).with_error(transient());
+        store.reschedule(resched, how, at(2)).await.unwrap();
+        store
+            .dead_letter(
+                dead,
+                TargetKind::Webhook,
+                DeadReason::Exhausted,
+                None,
+                at(3),
+            )
+            .await
+            .unwrap()
+            .expect("an entry");
+        // A newer state of a leased job: both are live until the old one is settled.
+        let Admitted::Enqueued {
+            job, superseded, ..
+        } = store
+            .enqueue_batch(vec![admit(&target, alert("Sup", None, 4))], at(5))
+            .await
+            .unwrap()[0]
+        else {
+            panic!("the resolve must be enqueued");
+        };
+        assert_eq!(superseded, Some(nth(3)));
+        superseded_new = job;
+        last_id = job;
+        assert_eq!(store.stats().await.unwrap().depth(), 4);
+        // The store is dropped here with `pending` and the superseded job still leased.
+    }
+
+    let store = RedbJobStore::open(&path, 100).unwrap();
+    let st = store.stats().await.unwrap();
+    assert_eq!(
+        st.depth(),
+        3,
+        "the superseded job is dropped at open: nothing is in flight after a restart"
+    );
+    assert_eq!(st.dead_letters, 1);
+
+    let lease = store.lease(&target, 10, ttl, at(6)).await.unwrap();
+    let mut got: Vec<_> = lease
+        .jobs
+        .iter()
+        .map(|j| (j.id, j.delivery.attempt, j.delivery.sequence))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [(pending, 1, 1), (superseded_new, 1, 2)],
+        "leases are forgotten by a restart, so the leased jobs are leasable at once; only the \
+         newer state of the superseded pair comes back"
+    );
+    assert_eq!(
+        lease.next_due,
+        Some(at(100)),
+        "the rescheduled job keeps its not_before"
+    );
+    for job in &lease.jobs {
+        store.ack(job.id, at(7)).await.unwrap();
+    }
+    assert!(
+        store
+            .lease(&target, 10, ttl, at(99))
+            .await
+            .unwrap()
+            .jobs
+            .is_empty()
+    );
+    let again = store.lease(&target, 10, ttl, at(100)).await.unwrap().jobs;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, resched);
+    assert_eq!(
+        again[0].delivery.attempt, 2,
+        "the consumed attempt was kept"
+    );
+    assert_eq!(again[0].alert, alert("Resched", None, 86_400));
+
+    // The notification log survived: the same alert re-sent is a duplicate.
+    assert_eq!(
+        store
+            .enqueue_batch(
+                vec![admit(&target, alert("Pending", None, 86_400))],
+                at(101)
+            )
+            .await
+            .unwrap(),
+        [Admitted::Duplicate]
+    );
+    let fingerprint = alert("Pending", None, 86_400).alert.fingerprint();
+    let entry = store.log_entry("t", fingerprint).unwrap().unwrap();
+    assert_eq!((entry.status, entry.sequence), (AlertStatus::Firing, 1));
+    assert_eq!(
+        store.last_accepted_alert("t", fingerprint).unwrap(),
+        Some(alert("Pending", None, 86_400)),
+        "the log keeps the last accepted alert for the auto-resolve sweeper"
+    );
+
+    // The dead letter survived and can be replayed, as a job with a never-used id.
+    let page = store
+        .dead_letters(&DeadLetterFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.entries.len(), 1);
+    let entry = &page.entries[0];
+    assert_eq!(entry.alert, alert("Dead", Some("critical"), 86_400));
+    assert_eq!(
+        (entry.attempts, entry.kind),
+        (1, TargetKind::Webhook),
+        "the attempt in flight counts"
+    );
+    let replayed = store.replay(&entry.id, at(102)).await.unwrap();
+    assert!(
+        replayed > last_id,
+        "job ids are never reused across a restart"
+    );
+    let leased = store.lease(&target, 10, ttl, at(102)).await.unwrap().jobs;
+    assert_eq!(leased.len(), 1);
+    assert_eq!((leased[0].id, leased[0].delivery.attempt), (replayed, 1));
+    assert_eq!(store.stats().await.unwrap().dead_letters, 0);
+}
+
+#[tokio::test]
+async fn dead_letters_beyond_the_cap_or_the_retention_are_dropped() {
+    let dir = TempDir::new("cap");
+    let store = RedbJobStore::open(&dir.db(), 100)
+        .unwrap()
+        .with_dead_letter_cap(2)
+        .with_dead_letter_retention(Duration::from_secs(100));
+    let target = TargetName::new("t").unwrap();
+    let mut made = Vec::new();
+    for (i, t) in [0, 1, 2, 150].into_iter().enumerate() {
+        let batch = vec![admit(&target, alert(&format!("Cap{i}"), None, 86_400))];
+        store.enqueue_batch(batch, at(t)).await.unwrap();
+        let lease = store
+            .lease(&target, 1, Duration::from_secs(60), at(t))
+            .await
+            .unwrap();
+        let id = store
+            .dead_letter(
+                lease.jobs[0].id,
+                TargetKind::Webhook,
+                DeadReason::Permanent,
+                None,
+                at(t),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        made.push(id);
+        let ids: Vec<_> = store
+            .dead_letters(&DeadLetterFilter::default(), None, 10)
+            .await
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        let want = match i {
+            0 | 1 => made.clone(),
+            // The cap drops the oldest.
+            2 => made[1..].to_vec(),
+            // At 150 the entries made at 1 and 2 are older than the 100 s retention.
+            _ => made[3..].to_vec(),
+        };
+        assert_eq!(ids, want, "after dead letter {i}");
+        assert_eq!(store.stats().await.unwrap().dead_letters, want.len() as u64);
+    }
+}
+
+#[test]
+fn opening_a_path_whose_parent_is_a_file_is_a_storage_error() {
+    let dir = TempDir::new("bad");
+    let file = dir.0.join("file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let err = RedbJobStore::open(&file.join("queue.redb"), 10).unwrap_err();
+    assert!(
+        matches!(err, alert_core::JobStoreError::Storage(_)),
+        "{err:?}"
+    );
+}
+
+/// The crash test's child: does nothing unless [`CRASH_CHILD_ENV`] names a database. Then it
+/// commits batches in a loop, bounded in count and time, and reports each committed batch's last
+/// job id on stdout, until the parent kills it.
+#[test]
+fn crash_child() {
+    let Some(path) = std::env::var_os(CRASH_CHILD_ENV) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = RedbJobStore::open(Path::new(&path), 10_000_000).unwrap();
+        let target = TargetName::new("crash").unwrap();
+        let started = Instant::now();
+        let mut out = std::io::stdout().lock();
+        for batch in 0..5_000_u64 {
+            if started.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+            let admissions = (0..CRASH_BATCH)
+                .map(|i| admit(&target, alert(&format!("Crash{batch}-{i}"), None, 86_400)))
+                .collect();
+            let answers = store.enqueue_batch(admissions, at(0)).await.unwrap();
+            let Some(Admitted::Enqueued { job, .. }) = answers.last() else {
+                panic!("a new alert must be enqueued");
+            };
+            // The line goes out only after the commit returned: everything it reports is
+            // accepted, and must survive the kill.
+            writeln!(out, "committed {}", job.0).unwrap();
+            out.flush().unwrap();
+        }
+    });
+}
+
+#[tokio::test]
+async fn every_reported_commit_survives_kill_9() {
+    let dir = TempDir::new("crash");
+    let path = dir.db();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "redb_store::crash_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CRASH_CHILD_ENV, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut reported = 0_u64;
+    let mut seen = 0;
+    // Kill it in the middle of its stream of commits.
+    while seen < 50 {
+        let Some(line) = lines.next() else { break };
+        if let Some(id) = line.unwrap().strip_prefix("committed ") {
+            reported = id.parse().unwrap();
+            seen += 1;
+        }
+    }
+    child.kill().unwrap();
+    // Lines already in the pipe were committed before the kill too.
+    for line in lines {
+        if let Some(id) = line.unwrap().strip_prefix("committed ") {
+            reported = id.parse().unwrap();
+        }
+    }
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        seen >= 50,
+        "the child stopped after {seen} commits ({status}): {stderr}"
+    );
+    assert!(
+        !status.success(),
+        "the child must have been killed, not finished"
+    );
+
+    let store = RedbJobStore::open(&path, 10_000_000).unwrap();
+    let target = TargetName::new("crash").unwrap();
+    let leased = store
+        .lease(&target, usize::MAX, Duration::from_secs(60), at(1))
+        .await
+        .unwrap()
+        .jobs;
+    let mut ids: Vec<u64> = leased.iter().map(|j| j.id.0).collect();
+    ids.sort_unstable();
+    assert!(
+        ids.len() as u64 >= reported,
+        "{} jobs survived, but {reported} were reported committed",
+        ids.len()
+    );
+    assert_eq!(
+        ids[..usize::try_from(reported).unwrap()],
+        (1..=reported).collect::<Vec<_>>(),
+        "every job of every reported commit is present and leasable after kill -9"
+    );
+    assert_eq!(reported % CRASH_BATCH, 0);
+    // Whatever the child committed but had not reported yet is whole batches too: a batch is
+    // one transaction.
+    assert_eq!(ids.len() as u64 % CRASH_BATCH, 0, "no partial batch");
+    assert!(leased.iter().all(|j| j.delivery.attempt == 1));
+    assert_eq!(
+        store.stats().await.unwrap().depth(),
+        ids.len() as u64,
+        "every surviving job is leased"
+    );
+    eprintln!(
+        "kill -9: {reported} reported jobs verified, {} present",
+        ids.len()
+    );
+}
