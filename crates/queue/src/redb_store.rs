@@ -110,10 +110,14 @@ impl RedbJobStore {
         }
         let db = Database::create(path)
             .map_err(|e| JobStoreError::Storage(format!("opening {}: {e}", path.display())))?;
+        Self::from_database(db, path.to_owned(), max_jobs)
+    }
+
+    fn from_database(db: Database, path: PathBuf, max_jobs: u64) -> Result<Self, JobStoreError> {
         let index = rebuild(&db)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                path: path.to_owned(),
+                path,
                 db,
                 max_jobs,
                 dead_letter_cap: DEFAULT_DEAD_LETTER_CAP,
@@ -1266,6 +1270,12 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use alert_core::Admission;
+    use redb::StorageBackend;
+    use redb::backends::InMemoryBackend;
+
     use super::*;
 
     #[test]
@@ -1277,5 +1287,123 @@ mod tests {
     #[test]
     fn settlements_ride_along_on_the_next_durable_commit() {
         assert!(matches!(settle_durability(), Durability::None));
+    }
+
+    /// A backend whose writes and syncs fail while `failing` is set, as a full disk's would.
+    #[derive(Debug)]
+    struct FlakyDisk {
+        inner: InMemoryBackend,
+        failing: Arc<AtomicBool>,
+    }
+
+    impl FlakyDisk {
+        fn check(&self) -> std::io::Result<()> {
+            if self.failing.load(Ordering::SeqCst) {
+                Err(std::io::Error::other("no space left on device"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl StorageBackend for FlakyDisk {
+        fn len(&self) -> std::io::Result<u64> {
+            self.inner.len()
+        }
+
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.inner.read(offset, out)
+        }
+
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.set_len(len)
+        }
+
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.sync_data()
+        }
+
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.write(offset, data)
+        }
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn admission(name: &str) -> Admission {
+        let labels: Labels = [("alertname".to_owned(), name.to_owned())].into();
+        let alert = Alert::build(labels, Annotations::new(), at(0), Some(at(86_400)), None);
+        Admission::new(
+            TargetName::new("t").unwrap(),
+            EnrichedAlert::new(alert.unwrap()),
+            None,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_failing_disk_is_a_storage_error_that_persists_nothing() {
+        let failing = Arc::new(AtomicBool::new(false));
+        let disk = FlakyDisk {
+            inner: InMemoryBackend::new(),
+            failing: Arc::clone(&failing),
+        };
+        let db = Database::builder().create_with_backend(disk).unwrap();
+        let store = RedbJobStore::from_database(db, PathBuf::from("memory"), 100).unwrap();
+        store
+            .enqueue_batch(vec![admission("Before")], at(0))
+            .await
+            .unwrap();
+        let before = store.stats().await.unwrap();
+
+        failing.store(true, Ordering::SeqCst);
+        let refused = store
+            .enqueue_batch(vec![admission("During1"), admission("During2")], at(1))
+            .await;
+        assert!(
+            matches!(refused, Err(JobStoreError::Storage(_))),
+            "{refused:?}"
+        );
+        assert_eq!(
+            store.stats().await.unwrap(),
+            before,
+            "the index is unchanged"
+        );
+        failing.store(false, Ordering::SeqCst);
+
+        // Nothing of the failed batch was committed: not its jobs, not its log entries. redb
+        // may refuse writes after an I/O failure until the file is reopened; either way, what
+        // it answers is an error, never a panic, and never a partial batch.
+        match store.enqueue_batch(vec![admission("During1")], at(2)).await {
+            Ok(answers) => {
+                let Admitted::Enqueued { sequence, .. } = answers[0] else {
+                    panic!("the failed batch's alert must be new, got {answers:?}");
+                };
+                assert_eq!(sequence, 1, "the failed batch wrote no log entry");
+            }
+            Err(e) => assert!(matches!(e, JobStoreError::Storage(_)), "{e:?}"),
+        }
+        let fingerprint = admission("During2").alert.alert.fingerprint();
+        assert_eq!(store.log_entry("t", fingerprint), Ok(None));
+        let lease = store
+            .lease(
+                &TargetName::new("t").unwrap(),
+                10,
+                Duration::from_secs(60),
+                at(3),
+            )
+            .await
+            .unwrap();
+        assert!(
+            lease
+                .jobs
+                .iter()
+                .all(|j| j.alert.alert.name() != Some("During2")),
+            "no job of the failed batch is leasable"
+        );
     }
 }
