@@ -21,6 +21,9 @@
 //!   once: delivery is at least once, and the delivery sequence lets targets drop the repeat.
 //!   The per-target indexes that make leasing cheap are rebuilt from the jobs table when the
 //!   store is opened.
+//! - **Storage failures** (a full disk, an I/O error) answer `JobStoreError::Storage` with the
+//!   transaction aborted, never a panic. The next write reopens the database, so the store
+//!   recovers by itself once the disk has room.
 //!
 //! ```
 //! use std::time::Duration;

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use alert_core::{
@@ -23,8 +23,8 @@ use alert_core::{
 };
 use chrono::{DateTime, Utc};
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    StorageError, TableDefinition, TransactionError, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 use uuid::{ContextV7, Timestamp, Uuid};
@@ -73,6 +73,12 @@ pub(crate) const fn settle_durability() -> Durability {
 /// before then delivers the job again. Leases are held in memory only, so after a restart every
 /// job is leasable at once.
 ///
+/// A storage failure (a full disk, an I/O error) fails the call with
+/// [`JobStoreError::Storage`] and aborts its transaction, so nothing of it is persisted. redb
+/// refuses every write after an I/O failure until the file is reopened, so the next write
+/// reopens it and rebuilds the in-memory indexes from what is on disk (forgetting leases, as a
+/// restart does); once the disk has room again the store carries on by itself.
+///
 /// It holds at most `max_jobs` live jobs and a capped number of dead letters (the oldest are
 /// dropped first), optionally only those younger than a retention window. Every call runs on
 /// tokio's blocking pool, so it needs a tokio runtime.
@@ -86,7 +92,11 @@ pub struct RedbJobStore {
 
 struct Inner {
     path: PathBuf,
-    db: Database,
+    /// The open database; `None` only while reopening it after an I/O failure has failed.
+    db: RwLock<Option<Database>>,
+    /// Opens the database again: redb refuses every write after an I/O failure (a full disk,
+    /// say) until the file is reopened, and the store should recover once the disk has room.
+    reopen: Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>,
     max_jobs: u64,
     dead_letter_cap: usize,
     dead_letter_retention: Option<Duration>,
@@ -108,17 +118,24 @@ impl RedbJobStore {
                 JobStoreError::Storage(format!("creating {}: {e}", parent.display()))
             })?;
         }
-        let db = Database::create(path)
-            .map_err(|e| JobStoreError::Storage(format!("opening {}: {e}", path.display())))?;
-        Self::from_database(db, path.to_owned(), max_jobs)
+        let owned = path.to_owned();
+        let reopen = move || Database::create(&owned);
+        Self::with_opener(path.to_owned(), max_jobs, Box::new(reopen))
     }
 
-    fn from_database(db: Database, path: PathBuf, max_jobs: u64) -> Result<Self, JobStoreError> {
+    fn with_opener(
+        path: PathBuf,
+        max_jobs: u64,
+        reopen: Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>,
+    ) -> Result<Self, JobStoreError> {
+        let db = reopen()
+            .map_err(|e| JobStoreError::Storage(format!("opening {}: {e}", path.display())))?;
         let index = rebuild(&db)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
-                db,
+                db: RwLock::new(Some(db)),
+                reopen,
                 max_jobs,
                 dead_letter_cap: DEFAULT_DEAD_LETTER_CAP,
                 dead_letter_retention: None,
@@ -188,7 +205,7 @@ impl RedbJobStore {
         target: &str,
         fingerprint: Fingerprint,
     ) -> Result<Option<StoredLog>, JobStoreError> {
-        let txn = self.inner.db.begin_read().map_err(storage)?;
+        let txn = self.inner.begin_read()?;
         let table = txn.open_table(LOG).map_err(storage)?;
         let value = table.get((target, fingerprint.as_u64())).map_err(storage)?;
         value.map(|v| decode(v.value())).transpose()
@@ -463,6 +480,16 @@ fn read_dead(bytes: &[u8]) -> Result<DeadLetter, JobStoreError> {
     decode::<StoredDeadLetter>(bytes)?.into_entry()
 }
 
+/// A panic while a lock was held may have left the index half updated, so a poisoned store
+/// refuses to work rather than serve inconsistent jobs.
+fn poisoned() -> JobStoreError {
+    JobStoreError::Storage("the store's state is poisoned".to_owned())
+}
+
+fn reopen_failed() -> JobStoreError {
+    JobStoreError::Storage("the database could not be reopened after an I/O failure".to_owned())
+}
+
 fn storage(e: impl fmt::Display) -> JobStoreError {
     JobStoreError::Storage(e.to_string())
 }
@@ -476,7 +503,10 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, JobStoreError
         .map_err(|e| JobStoreError::Storage(format!("a stored record is unreadable: {e}")))
 }
 
-fn begin_write(db: &Database, durability: Durability) -> Result<WriteTransaction, JobStoreError> {
+fn begin_write_on(
+    db: &Database,
+    durability: Durability,
+) -> Result<WriteTransaction, JobStoreError> {
     let mut txn = db.begin_write().map_err(storage)?;
     txn.set_durability(durability).map_err(storage)?;
     Ok(txn)
@@ -536,7 +566,7 @@ struct Index {
 /// crash can leave when a newer state superseded a leased job, the newer one is kept and the older
 /// one removed: with the lease gone, nothing is in flight that the newer state must wait for.
 fn rebuild(db: &Database) -> Result<Index, JobStoreError> {
-    let txn = begin_write(db, ingest_durability())?;
+    let txn = begin_write_on(db, ingest_durability())?;
     let mut index = Index::default();
     {
         let mut jobs = txn.open_table(JOBS).map_err(storage)?;
@@ -773,11 +803,54 @@ struct Planned {
 
 impl Inner {
     fn index(&self) -> Result<MutexGuard<'_, Index>, JobStoreError> {
-        // A panic while the lock was held may have left the index half updated, so a poisoned
-        // store refuses to work rather than serve inconsistent jobs.
-        self.index
-            .lock()
-            .map_err(|_| JobStoreError::Storage("the store's index is poisoned".to_owned()))
+        self.index.lock().map_err(|_| poisoned())
+    }
+
+    fn begin_read(&self) -> Result<ReadTransaction, JobStoreError> {
+        let db = self.db.read().map_err(|_| poisoned())?;
+        db.as_ref()
+            .ok_or_else(reopen_failed)?
+            .begin_read()
+            .map_err(storage)
+    }
+
+    /// Begins a write transaction. The caller holds the index lock, so no other write
+    /// transaction is alive. When redb refuses because an earlier write failed (it latches an
+    /// I/O failure until the file is reopened), the database is reopened and the index rebuilt
+    /// from what is on disk, then the transaction is begun on the fresh handle. Leases are lost
+    /// with the rebuild, which delivers the jobs in flight again: at least once, as after a
+    /// crash.
+    fn begin_write(
+        &self,
+        index: &mut Index,
+        durability: Durability,
+    ) -> Result<WriteTransaction, JobStoreError> {
+        {
+            let db = self.db.read().map_err(|_| poisoned())?;
+            if let Some(db) = db.as_ref() {
+                match db.begin_write() {
+                    Ok(mut txn) => {
+                        txn.set_durability(durability).map_err(storage)?;
+                        return Ok(txn);
+                    }
+                    Err(TransactionError::Storage(StorageError::PreviousIo)) => {}
+                    Err(e) => return Err(storage(e)),
+                }
+            }
+        }
+        let mut db = self.db.write().map_err(|_| poisoned())?;
+        // The old handle must be closed first: it holds the file's lock.
+        drop(db.take());
+        let fresh = (self.reopen)().map_err(|e| {
+            JobStoreError::Storage(format!(
+                "reopening {} after an I/O failure: {e}",
+                self.path.display()
+            ))
+        })?;
+        *index = rebuild(&fresh)?;
+        let txn = begin_write_on(&fresh, durability)?;
+        *db = Some(fresh);
+        Ok(txn)
     }
 
     fn enqueue(
@@ -788,7 +861,7 @@ impl Inner {
         // The index lock is held through the commit, so the index and the database change
         // together; redb admits one write transaction at a time anyway.
         let mut index = self.index()?;
-        let txn = begin_write(&self.db, ingest_durability())?;
+        let txn = self.begin_write(&mut index, ingest_durability())?;
         let mut answers = Vec::with_capacity(batch.len());
         let mut effects = Vec::new();
         let mut next_job = index.next_job;
@@ -948,7 +1021,7 @@ impl Inner {
             .filter(|id| index.jobs[id].superseded)
             .collect();
         if !gone.is_empty() {
-            let txn = begin_write(&self.db, settle_durability())?;
+            let txn = self.begin_write(&mut index, settle_durability())?;
             {
                 let mut jobs = txn.open_table(JOBS).map_err(storage)?;
                 for id in &gone {
@@ -975,7 +1048,7 @@ impl Inner {
         let (picked, cycle) = index.pick(target, n, now);
         let mut jobs = Vec::with_capacity(picked.len());
         if !picked.is_empty() {
-            let txn = self.db.begin_read().map_err(storage)?;
+            let txn = self.begin_read()?;
             let table = txn.open_table(JOBS).map_err(storage)?;
             for &id in &picked {
                 let value = table.get(id.0).map_err(storage)?.ok_or_else(|| {
@@ -1011,13 +1084,18 @@ impl Inner {
         if !index.jobs.contains_key(&id) {
             return Ok(());
         }
-        self.remove_job(id, settle_durability())?;
+        self.remove_job(&mut index, id, settle_durability())?;
         index.remove(id);
         Ok(())
     }
 
-    fn remove_job(&self, id: JobId, durability: Durability) -> Result<(), JobStoreError> {
-        let txn = begin_write(&self.db, durability)?;
+    fn remove_job(
+        &self,
+        index: &mut Index,
+        id: JobId,
+        durability: Durability,
+    ) -> Result<(), JobStoreError> {
+        let txn = self.begin_write(index, durability)?;
         txn.open_table(JOBS)
             .map_err(storage)?
             .remove(id.0)
@@ -1031,7 +1109,7 @@ impl Inner {
             return Ok(());
         };
         if meta.superseded {
-            self.remove_job(id, settle_durability())?;
+            self.remove_job(&mut index, id, settle_durability())?;
             index.remove(id);
             return Ok(());
         }
@@ -1040,7 +1118,7 @@ impl Inner {
         } else {
             meta.attempts
         };
-        let txn = begin_write(&self.db, settle_durability())?;
+        let txn = self.begin_write(&mut index, settle_durability())?;
         {
             let mut jobs = txn.open_table(JOBS).map_err(storage)?;
             let value = jobs
@@ -1075,7 +1153,7 @@ impl Inner {
             return Ok(None);
         };
         if meta.superseded {
-            self.remove_job(id, settle_durability())?;
+            self.remove_job(&mut index, id, settle_durability())?;
             index.remove(id);
             return Ok(None);
         }
@@ -1085,7 +1163,7 @@ impl Inner {
             meta.attempts
         };
         let dead_id = index.dead_letter_id(now);
-        let txn = begin_write(&self.db, ingest_durability())?;
+        let txn = self.begin_write(&mut index, ingest_durability())?;
         let mut count = index.dead_count;
         let kept;
         {
@@ -1150,7 +1228,7 @@ impl Inner {
         cursor: Option<&DeadLetterId>,
         limit: usize,
     ) -> Result<DeadLetterPage, JobStoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(DEAD).map_err(storage)?;
         let start = cursor.map_or(Bound::Unbounded, |c| Bound::Excluded(c.0.as_str()));
         let mut entries = Vec::new();
@@ -1185,7 +1263,7 @@ impl Inner {
 
     fn replay(&self, id: &DeadLetterId, now: DateTime<Utc>) -> Result<JobId, JobStoreError> {
         let mut index = self.index()?;
-        let txn = begin_write(&self.db, ingest_durability())?;
+        let txn = self.begin_write(&mut index, ingest_durability())?;
         let job_id = JobId(index.next_job + 1);
         let meta;
         {
@@ -1252,7 +1330,7 @@ impl Inner {
 
     fn purge(&self, id: &DeadLetterId) -> Result<(), JobStoreError> {
         let mut index = self.index()?;
-        let txn = begin_write(&self.db, ingest_durability())?;
+        let txn = self.begin_write(&mut index, ingest_durability())?;
         let removed = txn
             .open_table(DEAD)
             .map_err(storage)?
@@ -1292,7 +1370,7 @@ mod tests {
     /// A backend whose writes and syncs fail while `failing` is set, as a full disk's would.
     #[derive(Debug)]
     struct FlakyDisk {
-        inner: InMemoryBackend,
+        inner: Arc<InMemoryBackend>,
         failing: Arc<AtomicBool>,
     }
 
@@ -1346,14 +1424,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failing_disk_is_a_storage_error_that_persists_nothing() {
+    async fn a_failing_disk_is_a_storage_error_that_persists_nothing_and_heals() {
         let failing = Arc::new(AtomicBool::new(false));
-        let disk = FlakyDisk {
-            inner: InMemoryBackend::new(),
-            failing: Arc::clone(&failing),
+        let memory = Arc::new(InMemoryBackend::new());
+        let (flag, disk) = (Arc::clone(&failing), Arc::clone(&memory));
+        let opener = move || {
+            Database::builder().create_with_backend(FlakyDisk {
+                inner: Arc::clone(&disk),
+                failing: Arc::clone(&flag),
+            })
         };
-        let db = Database::builder().create_with_backend(disk).unwrap();
-        let store = RedbJobStore::from_database(db, PathBuf::from("memory"), 100).unwrap();
+        let store =
+            RedbJobStore::with_opener(PathBuf::from("memory"), 100, Box::new(opener)).unwrap();
+        let target = TargetName::new("t").unwrap();
         store
             .enqueue_batch(vec![admission("Before")], at(0))
             .await
@@ -1373,37 +1456,34 @@ mod tests {
             before,
             "the index is unchanged"
         );
-        failing.store(false, Ordering::SeqCst);
+        // While the disk stays full, every write is an error, never a panic.
+        let ack = store.ack(JobId(1), at(1)).await;
+        assert!(matches!(ack, Err(JobStoreError::Storage(_))), "{ack:?}");
 
-        // Nothing of the failed batch was committed: not its jobs, not its log entries. redb
-        // may refuse writes after an I/O failure until the file is reopened; either way, what
-        // it answers is an error, never a panic, and never a partial batch.
-        match store.enqueue_batch(vec![admission("During1")], at(2)).await {
-            Ok(answers) => {
-                let Admitted::Enqueued { sequence, .. } = answers[0] else {
-                    panic!("the failed batch's alert must be new, got {answers:?}");
-                };
-                assert_eq!(sequence, 1, "the failed batch wrote no log entry");
-            }
-            Err(e) => assert!(matches!(e, JobStoreError::Storage(_)), "{e:?}"),
-        }
+        // Once the disk has room, the store reopens the database and carries on, and nothing of
+        // the failed batch was committed: not its jobs, not its log entries.
+        failing.store(false, Ordering::SeqCst);
+        let answers = store
+            .enqueue_batch(vec![admission("During1")], at(2))
+            .await
+            .unwrap();
+        let Admitted::Enqueued { sequence, job, .. } = answers[0] else {
+            panic!("the failed batch's alert must be new, got {answers:?}");
+        };
+        assert_eq!(sequence, 1, "the failed batch wrote no log entry");
+        assert_eq!(job, JobId(2), "the failed batch used up no job id");
         let fingerprint = admission("During2").alert.alert.fingerprint();
         assert_eq!(store.log_entry("t", fingerprint), Ok(None));
         let lease = store
-            .lease(
-                &TargetName::new("t").unwrap(),
-                10,
-                Duration::from_secs(60),
-                at(3),
-            )
+            .lease(&target, 10, Duration::from_secs(60), at(3))
             .await
             .unwrap();
-        assert!(
-            lease
-                .jobs
-                .iter()
-                .all(|j| j.alert.alert.name() != Some("During2")),
-            "no job of the failed batch is leasable"
-        );
+        let mut names: Vec<_> = lease
+            .jobs
+            .iter()
+            .map(|j| j.alert.alert.name().unwrap().to_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["Before", "During1"]);
     }
 }
