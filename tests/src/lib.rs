@@ -123,7 +123,7 @@ pub struct Server {
 impl Server {
     /// Writes `config` (YAML) to a fresh directory and starts the server on a free loopback port.
     /// Relative paths in the config resolve against that directory, which is also the working
-    /// directory, so files written with [`Server::write_file`] beforehand can be named.
+    /// directory, so files written there beforehand (see [`Server::start_in`]) can be named.
     ///
     /// # Panics
     /// When the server does not start listening within a minute.

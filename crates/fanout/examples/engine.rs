@@ -1,8 +1,8 @@
-//! The in-process demo behind `cargo xtask demo`: one alert published in parallel to four mock
+//! The fan-out engine on its own, in process: one alert published in parallel to four fake
 //! targets — fast, slow, failing and disabled — with a per-target result table.
 //!
-//! The mock targets are in-process fakes; the HTTP server, real publishers and the real mock
-//! targets on loopback take over this demo when they land.
+//! Run it with `cargo run -p fanout --example engine`. `cargo xtask demo` shows the whole server
+//! with real mock targets on loopback.
 
 #![allow(clippy::print_stdout)] // a demo prints its results
 
