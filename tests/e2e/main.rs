@@ -29,6 +29,7 @@ server:
 ingest:
   resolve_timeout: 5m
 queue:
+  path: queue/alertpub.redb
   initial_backoff: 100ms
   max_backoff: 1s
 publishing:

@@ -24,6 +24,7 @@ async fn main() {
 server:
   listen: "127.0.0.1:0"
 queue:
+  path: queue/alertpub.redb
   max_attempts: 3
   initial_backoff: 200ms
   max_backoff: 1s

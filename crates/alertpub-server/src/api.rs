@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alert_core::{
-    AlwaysClosed, CircuitState, HealthStatus, JobStoreError, Priority, TargetEntry, TargetSource,
-    UnknownHealth, redact_url,
+    AlwaysClosed, CircuitState, DeadLetterFilter, DeadLetterId, HealthStatus, JobStoreError,
+    Priority, TargetEntry, TargetKind, TargetSource, UnknownHealth, redact_url,
 };
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -47,6 +47,11 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             "/api/v1/targets/{name}/health/check",
             post(check_target_health),
         )
+        .route("/api/v1/queue", get(queue_status))
+        .route("/api/v1/dlq", get(list_dead_letters))
+        .route("/api/v1/dlq/replay", post(replay_dead_letters))
+        .route("/api/v1/dlq/{id}", axum::routing::delete(purge_dead_letter))
+        .route("/api/v1/dlq/{id}/replay", post(replay_dead_letter))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -666,6 +671,188 @@ async fn refresh_targets(State(app): Shared) -> Result<Response, ApiError> {
             format!("the config was not reloaded; the previous targets stay: {err}"),
         )),
     }
+}
+
+// === Queue and dead-letter queue ===
+
+/// `GET /api/v1/queue`: live jobs by priority and by target, and each lane's in-flight count and
+/// pause (an open breaker, a 429, an unhealthy or a disabled target).
+async fn queue_status(State(app): Shared) -> Result<Response, ApiError> {
+    let stats = app.store.stats().await?;
+    let by_priority: serde_json::Map<String, Value> = Priority::ALL
+        .iter()
+        .zip(stats.by_priority)
+        .map(|(p, n)| (p.as_str().to_owned(), json!(n)))
+        .collect();
+    let lanes = app.dispatcher.lanes();
+    let targets: Vec<Value> = stats
+        .by_target
+        .iter()
+        .map(|t| {
+            let lane = lanes.iter().find(|l| l.name.as_str() == t.target);
+            json!({
+                "target": t.target,
+                "pending": t.pending,
+                "leased": t.leased,
+                "in_flight": lane.map_or(0, |l| l.in_flight),
+                "paused": lane.and_then(|l| l.reason),
+                "paused_until": lane.and_then(|l| l.paused_until).map(alert_core::wire::format_timestamp),
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "depth": stats.depth(),
+        "by_priority": by_priority,
+        "targets": targets,
+        "lanes": lanes,
+        "dead_letters": stats.dead_letters,
+    }))
+    .into_response())
+}
+
+/// The DLQ filter and page, from the query string.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DlqQuery {
+    target: Option<String>,
+    kind: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+impl DlqQuery {
+    fn filter(&self) -> Result<DeadLetterFilter, ApiError> {
+        let time = |name: &str, text: &Option<String>| -> Result<_, ApiError> {
+            text.as_deref()
+                .map(|t| {
+                    chrono::DateTime::parse_from_rfc3339(t)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|err| {
+                            ApiError::bad_request(
+                                "invalid_query",
+                                format!("{name} is not an RFC 3339 time: {err}"),
+                            )
+                        })
+                })
+                .transpose()
+        };
+        let kind = self
+            .kind
+            .as_deref()
+            .map(|k| {
+                serde_json::from_value::<TargetKind>(json!(k)).map_err(|_| {
+                    ApiError::bad_request("invalid_query", format!("unknown target kind {k:?}"))
+                })
+            })
+            .transpose()?;
+        let mut filter = DeadLetterFilter::default();
+        filter.target.clone_from(&self.target);
+        filter.kind = kind;
+        filter.since = time("since", &self.since)?;
+        filter.until = time("until", &self.until)?;
+        Ok(filter)
+    }
+}
+
+const DLQ_PAGE_DEFAULT: usize = 100;
+const DLQ_PAGE_MAX: usize = 1000;
+
+async fn list_dead_letters(
+    State(app): Shared,
+    Query(query): Query<DlqQuery>,
+) -> Result<Response, ApiError> {
+    let filter = query.filter()?;
+    let limit = query
+        .limit
+        .unwrap_or(DLQ_PAGE_DEFAULT)
+        .clamp(1, DLQ_PAGE_MAX);
+    let cursor = query.cursor.clone().map(DeadLetterId);
+    let page = app
+        .store
+        .dead_letters(&filter, cursor.as_ref(), limit)
+        .await?;
+    Ok(axum::Json(json!({
+        "entries": page.entries,
+        "next_cursor": page.next_cursor,
+    }))
+    .into_response())
+}
+
+async fn replay_dead_letter(
+    State(app): Shared,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = DeadLetterId(id);
+    let job = app.store.replay(&id, Utc::now()).await?;
+    // The entry's target is not known here without another read; waking every lane is cheap.
+    app.dispatcher.wake_all();
+    Ok(axum::Json(json!({"status": "replayed", "id": id, "job": job})).into_response())
+}
+
+/// `POST /api/v1/dlq/replay`: replays every entry matching the filter (the body's fields, or the
+/// query's). Superseded entries are counted and kept.
+async fn replay_dead_letters(
+    State(app): Shared,
+    Query(query): Query<DlqQuery>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let has_body = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v != "0");
+    let query = if has_body {
+        serde_json::from_value::<DlqQuery>(read_json(&app, request).await?)
+            .map_err(|err| ApiError::bad_request("invalid_schema", err.to_string()))?
+    } else {
+        query
+    };
+    let filter = query.filter()?;
+    let limit = query.limit.unwrap_or(usize::MAX);
+    let mut matched = Vec::new();
+    let mut cursor: Option<DeadLetterId> = None;
+    // Collect the ids first: replaying removes entries, which would shift a cursor.
+    loop {
+        let page = app
+            .store
+            .dead_letters(&filter, cursor.as_ref(), DLQ_PAGE_MAX)
+            .await?;
+        matched.extend(page.entries.into_iter().map(|e| e.id));
+        match page.next_cursor {
+            Some(next) if matched.len() < limit => cursor = Some(next),
+            _ => break,
+        }
+    }
+    matched.truncate(limit);
+    let (mut replayed, mut superseded, mut missing) = (Vec::new(), Vec::new(), 0_usize);
+    let now = Utc::now();
+    for id in matched {
+        match app.store.replay(&id, now).await {
+            Ok(_) => replayed.push(id),
+            Err(JobStoreError::Superseded) => superseded.push(id),
+            Err(JobStoreError::NotFound) => missing += 1,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    app.dispatcher.wake_all();
+    Ok(axum::Json(json!({
+        "replayed": replayed.len(),
+        "superseded": superseded.len(),
+        "gone": missing,
+        "replayed_ids": replayed,
+        "superseded_ids": superseded,
+    }))
+    .into_response())
+}
+
+async fn purge_dead_letter(
+    State(app): Shared,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = DeadLetterId(id);
+    app.store.purge(&id).await?;
+    Ok(axum::Json(json!({"status": "deleted", "id": id})).into_response())
 }
 
 // === Operations ===

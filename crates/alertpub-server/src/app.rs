@@ -16,7 +16,7 @@ use fanout::{
 };
 use health::{BreakerConfig, CircuitBreakers, HealthConfig, HealthRegistry, Prober};
 use publisher_http::{ClientConfig, HttpClient};
-use queue::MemoryJobStore;
+use queue::RedbJobStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
@@ -107,7 +107,12 @@ impl App {
             .gate(breakers.clone())
             .observer(observer.clone())
             .build();
-        let store: Arc<dyn JobStore> = Arc::new(MemoryJobStore::new(config.queue.max_jobs));
+        // Accepting an alert means it is on disk: the redb store commits ingest with fsync.
+        let store: Arc<dyn JobStore> = Arc::new(
+            RedbJobStore::open(&config.queue.path, config.queue.max_jobs)
+                .with_context(|| format!("opening the queue {}", config.queue.path.display()))?
+                .with_dead_letter_retention(config.queue.dlq_retention.into()),
+        );
         let dispatcher = Dispatcher::builder(store.clone(), targets.clone())
             .health(health.clone())
             .gate(breakers.clone())
