@@ -8,7 +8,11 @@
 //! - each dispatcher lane calls [`JobStore::lease`] for its own target, and settles every leased
 //!   job with exactly one of [`ack`](JobStore::ack), [`reschedule`](JobStore::reschedule) or
 //!   [`dead_letter`](JobStore::dead_letter);
-//! - operators read and replay the dead-letter queue.
+//! - operators read and replay the dead-letter queue;
+//! - a maintenance task calls [`JobStore::sweep`] every few seconds to auto-resolve firing alerts
+//!   that stopped arriving, re-forward firing alerts to Alertmanager targets, and expire old log
+//!   entries; config reload calls [`JobStore::dead_letter_target`] once a removed target's grace
+//!   period is over.
 //!
 //! The decision of whether an incoming alert becomes a job is the pure function
 //! [`log_decision`], so every backend decides the same way.
@@ -412,6 +416,9 @@ pub struct QueueStats {
     pub by_target: Vec<TargetQueueStats>,
     /// Entries in the dead-letter queue.
     pub dead_letters: u64,
+    /// When the oldest live job (pending or leased) was enqueued; `None` when there is none.
+    #[serde(with = "crate::wire::timestamp_opt")]
+    pub oldest_enqueued_at: Option<DateTime<Utc>>,
 }
 
 impl QueueStats {
@@ -431,6 +438,145 @@ pub struct TargetQueueStats {
     pub pending: u64,
     /// Jobs leased to a lane now.
     pub leased: u64,
+}
+
+// === Maintenance ===
+
+/// The default for [`SweepPlan::max_jobs_per_pass`].
+const DEFAULT_MAX_JOBS_PER_PASS: usize = 1_000;
+
+/// What one maintenance pass does; see [`JobStore::sweep`].
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct SweepPlan {
+    /// The targets that currently exist and are enabled, each with its refresh interval. The
+    /// interval is `Some` only for kind alertmanager: a firing alert is re-forwarded every
+    /// interval, whatever its `repeat_interval`, because an Alertmanager resolves an alert that
+    /// is not refreshed. A zero interval never refreshes. Log entries of targets not listed get
+    /// neither resolve nor refresh jobs (their lanes are paused or gone), but still expire.
+    pub targets: Vec<(TargetName, Option<Duration>)>,
+    /// Log entries older than this (by `accepted_at`, and for firing ones also past their
+    /// `ends_at`) are dropped. Zero keeps them forever.
+    pub log_retention: Duration,
+    /// At most this many jobs are made in one pass, which bounds the commit; the rest wait for the
+    /// next pass.
+    pub max_jobs_per_pass: usize,
+}
+
+impl SweepPlan {
+    /// A plan for `targets` that keeps log entries for `log_retention` and makes at most 1,000
+    /// jobs per pass.
+    #[must_use]
+    pub fn new(targets: Vec<(TargetName, Option<Duration>)>, log_retention: Duration) -> Self {
+        Self {
+            targets,
+            log_retention,
+            max_jobs_per_pass: DEFAULT_MAX_JOBS_PER_PASS,
+        }
+    }
+
+    /// Makes at most `n` jobs per pass.
+    #[must_use]
+    pub fn with_max_jobs_per_pass(mut self, n: usize) -> Self {
+        self.max_jobs_per_pass = n;
+        self
+    }
+
+    /// The refresh interval of `target`: `None` when the plan does not list it, `Some(None)` when
+    /// it is listed without one.
+    #[must_use]
+    pub fn target(&self, target: &str) -> Option<Option<Duration>> {
+        self.targets
+            .iter()
+            .find(|(name, _)| name.as_str() == target)
+            .map(|(_, interval)| *interval)
+    }
+}
+
+/// What one [`JobStore::sweep`] pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SweepReport {
+    /// Resolve jobs made for firing alerts whose `endsAt` passed without a refresh.
+    pub resolved: u64,
+    /// Refresh jobs made for firing alerts of targets with a refresh interval.
+    pub refreshed: u64,
+    /// Notification-log entries dropped by the retention window.
+    pub expired_log_entries: u64,
+    /// The targets that got new jobs, sorted and without repeats, so their lanes can be woken.
+    pub targets: Vec<TargetName>,
+}
+
+/// What a sweep does with one notification-log entry; the rule every [`JobStore`] shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SweepAction {
+    /// Make a resolve job: the entry is firing and its effective `endsAt` has passed. `since` is
+    /// that `endsAt`, so the longest-overdue work goes first when a pass is bounded.
+    Resolve {
+        /// The entry's `endsAt`.
+        since: DateTime<Utc>,
+    },
+    /// Re-forward the firing alert: its target's refresh interval has passed since the entry was
+    /// accepted. `since` is when it became due.
+    Refresh {
+        /// When the refresh became due.
+        since: DateTime<Utc>,
+    },
+    /// Drop the entry: it is past the retention window.
+    Expire,
+    /// Leave the entry alone.
+    Keep,
+}
+
+/// The sweep's rule for one log entry. `target` is the entry's target as the plan lists it:
+/// `None` when the plan does not list it, else its refresh interval (see [`SweepPlan::target`]).
+///
+/// A firing entry of a listed target whose `ends_at` is at or before `now` resolves; one still
+/// firing refreshes when the target has a non-zero interval and `accepted_at + interval <= now`.
+/// Otherwise the entry expires when `retention` is non-zero, `accepted_at + retention <= now` and
+/// it is resolved or its `ends_at` is at or before `now - retention`.
+#[must_use]
+pub fn sweep_action(
+    entry: &LogEntry,
+    target: Option<Option<Duration>>,
+    retention: Duration,
+    now: DateTime<Utc>,
+) -> SweepAction {
+    let plus = |at: DateTime<Utc>, d: Duration| {
+        chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| at.checked_add_signed(d))
+    };
+    if let Some(interval) = target
+        && entry.status == AlertStatus::Firing
+    {
+        match entry.ends_at {
+            Some(ends_at) if ends_at <= now => return SweepAction::Resolve { since: ends_at },
+            // Firing with no end, or an end still ahead: a refresh keeps the upstream from
+            // resolving it on its own.
+            _ => {
+                if let Some(due) = interval
+                    .filter(|i| !i.is_zero())
+                    .and_then(|i| plus(entry.accepted_at, i))
+                    && due <= now
+                {
+                    return SweepAction::Refresh { since: due };
+                }
+            }
+        }
+    }
+    let expired = !retention.is_zero()
+        && plus(entry.accepted_at, retention).is_some_and(|until| until <= now)
+        && (entry.status == AlertStatus::Resolved
+            || entry
+                .ends_at
+                .is_some_and(|ends_at| plus(ends_at, retention).is_some_and(|u| u <= now)));
+    if expired {
+        SweepAction::Expire
+    } else {
+        SweepAction::Keep
+    }
 }
 
 // === Errors ===
@@ -539,6 +685,45 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
 
     /// Removes dead letter `id`. [`JobStoreError::NotFound`] when there is no such entry.
     fn purge<'a>(&'a self, id: &'a DeadLetterId) -> BoxFuture<'a, Result<(), JobStoreError>>;
+
+    /// One maintenance pass over the notification log, committed at once with the same
+    /// durability as [`enqueue_batch`](Self::enqueue_batch). Each entry is handled as
+    /// [`sweep_action`] says:
+    /// - **auto-resolve:** a firing entry of a target in `plan.targets` whose effective `ends_at`
+    ///   is at or before `now` (it was not refreshed) becomes a resolve job: the last accepted
+    ///   alert with that `ends_at`, low priority, delivery sequence `entry.sequence + 1`. The
+    ///   entry becomes resolved with that sequence and `accepted_at = now`. A pending job of the
+    ///   same (target, fingerprint) is superseded as by `enqueue_batch`; a leased one is
+    ///   superseded in flight and the resolve waits for it.
+    /// - **refresh:** for targets with a refresh interval, a firing entry with `ends_at` after
+    ///   `now` and `accepted_at + interval <= now` gets a job with the last accepted alert (its
+    ///   `ends_at` set to the entry's), sequence + 1, `accepted_at = now`; skipped while a live
+    ///   job of that (target, fingerprint) exists.
+    /// - **retention:** entries past `plan.log_retention` are dropped with their stored alert.
+    ///
+    /// Jobs count against `max_jobs` and `plan.max_jobs_per_pass`: when a bound is reached the
+    /// pass makes as many as fit, longest overdue first, and leaves the rest (and their entries)
+    /// for a later pass rather than failing.
+    fn sweep<'a>(
+        &'a self,
+        plan: &'a SweepPlan,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<SweepReport, JobStoreError>>;
+
+    /// Moves every live job of `target` to the dead-letter queue with `reason` (the server calls
+    /// it with [`DeadReason::TargetRemoved`] once a removed target's grace period is over), in
+    /// one commit with full durability. Leased jobs are moved too; settling one later is a no-op.
+    /// A leased job that a newer state superseded is removed without an entry, as
+    /// [`dead_letter`](Self::dead_letter) does, since its successor is moved. Each entry keeps
+    /// the job's attempts (counting the one in flight, as `dead_letter` does) and its recorded
+    /// last error. Returns how many jobs were moved.
+    fn dead_letter_target<'a>(
+        &'a self,
+        target: &'a TargetName,
+        kind: TargetKind,
+        reason: DeadReason,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<u64, JobStoreError>>;
 }
 
 // === The notification log ===

@@ -53,7 +53,8 @@ pub use health::{HealthStatus, HealthView, UnknownHealth};
 pub use job::{
     Admission, Admitted, DeadLetter, DeadLetterFilter, DeadLetterId, DeadLetterPage, DeadReason,
     JobError, JobId, JobStore, JobStoreError, Lease, LeasedJob, LogDecision, LogEntry, Priority,
-    QueueStats, Reschedule, TargetQueueStats, log_decision,
+    QueueStats, Reschedule, SweepAction, SweepPlan, SweepReport, TargetQueueStats, log_decision,
+    sweep_action,
 };
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use message_ref::{InMemoryMessageRefs, MessageRef, MessageRefStore};

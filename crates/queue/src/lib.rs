@@ -10,8 +10,9 @@
 //!
 //! # Durability of the redb store
 //!
-//! - **Ingest** (`enqueue_batch`), **moves to the dead-letter queue**, **replays** and **purges**
-//!   commit with `redb::Durability::Immediate`, the strongest mode redb 4 offers: the data is
+//! - **Ingest** (`enqueue_batch`), **sweeps** (auto-resolve, refresh, log retention), **moves to
+//!   the dead-letter queue** (one job or a whole target's), **replays** and **purges** commit
+//!   with `redb::Durability::Immediate`, the strongest mode redb 4 offers: the data is
 //!   fsynced before the call returns, so "accepted" means "on disk". A batch is one transaction;
 //!   a refused batch (`Full`) or a storage failure aborts it and persists nothing.
 //! - **Acknowledgements and reschedules** commit with `redb::Durability::None`: they become
@@ -55,6 +56,7 @@
 mod lanes;
 mod memory;
 mod redb_store;
+mod sweep;
 
 pub use memory::MemoryJobStore;
 pub use redb_store::RedbJobStore;

@@ -9,13 +9,14 @@ use std::time::Duration;
 use alert_core::{
     Admission, Admitted, BoxFuture, DeadLetter, DeadLetterFilter, DeadLetterId, DeadLetterPage,
     DeadReason, Delivery, EnrichedAlert, Fingerprint, JobError, JobId, JobStore, JobStoreError,
-    Lease, LeasedJob, LogDecision, LogEntry, Priority, QueueStats, Reschedule, TargetKind,
-    TargetName, TargetQueueStats, log_decision,
+    Lease, LeasedJob, LogDecision, LogEntry, Priority, QueueStats, Reschedule, SweepAction,
+    SweepPlan, SweepReport, TargetKind, TargetName, TargetQueueStats, log_decision, sweep_action,
 };
 use chrono::{DateTime, Utc};
 use uuid::{ContextV7, Timestamp, Uuid};
 
 use crate::lanes::{CYCLE, level};
+use crate::sweep::sweep_job;
 
 /// The default cap on dead-letter entries.
 const DEFAULT_DEAD_LETTER_CAP: usize = 100_000;
@@ -70,7 +71,26 @@ impl MemoryJobStore {
     pub fn log_entry(&self, target: &str, fingerprint: Fingerprint) -> Option<LogEntry> {
         let target = TargetName::new(target).ok()?;
         let state = self.state().ok()?;
-        state.log.get(&(target, fingerprint)).cloned()
+        state
+            .log
+            .get(&(target, fingerprint))
+            .map(|l| l.entry.clone())
+    }
+
+    /// The last alert the notification log accepted for (`target`, `fingerprint`): what an
+    /// auto-resolve or a refresh re-sends.
+    #[must_use]
+    pub fn last_accepted_alert(
+        &self,
+        target: &str,
+        fingerprint: Fingerprint,
+    ) -> Option<EnrichedAlert> {
+        let target = TargetName::new(target).ok()?;
+        let state = self.state().ok()?;
+        state
+            .log
+            .get(&(target, fingerprint))
+            .map(|l| l.alert.clone())
     }
 
     fn state(&self) -> Result<MutexGuard<'_, State>, JobStoreError> {
@@ -100,7 +120,7 @@ impl MemoryJobStore {
             let (previous, pending) = match overlay.get(&key) {
                 Some((entry, pending)) => (entry.clone(), *pending),
                 None => (
-                    state.log.get(&key).cloned(),
+                    state.log.get(&key).map(|l| l.entry.clone()),
                     state.slots.get(&key).is_some_and(|s| s.pending.is_some()),
                 ),
             };
@@ -185,34 +205,125 @@ impl MemoryJobStore {
         now: DateTime<Utc>,
     ) -> Result<Option<DeadLetterId>, JobStoreError> {
         let mut state = self.state()?;
-        let Some(job) = state.remove(id) else {
+        let Some(mut job) = state.remove(id) else {
             return Ok(None);
         };
         if job.superseded {
             return Ok(None);
         }
-        let dead_id = state.dead_letter_id(now);
-        let mut entry = DeadLetter::new(dead_id.clone(), job.target, kind, job.alert, reason, now);
-        entry.last_error = error.or(job.last_error);
-        entry.attempts = if job.leased_until.is_some() {
-            job.attempts.saturating_add(1)
-        } else {
-            job.attempts
-        };
-        entry.sequence = job.sequence;
-        entry.enqueued_at = job.enqueued_at;
-        state.dead.insert(dead_id.clone(), entry);
-        while state.dead.len() > self.dead_letter_cap {
-            state.dead.pop_first();
+        if error.is_some() {
+            job.last_error = error;
         }
+        let dead_id = state.bury(job, kind, reason, now);
+        state.trim_dead(self.dead_letter_cap);
         Ok(state.dead.contains_key(&dead_id).then_some(dead_id))
+    }
+
+    fn dead_letter_target_now(
+        &self,
+        target: &TargetName,
+        kind: TargetKind,
+        reason: DeadReason,
+        now: DateTime<Utc>,
+    ) -> Result<u64, JobStoreError> {
+        let mut state = self.state()?;
+        let Some(lane) = state.lanes.get(target) else {
+            return Ok(0);
+        };
+        let mut ids: Vec<JobId> = lane
+            .ready
+            .iter()
+            .flatten()
+            .chain(&lane.leased)
+            .map(|&(_, id)| id)
+            .collect();
+        // In the order they were made, so the entries' ids sort the same way.
+        ids.sort_unstable();
+        let mut moved = 0;
+        for id in ids {
+            let Some(job) = state.remove(id) else {
+                continue;
+            };
+            // Its successor is moved with it; the older state would only be replayed over it.
+            if job.superseded {
+                continue;
+            }
+            state.bury(job, kind, reason, now);
+            moved += 1;
+        }
+        state.trim_dead(self.dead_letter_cap);
+        Ok(moved)
+    }
+
+    fn sweep_now(
+        &self,
+        plan: &SweepPlan,
+        now: DateTime<Utc>,
+    ) -> Result<SweepReport, JobStoreError> {
+        let mut state = self.state()?;
+        let targets: HashMap<&str, Option<Duration>> = plan
+            .targets
+            .iter()
+            .map(|(name, interval)| (name.as_str(), *interval))
+            .collect();
+        let mut work = Vec::new();
+        let mut expired = Vec::new();
+        for (key, logged) in &state.log {
+            let planned = targets.get(key.0.as_str()).copied();
+            match sweep_action(&logged.entry, planned, plan.log_retention, now) {
+                SweepAction::Resolve { since } => work.push((since, key.clone(), true)),
+                SweepAction::Refresh { since } => work.push((since, key.clone(), false)),
+                SweepAction::Expire => expired.push(key.clone()),
+                _ => {}
+            }
+        }
+        let mut report = SweepReport::default();
+        report.expired_log_entries = expired.len() as u64;
+        for key in expired {
+            state.log.remove(&key);
+        }
+        // Longest overdue first, so a bounded pass leaves the freshest work for the next one.
+        work.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut made = 0_usize;
+        for (_, key, resolve) in work {
+            if made >= plan.max_jobs_per_pass {
+                break;
+            }
+            let slot = state.slots.get(&key);
+            let pending = slot.is_some_and(|s| s.pending.is_some());
+            let live = pending || slot.is_some_and(|s| s.leased.is_some());
+            // A refresh is for an alert that is not on its way already.
+            if !resolve && live {
+                continue;
+            }
+            // Replacing a pending job does not grow the queue.
+            if !pending && state.jobs.len() as u64 >= self.max_jobs {
+                continue;
+            }
+            let logged = &state.log[&key];
+            let decision = sweep_job(&logged.entry, &logged.alert, now)?;
+            state.apply(key.clone(), decision, now);
+            made += 1;
+            if resolve {
+                report.resolved += 1;
+            } else {
+                report.refreshed += 1;
+            }
+            report.targets.push(key.0);
+        }
+        report.targets.sort_unstable();
+        report.targets.dedup();
+        Ok(report)
     }
 
     fn stats_now(&self) -> Result<QueueStats, JobStoreError> {
         let state = self.state()?;
         let mut by_priority = [0; 3];
         let mut by_target: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        let mut oldest_enqueued_at = None::<DateTime<Utc>>;
         for job in state.jobs.values() {
+            oldest_enqueued_at =
+                Some(oldest_enqueued_at.map_or(job.enqueued_at, |o| o.min(job.enqueued_at)));
             by_priority[level(job.priority)] += 1;
             let counts = by_target.entry(job.target.as_str()).or_default();
             if job.leased_until.is_some() {
@@ -232,6 +343,7 @@ impl MemoryJobStore {
                 })
                 .collect(),
             dead_letters: state.dead.len() as u64,
+            oldest_enqueued_at,
         })
     }
 
@@ -267,7 +379,7 @@ impl MemoryJobStore {
         let newer_accepted = state
             .log
             .get(&key)
-            .is_some_and(|log| log.sequence > entry.sequence);
+            .is_some_and(|log| log.entry.sequence > entry.sequence);
         // A live job of the same (target, fingerprint) is the same state or a newer one.
         let live = state
             .slots
@@ -381,6 +493,24 @@ impl JobStore for MemoryJobStore {
                 .ok_or(JobStoreError::NotFound)
         })
     }
+
+    fn sweep<'a>(
+        &'a self,
+        plan: &'a SweepPlan,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<SweepReport, JobStoreError>> {
+        Box::pin(async move { self.sweep_now(plan, now) })
+    }
+
+    fn dead_letter_target<'a>(
+        &'a self,
+        target: &'a TargetName,
+        kind: TargetKind,
+        reason: DeadReason,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<u64, JobStoreError>> {
+        Box::pin(async move { self.dead_letter_target_now(target, kind, reason, now) })
+    }
 }
 
 // === State ===
@@ -425,13 +555,20 @@ struct Slot {
     leased: Option<JobId>,
 }
 
+/// One notification-log entry with the alert it last accepted, which a sweep re-sends.
+#[derive(Debug)]
+struct Logged {
+    entry: LogEntry,
+    alert: EnrichedAlert,
+}
+
 #[derive(Default)]
 struct State {
     next_job: u64,
     jobs: HashMap<JobId, Job>,
     lanes: HashMap<TargetName, Lane>,
     slots: HashMap<Key, Slot>,
-    log: HashMap<Key, LogEntry>,
+    log: HashMap<Key, Logged>,
     dead: BTreeMap<DeadLetterId, DeadLetter>,
     /// Makes dead-letter ids increase even when `now` repeats or goes back.
     ids: ContextV7,
@@ -442,8 +579,12 @@ impl State {
     fn apply(&mut self, key: Key, decision: LogDecision, now: DateTime<Utc>) -> Admitted {
         match decision {
             LogDecision::Duplicate { refresh } => {
-                if let Some(entry) = refresh {
-                    self.log.insert(key, entry);
+                // A refresh only extends the entry's `endsAt`; the accepted alert stays, since
+                // the re-send was not accepted as a delivery.
+                if let Some(entry) = refresh
+                    && let Some(logged) = self.log.get_mut(&key)
+                {
+                    logged.entry = entry;
                 }
                 Admitted::Duplicate
             }
@@ -466,7 +607,13 @@ impl State {
                     None
                 };
                 let priority = Priority::of(&alert, alert.alert.status_at(now));
-                self.log.insert(key.clone(), entry);
+                self.log.insert(
+                    key.clone(),
+                    Logged {
+                        entry,
+                        alert: (*alert).clone(),
+                    },
+                );
                 let job = self.insert(key, *alert, sequence, priority, now);
                 Admitted::Enqueued {
                     job,
@@ -653,6 +800,36 @@ impl State {
                     .map(|&(due, _)| due)
             })
             .min()
+    }
+
+    /// Files a job that was taken out of the queue as a dead letter; returns its id.
+    fn bury(
+        &mut self,
+        job: Job,
+        kind: TargetKind,
+        reason: DeadReason,
+        now: DateTime<Utc>,
+    ) -> DeadLetterId {
+        let dead_id = self.dead_letter_id(now);
+        let mut entry = DeadLetter::new(dead_id.clone(), job.target, kind, job.alert, reason, now);
+        entry.last_error = job.last_error;
+        // The attempt in flight counts: the lane may have sent it.
+        entry.attempts = if job.leased_until.is_some() {
+            job.attempts.saturating_add(1)
+        } else {
+            job.attempts
+        };
+        entry.sequence = job.sequence;
+        entry.enqueued_at = job.enqueued_at;
+        self.dead.insert(dead_id.clone(), entry);
+        dead_id
+    }
+
+    /// Drops the oldest dead letters beyond `cap`.
+    fn trim_dead(&mut self, cap: usize) {
+        while self.dead.len() > cap {
+            self.dead.pop_first();
+        }
     }
 
     /// A new UUIDv7 dead-letter id for `now`, greater than every id made before.

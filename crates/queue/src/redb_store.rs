@@ -18,8 +18,8 @@ use alert_core::{
     Admission, Admitted, Alert, Annotations, BoxFuture, Classification, DeadLetter,
     DeadLetterFilter, DeadLetterId, DeadLetterPage, DeadReason, Delivery, EnrichedAlert,
     Fingerprint, JobError, JobId, JobStore, JobStoreError, Labels, Lease, LeasedJob, LogDecision,
-    LogEntry, Priority, QueueStats, Reschedule, TargetKind, TargetName, TargetQueueStats,
-    log_decision,
+    LogEntry, Priority, QueueStats, Reschedule, SweepAction, SweepPlan, SweepReport, TargetKind,
+    TargetName, TargetQueueStats, log_decision, sweep_action,
 };
 use chrono::{DateTime, Utc};
 use redb::{
@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use uuid::{ContextV7, Timestamp, Uuid};
 
 use crate::lanes::{CYCLE, level};
+use crate::sweep::sweep_job;
 
 /// The default cap on dead-letter entries.
 const DEFAULT_DEAD_LETTER_CAP: usize = 100_000;
@@ -67,8 +68,10 @@ pub(crate) const fn settle_durability() -> Durability {
 /// A job store in a redb database file: the job queue, the notification log and the dead-letter
 /// queue of the [`JobStore`] contract, durable across crashes.
 ///
-/// Ingest ([`JobStore::enqueue_batch`]), dead-lettering, replays and purges commit with full
-/// durability (fsync) before they return. Acknowledgements and reschedules commit without an
+/// Ingest ([`JobStore::enqueue_batch`]), sweeps, dead-lettering, replays and purges commit with
+/// full durability (fsync) before they return. A sweep scans the log in a read transaction
+/// without blocking ingest, then checks and writes what it found in one write transaction; a
+/// pass that finds nothing to do commits nothing. Acknowledgements and reschedules commit without an
 /// fsync and become durable with the next durable commit or when the store is dropped; a crash
 /// before then delivers the job again. Leases are held in memory only, so after a restart every
 /// job is leasable at once.
@@ -319,6 +322,26 @@ impl JobStore for RedbJobStore {
         let id = id.clone();
         Box::pin(self.blocking(move |inner| inner.purge(&id)))
     }
+
+    fn sweep<'a>(
+        &'a self,
+        plan: &'a SweepPlan,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<SweepReport, JobStoreError>> {
+        let plan = plan.clone();
+        Box::pin(self.blocking(move |inner| inner.sweep(&plan, now)))
+    }
+
+    fn dead_letter_target<'a>(
+        &'a self,
+        target: &'a TargetName,
+        kind: TargetKind,
+        reason: DeadReason,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<u64, JobStoreError>> {
+        let target = target.clone();
+        Box::pin(self.blocking(move |inner| inner.dead_letter_target(&target, kind, reason, now)))
+    }
 }
 
 // === What is stored ===
@@ -365,6 +388,38 @@ impl StoredLog {
         }
     }
 
+    fn entry(&self) -> LogEntry {
+        LogEntry {
+            status: self.status,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            sequence: self.sequence,
+            accepted_at: self.accepted_at,
+        }
+    }
+
+    /// Records `entry`, keeping the accepted alert.
+    fn set_entry(&mut self, entry: &LogEntry) {
+        self.status = entry.status;
+        self.starts_at = entry.starts_at;
+        self.ends_at = entry.ends_at;
+        self.sequence = entry.sequence;
+        self.accepted_at = entry.accepted_at;
+    }
+}
+
+/// A [`StoredLog`] without its alert: what a sweep's scan decodes, since it decides from the
+/// entry alone and the alert is most of the record. serde skips the alert's JSON unparsed.
+#[derive(Debug, Deserialize)]
+struct StoredLogHead {
+    status: alert_core::AlertStatus,
+    starts_at: DateTime<Utc>,
+    ends_at: Option<DateTime<Utc>>,
+    sequence: u64,
+    accepted_at: DateTime<Utc>,
+}
+
+impl StoredLogHead {
     fn entry(&self) -> LogEntry {
         LogEntry {
             status: self.status,
@@ -525,6 +580,8 @@ struct JobMeta {
     sequence: u64,
     attempts: u32,
     priority: Priority,
+    /// When it was enqueued, for [`QueueStats::oldest_enqueued_at`].
+    enqueued_at: DateTime<Utc>,
     due: DateTime<Utc>,
     leased_until: Option<DateTime<Utc>>,
     /// A newer state of its (target, fingerprint) was accepted while it was leased, so settling
@@ -598,6 +655,7 @@ fn rebuild(db: &Database) -> Result<Index, JobStoreError> {
                     sequence: job.sequence,
                     attempts: job.attempts,
                     priority: job.priority,
+                    enqueued_at: job.enqueued_at,
                     due: job.due,
                     leased_until: None,
                     superseded: false,
@@ -619,7 +677,10 @@ impl Index {
         let mut by_priority = [0; 3];
         let mut by_target: std::collections::BTreeMap<&str, (u64, u64)> =
             std::collections::BTreeMap::new();
+        let mut oldest_enqueued_at = None::<DateTime<Utc>>;
         for job in self.jobs.values() {
+            oldest_enqueued_at =
+                Some(oldest_enqueued_at.map_or(job.enqueued_at, |o| o.min(job.enqueued_at)));
             by_priority[level(job.priority)] += 1;
             let counts = by_target.entry(job.target.as_str()).or_default();
             if job.leased_until.is_some() {
@@ -639,6 +700,27 @@ impl Index {
                 })
                 .collect(),
             dead_letters: self.dead_count,
+            oldest_enqueued_at,
+        }
+    }
+
+    /// Applies what a commit changed.
+    fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Remove(id) => {
+                    self.remove(id);
+                }
+                Effect::MarkSuperseded(id) => {
+                    if let Some(job) = self.jobs.get_mut(&id) {
+                        job.superseded = true;
+                    }
+                }
+                Effect::Insert(id, job) => {
+                    self.jobs.insert(id, job);
+                    self.index_pending(id);
+                }
+            }
         }
     }
 
@@ -899,8 +981,20 @@ impl Inner {
                 let plan = plans.get_mut(&key).expect("planned just above");
                 match log_decision(plan.log.as_ref(), &admission, now) {
                     LogDecision::Duplicate { refresh } => {
+                        // A refresh only extends the entry's `endsAt`; the accepted alert stays,
+                        // since the re-send was not accepted as a delivery. A refresh implies an
+                        // entry, stored before or earlier in this batch.
                         if let Some(entry) = refresh {
-                            let stored = StoredLog::new(&entry, &admission.alert);
+                            let mut stored = match log.get(log_key).map_err(storage)? {
+                                Some(v) => decode::<StoredLog>(v.value())?,
+                                None => {
+                                    return Err(JobStoreError::Storage(format!(
+                                        "the log entry of {} {} vanished",
+                                        key.0, key.1
+                                    )));
+                                }
+                            };
+                            stored.set_entry(&entry);
                             log.insert(log_key, encode(&stored)?.as_slice())
                                 .map_err(storage)?;
                             plan.log = Some(entry);
@@ -956,6 +1050,7 @@ impl Inner {
                                 sequence,
                                 attempts: 0,
                                 priority,
+                                enqueued_at: now,
                                 due: now,
                                 leased_until: None,
                                 superseded: false,
@@ -985,22 +1080,7 @@ impl Inner {
         }
         txn.commit().map_err(storage)?;
         index.next_job = next_job;
-        for effect in effects {
-            match effect {
-                Effect::Remove(id) => {
-                    index.remove(id);
-                }
-                Effect::MarkSuperseded(id) => {
-                    if let Some(job) = index.jobs.get_mut(&id) {
-                        job.superseded = true;
-                    }
-                }
-                Effect::Insert(id, job) => {
-                    index.jobs.insert(id, job);
-                    index.index_pending(id);
-                }
-            }
-        }
+        index.apply(effects);
         Ok(answers)
     }
 
@@ -1193,33 +1273,300 @@ impl Inner {
             )
             .map_err(storage)?;
             count += 1;
-            let cutoff = self
-                .dead_letter_retention
-                .and_then(|r| chrono::Duration::from_std(r).ok())
-                .and_then(|r| now.checked_sub_signed(r));
-            // Ids sort by when they were made, so the oldest entries come first.
-            loop {
-                let Some((_, first)) = dead.first().map_err(storage)? else {
-                    break;
-                };
-                let over_cap = count > self.dead_letter_cap as u64;
-                let expired = match cutoff {
-                    Some(cutoff) => decode::<StoredDeadLetter>(first.value())?.dead_at < cutoff,
-                    None => false,
-                };
-                drop(first);
-                if !over_cap && !expired {
-                    break;
-                }
-                dead.pop_first().map_err(storage)?;
-                count -= 1;
-            }
+            count = self.trim_dead(&mut dead, count, now)?;
             kept = dead.get(dead_id.0.as_str()).map_err(storage)?.is_some();
         }
         txn.commit().map_err(storage)?;
         index.remove(id);
         index.dead_count = count;
         Ok(kept.then_some(dead_id))
+    }
+
+    /// Drops the oldest dead letters beyond the cap or the retention window; takes and returns
+    /// the table's entry count.
+    fn trim_dead(
+        &self,
+        dead: &mut redb::Table<'_, &'static str, &'static [u8]>,
+        mut count: u64,
+        now: DateTime<Utc>,
+    ) -> Result<u64, JobStoreError> {
+        let cutoff = self
+            .dead_letter_retention
+            .and_then(|r| chrono::Duration::from_std(r).ok())
+            .and_then(|r| now.checked_sub_signed(r));
+        // Ids sort by when they were made, so the oldest entries come first.
+        loop {
+            let Some((_, first)) = dead.first().map_err(storage)? else {
+                break;
+            };
+            let over_cap = count > self.dead_letter_cap as u64;
+            let expired = match cutoff {
+                Some(cutoff) => decode::<StoredDeadLetter>(first.value())?.dead_at < cutoff,
+                None => false,
+            };
+            drop(first);
+            if !over_cap && !expired {
+                break;
+            }
+            dead.pop_first().map_err(storage)?;
+            count -= 1;
+        }
+        Ok(count)
+    }
+
+    fn dead_letter_target(
+        &self,
+        target: &TargetName,
+        kind: TargetKind,
+        reason: DeadReason,
+        now: DateTime<Utc>,
+    ) -> Result<u64, JobStoreError> {
+        let mut index = self.index()?;
+        let Some(lane) = index.lanes.get(target) else {
+            return Ok(0);
+        };
+        let mut ids: Vec<JobId> = lane
+            .ready
+            .iter()
+            .flatten()
+            .chain(&lane.leased)
+            .map(|&(_, id)| id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        // In the order they were made, so the entries' ids sort the same way.
+        ids.sort_unstable();
+        let txn = self.begin_write(&mut index, ingest_durability())?;
+        let mut count = index.dead_count;
+        let mut moved = 0;
+        {
+            let mut jobs = txn.open_table(JOBS).map_err(storage)?;
+            let mut dead = txn.open_table(DEAD).map_err(storage)?;
+            for &id in &ids {
+                let meta = &index.jobs[&id];
+                let value = jobs
+                    .remove(id.0)
+                    .map_err(storage)?
+                    .ok_or_else(|| JobStoreError::Storage(format!("job {id} is not stored")))?;
+                // Its successor is moved with it; the older state would only be replayed over
+                // it.
+                if meta.superseded {
+                    continue;
+                }
+                let job: StoredJob = decode(value.value())?;
+                drop(value);
+                let dead_id = index.dead_letter_id(now);
+                let mut entry = DeadLetter::new(
+                    dead_id.clone(),
+                    job.target,
+                    kind,
+                    job.alert.into_alert()?,
+                    reason,
+                    now,
+                );
+                entry.last_error = job.last_error;
+                // The attempt in flight counts, as `dead_letter` counts it: the lane may have
+                // sent it.
+                entry.attempts = if meta.leased_until.is_some() {
+                    meta.attempts.saturating_add(1)
+                } else {
+                    meta.attempts
+                };
+                entry.sequence = job.sequence;
+                entry.enqueued_at = job.enqueued_at;
+                dead.insert(
+                    dead_id.0.as_str(),
+                    encode(&StoredDeadLetter::new(&entry))?.as_slice(),
+                )
+                .map_err(storage)?;
+                count += 1;
+                moved += 1;
+            }
+            count = self.trim_dead(&mut dead, count, now)?;
+        }
+        txn.commit().map_err(storage)?;
+        for id in ids {
+            index.remove(id);
+        }
+        index.dead_count = count;
+        Ok(moved)
+    }
+
+    fn sweep(&self, plan: &SweepPlan, now: DateTime<Utc>) -> Result<SweepReport, JobStoreError> {
+        let targets: HashMap<&str, Option<Duration>> = plan
+            .targets
+            .iter()
+            .map(|(name, interval)| (name.as_str(), *interval))
+            .collect();
+        let action = |entry: &LogEntry, target: &str| {
+            sweep_action(entry, targets.get(target).copied(), plan.log_retention, now)
+        };
+        // The scan reads the whole log, so it runs in a read transaction without the index lock
+        // and does not hold up ingest. The write transaction below checks each entry it found
+        // again, since ingest may have changed it since.
+        let mut work = Vec::new();
+        let mut expired = Vec::new();
+        {
+            let txn = self.begin_read()?;
+            let log = txn.open_table(LOG).map_err(storage)?;
+            for row in log.iter().map_err(storage)? {
+                let (key, value) = row.map_err(storage)?;
+                let (target, fingerprint) = key.value();
+                let entry = decode::<StoredLogHead>(value.value())?.entry();
+                let key = (target.to_owned(), fingerprint);
+                match action(&entry, target) {
+                    SweepAction::Resolve { since } | SweepAction::Refresh { since } => {
+                        work.push((since, key));
+                    }
+                    SweepAction::Expire => expired.push(key),
+                    _ => {}
+                }
+            }
+        }
+        let mut report = SweepReport::default();
+        if work.is_empty() && expired.is_empty() {
+            return Ok(report);
+        }
+        // Longest overdue first, so a bounded pass leaves the freshest work for the next one.
+        work.sort_unstable();
+
+        let mut index = self.index()?;
+        let txn = self.begin_write(&mut index, ingest_durability())?;
+        let mut effects = Vec::new();
+        let mut next_job = index.next_job;
+        let mut live = index.jobs.len() as u64;
+        {
+            let mut jobs = txn.open_table(JOBS).map_err(storage)?;
+            let mut log = txn.open_table(LOG).map_err(storage)?;
+            for (target, fingerprint) in &expired {
+                let log_key = (target.as_str(), *fingerprint);
+                let still = match log.get(log_key).map_err(storage)? {
+                    Some(v) => {
+                        action(&decode::<StoredLogHead>(v.value())?.entry(), target)
+                            == SweepAction::Expire
+                    }
+                    None => false,
+                };
+                if still {
+                    log.remove(log_key).map_err(storage)?;
+                    report.expired_log_entries += 1;
+                }
+            }
+            let mut made = 0_usize;
+            for (_, (target, fingerprint)) in &work {
+                if made >= plan.max_jobs_per_pass {
+                    break;
+                }
+                let log_key = (target.as_str(), *fingerprint);
+                let Some(stored) = log
+                    .get(log_key)
+                    .map_err(storage)?
+                    .map(|v| decode::<StoredLog>(v.value()))
+                    .transpose()?
+                else {
+                    continue;
+                };
+                let entry = stored.entry();
+                let resolve = match action(&entry, target) {
+                    SweepAction::Resolve { .. } => true,
+                    SweepAction::Refresh { .. } => false,
+                    // Ingest changed the entry since the scan; nothing to do any more.
+                    _ => continue,
+                };
+                let name = TargetName::new(target).map_err(|e| {
+                    JobStoreError::Storage(format!("a logged target name is invalid: {e}"))
+                })?;
+                let key = (name, Fingerprint::from_u64(*fingerprint));
+                let slot = index.slot(&key);
+                // A refresh is for an alert that is not on its way already.
+                if !resolve && (slot.pending.is_some() || slot.leased.is_some()) {
+                    continue;
+                }
+                // Replacing a pending job does not grow the queue.
+                if slot.pending.is_none() && live >= self.max_jobs {
+                    continue;
+                }
+                let last = stored.alert.into_alert()?;
+                let LogDecision::Enqueue {
+                    alert,
+                    sequence,
+                    entry,
+                } = sweep_job(&entry, &last, now)?
+                else {
+                    unreachable!("a sweep job is always an enqueue")
+                };
+                let superseded = if let Some(old) = slot.pending {
+                    jobs.remove(old.0).map_err(storage)?;
+                    effects.push(Effect::Remove(old));
+                    true
+                } else {
+                    if let Some(old) = slot.leased
+                        && !index.jobs[&old].superseded
+                    {
+                        effects.push(Effect::MarkSuperseded(old));
+                    }
+                    false
+                };
+                if !superseded {
+                    live += 1;
+                }
+                next_job += 1;
+                let id = JobId(next_job);
+                let priority = Priority::of(&alert, alert.alert.status_at(now));
+                log.insert(log_key, encode(&StoredLog::new(&entry, &alert))?.as_slice())
+                    .map_err(storage)?;
+                let job = StoredJob {
+                    target: key.0.clone(),
+                    fingerprint: key.1,
+                    alert: StoredAlert::new(&alert),
+                    sequence,
+                    attempts: 0,
+                    priority,
+                    enqueued_at: now,
+                    due: now,
+                    last_error: None,
+                };
+                jobs.insert(id.0, encode(&job)?.as_slice())
+                    .map_err(storage)?;
+                effects.push(Effect::Insert(
+                    id,
+                    JobMeta {
+                        target: key.0.clone(),
+                        fingerprint: key.1,
+                        sequence,
+                        attempts: 0,
+                        priority,
+                        enqueued_at: now,
+                        due: now,
+                        leased_until: None,
+                        superseded: false,
+                    },
+                ));
+                made += 1;
+                if resolve {
+                    report.resolved += 1;
+                } else {
+                    report.refreshed += 1;
+                }
+                report.targets.push(key.0);
+            }
+            if next_job != index.next_job {
+                let mut meta = txn.open_table(META).map_err(storage)?;
+                meta.insert(NEXT_JOB, next_job).map_err(storage)?;
+            }
+        }
+        if report == SweepReport::default() {
+            // Nothing changed after all (ingest got there first): no commit, no fsync.
+            txn.abort().map_err(storage)?;
+            return Ok(report);
+        }
+        txn.commit().map_err(storage)?;
+        index.next_job = next_job;
+        index.apply(effects);
+        report.targets.sort_unstable();
+        report.targets.dedup();
+        Ok(report)
     }
 
     fn dead_letters(
@@ -1315,6 +1662,7 @@ impl Inner {
                 sequence: entry.sequence,
                 attempts: 0,
                 priority,
+                enqueued_at: now,
                 due: now,
                 leased_until: None,
                 superseded: false,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use alert_core::job::contract;
 use alert_core::{
     Admission, Alert, AlertStatus, Annotations, DeadLetterFilter, DeadReason, EnrichedAlert,
-    JobStore, Labels, Priority, TargetKind, TargetName,
+    JobStore, Labels, Priority, SweepPlan, TargetKind, TargetName,
 };
 use chrono::{DateTime, Utc};
 use queue::MemoryJobStore;
@@ -182,4 +182,114 @@ async fn replay_is_refused_when_full() {
         1,
         "the entry is kept"
     );
+}
+
+/// A sweep on a store with `max_jobs` 2 holding two live jobs: a resolve that replaces a pending
+/// job still fits, one that would grow the queue waits for room, and the pass does not fail.
+async fn sweep_makes_what_fits_under_max_jobs(store: &dyn JobStore) {
+    let target = TargetName::new("t").unwrap();
+    let ttl = Duration::from_secs(60);
+    store
+        .enqueue_batch(
+            vec![
+                admit(&target, alert("Pending", None, 300)),
+                admit(&target, alert("Acked", None, 310)),
+            ],
+            at(0),
+        )
+        .await
+        .unwrap();
+    let lease = store.lease(&target, 10, ttl, at(1)).await.unwrap();
+    let acked = lease
+        .jobs
+        .iter()
+        .find(|j| j.alert.alert.name() == Some("Acked"))
+        .unwrap();
+    store.ack(acked.id, at(1)).await.unwrap();
+    let pending = lease
+        .jobs
+        .iter()
+        .find(|j| j.alert.alert.name() == Some("Pending"))
+        .unwrap();
+    store
+        .reschedule(pending.id, alert_core::Reschedule::new(at(1), false), at(1))
+        .await
+        .unwrap();
+    store
+        .enqueue_batch(vec![admit(&target, alert("Long", None, 86_400))], at(2))
+        .await
+        .unwrap();
+    assert_eq!(store.stats().await.unwrap().depth(), 2, "the store is full");
+
+    let plan = SweepPlan::new(vec![(target.clone(), None)], Duration::ZERO);
+    let report = store.sweep(&plan, at(400)).await.unwrap();
+    assert_eq!(
+        (report.resolved, report.refreshed),
+        (1, 0),
+        "Pending's resolve replaces its job; Acked's would exceed max_jobs and waits"
+    );
+    assert_eq!(store.stats().await.unwrap().depth(), 2);
+    let jobs = store.lease(&target, 10, ttl, at(400)).await.unwrap().jobs;
+    let mut names: Vec<_> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j.alert.alert.name().unwrap().to_owned(),
+                j.delivery.sequence,
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, [("Long".to_owned(), 1), ("Pending".to_owned(), 2)]);
+    for job in &jobs {
+        store.ack(job.id, at(401)).await.unwrap();
+    }
+    let report = store.sweep(&plan, at(402)).await.unwrap();
+    assert_eq!(
+        report.resolved, 1,
+        "with room again, Acked's resolve is made"
+    );
+    let jobs = store.lease(&target, 10, ttl, at(402)).await.unwrap().jobs;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].alert.alert.name(), Some("Acked"));
+    assert_eq!(jobs[0].alert.alert.ends_at(), Some(at(310)));
+}
+
+#[tokio::test]
+async fn memory_sweep_makes_what_fits_under_max_jobs() {
+    sweep_makes_what_fits_under_max_jobs(&MemoryJobStore::new(2)).await;
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_accepted_alert_through_refreshes() {
+    let store = MemoryJobStore::new(100);
+    let target = TargetName::new("t").unwrap();
+    let first = alert("Kept", None, 300);
+    let fingerprint = first.alert.fingerprint();
+    store
+        .enqueue_batch(vec![admit(&target, first.clone())], at(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.last_accepted_alert("t", fingerprint),
+        Some(first.clone())
+    );
+    let mut resent = alert("Kept", None, 600);
+    resent.alert = resent
+        .alert
+        .with_annotations([("summary".to_owned(), "new".to_owned())].into());
+    store
+        .enqueue_batch(vec![admit(&target, resent)], at(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.last_accepted_alert("t", fingerprint),
+        Some(first),
+        "a refresh changes the entry's endsAt, not the accepted alert"
+    );
+    assert_eq!(
+        store.log_entry("t", fingerprint).unwrap().ends_at,
+        Some(at(600))
+    );
+    assert_eq!(store.last_accepted_alert("other", fingerprint), None);
 }

@@ -16,9 +16,10 @@ use chrono::{DateTime, Utc};
 
 use super::{
     Admission, Admitted, DeadLetter, DeadLetterFilter, DeadLetterId, DeadReason, JobError, JobId,
-    JobStore, JobStoreError, Lease, LeasedJob, Priority, QueueStats, Reschedule, TargetQueueStats,
+    JobStore, JobStoreError, Lease, LeasedJob, Priority, QueueStats, Reschedule, SweepPlan,
+    SweepReport, TargetQueueStats,
 };
-use crate::alert::{Alert, Annotations, EnrichedAlert, Labels};
+use crate::alert::{Alert, AlertStatus, Annotations, EnrichedAlert, Labels};
 use crate::error::ErrorKind;
 use crate::target::{TargetKind, TargetName};
 
@@ -47,6 +48,13 @@ pub async fn run_all<S: JobStore>(make: impl Fn() -> S) {
     dead_letter_queue(&make()).await;
     replay_and_purge(&make()).await;
     stats_by_priority_and_target(&make()).await;
+    auto_resolve(&make()).await;
+    auto_resolve_supersedes(&make()).await;
+    refresh_forwarding(&make()).await;
+    sweep_is_bounded_per_pass(&make()).await;
+    log_retention(&make()).await;
+    dead_letter_target(&make()).await;
+    oldest_enqueued_at(&make()).await;
 }
 
 // === Helpers ===
@@ -185,6 +193,50 @@ async fn stats(store: &dyn JobStore) -> QueueStats {
         .stats()
         .await
         .unwrap_or_else(|e| panic!("stats failed: {e}"))
+}
+
+/// A sweep plan over `targets` (each with its refresh interval in seconds) keeping log entries
+/// for `retention` seconds (0: forever).
+fn plan(targets: &[(&str, Option<u64>)], retention: u64) -> SweepPlan {
+    let targets = targets
+        .iter()
+        .map(|&(name, interval)| (target(name), interval.map(Duration::from_secs)))
+        .collect();
+    SweepPlan::new(targets, Duration::from_secs(retention))
+}
+
+async fn sweep(store: &dyn JobStore, plan: &SweepPlan, now: DateTime<Utc>) -> SweepReport {
+    store
+        .sweep(plan, now)
+        .await
+        .unwrap_or_else(|e| panic!("sweep at {now} failed: {e}"))
+}
+
+/// What a report says, as (resolved, refreshed, expired log entries, woken targets).
+fn summary(report: &SweepReport) -> (u64, u64, u64, Vec<&str>) {
+    (
+        report.resolved,
+        report.refreshed,
+        report.expired_log_entries,
+        report.targets.iter().map(TargetName::as_str).collect(),
+    )
+}
+
+/// Leases everything due on `to` and acks it, so the log entries stay but no job is live.
+async fn drain(store: &dyn JobStore, to: &str, now: DateTime<Utc>) {
+    for job in lease_jobs(store, to, now).await {
+        ack(store, job.id, now).await;
+    }
+}
+
+/// `alert` with its `endsAt` moved to `ends` seconds from the contract's epoch.
+fn ending(alert: &EnrichedAlert, ends: i64) -> EnrichedAlert {
+    let mut alert = alert.clone();
+    alert.alert = alert
+        .alert
+        .with_ends_at(Some(at(ends)))
+        .expect("a valid endsAt");
+    alert
 }
 
 async fn list(store: &dyn JobStore, filter: &DeadLetterFilter) -> Vec<DeadLetter> {
@@ -1136,4 +1188,511 @@ pub async fn stats_by_priority_and_target(store: &dyn JobStore) {
         "live jobs by target, sorted by name"
     );
     assert_eq!(st.dead_letters, 0);
+}
+
+/// Auto-resolve: a firing entry whose effective `endsAt` passed without a refresh becomes one
+/// resolve job (the last accepted alert, sequence + 1, low priority); a refreshed alert waits for
+/// its new `endsAt`; a target outside the plan is skipped; a resolve is made once.
+pub async fn auto_resolve(store: &dyn JobStore) {
+    let gone = alert("AutoGone", Some("critical"), 0, 300);
+    enqueue_new(store, admit("t1", gone.clone()), at(0)).await;
+    let kept = alert("AutoKept", None, 0, 300);
+    enqueue_new(store, admit("t1", kept.clone()), at(0)).await;
+    enqueue_new(store, admit("off", alert("AutoOff", None, 0, 300)), at(0)).await;
+    drain(store, "t1", at(1)).await;
+    drain(store, "off", at(1)).await;
+    // AutoKept is re-sent with a later endsAt and a changed annotation: a duplicate that
+    // refreshes the entry's endsAt, while the accepted alert stays the one re-sent later.
+    let mut resent = ending(&kept, 600);
+    resent.alert = resent
+        .alert
+        .with_annotations([("summary".to_owned(), "changed".to_owned())].into());
+    assert_eq!(
+        enqueue_one(store, admit("t1", resent), at(200)).await,
+        Admitted::Duplicate,
+        "a re-send with a later endsAt is a duplicate"
+    );
+
+    let plan = plan(&[("t1", None)], 0);
+    assert_eq!(
+        summary(&sweep(store, &plan, at(299)).await),
+        (0, 0, 0, vec![]),
+        "nothing has ended at 299"
+    );
+    let report = sweep(store, &plan, at(400)).await;
+    assert_eq!(
+        summary(&report),
+        (1, 0, 0, vec!["t1"]),
+        "at 400 only AutoGone (ended at 300, not refreshed) resolves; AutoKept was refreshed to \
+         600, and `off` is not in the plan"
+    );
+    let leased = lease_jobs(store, "t1", at(400)).await;
+    assert_eq!(leased.len(), 1, "one resolve job, got {leased:?}");
+    let job = &leased[0];
+    assert_eq!(
+        job.alert,
+        ending(&gone, 300),
+        "the resolve carries the last accepted alert with the entry's endsAt"
+    );
+    assert_eq!(job.alert.alert.status_at(at(400)), AlertStatus::Resolved);
+    assert_eq!(
+        job.delivery.sequence, 2,
+        "a resolve gets the entry's sequence + 1"
+    );
+    assert_eq!(
+        job.priority,
+        Priority::Low,
+        "a resolve is low priority, whatever the severity"
+    );
+    assert_eq!(
+        job.enqueued_at,
+        at(400),
+        "the resolve is enqueued at the sweep's `now`"
+    );
+    assert!(
+        lease_jobs(store, "off", at(400)).await.is_empty(),
+        "a target outside the plan gets no resolve"
+    );
+
+    assert_eq!(
+        summary(&sweep(store, &plan, at(401)).await),
+        (0, 0, 0, vec![]),
+        "a second sweep makes nothing while the resolve is queued"
+    );
+    ack(store, job.id, at(402)).await;
+    assert_eq!(
+        summary(&sweep(store, &plan, at(500)).await),
+        (0, 0, 0, vec![]),
+        "a resolve is made once: the entry is resolved now"
+    );
+    assert_eq!(
+        enqueue_one(store, admit("t1", gone.clone()), at(501)).await,
+        Admitted::Duplicate,
+        "the entry records the resolve: the same resolved alert re-sent is a duplicate"
+    );
+
+    let report = sweep(store, &plan, at(700)).await;
+    assert_eq!(
+        summary(&report),
+        (1, 0, 0, vec!["t1"]),
+        "AutoKept resolves once its refreshed endsAt (600) has passed"
+    );
+    let leased = lease_jobs(store, "t1", at(700)).await;
+    assert_eq!(ids(&leased).len(), 1);
+    assert_eq!(
+        leased[0].alert,
+        ending(&kept, 600),
+        "the resolve uses the refreshed endsAt and the accepted alert (not the re-send's \
+         annotations)"
+    );
+    assert_eq!(leased[0].delivery.sequence, 2);
+
+    // A later firing is a new state again after the auto-resolve.
+    let (_, seq, _) = enqueue_new(store, admit("t1", ending(&gone, 86_400)), at(800)).await;
+    assert_eq!(
+        seq, 3,
+        "firing after an auto-resolve gets the next sequence"
+    );
+}
+
+/// The auto-resolve supersedes a pending firing job exactly as `enqueue_batch` does, and waits
+/// behind a leased one.
+pub async fn auto_resolve_supersedes(store: &dyn JobStore) {
+    let (old, _, _) = enqueue_new(store, admit("t1", alert("AutoSup", None, 0, 300)), at(0)).await;
+    let plan = plan(&[("t1", None), ("t2", None)], 0);
+    assert_eq!(
+        summary(&sweep(store, &plan, at(400)).await),
+        (1, 0, 0, vec!["t1"])
+    );
+    assert_eq!(
+        stats(store).await.depth(),
+        1,
+        "the resolve replaced the pending firing job"
+    );
+    let leased = lease_jobs(store, "t1", at(400)).await;
+    assert_eq!(leased.len(), 1);
+    assert_ne!(leased[0].id, old, "only the resolve is leased");
+    assert_eq!(leased[0].delivery.sequence, 2);
+    assert_eq!(
+        leased[0].alert.alert.status_at(at(400)),
+        AlertStatus::Resolved
+    );
+    ack(store, old, at(401)).await;
+    ack(store, leased[0].id, at(401)).await;
+
+    // In flight: the firing job is leased when its endsAt passes.
+    let (firing_job, _, _) = enqueue_new(
+        store,
+        admit("t2", alert("AutoSupLeased", None, 0, 300)),
+        at(0),
+    )
+    .await;
+    let first = store
+        .lease(&target("t2"), 10, Duration::from_secs(3_600), at(1))
+        .await
+        .expect("lease");
+    assert_eq!(ids(&first.jobs), [firing_job]);
+    assert_eq!(
+        summary(&sweep(store, &plan, at(400)).await),
+        (1, 0, 0, vec!["t2"])
+    );
+    assert!(
+        lease_jobs(store, "t2", at(401)).await.is_empty(),
+        "the resolve must wait while the firing job is in flight"
+    );
+    assert_eq!(
+        summary(&sweep(store, &plan, at(402)).await),
+        (0, 0, 0, vec![]),
+        "nothing more to resolve"
+    );
+    ack(store, firing_job, at(403)).await;
+    let leased = lease_jobs(store, "t2", at(403)).await;
+    assert_eq!(
+        leased.len(),
+        1,
+        "once the firing job is settled, the resolve is leased"
+    );
+    assert_eq!(leased[0].delivery.sequence, 2);
+    ack(store, leased[0].id, at(404)).await;
+    assert_eq!(stats(store).await.depth(), 0);
+}
+
+/// Refresh forwarding: a target with a refresh interval gets its firing alerts re-forwarded once
+/// the interval has passed since the last accepted job, never while a job of the alert is live;
+/// a target without one never.
+pub async fn refresh_forwarding(store: &dyn JobStore) {
+    let fwd = alert("Fwd", Some("critical"), 0, 3_600);
+    for to in ["am", "plain"] {
+        enqueue_new(store, admit(to, fwd.clone()), at(0)).await;
+    }
+    let plan = plan(&[("am", Some(60)), ("plain", None)], 0);
+    assert_eq!(
+        summary(&sweep(store, &plan, at(100)).await),
+        (0, 0, 0, vec![]),
+        "no refresh while the first job is still pending"
+    );
+    let leased = lease_jobs(store, "am", at(100)).await;
+    assert_eq!(
+        summary(&sweep(store, &plan, at(100)).await),
+        (0, 0, 0, vec![]),
+        "no refresh while the first job is leased"
+    );
+    ack(store, leased[0].id, at(100)).await;
+    drain(store, "plain", at(100)).await;
+
+    let report = sweep(store, &plan, at(100)).await;
+    assert_eq!(
+        summary(&report),
+        (0, 1, 0, vec!["am"]),
+        "once the interval has passed and no job is live, am gets one refresh; plain none"
+    );
+    let leased = lease_jobs(store, "am", at(100)).await;
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].alert, fwd, "a refresh carries the accepted alert");
+    assert_eq!(
+        leased[0].delivery.sequence, 2,
+        "a refresh gets the next sequence"
+    );
+    assert_eq!(
+        leased[0].priority,
+        Priority::High,
+        "a refresh keeps the firing priority"
+    );
+    assert!(lease_jobs(store, "plain", at(100)).await.is_empty());
+    ack(store, leased[0].id, at(101)).await;
+
+    assert_eq!(
+        summary(&sweep(store, &plan, at(159)).await),
+        (0, 0, 0, vec![]),
+        "the refresh restarted the interval: nothing before 160"
+    );
+    // A re-send extends the entry's endsAt; the next refresh forwards the extended one.
+    assert_eq!(
+        enqueue_one(store, admit("am", ending(&fwd, 7_200)), at(150)).await,
+        Admitted::Duplicate
+    );
+    assert_eq!(
+        summary(&sweep(store, &plan, at(160)).await),
+        (0, 1, 0, vec!["am"])
+    );
+    let leased = lease_jobs(store, "am", at(160)).await;
+    assert_eq!(leased.len(), 1);
+    assert_eq!(
+        leased[0].alert,
+        ending(&fwd, 7_200),
+        "the refresh carries the entry's current endsAt"
+    );
+    assert_eq!(leased[0].delivery.sequence, 3);
+    ack(store, leased[0].id, at(160)).await;
+
+    // Past its endsAt the alert resolves instead of refreshing.
+    let report = sweep(store, &plan, at(7_200)).await;
+    assert_eq!(summary(&report), (2, 0, 0, vec!["am", "plain"]));
+}
+
+/// `max_jobs_per_pass` bounds a pass: it makes as many jobs as fit, longest overdue first, and
+/// the next pass makes the rest.
+pub async fn sweep_is_bounded_per_pass(store: &dyn JobStore) {
+    for (name, ends) in [("BoundC", 330), ("BoundA", 310), ("BoundB", 320)] {
+        enqueue_new(store, admit("t1", alert(name, None, 0, ends)), at(0)).await;
+    }
+    drain(store, "t1", at(1)).await;
+    let plan = plan(&[("t1", None)], 0).with_max_jobs_per_pass(2);
+    assert_eq!(
+        summary(&sweep(store, &plan, at(400)).await),
+        (2, 0, 0, vec!["t1"]),
+        "a pass makes at most max_jobs_per_pass jobs"
+    );
+    let mut names: Vec<_> = lease_jobs(store, "t1", at(400))
+        .await
+        .iter()
+        .map(|j| j.alert.alert.name().unwrap_or("?").to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["BoundA", "BoundB"], "the longest overdue go first");
+    assert_eq!(
+        summary(&sweep(store, &plan, at(401)).await),
+        (1, 0, 0, vec!["t1"]),
+        "the next pass makes the rest"
+    );
+    assert_eq!(
+        summary(&sweep(store, &plan, at(402)).await),
+        (0, 0, 0, vec![])
+    );
+}
+
+/// Log retention: resolved entries, and firing ones past their `endsAt`, expire once
+/// `accepted_at + retention` has passed (and `endsAt + retention` for firing ones); zero keeps
+/// them forever. An expired entry is forgotten: the alert is new again.
+pub async fn log_retention(store: &dyn JobStore) {
+    enqueue_new(store, admit("t1", firing("RetResolved")), at(0)).await;
+    enqueue_new(store, admit("t1", resolved("RetResolved")), at(10)).await;
+    drain(store, "t1", at(10)).await;
+    // Entries of a target outside the plan: never resolved by the sweep, but they expire.
+    enqueue_new(store, admit("gone", alert("RetEnded", None, 0, 500)), at(0)).await;
+    enqueue_new(
+        store,
+        admit("gone", alert("RetLong", None, 0, 86_400)),
+        at(0),
+    )
+    .await;
+    drain(store, "gone", at(10)).await;
+
+    let forever = plan(&[("t1", None)], 0);
+    assert_eq!(
+        summary(&sweep(store, &forever, at(1_000_000)).await),
+        (0, 0, 0, vec![]),
+        "a zero retention keeps every entry"
+    );
+    let plan = plan(&[("t1", None)], 1_000);
+    assert_eq!(
+        summary(&sweep(store, &plan, at(1_009)).await),
+        (0, 0, 0, vec![]),
+        "the resolved entry was accepted at 10: kept until 1010"
+    );
+    assert_eq!(
+        summary(&sweep(store, &plan, at(1_010)).await),
+        (0, 0, 1, vec![]),
+        "at 1010 the resolved entry expires; the firing ones ended too recently"
+    );
+    assert_eq!(
+        summary(&sweep(store, &plan, at(1_499)).await),
+        (0, 0, 0, vec![])
+    );
+    assert_eq!(
+        summary(&sweep(store, &plan, at(1_500)).await),
+        (0, 0, 1, vec![]),
+        "at 1500 the firing entry that ended at 500 expires; the one ending at 86400 stays"
+    );
+
+    let (_, seq, _) = enqueue_new(store, admit("t1", resolved("RetResolved")), at(1_600)).await;
+    assert_eq!(
+        seq, 1,
+        "an expired entry is forgotten: the alert is new again"
+    );
+    let (_, seq, _) = enqueue_new(
+        store,
+        admit("gone", alert("RetEnded", None, 0, 500)),
+        at(1_600),
+    )
+    .await;
+    assert_eq!(seq, 1, "the ended firing entry was forgotten too");
+    assert_eq!(
+        enqueue_one(
+            store,
+            admit("gone", alert("RetLong", None, 0, 86_400)),
+            at(1_600)
+        )
+        .await,
+        Admitted::Duplicate,
+        "a firing entry still within its endsAt is kept"
+    );
+}
+
+/// `dead_letter_target` moves every live job of a target, leased ones included, to the
+/// dead-letter queue in one call; other targets are untouched, and settling a moved job later is
+/// a no-op.
+pub async fn dead_letter_target(store: &dyn JobStore) {
+    let (a, _, _) = enqueue_new(store, admit("gone", firing("MoveA")), at(0)).await;
+    let (b, _, _) = enqueue_new(store, admit("gone", firing("MoveB")), at(0)).await;
+    let (c, _, _) = enqueue_new(store, admit("gone", firing("MoveC")), at(0)).await;
+    let (d, _, _) = enqueue_new(store, admit("gone", firing("MoveD")), at(0)).await;
+    let (stay, _, _) = enqueue_new(store, admit("stay", firing("MoveA")), at(0)).await;
+    let leased = lease_jobs(store, "gone", at(1)).await;
+    assert_eq!(leased.len(), 4);
+    // a stays leased (attempt 1 in flight); b failed once and waits; c was gated and waits; d
+    // stays leased while its resolve, which supersedes it, waits.
+    let how = Reschedule::new(at(1_000), true).with_error(transient());
+    reschedule(store, b, how, at(2)).await;
+    reschedule(store, c, Reschedule::new(at(3), false), at(2)).await;
+    let (d_resolve, _, superseded) =
+        enqueue_new(store, admit("gone", resolved("MoveD")), at(5)).await;
+    assert_eq!(superseded, Some(d));
+
+    let moved = store
+        .dead_letter_target(
+            &target("gone"),
+            TargetKind::Webhook,
+            DeadReason::TargetRemoved,
+            at(10),
+        )
+        .await
+        .expect("dead_letter_target");
+    assert_eq!(
+        moved, 4,
+        "a (leased), b, c and d's resolve move; d, superseded in flight, is only removed"
+    );
+    let st = stats(store).await;
+    assert_eq!(st.dead_letters, 4);
+    assert_eq!(
+        st.by_target,
+        [TargetQueueStats {
+            target: "stay".to_owned(),
+            pending: 1,
+            leased: 0,
+        }],
+        "no live job of the target is left; other targets are untouched"
+    );
+
+    let entries = list(store, &DeadLetterFilter::default()).await;
+    let by_name = |name: &str| {
+        entries
+            .iter()
+            .find(|e| {
+                e.alert.alert.name() == Some(name)
+                    && e.alert.alert.status_at(at(10)) == AlertStatus::Firing
+            })
+            .unwrap_or_else(|| panic!("no dead letter of {name}: {entries:?}"))
+    };
+    for e in &entries {
+        assert_eq!(e.target.as_str(), "gone");
+        assert_eq!(e.kind, TargetKind::Webhook);
+        assert_eq!(e.reason, DeadReason::TargetRemoved);
+        assert_eq!(e.dead_at, at(10));
+        assert_eq!(e.enqueued_at, if e.sequence == 2 { at(5) } else { at(0) });
+    }
+    assert_eq!(
+        (
+            by_name("MoveA").attempts,
+            by_name("MoveA").last_error.clone()
+        ),
+        (1, None),
+        "a leased job's entry counts the attempt in flight"
+    );
+    assert_eq!(
+        (
+            by_name("MoveB").attempts,
+            by_name("MoveB").last_error.clone()
+        ),
+        (1, Some(transient())),
+        "an entry keeps the job's attempts and its recorded error"
+    );
+    assert_eq!(
+        (
+            by_name("MoveC").attempts,
+            by_name("MoveC").last_error.clone()
+        ),
+        (0, None)
+    );
+    let resolve = entries
+        .iter()
+        .find(|e| e.sequence == 2)
+        .expect("d's resolve is dead-lettered");
+    assert_eq!(resolve.alert, resolved("MoveD"));
+
+    // The lanes settle the jobs they still hold: nothing happens, no second entry is made.
+    ack(store, a, at(11)).await;
+    reschedule(store, a, Reschedule::new(at(12), true), at(11)).await;
+    assert_eq!(
+        dead_letter(store, a, TargetKind::Webhook, at(11)).await,
+        None
+    );
+    assert_eq!(
+        dead_letter(store, d, TargetKind::Webhook, at(11)).await,
+        None
+    );
+    ack(store, d, at(11)).await;
+    ack(store, d_resolve, at(11)).await;
+    assert_eq!(
+        stats(store).await.dead_letters,
+        4,
+        "settling moved jobs makes no entry"
+    );
+    assert!(lease_jobs(store, "gone", at(2_000)).await.is_empty());
+    let kept = lease_jobs(store, "stay", at(2_000)).await;
+    assert_eq!(ids(&kept), [stay], "the other target's job is still there");
+
+    let again = store
+        .dead_letter_target(
+            &target("gone"),
+            TargetKind::Webhook,
+            DeadReason::TargetRemoved,
+            at(20),
+        )
+        .await
+        .expect("dead_letter_target");
+    assert_eq!(again, 0, "nothing is left to move");
+    let unknown = store
+        .dead_letter_target(
+            &target("never"),
+            TargetKind::Slack,
+            DeadReason::TargetRemoved,
+            at(20),
+        )
+        .await
+        .expect("dead_letter_target of an unknown target");
+    assert_eq!(unknown, 0);
+    assert_eq!(stats(store).await.dead_letters, 4);
+}
+
+/// `QueueStats::oldest_enqueued_at` is the `enqueued_at` of the oldest live job, leased or not.
+pub async fn oldest_enqueued_at(store: &dyn JobStore) {
+    assert_eq!(
+        stats(store).await.oldest_enqueued_at,
+        None,
+        "an empty store has none"
+    );
+    let (x, _, _) = enqueue_new(store, admit("t1", firing("OldX")), at(5)).await;
+    enqueue_new(store, admit("t1", firing("OldY")), at(7)).await;
+    enqueue_new(store, admit("t2", firing("OldZ")), at(6)).await;
+    assert_eq!(stats(store).await.oldest_enqueued_at, Some(at(5)));
+    let leased = lease(store, "t1", 1, at(8)).await.jobs;
+    assert_eq!(ids(&leased), [x]);
+    assert_eq!(
+        stats(store).await.oldest_enqueued_at,
+        Some(at(5)),
+        "a leased job is live"
+    );
+    ack(store, x, at(9)).await;
+    assert_eq!(stats(store).await.oldest_enqueued_at, Some(at(6)));
+    drain(store, "t2", at(9)).await;
+    assert_eq!(stats(store).await.oldest_enqueued_at, Some(at(7)));
+    enqueue_new(store, admit("t1", resolved("OldY")), at(10)).await;
+    assert_eq!(
+        stats(store).await.oldest_enqueued_at,
+        Some(at(10)),
+        "a superseded job no longer counts"
+    );
+    drain(store, "t1", at(11)).await;
+    assert_eq!(stats(store).await.oldest_enqueued_at, None);
 }

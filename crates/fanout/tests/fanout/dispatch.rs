@@ -320,6 +320,24 @@ impl JobStore for Signalling {
     fn purge<'a>(&'a self, id: &'a DeadLetterId) -> BoxFuture<'a, Result<(), JobStoreError>> {
         self.inner.purge(id)
     }
+
+    fn sweep<'a>(
+        &'a self,
+        plan: &'a alert_core::SweepPlan,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<alert_core::SweepReport, JobStoreError>> {
+        self.inner.sweep(plan, now)
+    }
+
+    fn dead_letter_target<'a>(
+        &'a self,
+        target: &'a TargetName,
+        kind: alert_core::TargetKind,
+        reason: DeadReason,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<u64, JobStoreError>> {
+        self.inner.dead_letter_target(target, kind, reason, now)
+    }
 }
 
 // === An observer that counts the dispatcher's hooks ===

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use alert_core::job::contract;
 use alert_core::{
-    Admitted, AlertStatus, DeadLetterFilter, DeadReason, ErrorKind, JobError, JobStore, Reschedule,
-    TargetKind, TargetName,
+    Admitted, AlertStatus, DeadLetterFilter, DeadReason, ErrorKind, JobError, JobStore, Priority,
+    Reschedule, SweepPlan, TargetKind, TargetName,
 };
 use queue::RedbJobStore;
 
-use super::{admit, alert, at};
+use super::{admit, alert, at, sweep_makes_what_fits_under_max_jobs};
 
 /// Selects the child mode of [`crash_child`]: the database path to commit to.
 const CRASH_CHILD_ENV: &str = "ALERTPUB_QUEUE_CRASH_CHILD";
@@ -61,7 +61,7 @@ async fn redb_store_passes_the_contract() {
         store
     })
     .await;
-    assert_eq!(dirs.lock().unwrap().len(), 15, "one fresh file per check");
+    assert_eq!(dirs.lock().unwrap().len(), 22, "one fresh file per check");
 }
 
 fn transient() -> JobError {
@@ -398,5 +398,81 @@ async fn every_reported_commit_survives_kill_9() {
     eprintln!(
         "kill -9: {reported} reported jobs verified, {} present",
         ids.len()
+    );
+}
+
+#[tokio::test]
+async fn redb_sweep_makes_what_fits_under_max_jobs() {
+    let dir = TempDir::new("sweep-full");
+    let store = RedbJobStore::open(&dir.db(), 2).unwrap();
+    sweep_makes_what_fits_under_max_jobs(&store).await;
+}
+
+#[tokio::test]
+async fn auto_resolve_survives_a_reopen() {
+    let dir = TempDir::new("auto-resolve");
+    let path = dir.db();
+    let target = TargetName::new("t").unwrap();
+    let ttl = Duration::from_secs(60);
+    let firing = alert("Reopened", Some("critical"), 300);
+    {
+        let store = RedbJobStore::open(&path, 100).unwrap();
+        store
+            .enqueue_batch(vec![admit(&target, firing.clone())], at(0))
+            .await
+            .unwrap();
+        let job = store.lease(&target, 10, ttl, at(1)).await.unwrap().jobs[0].id;
+        store.ack(job, at(2)).await.unwrap();
+        // A re-send extends the endsAt; the accepted alert stays.
+        store
+            .enqueue_batch(
+                vec![admit(&target, alert("Reopened", Some("critical"), 500))],
+                at(100),
+            )
+            .await
+            .unwrap();
+    }
+    let store = RedbJobStore::open(&path, 100).unwrap();
+    let plan = SweepPlan::new(vec![(target.clone(), None)], Duration::ZERO);
+    let early = store.sweep(&plan, at(499)).await.unwrap();
+    assert_eq!(
+        early.resolved, 0,
+        "the refreshed endsAt (500) survived the reopen"
+    );
+    let report = store.sweep(&plan, at(600)).await.unwrap();
+    assert_eq!(
+        (report.resolved, report.targets.clone()),
+        (1, vec![target.clone()])
+    );
+    let jobs = store.lease(&target, 10, ttl, at(600)).await.unwrap().jobs;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].alert, alert("Reopened", Some("critical"), 500));
+    assert_eq!(
+        jobs[0].alert.alert.status_at(at(600)),
+        AlertStatus::Resolved
+    );
+    assert_eq!(
+        (jobs[0].delivery.sequence, jobs[0].priority),
+        (2, Priority::Low)
+    );
+    drop(jobs);
+    drop(store);
+
+    // The resolve itself and the resolved entry are durable: after another reopen the job is
+    // still queued and a sweep makes nothing new.
+    let store = RedbJobStore::open(&path, 100).unwrap();
+    let report = store.sweep(&plan, at(700)).await.unwrap();
+    assert_eq!(
+        report.resolved, 0,
+        "a resolve is made once, across restarts too"
+    );
+    let jobs = store.lease(&target, 10, ttl, at(700)).await.unwrap().jobs;
+    assert_eq!(jobs.len(), 1, "the resolve job survived the reopen");
+    assert_eq!(jobs[0].delivery.sequence, 2);
+    let fingerprint = firing.alert.fingerprint();
+    let entry = store.log_entry("t", fingerprint).unwrap().unwrap();
+    assert_eq!(
+        (entry.status, entry.sequence, entry.accepted_at),
+        (AlertStatus::Resolved, 2, at(600))
     );
 }
