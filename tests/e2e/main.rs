@@ -6,6 +6,7 @@ mod bad_input;
 mod ingest;
 mod metrics;
 mod publish;
+mod queue;
 mod shutdown;
 mod tls;
 

@@ -178,6 +178,36 @@ impl Server {
         Self { child, addr, dir }
     }
 
+    /// Kills the process with SIGKILL (`kill -9`), as a crash would, and waits for it.
+    ///
+    /// # Panics
+    /// When the signal cannot be sent.
+    pub async fn kill9(&mut self) {
+        self.signal("KILL");
+        let _ = self.wait(Duration::from_secs(30)).await;
+    }
+
+    /// Starts the server again in the same directory with the same config (and so the same queue
+    /// file), after it has exited. The new process listens on a new free port.
+    ///
+    /// # Panics
+    /// When it still runs, or does not start.
+    pub async fn restart(mut self) -> Self {
+        assert!(
+            !self.is_running(),
+            "restart needs the old process to have exited"
+        );
+        let config = std::fs::read_to_string(self.dir.path().join("alertpub.yaml"))
+            .expect("read the config");
+        let _ = std::fs::remove_file(self.dir.path().join("listen-addr"));
+        let _ = std::fs::rename(
+            self.dir.path().join("server.log"),
+            self.dir.path().join("server.previous.log"),
+        );
+        let dir = std::mem::take(&mut self.dir);
+        Self::start_in(dir, &config).await
+    }
+
     /// The server's `host:port`.
     #[must_use]
     pub fn addr(&self) -> &str {
@@ -368,6 +398,24 @@ impl Http {
     pub async fn post_json(&self, url: &str, body: &Value) -> Answer {
         self.send("POST", url, Some("application/json"), body.to_string())
             .await
+    }
+
+    /// POSTs JSON and returns the status, or `None` when the server could not be reached or
+    /// dropped the connection (a killed server, say). Never panics on transport errors.
+    pub async fn try_post_json(&self, url: &str, body: &Value) -> Option<u16> {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri(url)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .ok()?;
+        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
+            .await
+            .ok()?
+            .ok()?;
+        let status = response.status().as_u16();
+        response.into_body().collect().await.ok()?;
+        Some(status)
     }
 
     /// GETs a URL.

@@ -147,6 +147,14 @@ impl App {
             let shutdown = shutdown.clone();
             tasks.spawn(async move { source.watch(shutdown).await });
         }
+        tasks.spawn(crate::maintenance::run(
+            store.clone(),
+            source.clone(),
+            waker.clone(),
+            config.ingest.log_retention.into(),
+            config.queue.removal_grace.into(),
+            shutdown.clone(),
+        ));
         let app = Arc::new(Self {
             config,
             source,

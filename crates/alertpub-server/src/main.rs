@@ -15,6 +15,7 @@ mod app;
 mod auth;
 mod ingest;
 mod listener;
+mod maintenance;
 mod registry;
 mod serve;
 mod stats;

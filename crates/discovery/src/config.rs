@@ -178,6 +178,9 @@ pub struct QueueConfig {
     pub per_target_in_flight: usize,
     /// How long DLQ entries are kept; default 720h.
     pub dlq_retention: Dur,
+    /// How long a removed target's jobs wait (in case it comes back) before they go to the DLQ
+    /// as `target_removed`; default 5m.
+    pub removal_grace: Dur,
 }
 
 impl Default for QueueConfig {
@@ -191,6 +194,7 @@ impl Default for QueueConfig {
             max_jobs: 1_000_000,
             per_target_in_flight: 16,
             dlq_retention: Dur::secs(720 * 3600),
+            removal_grace: Dur::secs(300),
         }
     }
 }

@@ -4,4 +4,5 @@
 
 mod dispatch;
 mod engine;
+mod priority;
 mod select;
