@@ -506,3 +506,113 @@ async fn replaying_a_superseded_dead_letter_is_409() {
     assert_eq!(answer.status, 409, "{}", answer.text);
     assert_eq!(answer.error_kind(), "superseded");
 }
+
+/// A tmpfs mounted for one test, unmounted (lazily, in case a file is still open) on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` at `path`, or says why it cannot.
+    fn mount(path: &std::path::Path, size: &str) -> Result<Self, String> {
+        std::fs::create_dir_all(path).map_err(|e| e.to_string())?;
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if output.status.success() {
+            Ok(Self(path.to_path_buf()))
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the file system holding `path` until a write fails for lack of space.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0_u8; 64 * 1024];
+    for _ in 0..10_000 {
+        if file
+            .write_all(&chunk)
+            .and_then(|()| file.sync_all())
+            .is_err()
+        {
+            return;
+        }
+    }
+    panic!("the file system never filled up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_503_and_recovers_when_space_returns() {
+    let dir = alertpub_e2e::TempDir::new();
+    let mount = match Tmpfs::mount(&dir.path().join("queue"), "8m") {
+        Ok(mount) => mount,
+        Err(why) if std::env::var("CI").as_deref() != Ok("true") => {
+            println!("skipped: mounting a tmpfs needs root ({why})");
+            return;
+        }
+        Err(why) => panic!("cannot mount a tmpfs for the full-disk test: {why}"),
+    };
+    let target = ok_target().await;
+    let config = format!(
+        "{}targets:\n{}",
+        queue_config(""),
+        webhook("hook", &target, "")
+    );
+    let server = Server::start_in(dir, &config).await;
+    let http = Http::new();
+    let url = server.url("/api/v2/alerts");
+    let filler = server.dir().join("queue").join("filler");
+    fill(&filler);
+
+    // Alerts with large annotations until the store cannot write: 503, and nothing crashes.
+    let note = "x".repeat(15 * 1024);
+    let mut refused = None;
+    for i in 0..500 {
+        let answer = http
+            .post_json(
+                &url,
+                &json!([{"labels": {"alertname": format!("Disk{i}")}, "annotations": {"a": note, "b": note, "c": note}}]),
+            )
+            .await;
+        if answer.status != 200 {
+            refused = Some(answer);
+            break;
+        }
+    }
+    let refused = refused.expect("a full disk refuses ingest");
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert_eq!(refused.error_kind(), "storage", "{}", refused.text);
+    assert_eq!(http.get(&server.url("/healthz")).await.status, 200);
+
+    // Space returns: ingest works again and the alert is delivered.
+    std::fs::remove_file(&filler).unwrap();
+    let answer = http
+        .post_json(
+            &url,
+            &json!([{"labels": {"alertname": "AfterTheDiskFilled"}}]),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    eventually(DELIVERY_AFTER_RECOVERY, "the alert after recovery", || {
+        posts(&target)
+            .iter()
+            .any(|r| r.json()["alert_name"] == "AfterTheDiskFilled")
+    })
+    .await;
+    drop(server);
+    drop(mount);
+}
+
+const DELIVERY_AFTER_RECOVERY: Duration = Duration::from_secs(20);

@@ -706,6 +706,9 @@ async fn queue_status(State(app): Shared) -> Result<Response, ApiError> {
         "targets": targets,
         "lanes": lanes,
         "dead_letters": stats.dead_letters,
+        "oldest_job_age_ms": stats
+            .oldest_enqueued_at
+            .map(|at| (Utc::now() - at).num_milliseconds().max(0)),
     }))
     .into_response())
 }
