@@ -1,6 +1,9 @@
 //! End-to-end suites: each starts the real `alertpub` binary on a free loopback port, with real
 //! mock targets, and talks to it over HTTP.
 
+// The suites print what they measured (counts, re-sends, duplicates) for the record.
+#![allow(clippy::print_stdout)]
+
 mod auth;
 mod bad_input;
 mod ingest;
