@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use alert_core::{
     AlwaysClosed, CircuitState, DeadLetterFilter, DeadLetterId, HealthStatus, JobStoreError,
-    Priority, TargetEntry, TargetKind, TargetSource, UnknownHealth, redact_url,
+    Priority, TargetEntry, TargetKind, UnknownHealth, redact_url,
 };
 use axum::Router;
 use axum::body::Body;
@@ -327,7 +327,7 @@ async fn ingest_items(app: &App, items: &[Value], source: &str) -> Result<Respon
     }
     let now = Utc::now();
     let open_end = OpenEnd::ResolveAfter(app.config.ingest.resolve_timeout.into());
-    let targets = app.source.snapshot();
+    let targets = app.targets.snapshot();
     // Ingest enqueues for every enabled target whose filter matches. Health and breakers are
     // gates in each target's lane, which delay delivery rather than drop it.
     let policy = SelectionPolicy {
@@ -512,7 +512,7 @@ async fn enqueue_retryable(
     result: &ParallelPublishResult,
     body: &mut Value,
 ) {
-    let targets = app.source.snapshot();
+    let targets = app.targets.snapshot();
     let mut names = Vec::new();
     let mut batch = Vec::new();
     for target in &result.results {
@@ -601,7 +601,7 @@ fn target_view(app: &App, entry: &TargetEntry) -> Value {
 }
 
 fn find_target(app: &App, name: &str) -> Result<TargetEntry, ApiError> {
-    app.source.snapshot().get(name).cloned().ok_or_else(|| {
+    app.targets.snapshot().get(name).cloned().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_target",
@@ -611,7 +611,7 @@ fn find_target(app: &App, name: &str) -> Result<TargetEntry, ApiError> {
 }
 
 async fn list_targets(State(app): Shared) -> Response {
-    let targets = app.source.snapshot();
+    let targets = app.targets.snapshot();
     let views: Vec<Value> = targets.iter().map(|e| target_view(&app, e)).collect();
     axum::Json(json!({"targets": views, "generation": app.source.status().generation}))
         .into_response()
@@ -660,7 +660,7 @@ async fn refresh_targets(State(app): Shared) -> Result<Response, ApiError> {
             Ok(axum::Json(json!({
                 "status": "reloaded",
                 "generation": status.generation,
-                "targets": app.source.snapshot().len(),
+                "targets": app.targets.snapshot().len(),
                 "warnings": status.warnings.iter().map(|w| json!({"target": w.target, "message": w.message})).collect::<Vec<_>>(),
             }))
             .into_response())
@@ -864,7 +864,7 @@ async fn metrics(State(app): Shared) -> Response {
     for health in app.health.snapshot() {
         app.metrics.set_target_health(&health.target, health.status);
     }
-    for entry in app.source.snapshot().iter() {
+    for entry in app.targets.snapshot().iter() {
         app.metrics.init_target(&entry.target);
         let name = entry.target.name.as_str();
         if app.health.get(name).is_none() {
@@ -899,5 +899,5 @@ async fn readyz(State(app): Shared) -> Response {
         )
         .into_response();
     }
-    axum::Json(json!({"status": "ready", "targets": app.source.snapshot().len()})).into_response()
+    axum::Json(json!({"status": "ready", "targets": app.targets.snapshot().len()})).into_response()
 }

@@ -27,7 +27,10 @@ use crate::stats::{PublishStats, ServerObserver};
 /// Everything a handler needs.
 pub(crate) struct App {
     pub(crate) config: Arc<Config>,
+    /// The config file: reloads and their status.
     pub(crate) source: Arc<FileSource>,
+    /// The targets in force: the file's, merged with Kubernetes Secrets' when discovery is on.
+    pub(crate) targets: Arc<dyn TargetSource>,
     pub(crate) health: Arc<HealthRegistry>,
     pub(crate) breakers: Arc<CircuitBreakers>,
     pub(crate) prober: Arc<Prober>,
@@ -61,7 +64,7 @@ pub(crate) struct Background {
 impl App {
     /// Loads the config and starts the dispatcher, the prober and the config watcher. They stop
     /// when `shutdown` is cancelled.
-    pub(crate) fn start(
+    pub(crate) async fn start(
         config_path: &Path,
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Arc<Self>, Background)> {
@@ -71,9 +74,11 @@ impl App {
             client.clone(),
             Arc::new(InMemoryMessageRefs::new()),
         ));
-        let source = Arc::new(FileSource::load(config_path, registry)?);
+        let source = Arc::new(FileSource::load(config_path, registry.clone())?);
         let config = source.config();
-        let targets: Arc<dyn TargetSource> = source.clone();
+        let mut tasks = tokio::task::JoinSet::new();
+        let targets =
+            discovered_targets(&config, source.clone(), &registry, &mut tasks, &shutdown).await?;
 
         let health = Arc::new(
             HealthRegistry::new(
@@ -123,7 +128,7 @@ impl App {
         let waker = dispatcher.waker();
         let prober = Arc::new(Prober::new(
             health.clone(),
-            targets,
+            targets.clone(),
             client,
             |entry: &TargetEntry| entry.publisher.health_probe(),
         ));
@@ -136,7 +141,6 @@ impl App {
         };
         let publish_defaults = publish_defaults(&config)?;
 
-        let mut tasks = tokio::task::JoinSet::new();
         {
             let prober = prober.clone();
             let shutdown = shutdown.clone();
@@ -149,7 +153,7 @@ impl App {
         }
         tasks.spawn(crate::maintenance::run(
             store.clone(),
-            source.clone(),
+            targets.clone(),
             waker.clone(),
             config.ingest.log_retention.into(),
             config.queue.removal_grace.into(),
@@ -158,6 +162,7 @@ impl App {
         let app = Arc::new(Self {
             config,
             source,
+            targets,
             health,
             breakers,
             prober,
@@ -215,6 +220,52 @@ impl App {
             }
         }
         Ok(admitted)
+    }
+}
+
+/// The file's targets, merged with those of Kubernetes Secrets when `discovery.kubernetes` is set.
+/// The Kubernetes source and the merge run as background tasks until shutdown.
+#[cfg_attr(
+    not(feature = "kubernetes"),
+    allow(
+        clippy::unused_async,
+        reason = "only the Kubernetes client is built asynchronously"
+    )
+)]
+async fn discovered_targets(
+    config: &Config,
+    file: Arc<FileSource>,
+    registry: &Arc<PublisherRegistry>,
+    tasks: &mut tokio::task::JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<dyn TargetSource>> {
+    let Some(kubernetes) = config.discovery.as_ref().and_then(|d| d.kubernetes.clone()) else {
+        return Ok(file);
+    };
+    #[cfg(feature = "kubernetes")]
+    {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to Kubernetes for discovery.kubernetes")?;
+        tracing::info!(namespace = %kubernetes.namespace, selector = %kubernetes.label_selector, "discovering targets from Kubernetes Secrets");
+        let secrets = Arc::new(discovery::KubernetesSource::new(
+            client,
+            kubernetes,
+            registry.clone(),
+        ));
+        let merged = Arc::new(discovery::MergedSource::new(file, secrets.clone()));
+        let token = shutdown.clone();
+        tasks.spawn(async move { secrets.run(token).await });
+        let (token, runner) = (shutdown.clone(), merged.clone());
+        tasks.spawn(async move { runner.run(token).await });
+        Ok(merged)
+    }
+    #[cfg(not(feature = "kubernetes"))]
+    {
+        let _ = (file, registry, tasks, shutdown, kubernetes);
+        anyhow::bail!(
+            "discovery.kubernetes is set, but this alertpub was built without the `kubernetes` feature"
+        )
     }
 }
 

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use alert_core::TargetSource;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
@@ -82,7 +81,7 @@ fn init_logging(format: LogFormat, level: &str) {
 
 async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let (app, mut background) = App::start(&args.config, shutdown.clone())?;
+    let (app, mut background) = App::start(&args.config, shutdown.clone()).await?;
     let server = &app.config.server;
     let listen = args.listen.clone().unwrap_or_else(|| server.listen.clone());
     let tls = match &server.tls {
@@ -103,7 +102,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         address = %local,
         tls = tls.is_some(),
-        targets = app.source.snapshot().len(),
+        targets = app.targets.snapshot().len(),
         "alertpub listening"
     );
     let drain: Duration = server.shutdown_timeout.into();
