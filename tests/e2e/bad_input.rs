@@ -45,13 +45,7 @@ async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_exact_statuses_and_json_errors() {
-    let target = ok_target().await;
-    let config = format!(
-        "{}targets:\n{}",
-        base_config(),
-        webhook("hook", &target, "")
-    );
-    let server = Server::start(&config).await;
+    let (target, server) = crate::one_webhook().await;
     let http = Http::new();
     let alerts = server.url("/api/v2/alerts");
     let json_type = Some("application/json");
@@ -178,13 +172,7 @@ async fn bad_requests_get_exact_statuses_and_json_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_and_slow_bodies_are_dropped() {
-    let target = ok_target().await;
-    let config = format!(
-        "{}targets:\n{}",
-        base_config(),
-        webhook("hook", &target, "")
-    );
-    let server = Server::start(&config).await;
+    let (_target, server) = crate::one_webhook().await;
     let http = Http::new();
 
     // Headers that never finish: dropped after the header read timeout (1 s).

@@ -70,13 +70,7 @@ async fn api_v2_alerts_reach_every_matching_target_and_filters_hold() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_receiver_payload_reaches_the_targets() {
-    let target = ok_target().await;
-    let config = format!(
-        "{}targets:\n{}",
-        base_config(),
-        webhook("hook", &target, "")
-    );
-    let server = Server::start(&config).await;
+    let (target, server) = crate::one_webhook().await;
     let message = json!({
         "version": "4",
         "groupKey": "{}:{alertname=\"Db\"}",
@@ -124,13 +118,7 @@ async fn webhook_receiver_payload_reaches_the_targets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_normalisation_of_timestamps() {
-    let target = ok_target().await;
-    let config = format!(
-        "{}targets:\n{}",
-        base_config(),
-        webhook("hook", &target, "")
-    );
-    let server = Server::start(&config).await;
+    let (target, server) = crate::one_webhook().await;
     let http = Http::new();
 
     // amtool sends zero timestamps: firing, starting now.

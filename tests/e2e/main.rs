@@ -61,6 +61,18 @@ fn webhook(name: &str, mock: &MockTarget, extra: &str) -> String {
     )
 }
 
+/// The server with one webhook target, `hook`, at a mock target that answers 200.
+async fn one_webhook() -> (MockTarget, alertpub_e2e::Server) {
+    let target = ok_target().await;
+    let config = format!(
+        "{}targets:\n{}",
+        base_config(),
+        webhook("hook", &target, "")
+    );
+    let server = alertpub_e2e::Server::start(&config).await;
+    (target, server)
+}
+
 /// A mock target that answers 200.
 async fn ok_target() -> MockTarget {
     let mock = MockTarget::start().await;

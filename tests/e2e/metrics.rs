@@ -4,10 +4,10 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use alertpub_e2e::{Http, Server};
+use alertpub_e2e::Http;
 use serde_json::json;
 
-use crate::{base_config, ok_target, wait_for_posts, webhook};
+use crate::wait_for_posts;
 
 const FAMILIES: [&str; 15] = [
     "alertpub_parallel_publish_duration_seconds",
@@ -79,13 +79,7 @@ fn parse_exposition(text: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_and_pass_promtool_after_a_publish() {
-    let target = ok_target().await;
-    let config = format!(
-        "{}targets:\n{}",
-        base_config(),
-        webhook("hook", &target, "")
-    );
-    let server = Server::start(&config).await;
+    let (target, server) = crate::one_webhook().await;
     let http = Http::new();
     let answer = http
         .post_json(
