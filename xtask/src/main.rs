@@ -49,7 +49,7 @@ enum Task {
     /// Runs `cargo deny check bans licenses sources` and checks that aws-lc-rs is not in the graph.
     Deny,
     /// Runs the benchmarks and reports each figure beside its same-run baseline.
-    Bench,
+    Bench(bench::BenchArgs),
     /// Runs the demo: the server and three mock targets on loopback, with a per-target table.
     Demo,
 }
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
         Task::Loom => util::timed("loom", loom::run),
         Task::Miri => util::timed("miri", miri::run),
         Task::Deny => util::timed("deny", deny::run),
-        Task::Bench => bench::run(),
+        Task::Bench(args) => bench::run(&args),
         Task::Demo => demo::run(),
     };
     match outcome {

@@ -1,0 +1,480 @@
+//! The end-to-end benchmark runner behind `cargo xtask bench` (SPEC §9, issue 7).
+//!
+//! It starts the release `alertpub` binary once per scenario, in a fresh directory with a fresh
+//! queue file, in front of mock targets built for benchmarking ([`mock`]), drives it with the
+//! load generator ([`load`]) and measures latency as SPEC §9 defines it: from just before an alert
+//! is sent to the moment its request headers reach the mock target, "to the last target" being
+//! the latest of that alert's targets.
+//!
+//! - **S1**: 5 targets at 50 ms, 20 alerts/s for 15 s; baseline: the same with 0 ms targets.
+//! - **S2**: 10 instant targets, 5 000 alerts from 32 concurrent senders; baseline: the same
+//!   requests sent straight to the mocks with the same client (the loopback limit).
+//! - **S3**: 3 healthy targets at 20 ms, 2 answering 500, 1 refusing connections; 10 alerts/s
+//!   for 15 s; baseline: S1's 0 ms p99.
+//! - **S4**: 100 instant targets, 200 alerts from 8 concurrent senders.
+//!
+//! It prints a table, and writes `e2e.json` and `latency.svg` to `--out`. Everything binds to
+//! 127.0.0.1; every loop is bounded in count and time; the server is stopped by PID.
+
+// A benchmark runner's output is its table.
+#![allow(clippy::print_stdout)]
+
+mod load;
+mod mock;
+mod report;
+mod server;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+
+use crate::load::{Sender, Sent};
+use crate::mock::{Arrival, Behaviour, MockPool};
+use crate::report::{Figure, LatencyRow, percentile, show};
+use crate::server::{Alertpub, Resources};
+
+/// The lanes' in-flight limit the scenarios configure (the default), which bounds connections.
+const PER_TARGET_IN_FLIGHT: u64 = 16;
+/// How long the scenarios wait for the last deliveries once sending is done.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest a concurrent-senders phase may run.
+const SEND_TIMEOUT: Duration = Duration::from_secs(300);
+const MIB: f64 = 1024.0;
+
+/// Runs the end-to-end scenarios against a release `alertpub` binary.
+#[derive(Parser)]
+struct Args {
+    /// The `alertpub` binary (a release build).
+    #[arg(long)]
+    alertpub: PathBuf,
+    /// Where `e2e.json` and `latency.svg` go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// Run only these scenarios, comma-separated (s1,s2,s3,s4).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let wanted =
+        |s: &str| args.only.is_empty() || args.only.iter().any(|o| o.eq_ignore_ascii_case(s));
+    if !args.alertpub.exists() {
+        bail!("{} does not exist", args.alertpub.display());
+    }
+    std::fs::create_dir_all(&args.out)?;
+    // The server runs in its own directory, so a relative path would no longer name it.
+    let bin = std::fs::canonicalize(&args.alertpub)?;
+    let bin = bin.as_path();
+    let mut figures = Vec::new();
+    let mut details = Vec::new();
+    let mut chart = Vec::new();
+    let mut s1_base_p99 = None;
+
+    if wanted("s1") || wanted("s3") {
+        println!("S1 baseline: 5 targets at 0 ms, 20 alerts/s for 15 s");
+        let base = s1(bin, 0).await?;
+        s1_base_p99 = Some(base.p99);
+        chart.push(base.row("S1 baseline (0 ms targets)"));
+        if wanted("s1") {
+            println!("S1: 5 targets at 50 ms, 20 alerts/s for 15 s");
+            let run = s1(bin, 50).await?;
+            chart.push(run.row("S1 (50 ms targets)"));
+            figures.push(
+                Figure::new("S1", "p50 to the last target", run.p50, "ms")
+                    .baseline("0 ms targets", base.p50),
+            );
+            let pass = run.p99 <= 1.5 * base.p99 && run.p99 <= 10.0;
+            figures.push(
+                Figure::new("S1", "p99 to the last target", run.p99, "ms")
+                    .baseline("0 ms targets", base.p99)
+                    .bar("<= 1.5x baseline and <= 10 ms", pass),
+            );
+            figures.push(complete_figure("S1", &run));
+            details.push(("s1", run.to_json()));
+        }
+        details.push(("s1_baseline", base.to_json()));
+    }
+
+    if wanted("s2") {
+        println!(
+            "S2: 10 instant targets, 5 000 alerts, 32 concurrent senders (and the direct limit)"
+        );
+        let (run, direct) = s2(bin).await?;
+        chart.push(run.row("S2 (32 senders, 10 targets)"));
+        figures.push(
+            Figure::new("S2", "deliveries/s", run.deliveries_per_s, "/s")
+                .baseline("direct to the mocks", direct)
+                .bar(">= 50% of direct", run.deliveries_per_s >= 0.5 * direct),
+        );
+        figures.push(
+            Figure::new(
+                "S2",
+                "lost + duplicated deliveries",
+                (run.lost + run.duplicates) as f64,
+                "",
+            )
+            .bar("0", run.lost == 0 && run.duplicates == 0),
+        );
+        let rss_mib = run.resources.peak_rss_kib as f64 / MIB;
+        figures
+            .push(Figure::new("S2", "peak RSS", rss_mib, "MiB").bar("<= 64 MB", rss_mib <= 64.0));
+        figures.push(Figure::new(
+            "S2",
+            "CPU time",
+            run.resources.cpu_seconds,
+            "s",
+        ));
+        let max_conn = run.connections.iter().copied().max().unwrap_or(0);
+        figures.push(
+            Figure::new("S2", "max TCP connections per target", max_conn as f64, "").bar(
+                "<= per_target_in_flight (16)",
+                max_conn <= PER_TARGET_IN_FLIGHT,
+            ),
+        );
+        figures.push(Figure::new("S2", "p50 to the last target", run.p50, "ms"));
+        figures.push(Figure::new("S2", "p99 to the last target", run.p99, "ms"));
+        details.push(("s2", run.to_json()));
+        details.push(("s2_direct", json!({"deliveries_per_s": direct})));
+    }
+
+    if wanted("s3") {
+        println!(
+            "S3: 3 healthy targets at 20 ms, 2 answering 500, 1 refusing; 10 alerts/s for 15 s"
+        );
+        let run = s3(bin).await?;
+        chart.push(run.row("S3 healthy targets"));
+        let base = s1_base_p99.unwrap_or(f64::NAN);
+        figures.push(
+            Figure::new("S3", "healthy targets' p99", run.p99, "ms")
+                .baseline("S1 0 ms p99", base)
+                .bar("<= 1.5x S1 0 ms p99", run.p99 <= 1.5 * base),
+        );
+        figures.push(complete_figure("S3", &run));
+        details.push(("s3", run.to_json()));
+    }
+
+    if wanted("s4") {
+        println!("S4: 100 instant targets, 200 alerts, 8 concurrent senders");
+        let run = s4(bin).await?;
+        chart.push(run.row("S4 (100 targets)"));
+        figures.push(Figure::new(
+            "S4",
+            "deliveries/s",
+            run.deliveries_per_s,
+            "/s",
+        ));
+        figures.push(Figure::new("S4", "p50 to the last target", run.p50, "ms"));
+        figures.push(Figure::new("S4", "p99 to the last target", run.p99, "ms"));
+        let rss_mib = run.resources.peak_rss_kib as f64 / MIB;
+        figures
+            .push(Figure::new("S4", "peak RSS", rss_mib, "MiB").bar("<= 128 MB", rss_mib <= 128.0));
+        figures.push(Figure::new(
+            "S4",
+            "CPU time",
+            run.resources.cpu_seconds,
+            "s",
+        ));
+        figures.push(complete_figure("S4", &run));
+        details.push(("s4", run.to_json()));
+    }
+
+    println!();
+    print!("{}", report::table(&figures));
+    let json_path = args.out.join("e2e.json");
+    report::write_json(&json_path, &figures, &details)?;
+    let svg_path = args.out.join("latency.svg");
+    let caption = format!(
+        "alertpub release binary, mock targets on loopback, {} CPUs",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+    );
+    std::fs::write(&svg_path, report::latency_svg(&chart, &caption))?;
+    println!("wrote {} and {}", json_path.display(), svg_path.display());
+    Ok(())
+}
+
+/// What one scenario measured against alertpub.
+#[derive(Default)]
+struct Run {
+    alerts: u64,
+    accepted: u64,
+    targets: usize,
+    /// Alerts that reached every measured target.
+    complete: u64,
+    p50: f64,
+    p99: f64,
+    deliveries_per_s: f64,
+    lost: u64,
+    duplicates: u64,
+    connections: Vec<u64>,
+    resources: Resources,
+    queue: Value,
+    /// Deliveries each target received (retries included).
+    requests: Vec<u64>,
+    /// Other requests each target received (health probes).
+    probes: Vec<u64>,
+}
+
+impl Run {
+    fn row(&self, label: &str) -> LatencyRow {
+        LatencyRow {
+            label: label.to_owned(),
+            p50_ms: self.p50,
+            p99_ms: self.p99,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "alerts": self.alerts, "accepted": self.accepted, "targets": self.targets,
+            "complete": self.complete, "p50_ms": self.p50, "p99_ms": self.p99,
+            "deliveries_per_s": self.deliveries_per_s, "lost": self.lost,
+            "duplicates": self.duplicates, "connections_per_target": self.connections,
+            "peak_rss_kib": self.resources.peak_rss_kib, "cpu_seconds": self.resources.cpu_seconds,
+            "requests_per_target": self.requests, "probes_per_target": self.probes,
+            "queue_at_end": self.queue,
+        })
+    }
+}
+
+fn complete_figure(scenario: &'static str, run: &Run) -> Figure {
+    Figure::new(scenario, "alerts complete", run.complete as f64, "")
+        .baseline("alerts sent", run.alerts as f64)
+        .bar("all", run.complete == run.alerts)
+}
+
+/// The server config for a pool of mocks, all `webhook` targets: a short attempt timeout and
+/// backoff so failing targets dead-letter within the scenario, health probes out of the way.
+fn config(pool: &MockPool) -> String {
+    let mut targets = String::new();
+    for i in 0..pool.len() {
+        targets.push_str(&format!(
+            "  - name: t{i:03}\n    kind: webhook\n    url: {}\n",
+            pool.url(i)
+        ));
+    }
+    format!(
+        r#"server:
+  listen: "127.0.0.1:0"
+  max_connections: 4096
+publishing:
+  per_target_timeout: 2s
+queue:
+  path: queue/alertpub.redb
+  max_attempts: 3
+  initial_backoff: 100ms
+  max_backoff: 1s
+  per_target_in_flight: {PER_TARGET_IN_FLIGHT}
+health:
+  interval: 1h
+targets:
+{targets}"#
+    )
+}
+
+/// Latency to the last of `targets` for every accepted alert, in ms, and how many alerts reached
+/// them all.
+fn latencies(sent: &[Sent], arrivals: &[Arrival], targets: &[usize]) -> (Vec<f64>, u64) {
+    let mut first: HashMap<(usize, u64), Instant> = HashMap::new();
+    for a in arrivals {
+        first
+            .entry((a.target, a.id))
+            .and_modify(|at| *at = (*at).min(a.at))
+            .or_insert(a.at);
+    }
+    let mut out = Vec::with_capacity(sent.len());
+    for s in sent.iter().filter(|s| s.ok) {
+        let last = targets
+            .iter()
+            .map(|&t| first.get(&(t, s.id)).copied())
+            .collect::<Option<Vec<_>>>()
+            .and_then(|ats| ats.into_iter().max());
+        if let Some(last) = last {
+            out.push(last.saturating_duration_since(s.at).as_secs_f64() * 1000.0);
+        }
+    }
+    let complete = out.len() as u64;
+    (out, complete)
+}
+
+/// Deliveries per second from the first send to the last arrival.
+fn rate(sent: &[Sent], arrivals: &[Arrival]) -> f64 {
+    let start = sent.iter().map(|s| s.at).min();
+    let end = arrivals.iter().map(|a| a.at).max();
+    match (start, end) {
+        (Some(start), Some(end)) if end > start => {
+            arrivals.len() as f64 / (end - start).as_secs_f64()
+        }
+        _ => f64::NAN,
+    }
+}
+
+/// Finishes a scenario: waits for `targets` to have every alert, reads the server's resources
+/// and queue, stops it, and measures.
+async fn finish(
+    server: Alertpub,
+    pool: &MockPool,
+    sender: &Sender,
+    sent: &[Sent],
+    targets: &[usize],
+) -> Result<Run> {
+    let accepted = sent.iter().filter(|s| s.ok).count() as u64;
+    if !pool.wait_for(targets, accepted, DRAIN_TIMEOUT).await {
+        println!("  not every delivery arrived within {DRAIN_TIMEOUT:?}");
+    }
+    let resources = server.resources()?;
+    let queue = sender
+        .get_json(&server.url("/api/v1/queue"))
+        .await
+        .map(|q| json!({"depth": q["depth"], "dead_letters": q["dead_letters"]}))
+        .unwrap_or(Value::Null);
+    let log = server.log();
+    server.stop().await.context("stopping alertpub")?;
+    let arrivals = pool.arrivals();
+    let (lat, complete) = latencies(sent, &arrivals, targets);
+    let measured: Vec<Arrival> = arrivals
+        .iter()
+        .filter(|a| targets.contains(&a.target))
+        .copied()
+        .collect();
+    let unique: u64 = pool
+        .unique_per_target()
+        .iter()
+        .enumerate()
+        .filter(|(t, _)| targets.contains(t))
+        .map(|(_, n)| n)
+        .sum();
+    let expected = accepted * targets.len() as u64;
+    let mut requests = vec![0u64; pool.len()];
+    for a in &arrivals {
+        requests[a.target] += 1;
+    }
+    let errors = log.lines().filter(|l| l.contains("ERROR")).count();
+    if errors > 0 {
+        println!("  the server logged {errors} errors");
+    }
+    let run = Run {
+        alerts: sent.len() as u64,
+        accepted,
+        targets: targets.len(),
+        complete,
+        p50: percentile(&lat, 0.50),
+        p99: percentile(&lat, 0.99),
+        deliveries_per_s: rate(sent, &measured),
+        lost: expected.saturating_sub(unique),
+        duplicates: measured.len() as u64 - unique,
+        connections: pool.connections(),
+        resources,
+        queue,
+        requests,
+        probes: pool.others_per_target(),
+    };
+    println!(
+        "  {}/{} accepted, {} complete, p50 {} p99 {}, {} deliveries/s, peak RSS {}, CPU {}",
+        run.accepted,
+        run.alerts,
+        run.complete,
+        show(run.p50, "ms"),
+        show(run.p99, "ms"),
+        show(run.deliveries_per_s, ""),
+        show(run.resources.peak_rss_kib as f64 / MIB, "MiB"),
+        show(run.resources.cpu_seconds, "s"),
+    );
+    Ok(run)
+}
+
+async fn s1(bin: &std::path::Path, delay_ms: u64) -> Result<Run> {
+    let pool = MockPool::start(&[Behaviour::ok_after(delay_ms); 5]).await?;
+    let server = Alertpub::start(bin, &config(&pool)).await?;
+    let sender = Sender::new();
+    let sent = load::at_rate(&sender, &server.url("/api/v2/alerts"), 20, 15).await;
+    finish(server, &pool, &sender, &sent, &[0, 1, 2, 3, 4]).await
+}
+
+/// S2 against alertpub, and the direct limit (deliveries/s) in the same run.
+async fn s2(bin: &std::path::Path) -> Result<(Run, f64)> {
+    const ALERTS: u64 = 5_000;
+    const SENDERS: usize = 32;
+    let all: Vec<usize> = (0..10).collect();
+    // The direct limit first, on its own mocks, so alertpub's connection counts stay clean.
+    let direct = {
+        let pool = MockPool::start(&[Behaviour::ok_after(0); 10]).await?;
+        let urls: std::sync::Arc<Vec<String>> =
+            std::sync::Arc::new((0..10).map(|i| pool.url(i)).collect());
+        let sender = Sender::new();
+        let sent = load::concurrent(ALERTS, SENDERS, SEND_TIMEOUT, move |id| {
+            let (sender, urls) = (sender.clone(), std::sync::Arc::clone(&urls));
+            async move {
+                let body = load::webhook_body(id);
+                join_all(urls.iter().map(|url| sender.post(url, body.clone())))
+                    .await
+                    .into_iter()
+                    .all(|ok| ok)
+            }
+        })
+        .await;
+        let arrivals = pool.arrivals();
+        let per_s = rate(&sent, &arrivals);
+        println!(
+            "  direct: {} of {} alerts to all 10 mocks, {} deliveries/s",
+            sent.iter().filter(|s| s.ok).count(),
+            ALERTS,
+            show(per_s, "")
+        );
+        per_s
+    };
+    let pool = MockPool::start(&[Behaviour::ok_after(0); 10]).await?;
+    let server = Alertpub::start(bin, &config(&pool)).await?;
+    let sender = Sender::new();
+    let url = server.url("/api/v2/alerts");
+    let client = sender.clone();
+    let sent = load::concurrent(ALERTS, SENDERS, SEND_TIMEOUT, move |id| {
+        let (client, url) = (client.clone(), url.clone());
+        async move { client.post(&url, load::ingest_body(id)).await }
+    })
+    .await;
+    let run = finish(server, &pool, &sender, &sent, &all).await?;
+    Ok((run, direct))
+}
+
+async fn s3(bin: &std::path::Path) -> Result<Run> {
+    let failing = Behaviour::Answer {
+        delay: Duration::ZERO,
+        status: 500,
+    };
+    let pool = MockPool::start(&[
+        Behaviour::ok_after(20),
+        Behaviour::ok_after(20),
+        Behaviour::ok_after(20),
+        failing,
+        failing,
+        Behaviour::Refuse,
+    ])
+    .await?;
+    let server = Alertpub::start(bin, &config(&pool)).await?;
+    let sender = Sender::new();
+    let sent = load::at_rate(&sender, &server.url("/api/v2/alerts"), 10, 15).await;
+    finish(server, &pool, &sender, &sent, &[0, 1, 2]).await
+}
+
+async fn s4(bin: &std::path::Path) -> Result<Run> {
+    const ALERTS: u64 = 200;
+    let pool = MockPool::start(&[Behaviour::ok_after(0); 100]).await?;
+    let server = Alertpub::start(bin, &config(&pool)).await?;
+    let sender = Sender::new();
+    let url = server.url("/api/v2/alerts");
+    let client = sender.clone();
+    let sent = load::concurrent(ALERTS, 8, SEND_TIMEOUT, move |id| {
+        let (client, url) = (client.clone(), url.clone());
+        async move { client.post(&url, load::ingest_body(id)).await }
+    })
+    .await;
+    let all: Vec<usize> = (0..100).collect();
+    finish(server, &pool, &sender, &sent, &all).await
+}

@@ -1,0 +1,168 @@
+//! Starting and stopping the release `alertpub` binary, and reading its resources from /proc.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// How long the server may take to write its address file.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a SIGTERM'd server may take to drain and exit before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the address file and the exit are polled: the binary offers no other signal.
+const POLL: Duration = Duration::from_millis(10);
+
+/// The server's resource use, read from /proc before it is stopped.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Resources {
+    /// Peak resident set (`VmHWM`), in KiB.
+    pub(crate) peak_rss_kib: u64,
+    /// User plus system CPU time, in seconds.
+    pub(crate) cpu_seconds: f64,
+}
+
+/// A running `alertpub serve` in a fresh directory, killed by PID on drop if still running.
+pub(crate) struct Alertpub {
+    child: Child,
+    addr: String,
+    dir: PathBuf,
+}
+
+impl Alertpub {
+    /// Writes `config` to a fresh temp directory (the queue file goes there too) and starts the
+    /// binary on a free loopback port, logging at warn.
+    pub(crate) async fn start(binary: &Path, config: &str) -> Result<Self> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "alertpub-bench-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let config_path = dir.join("alertpub.yaml");
+        std::fs::write(&config_path, config)?;
+        let addr_file = dir.join("listen-addr");
+        let log = std::fs::File::create(dir.join("server.log"))?;
+        let mut child = Command::new(binary)
+            .current_dir(&dir)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .args(["--listen", "127.0.0.1:0", "--listen-addr-file"])
+            .arg(&addr_file)
+            .args(["--log-level", "warn"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            if let Ok(addr) = std::fs::read_to_string(&addr_file) {
+                break addr;
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "alertpub exited with {status} before listening:\n{}",
+                    std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+                );
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("alertpub did not listen within {START_TIMEOUT:?}");
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        Ok(Self { child, addr, dir })
+    }
+
+    /// A URL on the server.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Peak RSS and CPU time so far, from /proc/<pid>/status and /proc/<pid>/stat.
+    pub(crate) fn resources(&self) -> Result<Resources> {
+        let pid = self.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let peak_rss_kib = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .context("no VmHWM in /proc/<pid>/status")?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // The command name (field 2) may hold spaces; the fields after its closing parenthesis
+        // are plain. utime and stime are fields 14 and 15, so 12th and 13th after it.
+        let rest = stat
+            .rsplit_once(')')
+            .context("malformed /proc/<pid>/stat")?
+            .1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = fields
+            .get(11..13)
+            .context("short /proc/<pid>/stat")?
+            .iter()
+            .map(|f| f.parse::<u64>().unwrap_or(0))
+            .sum();
+        #[allow(clippy::cast_precision_loss)] // ticks are far below 2^52
+        let cpu_seconds = ticks as f64 / clock_ticks_per_second();
+        Ok(Resources {
+            peak_rss_kib,
+            cpu_seconds,
+        })
+    }
+
+    /// Sends SIGTERM by PID and waits for the exit.
+    pub(crate) async fn stop(mut self) -> Result<()> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status()?;
+        if !sent.success() {
+            bail!("kill -TERM {pid} failed");
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("alertpub exited with {status}; log:\n{}", self.log());
+                }
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!("alertpub did not exit within {STOP_TIMEOUT:?} of SIGTERM");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// What the server logged (at warn and above).
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Alertpub {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `CLK_TCK`, from `getconf` (no libc call); 100 on every Linux we run on.
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse::<f64>().ok())
+        .filter(|ticks| *ticks > 0.0)
+        .unwrap_or(100.0)
+}
