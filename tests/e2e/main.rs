@@ -7,6 +7,7 @@
 mod auth;
 mod bad_input;
 mod ingest;
+mod interop;
 mod metrics;
 mod publish;
 mod queue;
