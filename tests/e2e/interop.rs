@@ -854,8 +854,8 @@ async fn fingerprints_match_alertmanagers() {
     let am = start_alertmanager(&alertmanager_bin, &silent_alertmanager_config("5m")).await;
     let (hook, server) = one_webhook().await;
     let http = Http::new();
-    // Label sets that exercise the ordering of names, non-ASCII values, empty-looking values and
-    // the separator bytes of the hash.
+    // Label sets that exercise the hash over sorted names (given out of order), non-ASCII
+    // values, and spaces and colons in values.
     let label_sets = [
         json!({"alertname": "Fingerprint1"}),
         json!({"alertname": "Fingerprint2", "severity": "critical", "instance": "db-1:9100"}),
