@@ -39,8 +39,9 @@ const POLL: Duration = Duration::from_millis(200);
 
 /// A program of one of the Debian packages.
 #[derive(Clone, Copy, Debug)]
-enum Program {
+pub(crate) enum Program {
     Prometheus,
+    Promtool,
     Alertmanager,
     Amtool,
 }
@@ -50,6 +51,7 @@ impl Program {
     fn names(self) -> &'static [&'static str] {
         match self {
             Self::Prometheus => &["prometheus"],
+            Self::Promtool => &["promtool"],
             Self::Alertmanager => &["prometheus-alertmanager", "alertmanager"],
             Self::Amtool => &["amtool"],
         }
@@ -57,7 +59,7 @@ impl Program {
 
     fn package(self) -> &'static str {
         match self {
-            Self::Prometheus => "prometheus",
+            Self::Prometheus | Self::Promtool => "prometheus",
             Self::Alertmanager | Self::Amtool => "prometheus-alertmanager",
         }
     }
@@ -65,7 +67,7 @@ impl Program {
 
 /// Finds each program on PATH. When one is missing, prints a skip line naming its package and
 /// answers `None`, or panics when `CI` is `true`.
-fn programs<const N: usize>(test: &str, wanted: [Program; N]) -> Option<[PathBuf; N]> {
+pub(crate) fn programs<const N: usize>(test: &str, wanted: [Program; N]) -> Option<[PathBuf; N]> {
     let found = wanted.map(|program| find_on_path(program.names()));
     let missing: Vec<Program> = wanted
         .iter()
@@ -79,7 +81,7 @@ fn programs<const N: usize>(test: &str, wanted: [Program; N]) -> Option<[PathBuf
     let names: Vec<&str> = missing.iter().map(|p| p.names()[0]).collect();
     let packages: BTreeSet<&str> = missing.iter().map(|p| p.package()).collect();
     let message = format!(
-        "interop::{test}: {} not found on PATH; install the Debian package(s): apt-get install {}",
+        "{test}: {} not found on PATH; install the Debian package(s): apt-get install {}",
         names.join(", "),
         packages.into_iter().collect::<Vec<_>>().join(" ")
     );
@@ -403,7 +405,7 @@ async fn alertmanager_alerts(am: &Running, name: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amtool_alert_add_delivers_once_and_its_resolve_keeps_the_dedup_key() {
     let Some([amtool_bin]) = programs(
-        "amtool_alert_add_delivers_once_and_its_resolve_keeps_the_dedup_key",
+        "interop::amtool_alert_add_delivers_once_and_its_resolve_keeps_the_dedup_key",
         [Program::Amtool],
     ) else {
         return;
@@ -501,7 +503,7 @@ async fn amtool_alert_add_delivers_once_and_its_resolve_keeps_the_dedup_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_alerts_through_alertpub_once_and_resolve_when_the_rule_goes() {
     let Some([prometheus_bin]) = programs(
-        "prometheus_alerts_through_alertpub_once_and_resolve_when_the_rule_goes",
+        "interop::prometheus_alerts_through_alertpub_once_and_resolve_when_the_rule_goes",
         [Program::Prometheus],
     ) else {
         return;
@@ -603,7 +605,7 @@ groups:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_webhook_fans_out_and_only_the_new_alert_of_a_group_is_delivered() {
     let Some([alertmanager_bin, amtool_bin]) = programs(
-        "alertmanager_webhook_fans_out_and_only_the_new_alert_of_a_group_is_delivered",
+        "interop::alertmanager_webhook_fans_out_and_only_the_new_alert_of_a_group_is_delivered",
         [Program::Alertmanager, Program::Amtool],
     ) else {
         return;
@@ -694,7 +696,7 @@ receivers:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertpub_forwards_to_alertmanager_refreshes_and_resolves() {
     let Some([alertmanager_bin, amtool_bin]) = programs(
-        "alertpub_forwards_to_alertmanager_refreshes_and_resolves",
+        "interop::alertpub_forwards_to_alertmanager_refreshes_and_resolves",
         [Program::Alertmanager, Program::Amtool],
     ) else {
         return;
@@ -793,7 +795,7 @@ async fn alertpub_forwards_to_alertmanager_refreshes_and_resolves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_alertpub_and_reports_it_up() {
     let Some([prometheus_bin]) = programs(
-        "prometheus_scrapes_alertpub_and_reports_it_up",
+        "interop::prometheus_scrapes_alertpub_and_reports_it_up",
         [Program::Prometheus],
     ) else {
         return;
@@ -846,9 +848,10 @@ scrape_configs:
 /// alertpub's fingerprint of a label set is Alertmanager's, so both name an alert alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fingerprints_match_alertmanagers() {
-    let Some([alertmanager_bin]) =
-        programs("fingerprints_match_alertmanagers", [Program::Alertmanager])
-    else {
+    let Some([alertmanager_bin]) = programs(
+        "interop::fingerprints_match_alertmanagers",
+        [Program::Alertmanager],
+    ) else {
         return;
     };
     let am = start_alertmanager(&alertmanager_bin, &silent_alertmanager_config("5m")).await;

@@ -120,13 +120,19 @@ async fn metrics_parse_and_pass_promtool_after_a_publish() {
     );
 
     // promtool, from Debian's prometheus package (.ci/run installs it), must report nothing.
-    let mut promtool = Command::new("promtool")
+    let Some([promtool]) = crate::interop::programs(
+        "metrics::metrics_parse_and_pass_promtool_after_a_publish",
+        [crate::interop::Program::Promtool],
+    ) else {
+        return;
+    };
+    let mut promtool = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool is installed (Debian package `prometheus`; .ci/run installs it)");
+        .expect("promtool runs");
     promtool
         .stdin
         .take()

@@ -29,9 +29,12 @@ pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 /// Builds the JSON array for `POST {url}/api/v2/alerts`, each alert with its own status at
 /// `ctx_now`.
 ///
-/// An alert keeps its own `endsAt` when it has one; a firing alert without an end is sent without
-/// `endsAt`, and the upstream Alertmanager applies its own `resolve_timeout`. To forward a resolve
-/// the caller decided on (an auto-resolve of an alert without an end), use
+/// A resolved alert keeps its own `endsAt`. A firing alert is sent without `endsAt`, even when it
+/// has one (ingest gives every open alert an effective end of now + `resolve_timeout`): while it
+/// fires, alertpub re-forwards it every `refresh_interval`, so the upstream Alertmanager's own
+/// `resolve_timeout` decides when it lapses. If alertpub stops refreshing it (because it stopped,
+/// say), the upstream resolves it on its own, as it would for Prometheus. To forward a resolve the
+/// caller decided on (an auto-resolve of an alert without an end), use
 /// [`postable_alerts_with_context`].
 ///
 /// # Errors
@@ -63,9 +66,13 @@ fn to_postable(
             labels: alert.labels(),
             annotations: alert.annotations(),
             starts_at: wire::format_timestamp(alert.starts_at()),
-            ends_at: ctx_of(alert)
-                .effective_ends_at(alert)
-                .map(wire::format_timestamp),
+            ends_at: {
+                let ctx = ctx_of(alert);
+                (ctx.status == AlertStatus::Resolved)
+                    .then(|| ctx.effective_ends_at(alert))
+                    .flatten()
+                    .map(wire::format_timestamp)
+            },
             generator_url: alert.generator_url(),
         })
         .collect();

@@ -57,15 +57,18 @@ fn postable_batch_keeps_each_alerts_own_state() {
                 "annotations": {},
                 "startsAt": STARTS_AT,
             },
+            // Its end lies ahead, so it still fires: sent without the end (refreshes keep it).
             {
                 "labels": labels_json(),
                 "annotations": annotations_json(),
                 "startsAt": STARTS_AT,
-                "endsAt": ENDS_AT,
                 "generatorURL": GENERATOR_URL,
             },
         ])
     );
+    // Once the end has passed, the same alert goes out resolved, with its end.
+    let body = postable(&[&resolved], NOW_AFTER_END);
+    assert_eq!(body[0]["endsAt"], ENDS_AT);
 }
 
 #[test]
@@ -258,4 +261,14 @@ fn common_labels_need_equal_values_in_every_alert() {
     let envelope =
         alertmanager::webhook_envelope(&[&a, &c], at(NOW_AFTER_END), "r", "k", "http://am");
     assert_eq!(envelope["commonLabels"], json!({ "alertname": "A" }));
+}
+
+#[test]
+fn postable_firing_is_sent_without_its_end_so_refreshes_keep_it_alive() {
+    // Ingest gave this firing alert an effective end; upstream, the refreshes decide instead.
+    let alert = resolved().alert;
+    let body =
+        parse(&alertmanager::postable_alerts_with_context(&[&alert], &ctx_firing()).unwrap());
+    assert!(body[0].get("endsAt").is_none(), "{body}");
+    assert_eq!(body[0]["startsAt"], STARTS_AT);
 }
