@@ -616,3 +616,86 @@ async fn a_full_disk_answers_503_and_recovers_when_space_returns() {
 }
 
 const DELIVERY_AFTER_RECOVERY: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_target_pauses_and_a_removed_one_dead_letters_after_its_grace() {
+    let target = MockTarget::start().await;
+    target.respond(MockResponse::status(500));
+    let keep = ok_target().await;
+    let config = |hook_extra: &str, with_hook: bool| {
+        let mut config = format!(
+            "{}targets:\n{}",
+            queue_config("  removal_grace: 1s\n"),
+            webhook("keep", &keep, "")
+        );
+        if with_hook {
+            config.push_str(&webhook("hook", &target, hook_extra));
+        }
+        config
+    };
+    let server = Server::start(&config("", true)).await;
+    let http = Http::new();
+    let answer = http
+        .post_json(
+            &server.url("/api/v2/alerts"),
+            &json!([{"labels": {"alertname": "Paused"}}]),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    wait_for_posts(&target, 1).await;
+
+    // Disabled by a reload: its job stays, paused, and /api/v1/queue says so.
+    std::fs::write(
+        server.dir().join("alertpub.yaml"),
+        config("    enabled: false\n", true),
+    )
+    .unwrap();
+    let answer = http
+        .post_json(&server.url("/api/v1/targets/refresh"), &json!({}))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let mut queue = Value::Null;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::time::Instant::now() < deadline {
+        queue = http.get(&server.url("/api/v1/queue")).await.json();
+        let hook = queue["targets"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["target"] == "hook").cloned());
+        if hook.is_some_and(|h| h["paused"] == "disabled" && h["pending"] == 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let hook = queue["targets"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["target"] == "hook").cloned())
+        .unwrap_or_else(|| panic!("no queue line for hook: {queue}"));
+    assert_eq!(hook["paused"], "disabled", "{queue}");
+    assert_eq!(hook["pending"], 1, "{queue}");
+
+    // Removed: after the grace period its job moves to the DLQ as target_removed.
+    std::fs::write(server.dir().join("alertpub.yaml"), config("", false)).unwrap();
+    let answer = http
+        .post_json(&server.url("/api/v1/targets/refresh"), &json!({}))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let mut dlq = Value::Null;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::time::Instant::now() < deadline {
+        dlq = http
+            .get(&server.url("/api/v1/dlq?target=hook"))
+            .await
+            .json();
+        if dlq["entries"].as_array().is_some_and(|e| !e.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(dlq["entries"][0]["reason"], "target_removed", "{dlq}");
+    assert_eq!(
+        dlq["entries"][0]["alert"]["alert"]["labels"]["alertname"],
+        "Paused"
+    );
+    let queue = http.get(&server.url("/api/v1/queue")).await.json();
+    assert_eq!(queue["depth"], 0, "{queue}");
+}
