@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use crate::load::{Sender, Sent};
 use crate::mock::{Arrival, Behaviour, MockPool};
 use crate::report::{Figure, LatencyRow, percentile, show};
-use crate::server::{Alertpub, Resources};
+use crate::server::{Alertpub, Binary, Resources};
 
 /// The lanes' in-flight limit the scenarios configure (the default), which bounds connections.
 const PER_TARGET_IN_FLIGHT: u64 = 16;
@@ -58,6 +58,13 @@ struct Args {
     /// Run only these scenarios, comma-separated (s1,s2,s3,s4).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Alerts in S2 (fewer when profiling: the profiler slows the server fifty-fold).
+    #[arg(long, default_value_t = 5_000)]
+    s2_alerts: u64,
+    /// A command to start the server under, split on spaces, e.g.
+    /// `valgrind --tool=callgrind --callgrind-out-file=target/bench/s2.callgrind`.
+    #[arg(long)]
+    wrap: Option<String>,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -71,7 +78,14 @@ async fn main() -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
     // The server runs in its own directory, so a relative path would no longer name it.
     let bin = std::fs::canonicalize(&args.alertpub)?;
-    let bin = bin.as_path();
+    let wrap: Vec<String> = args
+        .wrap
+        .as_deref()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let bin = &Binary { path: bin, wrap };
     let mut figures = Vec::new();
     let mut details = Vec::new();
     let mut chart = Vec::new();
@@ -106,7 +120,7 @@ async fn main() -> Result<()> {
         println!(
             "S2: 10 instant targets, 5 000 alerts, 32 concurrent senders (and the direct limit)"
         );
-        let (run, direct) = s2(bin).await?;
+        let (run, direct) = s2(bin, args.s2_alerts).await?;
         chart.push(run.row("S2 (32 senders, 10 targets)"));
         figures.push(
             Figure::new("S2", "deliveries/s", run.deliveries_per_s, "/s")
@@ -219,6 +233,8 @@ struct Run {
     requests: Vec<u64>,
     /// Other requests each target received (health probes).
     probes: Vec<u64>,
+    /// The queue file's size at the end.
+    queue_file_bytes: u64,
 }
 
 impl Run {
@@ -237,6 +253,7 @@ impl Run {
             "deliveries_per_s": self.deliveries_per_s, "lost": self.lost,
             "duplicates": self.duplicates, "connections_per_target": self.connections,
             "peak_rss_kib": self.resources.peak_rss_kib, "cpu_seconds": self.resources.cpu_seconds,
+            "threads_at_end": self.resources.threads, "queue_file_bytes": self.queue_file_bytes,
             "requests_per_target": self.requests, "probes_per_target": self.probes,
             "queue_at_end": self.queue,
         })
@@ -329,6 +346,7 @@ async fn finish(
         println!("  not every delivery arrived within {DRAIN_TIMEOUT:?}");
     }
     let resources = server.resources()?;
+    let queue_file_bytes = server.queue_file_bytes();
     let queue = sender
         .get_json(&server.url("/api/v1/queue"))
         .await
@@ -374,9 +392,10 @@ async fn finish(
         queue,
         requests,
         probes: pool.others_per_target(),
+        queue_file_bytes,
     };
     println!(
-        "  {}/{} accepted, {} complete, p50 {} p99 {}, {} deliveries/s, peak RSS {}, CPU {}",
+        "  {}/{} accepted, {} complete, p50 {} p99 {}, {} deliveries/s, peak RSS {}, CPU {}, {} threads, queue file {}",
         run.accepted,
         run.alerts,
         run.complete,
@@ -385,11 +404,13 @@ async fn finish(
         show(run.deliveries_per_s, ""),
         show(run.resources.peak_rss_kib as f64 / MIB, "MiB"),
         show(run.resources.cpu_seconds, "s"),
+        run.resources.threads,
+        show(run.queue_file_bytes as f64 / MIB / MIB, "MiB"),
     );
     Ok(run)
 }
 
-async fn s1(bin: &std::path::Path, delay_ms: u64) -> Result<Run> {
+async fn s1(bin: &Binary, delay_ms: u64) -> Result<Run> {
     let pool = MockPool::start(&[Behaviour::ok_after(delay_ms); 5]).await?;
     let server = Alertpub::start(bin, &config(&pool)).await?;
     let sender = Sender::new();
@@ -398,8 +419,7 @@ async fn s1(bin: &std::path::Path, delay_ms: u64) -> Result<Run> {
 }
 
 /// S2 against alertpub, and the direct limit (deliveries/s) in the same run.
-async fn s2(bin: &std::path::Path) -> Result<(Run, f64)> {
-    const ALERTS: u64 = 5_000;
+async fn s2(bin: &Binary, alerts: u64) -> Result<(Run, f64)> {
     const SENDERS: usize = 32;
     let all: Vec<usize> = (0..10).collect();
     // The direct limit first, on its own mocks, so alertpub's connection counts stay clean.
@@ -408,7 +428,7 @@ async fn s2(bin: &std::path::Path) -> Result<(Run, f64)> {
         let urls: std::sync::Arc<Vec<String>> =
             std::sync::Arc::new((0..10).map(|i| pool.url(i)).collect());
         let sender = Sender::new();
-        let sent = load::concurrent(ALERTS, SENDERS, SEND_TIMEOUT, move |id| {
+        let sent = load::concurrent(alerts, SENDERS, SEND_TIMEOUT, move |id| {
             let (sender, urls) = (sender.clone(), std::sync::Arc::clone(&urls));
             async move {
                 let body = load::webhook_body(id);
@@ -424,7 +444,7 @@ async fn s2(bin: &std::path::Path) -> Result<(Run, f64)> {
         println!(
             "  direct: {} of {} alerts to all 10 mocks, {} deliveries/s",
             sent.iter().filter(|s| s.ok).count(),
-            ALERTS,
+            alerts,
             show(per_s, "")
         );
         per_s
@@ -434,7 +454,7 @@ async fn s2(bin: &std::path::Path) -> Result<(Run, f64)> {
     let sender = Sender::new();
     let url = server.url("/api/v2/alerts");
     let client = sender.clone();
-    let sent = load::concurrent(ALERTS, SENDERS, SEND_TIMEOUT, move |id| {
+    let sent = load::concurrent(alerts, SENDERS, SEND_TIMEOUT, move |id| {
         let (client, url) = (client.clone(), url.clone());
         async move { client.post(&url, load::ingest_body(id)).await }
     })
@@ -443,7 +463,7 @@ async fn s2(bin: &std::path::Path) -> Result<(Run, f64)> {
     Ok((run, direct))
 }
 
-async fn s3(bin: &std::path::Path) -> Result<Run> {
+async fn s3(bin: &Binary) -> Result<Run> {
     let failing = Behaviour::Answer {
         delay: Duration::ZERO,
         status: 500,
@@ -463,7 +483,7 @@ async fn s3(bin: &std::path::Path) -> Result<Run> {
     finish(server, &pool, &sender, &sent, &[0, 1, 2]).await
 }
 
-async fn s4(bin: &std::path::Path) -> Result<Run> {
+async fn s4(bin: &Binary) -> Result<Run> {
     const ALERTS: u64 = 200;
     let pool = MockPool::start(&[Behaviour::ok_after(0); 100]).await?;
     let server = Alertpub::start(bin, &config(&pool)).await?;

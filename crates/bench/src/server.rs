@@ -1,16 +1,16 @@
 //! Starting and stopping the release `alertpub` binary, and reading its resources from /proc.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// How long the server may take to write its address file.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the server may take to write its address file (long enough for a profiler).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a SIGTERM'd server may take to drain and exit before it is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often the address file and the exit are polled: the binary offers no other signal.
 const POLL: Duration = Duration::from_millis(10);
 
@@ -21,6 +21,15 @@ pub(crate) struct Resources {
     pub(crate) peak_rss_kib: u64,
     /// User plus system CPU time, in seconds.
     pub(crate) cpu_seconds: f64,
+    /// Threads at the end (tokio's blocking pool keeps idle threads for 10 s, so this is close
+    /// to the peak of a short scenario).
+    pub(crate) threads: u64,
+}
+
+/// The `alertpub` binary, and the command to start it under, if any (a profiler).
+pub(crate) struct Binary {
+    pub(crate) path: PathBuf,
+    pub(crate) wrap: Vec<String>,
 }
 
 /// A running `alertpub serve` in a fresh directory, killed by PID on drop if still running.
@@ -33,7 +42,7 @@ pub(crate) struct Alertpub {
 impl Alertpub {
     /// Writes `config` to a fresh temp directory (the queue file goes there too) and starts the
     /// binary on a free loopback port, logging at warn.
-    pub(crate) async fn start(binary: &Path, config: &str) -> Result<Self> {
+    pub(crate) async fn start(binary: &Binary, config: &str) -> Result<Self> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "alertpub-bench-{}-{}",
@@ -46,7 +55,16 @@ impl Alertpub {
         std::fs::write(&config_path, config)?;
         let addr_file = dir.join("listen-addr");
         let log = std::fs::File::create(dir.join("server.log"))?;
-        let mut child = Command::new(binary)
+        let mut command = match binary.wrap.split_first() {
+            // valgrind runs the program in its own process, so the PID is still the server's.
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&binary.path);
+                command
+            }
+            None => Command::new(&binary.path),
+        };
+        let mut child = command
             .current_dir(&dir)
             .args(["serve", "--config"])
             .arg(&config_path)
@@ -56,7 +74,7 @@ impl Alertpub {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+            .with_context(|| format!("starting {}", binary.path.display()))?;
         let deadline = Instant::now() + START_TIMEOUT;
         let addr = loop {
             if let Ok(addr) = std::fs::read_to_string(&addr_file) {
@@ -93,6 +111,11 @@ impl Alertpub {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|kib| kib.parse().ok())
             .context("no VmHWM in /proc/<pid>/status")?;
+        let threads = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
         // The command name (field 2) may hold spaces; the fields after its closing parenthesis
         // are plain. utime and stime are fields 14 and 15, so 12th and 13th after it.
@@ -112,6 +135,7 @@ impl Alertpub {
         Ok(Resources {
             peak_rss_kib,
             cpu_seconds,
+            threads,
         })
     }
 
@@ -137,6 +161,11 @@ impl Alertpub {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// The size of the queue file the scenarios configure (`queue/alertpub.redb`), in bytes.
+    pub(crate) fn queue_file_bytes(&self) -> u64 {
+        std::fs::metadata(self.dir.join("queue/alertpub.redb")).map_or(0, |m| m.len())
     }
 
     /// What the server logged (at warn and above).
