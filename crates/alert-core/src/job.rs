@@ -767,6 +767,27 @@ pub enum LogDecision {
     },
 }
 
+/// What [`log_decision`] decides, without the alert: a backend that keeps the alert it already
+/// has (stored once for many targets, say) need not copy it for every admission.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LogVerdict {
+    /// Enqueue the incoming alert, with delivery sequence `sequence`, and store `entry`.
+    Enqueue {
+        /// `Some` when the alert's `startsAt` was defaulted and takes the active firing entry's
+        /// instead: the alert to enqueue is the incoming one with this `startsAt`.
+        merged_starts_at: Option<DateTime<Utc>>,
+        /// The new delivery sequence.
+        sequence: u64,
+        /// The log entry to store.
+        entry: LogEntry,
+    },
+    /// Nothing to send; see [`LogDecision::Duplicate`].
+    Duplicate {
+        /// The updated entry, when the incoming alert changed it.
+        refresh: Option<LogEntry>,
+    },
+}
+
 /// The notification log's rule, shared by every [`JobStore`]. An incoming alert becomes a job when
 /// it is new, its status changed, its `startsAt` changed (a new occurrence), or `repeat_interval`
 /// has passed since the last accepted delivery. A resolve is delivered once.
@@ -776,23 +797,53 @@ pub fn log_decision(
     admission: &Admission,
     now: DateTime<Utc>,
 ) -> LogDecision {
-    let mut alert = admission.alert.clone();
-    let status = alert.alert.status_at(now);
-    // A re-sent firing alert whose sender left `startsAt` unset keeps the active entry's start.
-    if let Some(prev) = previous
-        && admission.starts_at_defaulted
-        && status == AlertStatus::Firing
-        && prev.status == AlertStatus::Firing
-        && prev.ends_at.is_none_or(|e| e > now)
-        && let Ok(merged) = alert.alert.clone().with_starts_at(prev.starts_at)
-    {
-        alert.alert = merged;
+    match log_verdict(previous, admission, now) {
+        LogVerdict::Enqueue {
+            merged_starts_at,
+            sequence,
+            entry,
+        } => {
+            let mut alert = admission.alert.clone();
+            if let Some(starts_at) = merged_starts_at
+                && let Ok(merged) = alert.alert.clone().with_starts_at(starts_at)
+            {
+                alert.alert = merged;
+            }
+            LogDecision::Enqueue {
+                alert: Box::new(alert),
+                sequence,
+                entry,
+            }
+        }
+        LogVerdict::Duplicate { refresh } => LogDecision::Duplicate { refresh },
     }
-    let starts_at = alert.alert.starts_at();
-    let ends_at = alert.alert.ends_at();
+}
+
+/// [`log_decision`] without copying the alert.
+#[must_use]
+pub fn log_verdict(
+    previous: Option<&LogEntry>,
+    admission: &Admission,
+    now: DateTime<Utc>,
+) -> LogVerdict {
+    let alert = &admission.alert.alert;
+    let status = alert.status_at(now);
+    let ends_at = alert.ends_at();
+    // A re-sent firing alert whose sender left `startsAt` unset keeps the active entry's start
+    // (when that start is not after its end, as an alert's must not be).
+    let merged_starts_at = previous
+        .filter(|prev| {
+            admission.starts_at_defaulted
+                && status == AlertStatus::Firing
+                && prev.status == AlertStatus::Firing
+                && prev.ends_at.is_none_or(|e| e > now)
+                && ends_at.is_none_or(|e| e >= prev.starts_at)
+        })
+        .map(|prev| prev.starts_at);
+    let starts_at = merged_starts_at.unwrap_or_else(|| alert.starts_at());
     let next_sequence = previous.map_or(1, |p| p.sequence + 1);
-    let enqueue = |alert: EnrichedAlert| LogDecision::Enqueue {
-        alert: Box::new(alert),
+    let enqueue = || LogVerdict::Enqueue {
+        merged_starts_at,
         sequence: next_sequence,
         entry: LogEntry {
             status,
@@ -803,13 +854,13 @@ pub fn log_decision(
         },
     };
     let Some(prev) = previous else {
-        return enqueue(alert);
+        return enqueue();
     };
     if admission.bypass_log || prev.status != status || prev.starts_at != starts_at {
-        return enqueue(alert);
+        return enqueue();
     }
     if status == AlertStatus::Resolved {
-        return LogDecision::Duplicate { refresh: None };
+        return LogVerdict::Duplicate { refresh: None };
     }
     let repeat_due = admission.repeat_interval.is_some_and(|interval| {
         !interval.is_zero()
@@ -817,13 +868,13 @@ pub fn log_decision(
                 .is_ok_and(|interval| now - prev.accepted_at >= interval)
     });
     if repeat_due {
-        return enqueue(alert);
+        return enqueue();
     }
     let refresh = (prev.ends_at != ends_at).then(|| LogEntry {
         ends_at,
         ..prev.clone()
     });
-    LogDecision::Duplicate { refresh }
+    LogVerdict::Duplicate { refresh }
 }
 
 #[cfg(feature = "contract-tests")]

@@ -52,9 +52,9 @@ pub use gate::{AlwaysClosed, CircuitGate, CircuitState, GateDecision, GateOutcom
 pub use health::{HealthStatus, HealthView, UnknownHealth};
 pub use job::{
     Admission, Admitted, DeadLetter, DeadLetterFilter, DeadLetterId, DeadLetterPage, DeadReason,
-    JobError, JobId, JobStore, JobStoreError, Lease, LeasedJob, LogDecision, LogEntry, Priority,
-    QueueStats, Reschedule, SweepAction, SweepPlan, SweepReport, TargetQueueStats, log_decision,
-    sweep_action,
+    JobError, JobId, JobStore, JobStoreError, Lease, LeasedJob, LogDecision, LogEntry, LogVerdict,
+    Priority, QueueStats, Reschedule, SweepAction, SweepPlan, SweepReport, TargetQueueStats,
+    log_decision, log_verdict, sweep_action,
 };
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use message_ref::{InMemoryMessageRefs, MessageRef, MessageRefStore};

@@ -3,25 +3,35 @@
 //! `alert_core::job::contract`.
 //!
 //! - [`RedbJobStore`] is the durable store that ingest commits to: an embedded redb database
-//!   file holding the jobs, the notification log (with the last accepted alert of every
-//!   (target, fingerprint)), the dead-letter queue and a job-id counter.
+//!   file holding the jobs, the alert bodies they refer to, the notification log, the
+//!   dead-letter queue, the message references of [`RedbMessageRefs`] and a few counters.
 //! - [`MemoryJobStore`] keeps everything in memory behind one mutex. It is not durable, so it
 //!   serves tests, benchmarks and development.
 //!
-//! # Durability of the redb store
+//! # Durability and speed of the redb store
 //!
+//! - **One writer, group commit.** A single thread owns every write transaction. Concurrent
+//!   ingest requests (and dead-letter moves, replays, purges, message references) queue for it
+//!   through a bounded channel, and it commits all that is queued in one transaction with one
+//!   fsync, then answers each.
 //! - **Ingest** (`enqueue_batch`), **sweeps** (auto-resolve, refresh, log retention), **moves to
-//!   the dead-letter queue** (one job or a whole target's), **replays** and **purges** commit
-//!   with `redb::Durability::Immediate`, the strongest mode redb 4 offers: the data is
-//!   fsynced before the call returns, so "accepted" means "on disk". A batch is one transaction;
-//!   a refused batch (`Full`) or a storage failure aborts it and persists nothing.
-//! - **Acknowledgements and reschedules** commit with `redb::Durability::None`: they become
-//!   durable with the next fsynced commit, or when the store is dropped. A crash before then only
-//!   makes a job deliverable again, with the attempt count of its last durable commit.
-//! - **Leases live in memory only.** After a crash and a restart every job is leasable again at
-//!   once: delivery is at least once, and the delivery sequence lets targets drop the repeat.
-//!   The per-target indexes that make leasing cheap are rebuilt from the jobs table when the
-//!   store is opened.
+//!   the dead-letter queue** (one job or a whole target's), **replays**, **purges** and
+//!   **message references** commit with `redb::Durability::Immediate`, the strongest mode redb 4
+//!   offers: the data is fsynced before the call returns, so "accepted" means "on disk". A batch
+//!   is all or nothing: a refused batch (`Full`) writes nothing and does not disturb the other
+//!   requests sharing its commit; a storage failure fails the whole commit and persists nothing.
+//! - **Acknowledgements and reschedules** are answered once applied in memory; the writer
+//!   persists them with its next commit (a non-durable one, `redb::Durability::None`, when
+//!   nothing else is queued), and they become durable with the next fsynced commit, or the
+//!   writer's last commit when the store is closed. A crash before then only makes a job
+//!   deliverable again, with the attempt count of its last durable commit.
+//! - **Leases live in memory only**, and so do the indexes that hand a committed job to its
+//!   target's lane without scanning tables. After a crash and a restart every job is leasable
+//!   again at once: delivery is at least once, and the delivery sequence lets targets drop the
+//!   repeat. The state is rebuilt from the tables when the store is opened.
+//! - **The notification log is cached in memory**, write-through, so enqueue decisions never
+//!   read the database; so are the alert bodies it and the live jobs refer to. Each body is
+//!   stored once per ingest batch however many targets it goes to.
 //! - **Storage failures** (a full disk, an I/O error) answer `JobStoreError::Storage` with the
 //!   transaction aborted, never a panic. The next write reopens the database, so the store
 //!   recovers by itself once the disk has room.
@@ -59,4 +69,4 @@ mod redb_store;
 mod sweep;
 
 pub use memory::MemoryJobStore;
-pub use redb_store::RedbJobStore;
+pub use redb_store::{RedbJobStore, RedbMessageRefs};

@@ -476,3 +476,56 @@ async fn auto_resolve_survives_a_reopen() {
         (AlertStatus::Resolved, 2, at(600))
     );
 }
+
+#[tokio::test]
+async fn message_refs_survive_a_reopen() {
+    use alert_core::MessageRef;
+
+    let dir = TempDir::new("message-refs");
+    let path = dir.db();
+    let fingerprint = alert("Slack", None, 86_400).alert.fingerprint();
+    let other = alert("Other", None, 86_400).alert.fingerprint();
+    {
+        let store = RedbJobStore::open(&path, 100).unwrap();
+        let refs = store.message_refs();
+        assert_eq!(refs.get("slack", fingerprint).await, None);
+        refs.put(
+            "slack",
+            fingerprint,
+            MessageRef::new("C123", "1700000000.000100"),
+        )
+        .await;
+        refs.put("rootly", fingerprint, MessageRef::new("", "alert-42"))
+            .await;
+        refs.put("slack", other, MessageRef::new("C123", "1700000000.000200"))
+            .await;
+        refs.remove("slack", other).await;
+        // A later put replaces the earlier one.
+        refs.put("rootly", fingerprint, MessageRef::new("", "alert-43"))
+            .await;
+    }
+
+    let store = RedbJobStore::open(&path, 100).unwrap();
+    let refs = store.message_refs();
+    assert_eq!(
+        refs.get("slack", fingerprint).await,
+        Some(MessageRef::new("C123", "1700000000.000100"))
+    );
+    assert_eq!(
+        refs.get("rootly", fingerprint).await,
+        Some(MessageRef::new("", "alert-43"))
+    );
+    assert_eq!(
+        refs.get("slack", other).await,
+        None,
+        "removed before the reopen"
+    );
+    assert_eq!(refs.get("pager", fingerprint).await, None);
+
+    // The references do not keep the store open: once it is gone they find and keep nothing.
+    drop(store);
+    assert_eq!(refs.get("slack", fingerprint).await, None);
+    refs.put("slack", other, MessageRef::new("C1", "1")).await;
+    let store = RedbJobStore::open(&path, 100).unwrap();
+    assert_eq!(store.message_refs().get("slack", other).await, None);
+}

@@ -1,0 +1,424 @@
+//! What the database holds: the tables, their records and how they are encoded.
+
+use std::fmt;
+
+use alert_core::{
+    Alert, AlertStatus, Annotations, Classification, DeadLetter, DeadLetterId, DeadReason,
+    EnrichedAlert, Fingerprint, JobError, JobStoreError, Labels, LogEntry, Priority, TargetKind,
+    TargetName,
+};
+use chrono::{DateTime, Utc};
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize};
+
+/// Live jobs by id: a [`StoredJob`] as JSON. The alert is not in the record: it is in [`ALERTS`],
+/// stored once for every job and log entry of an ingest batch that carries it.
+pub(super) const JOBS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("queue_jobs");
+/// Alert bodies by their id: a [`StoredAlert`] as JSON. A body is removed once no job and no log
+/// entry refers to it any more.
+pub(super) const ALERTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("alerts");
+/// The notification log by (target, fingerprint): a [`StoredLog`] as JSON.
+pub(super) const LOG: TableDefinition<'_, (&str, u64), &[u8]> =
+    TableDefinition::new("queue_notification_log");
+/// The dead-letter queue by UUIDv7 id, so the table's order is the order they were made in: a
+/// [`StoredDeadLetter`] as JSON. An entry holds its own alert, since it outlives the jobs.
+pub(super) const DEAD: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("dead_letters");
+/// Message references by (target, fingerprint): an [`alert_core::MessageRef`] as JSON.
+pub(super) const MESSAGE_REFS: TableDefinition<'_, (&str, u64), &[u8]> =
+    TableDefinition::new("message_refs");
+/// Counters that must survive a restart.
+pub(super) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+/// The [`META`] key of the last job id handed out, so ids are never reused.
+pub(super) const NEXT_JOB: &str = "next_job";
+/// The [`META`] key of the last alert-body id handed out.
+pub(super) const NEXT_BODY: &str = "next_body";
+/// The tables of the first format, which kept a whole alert in every job and log entry. A file
+/// holding them is refused rather than silently ignored.
+pub(super) const LEGACY_TABLES: [&str; 2] = ["jobs", "notification_log"];
+
+/// One live job as the jobs table holds it, in the binary form of [`StoredJob::encode`]. Leases
+/// are not stored: a restart forgets them.
+#[derive(Debug)]
+pub(super) struct StoredJob {
+    pub(super) target: TargetName,
+    pub(super) fingerprint: Fingerprint,
+    /// The id of its alert in [`ALERTS`].
+    pub(super) body: u64,
+    pub(super) sequence: u64,
+    /// Attempts consumed so far.
+    pub(super) attempts: u32,
+    pub(super) priority: Priority,
+    pub(super) enqueued_at: DateTime<Utc>,
+    /// When it may be leased.
+    pub(super) due: DateTime<Utc>,
+    pub(super) last_error: Option<JobError>,
+}
+
+/// The first byte of every binary record, so a later format can be told apart.
+const RECORD_V1: u8 = 1;
+
+impl StoredJob {
+    /// A compact binary form: every job is written once at ingest and again at each
+    /// settlement, so this is on the hot path, and JSON (with its text timestamps) cost more
+    /// than the rest of the write. The rare last error stays JSON, at the end.
+    pub(super) fn encode(&self) -> Result<Vec<u8>, JobStoreError> {
+        let mut out = Vec::with_capacity(64 + self.target.as_str().len());
+        out.push(RECORD_V1);
+        put_str(&mut out, self.target.as_str())?;
+        out.extend_from_slice(&self.fingerprint.as_u64().to_le_bytes());
+        out.extend_from_slice(&self.body.to_le_bytes());
+        out.extend_from_slice(&self.sequence.to_le_bytes());
+        out.extend_from_slice(&self.attempts.to_le_bytes());
+        out.push(match self.priority {
+            Priority::High => 0,
+            Priority::Medium => 1,
+            Priority::Low => 2,
+        });
+        put_time(&mut out, self.enqueued_at);
+        put_time(&mut out, self.due);
+        if let Some(error) = &self.last_error {
+            out.extend_from_slice(&encode(error)?);
+        }
+        Ok(out)
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Result<Self, JobStoreError> {
+        let mut r = Reader::new(bytes)?;
+        let target = TargetName::new(r.str()?)
+            .map_err(|e| JobStoreError::Storage(format!("a stored target name is invalid: {e}")))?;
+        let fingerprint = Fingerprint::from_u64(r.u64()?);
+        let body = r.u64()?;
+        let sequence = r.u64()?;
+        let attempts = r.u32()?;
+        let priority = match r.u8()? {
+            0 => Priority::High,
+            1 => Priority::Medium,
+            2 => Priority::Low,
+            other => return Err(unreadable(&format!("priority {other}"))),
+        };
+        let enqueued_at = r.time()?;
+        let due = r.time()?;
+        let rest = r.rest();
+        let last_error = if rest.is_empty() {
+            None
+        } else {
+            Some(decode(rest)?)
+        };
+        Ok(Self {
+            target,
+            fingerprint,
+            body,
+            sequence,
+            attempts,
+            priority,
+            enqueued_at,
+            due,
+            last_error,
+        })
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), JobStoreError> {
+    let len = u16::try_from(s.len()).map_err(|_| unreadable("a name is too long"))?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+/// A time as seconds and nanoseconds, chrono's full precision.
+fn put_time(out: &mut Vec<u8>, at: DateTime<Utc>) {
+    out.extend_from_slice(&at.timestamp().to_le_bytes());
+    out.extend_from_slice(&at.timestamp_subsec_nanos().to_le_bytes());
+}
+
+fn unreadable(what: &str) -> JobStoreError {
+    JobStoreError::Storage(format!("a stored record is unreadable: {what}"))
+}
+
+/// Reads a binary record.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Result<Self, JobStoreError> {
+        match bytes.split_first() {
+            Some((&RECORD_V1, rest)) => Ok(Self(rest)),
+            Some((version, _)) => Err(unreadable(&format!("unknown format {version}"))),
+            None => Err(unreadable("empty")),
+        }
+    }
+
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], JobStoreError> {
+        let (head, rest) = self
+            .0
+            .split_first_chunk::<N>()
+            .ok_or_else(|| unreadable("truncated"))?;
+        self.0 = rest;
+        Ok(*head)
+    }
+
+    fn u8(&mut self) -> Result<u8, JobStoreError> {
+        Ok(self.take::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, JobStoreError> {
+        Ok(u32::from_le_bytes(self.take()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, JobStoreError> {
+        Ok(u64::from_le_bytes(self.take()?))
+    }
+
+    fn str(&mut self) -> Result<&'a str, JobStoreError> {
+        let len = usize::from(u16::from_le_bytes(self.take()?));
+        if self.0.len() < len {
+            return Err(unreadable("truncated"));
+        }
+        let (s, rest) = self.0.split_at(len);
+        self.0 = rest;
+        std::str::from_utf8(s).map_err(|_| unreadable("a name is not UTF-8"))
+    }
+
+    fn time(&mut self) -> Result<DateTime<Utc>, JobStoreError> {
+        let secs = i64::from_le_bytes(self.take()?);
+        let nanos = self.u32()?;
+        DateTime::from_timestamp(secs, nanos).ok_or_else(|| unreadable("a time is out of range"))
+    }
+
+    fn rest(self) -> &'a [u8] {
+        self.0
+    }
+}
+
+/// One notification-log entry and the id of the alert it accepted, in the binary form of
+/// [`StoredLog::encode`]. The times keep chrono's full precision rather than the wire's
+/// milliseconds, so a `startsAt` with finer precision still compares equal to itself after a
+/// round trip.
+#[derive(Debug)]
+pub(super) struct StoredLog {
+    pub(super) status: AlertStatus,
+    pub(super) starts_at: DateTime<Utc>,
+    pub(super) ends_at: Option<DateTime<Utc>>,
+    pub(super) sequence: u64,
+    pub(super) accepted_at: DateTime<Utc>,
+    /// The id of the last accepted alert in [`ALERTS`].
+    pub(super) body: u64,
+}
+
+impl StoredLog {
+    pub(super) fn new(entry: &LogEntry, body: u64) -> Self {
+        Self {
+            status: entry.status,
+            starts_at: entry.starts_at,
+            ends_at: entry.ends_at,
+            sequence: entry.sequence,
+            accepted_at: entry.accepted_at,
+            body,
+        }
+    }
+
+    pub(super) fn entry(&self) -> LogEntry {
+        LogEntry {
+            status: self.status,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            sequence: self.sequence,
+            accepted_at: self.accepted_at,
+        }
+    }
+
+    /// A compact binary form, for the same reason as [`StoredJob::encode`]: ingest writes one
+    /// entry per admission.
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        out.push(RECORD_V1);
+        out.push(match self.status {
+            AlertStatus::Firing => 0,
+            AlertStatus::Resolved => 1,
+        });
+        put_time(&mut out, self.starts_at);
+        match self.ends_at {
+            Some(ends_at) => {
+                out.push(1);
+                put_time(&mut out, ends_at);
+            }
+            None => out.push(0),
+        }
+        out.extend_from_slice(&self.sequence.to_le_bytes());
+        put_time(&mut out, self.accepted_at);
+        out.extend_from_slice(&self.body.to_le_bytes());
+        out
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Result<Self, JobStoreError> {
+        let mut r = Reader::new(bytes)?;
+        let status = match r.u8()? {
+            0 => AlertStatus::Firing,
+            1 => AlertStatus::Resolved,
+            other => return Err(unreadable(&format!("status {other}"))),
+        };
+        let starts_at = r.time()?;
+        let ends_at = match r.u8()? {
+            0 => None,
+            _ => Some(r.time()?),
+        };
+        Ok(Self {
+            status,
+            starts_at,
+            ends_at,
+            sequence: r.u64()?,
+            accepted_at: r.time()?,
+            body: r.u64()?,
+        })
+    }
+}
+
+/// An alert as the database holds it. `EnrichedAlert`'s own JSON is the Alertmanager wire shape,
+/// which writes the computed fingerprint but refuses it on input, and keeps times to the
+/// millisecond; this form reads back exactly what was written.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct StoredAlert {
+    labels: Labels,
+    annotations: Annotations,
+    starts_at: DateTime<Utc>,
+    ends_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    generator_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    classification: Option<Classification>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    enrichment: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Writes an alert in the [`StoredAlert`] form without copying it.
+#[derive(Serialize)]
+struct StoredAlertRef<'a> {
+    labels: &'a Labels,
+    annotations: &'a Annotations,
+    starts_at: DateTime<Utc>,
+    ends_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generator_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    classification: Option<&'a Classification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enrichment: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Encodes `alert` in the [`StoredAlert`] form.
+pub(super) fn encode_alert(alert: &EnrichedAlert) -> Result<Vec<u8>, JobStoreError> {
+    let a = &alert.alert;
+    encode(&StoredAlertRef {
+        labels: a.labels(),
+        annotations: a.annotations(),
+        starts_at: a.starts_at(),
+        ends_at: a.ends_at(),
+        generator_url: a.generator_url(),
+        classification: alert.classification.as_ref(),
+        enrichment: alert.enrichment.as_ref(),
+    })
+}
+
+impl StoredAlert {
+    fn new(alert: &EnrichedAlert) -> Self {
+        let a = &alert.alert;
+        Self {
+            labels: a.labels().clone(),
+            annotations: a.annotations().clone(),
+            starts_at: a.starts_at(),
+            ends_at: a.ends_at(),
+            generator_url: a.generator_url().map(str::to_owned),
+            classification: alert.classification.clone(),
+            enrichment: alert.enrichment.clone(),
+        }
+    }
+
+    pub(super) fn into_alert(self) -> Result<EnrichedAlert, JobStoreError> {
+        let alert = Alert::build(
+            self.labels,
+            self.annotations,
+            self.starts_at,
+            self.ends_at,
+            self.generator_url,
+        )
+        .map_err(|e| JobStoreError::Storage(format!("a stored alert is invalid: {e}")))?;
+        let mut alert = EnrichedAlert::new(alert);
+        if let Some(classification) = self.classification {
+            alert = alert.with_classification(classification);
+        }
+        if let Some(enrichment) = self.enrichment {
+            alert = alert.with_enrichment(enrichment);
+        }
+        Ok(alert)
+    }
+}
+
+/// Decodes an alert body written by [`encode_alert`].
+pub(super) fn decode_alert(bytes: &[u8]) -> Result<EnrichedAlert, JobStoreError> {
+    decode::<StoredAlert>(bytes)?.into_alert()
+}
+
+/// A dead letter as the database holds it, with its alert as a [`StoredAlert`].
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct StoredDeadLetter {
+    id: DeadLetterId,
+    target: TargetName,
+    kind: TargetKind,
+    alert: StoredAlert,
+    reason: DeadReason,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_error: Option<JobError>,
+    attempts: u32,
+    sequence: u64,
+    enqueued_at: DateTime<Utc>,
+    pub(super) dead_at: DateTime<Utc>,
+}
+
+impl StoredDeadLetter {
+    pub(super) fn new(entry: &DeadLetter) -> Self {
+        Self {
+            id: entry.id.clone(),
+            target: entry.target.clone(),
+            kind: entry.kind,
+            alert: StoredAlert::new(&entry.alert),
+            reason: entry.reason,
+            last_error: entry.last_error.clone(),
+            attempts: entry.attempts,
+            sequence: entry.sequence,
+            enqueued_at: entry.enqueued_at,
+            dead_at: entry.dead_at,
+        }
+    }
+
+    fn into_entry(self) -> Result<DeadLetter, JobStoreError> {
+        let mut entry = DeadLetter::new(
+            self.id,
+            self.target,
+            self.kind,
+            self.alert.into_alert()?,
+            self.reason,
+            self.dead_at,
+        );
+        entry.last_error = self.last_error;
+        entry.attempts = self.attempts;
+        entry.sequence = self.sequence;
+        entry.enqueued_at = self.enqueued_at;
+        Ok(entry)
+    }
+}
+
+pub(super) fn read_dead(bytes: &[u8]) -> Result<DeadLetter, JobStoreError> {
+    decode::<StoredDeadLetter>(bytes)?.into_entry()
+}
+
+pub(super) fn storage(e: impl fmt::Display) -> JobStoreError {
+    JobStoreError::Storage(e.to_string())
+}
+
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JobStoreError> {
+    serde_json::to_vec(value).map_err(|e| JobStoreError::Storage(format!("encoding: {e}")))
+}
+
+pub(super) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, JobStoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| JobStoreError::Storage(format!("a stored record is unreadable: {e}")))
+}

@@ -1,0 +1,514 @@
+//! The store's state in memory: the live jobs with their leases and per-target indexes, the
+//! notification log, the alert bodies they refer to, and what the writer still has to persist.
+//!
+//! Everything a lease, an ack or an enqueue decision needs is here, so none of them reads the
+//! database. The writer thread keeps the database in step: it applies a group's changes here
+//! only after their commit succeeded, and it persists acks and reschedules (which change this
+//! state at once) with its next commit.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alert_core::{
+    DeadLetterId, EnrichedAlert, Fingerprint, JobError, JobId, JobStoreError, LogEntry, Priority,
+    QueueStats, TargetName, TargetQueueStats,
+};
+use chrono::{DateTime, Utc};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableHandle};
+use uuid::{ContextV7, Timestamp, Uuid};
+
+use super::records::{
+    ALERTS, DEAD, JOBS, LEGACY_TABLES, LOG, MESSAGE_REFS, META, NEXT_BODY, NEXT_JOB, StoredJob,
+    StoredLog, decode_alert, storage,
+};
+use crate::lanes::{CYCLE, level};
+
+/// The default cap on dead-letter entries.
+pub(super) const DEFAULT_DEAD_LETTER_CAP: usize = 100_000;
+
+/// One (target, fingerprint): the unit of ordering and of the notification log.
+pub(super) type Key = (TargetName, Fingerprint);
+
+/// A live job. Its alert is the body it refers to.
+#[derive(Debug)]
+pub(super) struct JobMeta {
+    pub(super) target: TargetName,
+    pub(super) fingerprint: Fingerprint,
+    pub(super) body: u64,
+    pub(super) sequence: u64,
+    pub(super) attempts: u32,
+    pub(super) priority: Priority,
+    /// When it was enqueued, for [`QueueStats::oldest_enqueued_at`].
+    pub(super) enqueued_at: DateTime<Utc>,
+    pub(super) due: DateTime<Utc>,
+    pub(super) last_error: Option<JobError>,
+    pub(super) leased_until: Option<DateTime<Utc>>,
+    /// A newer state of its (target, fingerprint) was accepted while it was leased, so settling
+    /// it removes it. After a restart the newer job alone is kept, since the older one is no
+    /// longer in flight.
+    pub(super) superseded: bool,
+}
+
+impl JobMeta {
+    /// The record the jobs table holds for it.
+    pub(super) fn record(&self) -> StoredJob {
+        StoredJob {
+            target: self.target.clone(),
+            fingerprint: self.fingerprint,
+            body: self.body,
+            sequence: self.sequence,
+            attempts: self.attempts,
+            priority: self.priority,
+            enqueued_at: self.enqueued_at,
+            due: self.due,
+            last_error: self.last_error.clone(),
+        }
+    }
+}
+
+/// The notification log's entry for one (target, fingerprint), as cached.
+#[derive(Clone, Debug)]
+pub(super) struct CachedLog {
+    pub(super) entry: LogEntry,
+    /// The last accepted alert.
+    pub(super) body: u64,
+}
+
+/// An alert body and how many jobs and log entries refer to it.
+#[derive(Debug)]
+pub(super) struct Body {
+    pub(super) alert: Arc<EnrichedAlert>,
+    pub(super) refs: u32,
+}
+
+/// One target's indexes.
+#[derive(Debug, Default)]
+pub(super) struct Lane {
+    /// Pending jobs by priority level, ordered by (due, id).
+    pub(super) ready: [BTreeSet<(DateTime<Utc>, JobId)>; 3],
+    /// Leased jobs, ordered by (lease expiry, id).
+    pub(super) leased: BTreeSet<(DateTime<Utc>, JobId)>,
+    /// The position in [`CYCLE`] of the next lease slot.
+    pub(super) cycle: usize,
+}
+
+/// The live jobs of one (target, fingerprint): at most one pending and one leased.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Slot {
+    pub(super) pending: Option<JobId>,
+    pub(super) leased: Option<JobId>,
+}
+
+/// The state in memory; see the module docs.
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) next_job: u64,
+    pub(super) next_body: u64,
+    pub(super) jobs: HashMap<JobId, JobMeta>,
+    pub(super) lanes: HashMap<TargetName, Lane>,
+    pub(super) slots: HashMap<Key, Slot>,
+    /// The notification log, write-through: the database holds the same entries.
+    pub(super) log: HashMap<Key, CachedLog>,
+    pub(super) bodies: HashMap<u64, Body>,
+    pub(super) dead_count: u64,
+    /// Makes dead-letter ids increase even when `now` repeats or goes back.
+    pub(super) ids: ContextV7,
+    /// Jobs acked, rescheduled or dropped in memory whose record the next commit writes (or
+    /// removes, when the job is gone).
+    pub(super) dirty_jobs: HashSet<JobId>,
+    /// Bodies whose last reference went; the next commit removes them.
+    pub(super) dirty_bodies: Vec<u64>,
+    /// A flush is queued for the writer, so settlements need not queue another.
+    pub(super) flush_queued: bool,
+    /// The last commit failed with a storage error, so settlements are refused (they could not
+    /// be persisted) until a commit succeeds again.
+    pub(super) failed: bool,
+    pub(super) dead_letter_cap: usize,
+    pub(super) dead_letter_retention: Option<Duration>,
+}
+
+impl State {
+    /// Reads the database into a fresh state, in one durable write transaction that also tidies
+    /// what a crash can leave behind:
+    /// - of two jobs of one (target, fingerprint), which a crash can leave when a newer state
+    ///   superseded a leased job, the newer one is kept: with the lease gone, nothing is in
+    ///   flight that the newer state must wait for;
+    /// - an alert body no job and no log entry refers to (its last reference went in a commit
+    ///   whose body removal had not been committed yet) is removed.
+    pub(super) fn load(db: &Database) -> Result<Self, JobStoreError> {
+        let mut txn = db.begin_write().map_err(storage)?;
+        txn.set_durability(super::ingest_durability())
+            .map_err(storage)?;
+        let mut state = Self {
+            dead_letter_cap: DEFAULT_DEAD_LETTER_CAP,
+            ..Self::default()
+        };
+        let legacy: Vec<String> = txn
+            .list_tables()
+            .map_err(storage)?
+            .map(|t| t.name().to_owned())
+            .filter(|name| LEGACY_TABLES.contains(&name.as_str()))
+            .collect();
+        for name in legacy {
+            let def = redb::TableDefinition::<'_, u64, &[u8]>::new(&name);
+            let empty = match name.as_str() {
+                "jobs" => txn.open_table(def).map_err(storage)?.is_empty(),
+                _ => txn
+                    .open_table(redb::TableDefinition::<'_, (&str, u64), &[u8]>::new(&name))
+                    .map_err(storage)?
+                    .is_empty(),
+            }
+            .map_err(storage)?;
+            if !empty {
+                return Err(JobStoreError::Storage(format!(
+                    "the queue file holds a table ({name}) in the format of an earlier alertpub \
+                     build; drain the queue with that build, or move the file aside"
+                )));
+            }
+            txn.delete_table(def).map_err(storage)?;
+        }
+        {
+            let mut jobs = txn.open_table(JOBS).map_err(storage)?;
+            let mut alerts = txn.open_table(ALERTS).map_err(storage)?;
+            let log = txn.open_table(LOG).map_err(storage)?;
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            let dead = txn.open_table(DEAD).map_err(storage)?;
+            txn.open_table(MESSAGE_REFS).map_err(storage)?;
+            state.dead_count = dead.len().map_err(storage)?;
+            state.next_job = meta
+                .get(NEXT_JOB)
+                .map_err(storage)?
+                .map_or(0, |v| v.value());
+            state.next_body = meta
+                .get(NEXT_BODY)
+                .map_err(storage)?
+                .map_or(0, |v| v.value());
+            for row in alerts.iter().map_err(storage)? {
+                let (id, value) = row.map_err(storage)?;
+                let id = id.value();
+                state.next_body = state.next_body.max(id);
+                let alert = Arc::new(decode_alert(value.value())?);
+                state.bodies.insert(id, Body { alert, refs: 0 });
+            }
+            for row in log.iter().map_err(storage)? {
+                let (key, value) = row.map_err(storage)?;
+                let (target, fingerprint) = key.value();
+                let stored = StoredLog::decode(value.value())?;
+                let target = TargetName::new(target).map_err(|e| {
+                    JobStoreError::Storage(format!("a logged target name is invalid: {e}"))
+                })?;
+                state.check_body(stored.body)?;
+                state.set_log(
+                    (target, Fingerprint::from_u64(fingerprint)),
+                    CachedLog {
+                        entry: stored.entry(),
+                        body: stored.body,
+                    },
+                );
+            }
+            let mut stale = Vec::new();
+            for row in jobs.iter().map_err(storage)? {
+                let (id, value) = row.map_err(storage)?;
+                let id = JobId(id.value());
+                let job = StoredJob::decode(value.value())?;
+                state.next_job = state.next_job.max(id.0);
+                state.check_body(job.body)?;
+                let key = (job.target.clone(), job.fingerprint);
+                // Ids grow, so a job met later is the newer state of its key.
+                if let Some(older) = state.slots.get(&key).and_then(|s| s.pending) {
+                    state.remove(older);
+                    stale.push(older);
+                }
+                state.insert_job(
+                    id,
+                    JobMeta {
+                        target: job.target,
+                        fingerprint: job.fingerprint,
+                        body: job.body,
+                        sequence: job.sequence,
+                        attempts: job.attempts,
+                        priority: job.priority,
+                        enqueued_at: job.enqueued_at,
+                        due: job.due,
+                        last_error: job.last_error,
+                        leased_until: None,
+                        superseded: false,
+                    },
+                );
+            }
+            for id in stale {
+                jobs.remove(id.0).map_err(storage)?;
+            }
+            let mut orphans: Vec<u64> = state
+                .bodies
+                .iter()
+                .filter(|(_, b)| b.refs == 0)
+                .map(|(&id, _)| id)
+                .collect();
+            for id in &orphans {
+                state.bodies.remove(id);
+            }
+            // The stale jobs' bodies, when those were their last references.
+            orphans.append(&mut state.dirty_bodies);
+            for id in orphans {
+                alerts.remove(id).map_err(storage)?;
+            }
+            meta.insert(NEXT_JOB, state.next_job).map_err(storage)?;
+            meta.insert(NEXT_BODY, state.next_body).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        Ok(state)
+    }
+
+    fn check_body(&self, body: u64) -> Result<(), JobStoreError> {
+        if self.bodies.contains_key(&body) {
+            Ok(())
+        } else {
+            Err(JobStoreError::Storage(format!(
+                "a stored record refers to alert {body}, which is not stored"
+            )))
+        }
+    }
+
+    pub(super) fn stats(&self) -> QueueStats {
+        let mut by_priority = [0; 3];
+        let mut by_target: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        let mut oldest_enqueued_at = None::<DateTime<Utc>>;
+        for job in self.jobs.values() {
+            oldest_enqueued_at =
+                Some(oldest_enqueued_at.map_or(job.enqueued_at, |o| o.min(job.enqueued_at)));
+            by_priority[level(job.priority)] += 1;
+            let counts = by_target.entry(job.target.as_str()).or_default();
+            if job.leased_until.is_some() {
+                counts.1 += 1;
+            } else {
+                counts.0 += 1;
+            }
+        }
+        QueueStats {
+            by_priority,
+            by_target: by_target
+                .into_iter()
+                .map(|(target, (pending, leased))| TargetQueueStats {
+                    target: target.to_owned(),
+                    pending,
+                    leased,
+                })
+                .collect(),
+            dead_letters: self.dead_count,
+            oldest_enqueued_at,
+        }
+    }
+
+    pub(super) fn slot(&self, key: &Key) -> Slot {
+        self.slots.get(key).copied().unwrap_or_default()
+    }
+
+    /// The body's alert; bodies referred to are always present.
+    pub(super) fn alert(&self, body: u64) -> Option<&Arc<EnrichedAlert>> {
+        self.bodies.get(&body).map(|b| &b.alert)
+    }
+
+    fn retain_body(&mut self, body: u64) {
+        if let Some(b) = self.bodies.get_mut(&body) {
+            b.refs += 1;
+        }
+    }
+
+    /// Drops one reference to `body`; the last one removes it, here and (with the next commit)
+    /// on disk.
+    fn release_body(&mut self, body: u64) {
+        if let Some(b) = self.bodies.get_mut(&body) {
+            b.refs = b.refs.saturating_sub(1);
+            if b.refs == 0 {
+                self.bodies.remove(&body);
+                self.dirty_bodies.push(body);
+            }
+        }
+    }
+
+    /// Adds a body no one refers to yet.
+    pub(super) fn insert_body(&mut self, id: u64, alert: Arc<EnrichedAlert>) {
+        self.bodies.insert(id, Body { alert, refs: 0 });
+    }
+
+    /// Stores a log entry, moving its body reference.
+    pub(super) fn set_log(&mut self, key: Key, cached: CachedLog) {
+        self.retain_body(cached.body);
+        if let Some(old) = self.log.insert(key, cached) {
+            self.release_body(old.body);
+        }
+    }
+
+    pub(super) fn remove_log(&mut self, key: &Key) {
+        if let Some(old) = self.log.remove(key) {
+            self.release_body(old.body);
+        }
+    }
+
+    /// Adds a job as pending.
+    pub(super) fn insert_job(&mut self, id: JobId, job: JobMeta) {
+        self.retain_body(job.body);
+        self.jobs.insert(id, job);
+        self.index_pending(id);
+    }
+
+    /// Files a job that is not leased under its lane's ready set and its slot's pending place.
+    pub(super) fn index_pending(&mut self, id: JobId) {
+        let job = &self.jobs[&id];
+        let lane = self.lanes.entry(job.target.clone()).or_default();
+        lane.ready[level(job.priority)].insert((job.due, id));
+        self.slots
+            .entry((job.target.clone(), job.fingerprint))
+            .or_default()
+            .pending = Some(id);
+    }
+
+    /// Takes a job out of its lane's sets and its slot, leaving it in `jobs`.
+    fn unindex(&mut self, id: JobId) {
+        let job = &self.jobs[&id];
+        if let Some(lane) = self.lanes.get_mut(&job.target) {
+            match job.leased_until {
+                Some(until) => lane.leased.remove(&(until, id)),
+                None => lane.ready[level(job.priority)].remove(&(job.due, id)),
+            };
+        }
+        let key = (job.target.clone(), job.fingerprint);
+        if let Some(slot) = self.slots.get_mut(&key) {
+            if slot.pending == Some(id) {
+                slot.pending = None;
+            }
+            if slot.leased == Some(id) {
+                slot.leased = None;
+            }
+            if slot.pending.is_none() && slot.leased.is_none() {
+                self.slots.remove(&key);
+            }
+        }
+    }
+
+    /// Removes a job entirely, releasing its body; `None` when there is no such job.
+    pub(super) fn remove(&mut self, id: JobId) -> Option<JobMeta> {
+        if !self.jobs.contains_key(&id) {
+            return None;
+        }
+        self.unindex(id);
+        let job = self.jobs.remove(&id)?;
+        self.release_body(job.body);
+        Some(job)
+    }
+
+    /// Removes a job here at once and from disk with the next commit.
+    pub(super) fn settle_remove(&mut self, id: JobId) {
+        if self.remove(id).is_some() {
+            self.dirty_jobs.insert(id);
+        }
+    }
+
+    /// Puts a job back in its lane's ready set, due at `due`, with `attempts` consumed.
+    pub(super) fn requeue(&mut self, id: JobId, due: DateTime<Utc>, attempts: u32) {
+        self.unindex(id);
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.due = due;
+            job.attempts = attempts;
+            job.leased_until = None;
+        }
+        self.index_pending(id);
+    }
+
+    /// The jobs of `target` whose lease has expired at `now`.
+    pub(super) fn expired(&self, target: &TargetName, now: DateTime<Utc>) -> Vec<JobId> {
+        self.lanes.get(target).map_or_else(Vec::new, |lane| {
+            lane.leased
+                .range(..=(now, JobId(u64::MAX)))
+                .map(|&(_, id)| id)
+                .collect()
+        })
+    }
+
+    /// Chooses up to `n` due jobs of `target`, by priority share, oldest due first per level,
+    /// skipping jobs whose (target, fingerprint) has a job in flight. Returns them with the
+    /// cycle position to keep once they are leased.
+    pub(super) fn pick(
+        &self,
+        target: &TargetName,
+        n: usize,
+        now: DateTime<Utc>,
+    ) -> (Vec<JobId>, usize) {
+        let Some(lane) = self.lanes.get(target) else {
+            return (Vec::new(), 0);
+        };
+        let mut candidates: [VecDeque<JobId>; 3] = Default::default();
+        for (ready, out) in lane.ready.iter().zip(&mut candidates) {
+            *out = ready
+                .range(..=(now, JobId(u64::MAX)))
+                .map(|&(_, id)| id)
+                .filter(|id| {
+                    let job = &self.jobs[id];
+                    self.slots
+                        .get(&(job.target.clone(), job.fingerprint))
+                        .is_none_or(|s| s.leased.is_none())
+                })
+                .take(n)
+                .collect();
+        }
+        let mut cycle = lane.cycle;
+        let mut picked = Vec::with_capacity(n.min(candidates.iter().map(VecDeque::len).sum()));
+        while picked.len() < n {
+            // A level with nothing due gives its slot to the highest level that has something.
+            let wanted = level(CYCLE[cycle % CYCLE.len()]);
+            let Some(id) = candidates[wanted]
+                .pop_front()
+                .or_else(|| candidates.iter_mut().find_map(VecDeque::pop_front))
+            else {
+                break;
+            };
+            picked.push(id);
+            cycle = (cycle + 1) % CYCLE.len();
+        }
+        (picked, cycle)
+    }
+
+    /// Moves a pending job to the leased set until `until`.
+    pub(super) fn mark_leased(&mut self, id: JobId, until: DateTime<Utc>) {
+        self.unindex(id);
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        job.leased_until = Some(until);
+        let key = (job.target.clone(), job.fingerprint);
+        self.lanes
+            .entry(key.0.clone())
+            .or_default()
+            .leased
+            .insert((until, id));
+        self.slots.entry(key).or_default().leased = Some(id);
+    }
+
+    /// When the earliest pending job of `target` that is not due at `now` becomes due.
+    pub(super) fn next_due(
+        &self,
+        target: &TargetName,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let lane = self.lanes.get(target)?;
+        lane.ready
+            .iter()
+            .filter_map(|ready| {
+                ready
+                    .range((Bound::Excluded((now, JobId(u64::MAX))), Bound::Unbounded))
+                    .next()
+                    .map(|&(due, _)| due)
+            })
+            .min()
+    }
+
+    /// A new UUIDv7 dead-letter id for `now`, greater than every id this process made before.
+    pub(super) fn dead_letter_id(&self, now: DateTime<Utc>) -> DeadLetterId {
+        let secs = u64::try_from(now.timestamp()).unwrap_or(0);
+        let timestamp = Timestamp::from_unix(&self.ids, secs, now.timestamp_subsec_nanos());
+        DeadLetterId(Uuid::new_v7(timestamp).to_string())
+    }
+}

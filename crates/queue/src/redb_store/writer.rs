@@ -1,0 +1,1099 @@
+//! The single writer: the thread that owns every redb write transaction, and the group commit.
+//!
+//! Callers send an [`Op`] through a bounded channel with a oneshot for the answer. The writer
+//! takes the first op, drains whatever else is queued (up to [`GROUP_CAP`]), and applies them all
+//! in one write transaction, committed once: with `Durability::Immediate` when any op of the
+//! group accepts or moves work, with `Durability::None` for a group that only carries
+//! settlements. Only then does it answer each op.
+//!
+//! - Each op's logical refusal (`Full`, `NotFound`, `Superseded`) is decided before it writes
+//!   anything, so it never affects the other ops of its group.
+//! - A storage error fails every op of the group and commits nothing: the transaction is
+//!   aborted and the in-memory state, which the group changes only after its commit, is as
+//!   before. redb refuses every write after an I/O failure until the file is reopened, so the
+//!   next group reopens it and reloads the state from disk.
+//! - Ops that read the whole state (a sweep, moving a whole target to the dead-letter queue)
+//!   run in a group of their own, so they see every earlier op applied.
+//! - Acks and reschedules change the state at once and mark the job dirty; every group writes
+//!   the dirty jobs (or removes those that are gone) before its ops, so they ride on whatever
+//!   commits next.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use alert_core::{
+    Admission, Admitted, AlertStatus, DeadLetter, DeadLetterId, DeadReason, EnrichedAlert,
+    Fingerprint, JobError, JobId, JobStoreError, LogDecision, LogEntry, LogVerdict, MessageRef,
+    Priority, SweepAction, SweepPlan, SweepReport, TargetKind, TargetName, log_verdict,
+    sweep_action,
+};
+use chrono::{DateTime, Utc};
+use redb::{ReadableTable, Table, WriteTransaction};
+use tokio::sync::{mpsc, oneshot};
+
+use super::records::{
+    ALERTS, DEAD, JOBS, LOG, MESSAGE_REFS, META, NEXT_BODY, NEXT_JOB, StoredDeadLetter, StoredLog,
+    encode, encode_alert, read_dead, storage,
+};
+use super::state::{CachedLog, JobMeta, Key, Slot, State};
+use super::{Shared, ingest_durability, settle_durability};
+use crate::sweep::sweep_job;
+
+/// At most this many ops share one commit, which bounds how long a group holds the state.
+const GROUP_CAP: usize = 256;
+
+/// Where an op's answer goes.
+pub(super) type Reply<T> = oneshot::Sender<Result<T, JobStoreError>>;
+
+/// One request to the writer.
+pub(super) enum Op {
+    Enqueue {
+        /// Shared with the caller, which holds it until it is answered, so the alerts are freed
+        /// on its thread rather than the writer's.
+        batch: Arc<Vec<Admission>>,
+        /// The batch's distinct alerts, prepared by the caller.
+        bodies: Vec<Prepared>,
+        /// For each admission, its alert's index in `bodies`.
+        body_of: Vec<usize>,
+        now: DateTime<Utc>,
+        reply: Reply<Vec<Admitted>>,
+    },
+    DeadLetter {
+        job: JobId,
+        kind: TargetKind,
+        reason: DeadReason,
+        error: Option<JobError>,
+        now: DateTime<Utc>,
+        reply: Reply<Option<DeadLetterId>>,
+    },
+    DeadLetterTarget {
+        target: TargetName,
+        kind: TargetKind,
+        reason: DeadReason,
+        now: DateTime<Utc>,
+        reply: Reply<u64>,
+    },
+    Replay {
+        id: DeadLetterId,
+        now: DateTime<Utc>,
+        reply: Reply<JobId>,
+    },
+    Purge {
+        id: DeadLetterId,
+        reply: Reply<()>,
+    },
+    Sweep {
+        plan: SweepPlan,
+        now: DateTime<Utc>,
+        reply: Reply<SweepReport>,
+    },
+    /// Stores (`Some`) or removes (`None`) a message reference.
+    MessageRef {
+        target: String,
+        fingerprint: Fingerprint,
+        reference: Option<MessageRef>,
+        reply: Reply<()>,
+    },
+    /// Nothing but the settlements marked dirty since the last commit.
+    Flush,
+}
+
+/// One distinct alert of an ingest batch, prepared by the caller (off the writer thread): the
+/// encoding of its body and its priority when firing.
+pub(super) struct Prepared {
+    alert: Arc<EnrichedAlert>,
+    encoded: Vec<u8>,
+    firing_priority: Priority,
+}
+
+/// Finds the batch's distinct alerts and encodes each once. Returns them and, for each
+/// admission, the index of its alert.
+pub(super) fn prepare(batch: &[Admission]) -> Result<(Vec<Prepared>, Vec<usize>), JobStoreError> {
+    let mut bodies: Vec<Prepared> = Vec::new();
+    let mut body_of = Vec::with_capacity(batch.len());
+    for admission in batch {
+        let alert = &admission.alert;
+        let found = bodies.iter().position(|p| {
+            p.alert.alert.fingerprint() == alert.alert.fingerprint() && *p.alert == *alert
+        });
+        let index = match found {
+            Some(index) => index,
+            None => {
+                bodies.push(Prepared {
+                    encoded: encode_alert(alert)?,
+                    firing_priority: Priority::of(alert, AlertStatus::Firing),
+                    alert: Arc::new(alert.clone()),
+                });
+                bodies.len() - 1
+            }
+        };
+        body_of.push(index);
+    }
+    Ok((bodies, body_of))
+}
+
+/// Sends an op's answer once the group's fate is known: the op's own answer when the group
+/// committed, the group's error otherwise.
+type Finish = Box<dyn FnOnce(Option<&JobStoreError>) + Send>;
+
+fn finish<T: Send + 'static>(reply: Reply<T>, answer: Result<T, JobStoreError>) -> Finish {
+    Box::new(move |group_error| {
+        // The caller may have gone (its future was dropped); the work stands regardless.
+        let _ = reply.send(match group_error {
+            Some(e) => Err(e.clone()),
+            None => answer,
+        });
+    })
+}
+
+fn failed<T: Send + 'static>(reply: Reply<T>) -> Finish {
+    Box::new(move |group_error| {
+        let error = group_error.cloned().unwrap_or_else(|| {
+            JobStoreError::Storage("the store's writer dropped the request".to_owned())
+        });
+        let _ = reply.send(Err(error));
+    })
+}
+
+impl Op {
+    /// Whether the op's commit must be on disk before it is answered.
+    pub(super) fn durable(&self) -> bool {
+        !matches!(self, Self::Flush)
+    }
+
+    /// Whether the op reads the whole state, and so runs in a group of its own.
+    fn solo(&self) -> bool {
+        matches!(self, Self::Sweep { .. } | Self::DeadLetterTarget { .. })
+    }
+
+    /// The answer of an op that a failed group never got to.
+    fn into_failed(self) -> Finish {
+        match self {
+            Self::Enqueue { reply, .. } => failed(reply),
+            Self::DeadLetter { reply, .. } => failed(reply),
+            Self::DeadLetterTarget { reply, .. } => failed(reply),
+            Self::Replay { reply, .. } => failed(reply),
+            Self::Sweep { reply, .. } => failed(reply),
+            Self::Purge { reply, .. } | Self::MessageRef { reply, .. } => failed(reply),
+            Self::Flush => Box::new(|_| {}),
+        }
+    }
+}
+
+/// The writer thread's body: groups ops until the channel closes, then makes one last durable
+/// commit so settlements made since the last durable commit survive a clean shutdown.
+pub(super) fn run(shared: &Shared, mut ops: mpsc::Receiver<Op>) {
+    let mut held: Option<Op> = None;
+    loop {
+        let first = match held.take() {
+            Some(op) => op,
+            None => match ops.blocking_recv() {
+                Some(op) => op,
+                None => break,
+            },
+        };
+        let solo = first.solo();
+        let feed = Feed {
+            first: Some(first),
+            more: (!solo).then_some(&mut ops),
+            held: &mut held,
+            taken: 0,
+            durable: false,
+        };
+        shared.commit_group(feed, false);
+    }
+    shared.commit_group(
+        Feed {
+            first: None,
+            more: None,
+            held: &mut held,
+            taken: 0,
+            durable: true,
+        },
+        true,
+    );
+}
+
+/// The ops of one group: the first, then whatever is queued behind it, taken while the group is
+/// being planned, so the ops that arrive meanwhile share its commit too. A solo op ends the
+/// group and waits in `held` for a group of its own.
+pub(super) struct Feed<'a> {
+    first: Option<Op>,
+    more: Option<&'a mut mpsc::Receiver<Op>>,
+    held: &'a mut Option<Op>,
+    taken: usize,
+    /// Whether any op taken needs a durable commit.
+    durable: bool,
+}
+
+impl Iterator for Feed<'_> {
+    type Item = Op;
+
+    fn next(&mut self) -> Option<Op> {
+        let op = match self.first.take() {
+            Some(op) => op,
+            None if self.taken >= GROUP_CAP => return None,
+            None => match self.more.as_mut()?.try_recv() {
+                Ok(op) if op.solo() => {
+                    *self.held = Some(op);
+                    self.more = None;
+                    return None;
+                }
+                Ok(op) => op,
+                Err(_) => return None,
+            },
+        };
+        self.taken += 1;
+        self.durable |= op.durable();
+        Some(op)
+    }
+}
+
+/// The tables a group writes, opened once per group.
+struct Tables<'t> {
+    jobs: Table<'t, u64, &'static [u8]>,
+    alerts: Table<'t, u64, &'static [u8]>,
+    log: Table<'t, (&'static str, u64), &'static [u8]>,
+    dead: Table<'t, &'static str, &'static [u8]>,
+    refs: Table<'t, (&'static str, u64), &'static [u8]>,
+    meta: Table<'t, &'static str, u64>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, JobStoreError> {
+        Ok(Self {
+            jobs: txn.open_table(JOBS).map_err(storage)?,
+            alerts: txn.open_table(ALERTS).map_err(storage)?,
+            log: txn.open_table(LOG).map_err(storage)?,
+            dead: txn.open_table(DEAD).map_err(storage)?,
+            refs: txn.open_table(MESSAGE_REFS).map_err(storage)?,
+            meta: txn.open_table(META).map_err(storage)?,
+        })
+    }
+
+    fn put_job(&mut self, id: JobId, job: &JobMeta) -> Result<(), JobStoreError> {
+        self.jobs
+            .insert(id.0, job.record().encode()?.as_slice())
+            .map_err(storage)?;
+        Ok(())
+    }
+
+    fn put_log(&mut self, key: &Key, cached: &CachedLog) -> Result<(), JobStoreError> {
+        let value = StoredLog::new(&cached.entry, cached.body).encode();
+        self.log
+            .insert((key.0.as_str(), key.1.as_u64()), value.as_slice())
+            .map_err(storage)?;
+        Ok(())
+    }
+}
+
+/// What a group changes in the state, applied in order once its commit succeeded.
+enum Effect {
+    InsertBody(u64, Arc<EnrichedAlert>),
+    SetLog(Key, CachedLog),
+    RemoveLog(Key),
+    Insert(JobId, JobMeta),
+    /// A newer state replaced this job: a pending one is removed, a leased one is marked and
+    /// removed when its lane settles it. Which it is is decided when the effect is applied,
+    /// since a lane may have leased or put back the job while the group was being committed.
+    Supersede(JobId),
+    /// The job went to the dead-letter queue (or was dropped); the commit removed its record.
+    Remove(JobId),
+}
+
+/// One (target, fingerprint) as a group sees it while it is being planned.
+#[derive(Clone, Copy)]
+struct Planned {
+    slot: Slot,
+    /// Whether the slot's leased job has already been superseded.
+    leased_superseded: bool,
+}
+
+/// A group's view: the state as it will be once the ops planned so far are applied.
+struct Group {
+    slots: HashMap<Key, Planned>,
+    logs: HashMap<Key, Option<CachedLog>>,
+    /// Jobs this group removed (dead-lettered or superseded while pending).
+    removed: HashSet<JobId>,
+    next_job: u64,
+    next_body: u64,
+    /// Live jobs once the group is applied.
+    live: u64,
+    dead_count: u64,
+    effects: Vec<Effect>,
+}
+
+impl Group {
+    fn new(state: &State) -> Self {
+        Self {
+            slots: HashMap::new(),
+            logs: HashMap::new(),
+            removed: HashSet::new(),
+            next_job: state.next_job,
+            next_body: state.next_body,
+            live: state.jobs.len() as u64,
+            dead_count: state.dead_count,
+            effects: Vec::new(),
+        }
+    }
+
+    fn log<'a>(&'a self, state: &'a State, key: &Key) -> Option<&'a CachedLog> {
+        match self.logs.get(key) {
+            Some(planned) => planned.as_ref(),
+            None => state.log.get(key),
+        }
+    }
+
+    fn planned(&mut self, state: &State, key: &Key) -> &mut Planned {
+        self.slots.entry(key.clone()).or_insert_with(|| {
+            let slot = state.slot(key);
+            let leased_superseded = slot
+                .leased
+                .and_then(|id| state.jobs.get(&id))
+                .is_some_and(|j| j.superseded);
+            Planned {
+                slot,
+                leased_superseded,
+            }
+        })
+    }
+
+    fn set_log(
+        &mut self,
+        t: &mut Tables<'_>,
+        key: &Key,
+        cached: CachedLog,
+    ) -> Result<(), JobStoreError> {
+        t.put_log(key, &cached)?;
+        self.logs.insert(key.clone(), Some(cached.clone()));
+        self.effects.push(Effect::SetLog(key.clone(), cached));
+        Ok(())
+    }
+
+    /// Stores a new alert body; the caller makes the references to it.
+    fn new_body(
+        &mut self,
+        t: &mut Tables<'_>,
+        alert: Arc<EnrichedAlert>,
+    ) -> Result<u64, JobStoreError> {
+        let encoded = encode_alert(&alert)?;
+        self.store_body(t, alert, &encoded)
+    }
+
+    /// Stores a new alert body, already encoded.
+    fn store_body(
+        &mut self,
+        t: &mut Tables<'_>,
+        alert: Arc<EnrichedAlert>,
+        encoded: &[u8],
+    ) -> Result<u64, JobStoreError> {
+        self.next_body += 1;
+        let id = self.next_body;
+        t.alerts.insert(id, encoded).map_err(storage)?;
+        self.effects.push(Effect::InsertBody(id, alert));
+        Ok(id)
+    }
+
+    /// Makes a pending job of `key`, due now, superseding the live job of the key as
+    /// `enqueue_batch` does. Returns its id and the job it superseded.
+    #[allow(clippy::too_many_arguments)]
+    fn new_job(
+        &mut self,
+        state: &State,
+        t: &mut Tables<'_>,
+        key: &Key,
+        body: u64,
+        sequence: u64,
+        priority: Priority,
+        now: DateTime<Utc>,
+    ) -> Result<(JobId, Option<JobId>), JobStoreError> {
+        self.next_job += 1;
+        let id = JobId(self.next_job);
+        let planned = self.planned(state, key);
+        let mut replaced_pending = None;
+        let superseded = if let Some(old) = planned.slot.pending {
+            replaced_pending = Some(old);
+            Some(old)
+        } else if let Some(old) = planned.slot.leased
+            && !planned.leased_superseded
+        {
+            // It stays until its lane settles it, and this job waits for that.
+            planned.leased_superseded = true;
+            Some(old)
+        } else {
+            None
+        };
+        planned.slot.pending = Some(id);
+        match replaced_pending {
+            Some(old) => {
+                t.jobs.remove(old.0).map_err(storage)?;
+                self.removed.insert(old);
+            }
+            // Replacing a pending job does not grow the queue; anything else does.
+            None => self.live += 1,
+        }
+        if let Some(old) = superseded {
+            self.effects.push(Effect::Supersede(old));
+        }
+        let job = JobMeta {
+            target: key.0.clone(),
+            fingerprint: key.1,
+            body,
+            sequence,
+            attempts: 0,
+            priority,
+            enqueued_at: now,
+            due: now,
+            last_error: None,
+            leased_until: None,
+            superseded: false,
+        };
+        t.put_job(id, &job)?;
+        self.effects.push(Effect::Insert(id, job));
+        Ok((id, superseded))
+    }
+
+    /// Takes `job` out of its key's planned slot, as removing it does.
+    fn forget(&mut self, state: &State, key: &Key, job: JobId) {
+        let planned = self.planned(state, key);
+        if planned.slot.pending == Some(job) {
+            planned.slot.pending = None;
+        }
+        if planned.slot.leased == Some(job) {
+            planned.slot.leased = None;
+            planned.leased_superseded = false;
+        }
+        self.removed.insert(job);
+        self.live = self.live.saturating_sub(1);
+        self.effects.push(Effect::Remove(job));
+    }
+
+    /// Applies the group to the state, after its commit.
+    fn apply(self, state: &mut State) {
+        state.next_job = self.next_job;
+        state.next_body = self.next_body;
+        state.dead_count = self.dead_count;
+        for effect in self.effects {
+            match effect {
+                Effect::InsertBody(id, alert) => state.insert_body(id, alert),
+                Effect::SetLog(key, cached) => state.set_log(key, cached),
+                Effect::RemoveLog(key) => state.remove_log(&key),
+                Effect::Insert(id, job) => state.insert_job(id, job),
+                Effect::Supersede(id) => match state.jobs.get_mut(&id) {
+                    Some(job) if job.leased_until.is_some() => job.superseded = true,
+                    // Pending now: removed, and (should a lane have put it back since the
+                    // group removed its record) removed on disk again by the next commit.
+                    Some(_) => state.settle_remove(id),
+                    None => {}
+                },
+                Effect::Remove(id) => {
+                    state.remove(id);
+                }
+            }
+        }
+    }
+}
+
+/// The op's own answer, or a storage error that fails its whole group.
+type Planned2<T> = Result<Result<T, JobStoreError>, JobStoreError>;
+
+impl Shared {
+    /// Runs one group: plans and writes its ops under the state lock, commits without it, then
+    /// applies the group to the state and answers every op. `close` makes the commit durable
+    /// whatever the ops.
+    pub(super) fn commit_group(&self, mut ops: Feed<'_>, close: bool) {
+        let mut finishes: Vec<Finish> = Vec::new();
+        match self.try_group(&mut ops, close, &mut finishes) {
+            Ok(()) => finishes.into_iter().for_each(|f| f(None)),
+            Err(e) => {
+                // What the group had not taken yet waits for the next group: it may succeed.
+                finishes.extend(ops.first.take().map(Op::into_failed));
+                finishes.into_iter().for_each(|f| f(Some(&e)));
+            }
+        }
+    }
+
+    fn try_group(
+        &self,
+        ops: &mut Feed<'_>,
+        close: bool,
+        finishes: &mut Vec<Finish>,
+    ) -> Result<(), JobStoreError> {
+        let mut txn = self.begin_write(settle_durability())?;
+        let mut state = self.state()?;
+        state.flush_queued = false;
+        let dirty_jobs: Vec<JobId> = state.dirty_jobs.drain().collect();
+        let dirty_bodies = std::mem::take(&mut state.dirty_bodies);
+        let mut group = Group::new(&state);
+        let planned = (|| {
+            let mut t = Tables::open(&txn)?;
+            for &id in &dirty_jobs {
+                match state.jobs.get(&id) {
+                    Some(job) => t.put_job(id, job)?,
+                    None => {
+                        t.jobs.remove(id.0).map_err(storage)?;
+                    }
+                }
+            }
+            for &body in &dirty_bodies {
+                if !state.bodies.contains_key(&body) {
+                    t.alerts.remove(body).map_err(storage)?;
+                }
+            }
+            for op in ops.by_ref() {
+                self.plan(&mut group, &state, &mut t, op, finishes)?;
+            }
+            if group.next_job != state.next_job {
+                t.meta.insert(NEXT_JOB, group.next_job).map_err(storage)?;
+            }
+            if group.next_body != state.next_body {
+                t.meta.insert(NEXT_BODY, group.next_body).map_err(storage)?;
+            }
+            Ok::<_, JobStoreError>(())
+        })();
+        let restore = |state: &mut State| {
+            state.dirty_jobs.extend(dirty_jobs.iter().copied());
+            state.dirty_bodies.extend(dirty_bodies.iter().copied());
+            state.failed = true;
+        };
+        if let Err(e) = planned {
+            restore(&mut state);
+            drop(state);
+            // The abort's own failure changes nothing: the transaction is gone either way.
+            let _ = txn.abort();
+            return Err(e);
+        }
+        // The fsync runs without the lock, so lanes lease and ack meanwhile.
+        drop(state);
+        if (close || ops.durable)
+            && let Err(e) = txn.set_durability(ingest_durability())
+        {
+            restore(&mut *self.state()?);
+            return Err(storage(e));
+        }
+        let committed = txn.commit().map_err(storage);
+        let mut state = self.state()?;
+        if let Err(e) = committed {
+            restore(&mut state);
+            return Err(e);
+        }
+        state.failed = false;
+        group.apply(&mut state);
+        Ok(())
+    }
+
+    /// Plans and writes one op, queueing its answer.
+    fn plan(
+        &self,
+        g: &mut Group,
+        state: &State,
+        t: &mut Tables<'_>,
+        op: Op,
+        finishes: &mut Vec<Finish>,
+    ) -> Result<(), JobStoreError> {
+        fn settle<T: Send + 'static>(
+            reply: Reply<T>,
+            planned: Planned2<T>,
+            finishes: &mut Vec<Finish>,
+        ) -> Result<(), JobStoreError> {
+            match planned {
+                Ok(answer) => {
+                    finishes.push(finish(reply, answer));
+                    Ok(())
+                }
+                Err(e) => {
+                    finishes.push(failed(reply));
+                    Err(e)
+                }
+            }
+        }
+        match op {
+            Op::Enqueue {
+                batch,
+                bodies,
+                body_of,
+                now,
+                reply,
+            } => settle(
+                reply,
+                self.enqueue(g, state, t, &batch, bodies, &body_of, now),
+                finishes,
+            ),
+            Op::DeadLetter {
+                job,
+                kind,
+                reason,
+                error,
+                now,
+                reply,
+            } => settle(
+                reply,
+                self.dead_letter(g, state, t, job, kind, reason, error, now),
+                finishes,
+            ),
+            Op::DeadLetterTarget {
+                target,
+                kind,
+                reason,
+                now,
+                reply,
+            } => settle(
+                reply,
+                self.dead_letter_target(g, state, t, &target, kind, reason, now),
+                finishes,
+            ),
+            Op::Replay { id, now, reply } => {
+                settle(reply, self.replay(g, state, t, &id, now), finishes)
+            }
+            Op::Purge { id, reply } => {
+                let planned = match t.dead.remove(id.0.as_str()) {
+                    Ok(Some(_)) => {
+                        g.dead_count = g.dead_count.saturating_sub(1);
+                        Ok(Ok(()))
+                    }
+                    Ok(None) => Ok(Err(JobStoreError::NotFound)),
+                    Err(e) => Err(storage(e)),
+                };
+                settle(reply, planned, finishes)
+            }
+            Op::Sweep { plan, now, reply } => {
+                settle(reply, self.sweep(g, state, t, &plan, now), finishes)
+            }
+            Op::MessageRef {
+                target,
+                fingerprint,
+                reference,
+                reply,
+            } => {
+                let key = (target.as_str(), fingerprint.as_u64());
+                let planned = match reference {
+                    Some(reference) => encode(&reference).and_then(|value| {
+                        t.refs
+                            .insert(key, value.as_slice())
+                            .map(drop)
+                            .map_err(storage)
+                    }),
+                    None => t.refs.remove(key).map(drop).map_err(storage),
+                };
+                settle(reply, planned.map(Ok), finishes)
+            }
+            Op::Flush => Ok(()),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn enqueue(
+        &self,
+        g: &mut Group,
+        state: &State,
+        t: &mut Tables<'_>,
+        batch: &[Admission],
+        prepared: Vec<Prepared>,
+        body_of: &[usize],
+        now: DateTime<Utc>,
+    ) -> Planned2<Vec<Admitted>> {
+        // First the decisions alone, so a refusal (`Full`) is known before anything is written.
+        let mut logs: HashMap<Key, Option<LogEntry>> = HashMap::new();
+        let mut pending: HashMap<Key, bool> = HashMap::new();
+        let mut verdicts = Vec::with_capacity(batch.len());
+        let mut added: u64 = 0;
+        for admission in batch {
+            let key = (
+                admission.target.clone(),
+                admission.alert.alert.fingerprint(),
+            );
+            let previous = logs
+                .entry(key.clone())
+                .or_insert_with(|| g.log(state, &key).map(|c| c.entry.clone()));
+            let verdict = log_verdict(previous.as_ref(), admission, now);
+            match &verdict {
+                LogVerdict::Enqueue { entry, .. } => {
+                    *previous = Some(entry.clone());
+                    let has_pending = pending.entry(key.clone()).or_insert_with(|| {
+                        g.slots
+                            .get(&key)
+                            .map_or_else(|| state.slot(&key), |p| p.slot)
+                            .pending
+                            .is_some()
+                    });
+                    // Replacing a pending job does not grow the queue.
+                    if !*has_pending {
+                        added += 1;
+                        *has_pending = true;
+                    }
+                }
+                LogVerdict::Duplicate {
+                    refresh: Some(entry),
+                } => *previous = Some(entry.clone()),
+                LogVerdict::Duplicate { refresh: None } => {}
+            }
+            verdicts.push((key, verdict));
+        }
+        if added > 0 && g.live + added > self.max_jobs {
+            return Ok(Err(JobStoreError::Full {
+                max_jobs: self.max_jobs,
+            }));
+        }
+
+        // Then the writes. Each distinct alert of the batch is stored once, however many
+        // targets it goes to; the body ids are given out as the bodies are first used.
+        let priorities: Vec<Priority> = prepared.iter().map(|p| p.firing_priority).collect();
+        let mut stored: Vec<Option<u64>> = vec![None; prepared.len()];
+        let mut prepared: Vec<Option<Prepared>> = prepared.into_iter().map(Some).collect();
+        // Alerts whose `startsAt` the log merged, which the caller could not prepare.
+        let mut merged: Vec<(Arc<EnrichedAlert>, u64)> = Vec::new();
+        let mut answers = Vec::with_capacity(verdicts.len());
+        for ((key, verdict), (admission, &index)) in
+            verdicts.into_iter().zip(batch.iter().zip(body_of))
+        {
+            match verdict {
+                LogVerdict::Duplicate { refresh: None } => answers.push(Admitted::Duplicate),
+                LogVerdict::Duplicate {
+                    refresh: Some(entry),
+                } => {
+                    // A refresh only extends the entry's `endsAt`; the accepted alert stays,
+                    // since the re-send was not accepted as a delivery.
+                    let body = g.log(state, &key).map(|c| c.body).ok_or_else(|| {
+                        JobStoreError::Storage(format!(
+                            "the log entry of {} {} vanished",
+                            key.0, key.1
+                        ))
+                    })?;
+                    g.set_log(t, &key, CachedLog { entry, body })?;
+                    answers.push(Admitted::Duplicate);
+                }
+                LogVerdict::Enqueue {
+                    merged_starts_at,
+                    sequence,
+                    entry,
+                } => {
+                    let (body, firing_priority) = match merged_starts_at {
+                        None => {
+                            let body = match stored[index] {
+                                Some(body) => body,
+                                None => {
+                                    let p = prepared[index].take().ok_or_else(|| {
+                                        JobStoreError::Storage("a prepared alert vanished".into())
+                                    })?;
+                                    let body = g.store_body(t, p.alert, &p.encoded)?;
+                                    stored[index] = Some(body);
+                                    body
+                                }
+                            };
+                            (body, priorities[index])
+                        }
+                        Some(starts_at) => {
+                            let mut alert = admission.alert.clone();
+                            alert.alert = alert.alert.with_starts_at(starts_at).map_err(|e| {
+                                JobStoreError::Storage(format!("merging startsAt: {e}"))
+                            })?;
+                            let priority = priorities[index];
+                            let found = merged.iter().find(|(a, _)| **a == alert);
+                            let body = match found {
+                                Some(&(_, body)) => body,
+                                None => {
+                                    let alert = Arc::new(alert);
+                                    let encoded = encode_alert(&alert)?;
+                                    let body = g.store_body(t, Arc::clone(&alert), &encoded)?;
+                                    merged.push((alert, body));
+                                    body
+                                }
+                            };
+                            (body, priority)
+                        }
+                    };
+                    let priority = match entry.status {
+                        AlertStatus::Resolved => Priority::Low,
+                        AlertStatus::Firing => firing_priority,
+                    };
+                    g.set_log(t, &key, CachedLog { entry, body })?;
+                    let (job, superseded) =
+                        g.new_job(state, t, &key, body, sequence, priority, now)?;
+                    answers.push(Admitted::Enqueued {
+                        job,
+                        sequence,
+                        superseded,
+                    });
+                }
+            }
+        }
+        Ok(Ok(answers))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dead_letter(
+        &self,
+        g: &mut Group,
+        state: &State,
+        t: &mut Tables<'_>,
+        id: JobId,
+        kind: TargetKind,
+        reason: DeadReason,
+        error: Option<JobError>,
+        now: DateTime<Utc>,
+    ) -> Planned2<Option<DeadLetterId>> {
+        if g.removed.contains(&id) {
+            return Ok(Ok(None));
+        }
+        let Some(job) = state.jobs.get(&id) else {
+            return Ok(Ok(None));
+        };
+        let key = (job.target.clone(), job.fingerprint);
+        let superseded = job.superseded
+            || g.slots
+                .get(&key)
+                .is_some_and(|p| p.slot.leased == Some(id) && p.leased_superseded);
+        t.jobs.remove(id.0).map_err(storage)?;
+        g.forget(state, &key, id);
+        if superseded {
+            return Ok(Ok(None));
+        }
+        let dead_id = state.dead_letter_id(now);
+        let mut entry = self.dead_entry(state, job, dead_id.clone(), kind, reason, now)?;
+        if error.is_some() {
+            entry.last_error = error;
+        }
+        self.bury(g, state, t, &entry, now)?;
+        let kept = t.dead.get(dead_id.0.as_str()).map_err(storage)?.is_some();
+        Ok(Ok(kept.then_some(dead_id)))
+    }
+
+    /// The dead-letter entry of a live job. The attempt in flight counts: the lane may have
+    /// sent it.
+    fn dead_entry(
+        &self,
+        state: &State,
+        job: &JobMeta,
+        id: DeadLetterId,
+        kind: TargetKind,
+        reason: DeadReason,
+        now: DateTime<Utc>,
+    ) -> Result<DeadLetter, JobStoreError> {
+        let alert = state.alert(job.body).ok_or_else(|| {
+            JobStoreError::Storage(format!("the alert of a job ({}) is missing", job.body))
+        })?;
+        let mut entry = DeadLetter::new(
+            id,
+            job.target.clone(),
+            kind,
+            EnrichedAlert::clone(alert),
+            reason,
+            now,
+        );
+        entry.last_error.clone_from(&job.last_error);
+        entry.attempts = if job.leased_until.is_some() {
+            job.attempts.saturating_add(1)
+        } else {
+            job.attempts
+        };
+        entry.sequence = job.sequence;
+        entry.enqueued_at = job.enqueued_at;
+        Ok(entry)
+    }
+
+    /// Stores a dead-letter entry and drops the oldest beyond the cap or the retention window.
+    fn bury(
+        &self,
+        g: &mut Group,
+        state: &State,
+        t: &mut Tables<'_>,
+        entry: &DeadLetter,
+        now: DateTime<Utc>,
+    ) -> Result<(), JobStoreError> {
+        t.dead
+            .insert(
+                entry.id.0.as_str(),
+                encode(&StoredDeadLetter::new(entry))?.as_slice(),
+            )
+            .map_err(storage)?;
+        g.dead_count += 1;
+        let cutoff = state
+            .dead_letter_retention
+            .and_then(|r| chrono::Duration::from_std(r).ok())
+            .and_then(|r| now.checked_sub_signed(r));
+        // Ids sort by when they were made, so the oldest entries come first.
+        loop {
+            let Some((_, first)) = t.dead.first().map_err(storage)? else {
+                break;
+            };
+            let over_cap = g.dead_count > state.dead_letter_cap as u64;
+            let expired = match cutoff {
+                Some(cutoff) => {
+                    super::records::decode::<StoredDeadLetter>(first.value())?.dead_at < cutoff
+                }
+                None => false,
+            };
+            drop(first);
+            if !over_cap && !expired {
+                break;
+            }
+            t.dead.pop_first().map_err(storage)?;
+            g.dead_count -= 1;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dead_letter_target(
+        &self,
+        g: &mut Group,
+        state: &State,
+        t: &mut Tables<'_>,
+        target: &TargetName,
+        kind: TargetKind,
+        reason: DeadReason,
+        now: DateTime<Utc>,
+    ) -> Planned2<u64> {
+        let Some(lane) = state.lanes.get(target) else {
+            return Ok(Ok(0));
+        };
+        let mut ids: Vec<JobId> = lane
+            .ready
+            .iter()
+            .flatten()
+            .chain(&lane.leased)
+            .map(|&(_, id)| id)
+            .filter(|id| !g.removed.contains(id))
+            .collect();
+        // In the order they were made, so the entries' ids sort the same way.
+        ids.sort_unstable();
+        let mut moved = 0;
+        for id in ids {
+            let job = &state.jobs[&id];
+            t.jobs.remove(id.0).map_err(storage)?;
+            g.forget(state, &(job.target.clone(), job.fingerprint), id);
+            // Its successor is moved with it; the older state would only be replayed over it.
+            if job.superseded {
+                continue;
+            }
+            let dead_id = state.dead_letter_id(now);
+            let entry = self.dead_entry(state, job, dead_id, kind, reason, now)?;
+            self.bury(g, state, t, &entry, now)?;
+            moved += 1;
+        }
+        Ok(Ok(moved))
+    }
+
+    fn replay(
+        &self,
+        g: &mut Group,
+        state: &State,
+        t: &mut Tables<'_>,
+        id: &DeadLetterId,
+        now: DateTime<Utc>,
+    ) -> Planned2<JobId> {
+        let entry = match t.dead.get(id.0.as_str()).map_err(storage)? {
+            Some(value) => read_dead(value.value())?,
+            None => return Ok(Err(JobStoreError::NotFound)),
+        };
+        let key = (entry.target.clone(), entry.alert.alert.fingerprint());
+        let newer_accepted = g
+            .log(state, &key)
+            .is_some_and(|log| log.entry.sequence > entry.sequence);
+        // A live job of the same (target, fingerprint) is the same state or a newer one.
+        let slot = g.planned(state, &key).slot;
+        if newer_accepted || slot.pending.is_some() || slot.leased.is_some() {
+            return Ok(Err(JobStoreError::Superseded));
+        }
+        if g.live >= self.max_jobs {
+            return Ok(Err(JobStoreError::Full {
+                max_jobs: self.max_jobs,
+            }));
+        }
+        t.dead.remove(id.0.as_str()).map_err(storage)?;
+        g.dead_count = g.dead_count.saturating_sub(1);
+        let priority = Priority::of(&entry.alert, entry.alert.alert.status_at(now));
+        let body = g.new_body(t, Arc::new(entry.alert))?;
+        let (job, _) = g.new_job(state, t, &key, body, entry.sequence, priority, now)?;
+        Ok(Ok(job))
+    }
+
+    fn sweep(
+        &self,
+        g: &mut Group,
+        state: &State,
+        t: &mut Tables<'_>,
+        plan: &SweepPlan,
+        now: DateTime<Utc>,
+    ) -> Planned2<SweepReport> {
+        let targets: HashMap<&str, Option<Duration>> = plan
+            .targets
+            .iter()
+            .map(|(name, interval)| (name.as_str(), *interval))
+            .collect();
+        let mut work = Vec::new();
+        let mut expired = Vec::new();
+        for (key, cached) in &state.log {
+            let action = sweep_action(
+                &cached.entry,
+                targets.get(key.0.as_str()).copied(),
+                plan.log_retention,
+                now,
+            );
+            match action {
+                SweepAction::Resolve { since } => work.push((since, key.clone(), true)),
+                SweepAction::Refresh { since } => work.push((since, key.clone(), false)),
+                SweepAction::Expire => expired.push(key.clone()),
+                _ => {}
+            }
+        }
+        let mut report = SweepReport::default();
+        for key in expired {
+            t.log
+                .remove((key.0.as_str(), key.1.as_u64()))
+                .map_err(storage)?;
+            g.logs.insert(key.clone(), None);
+            g.effects.push(Effect::RemoveLog(key));
+            report.expired_log_entries += 1;
+        }
+        // Longest overdue first, so a bounded pass leaves the freshest work for the next one.
+        work.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut made = 0_usize;
+        for (_, key, resolve) in work {
+            if made >= plan.max_jobs_per_pass {
+                break;
+            }
+            let Some(cached) = g.log(state, &key).cloned() else {
+                continue;
+            };
+            let slot = g.planned(state, &key).slot;
+            // A refresh is for an alert that is not on its way already.
+            if !resolve && (slot.pending.is_some() || slot.leased.is_some()) {
+                continue;
+            }
+            // Replacing a pending job does not grow the queue.
+            if slot.pending.is_none() && g.live >= self.max_jobs {
+                continue;
+            }
+            let last = state.alert(cached.body).ok_or_else(|| {
+                JobStoreError::Storage(format!(
+                    "the alert of a log entry ({}) is missing",
+                    cached.body
+                ))
+            })?;
+            let LogDecision::Enqueue {
+                alert,
+                sequence,
+                entry,
+            } = sweep_job(&cached.entry, last, now)?
+            else {
+                unreachable!("a sweep job is always an enqueue")
+            };
+            let priority = Priority::of(&alert, alert.alert.status_at(now));
+            let body = g.new_body(t, Arc::new(*alert))?;
+            g.set_log(t, &key, CachedLog { entry, body })?;
+            g.new_job(state, t, &key, body, sequence, priority, now)?;
+            made += 1;
+            if resolve {
+                report.resolved += 1;
+            } else {
+                report.refreshed += 1;
+            }
+            report.targets.push(key.0);
+        }
+        report.targets.sort_unstable();
+        report.targets.dedup();
+        Ok(Ok(report))
+    }
+}
