@@ -529,3 +529,100 @@ async fn message_refs_survive_a_reopen() {
     let store = RedbJobStore::open(&path, 100).unwrap();
     assert_eq!(store.message_refs().get("slack", other).await, None);
 }
+
+#[tokio::test]
+async fn concurrent_batches_refused_as_full_leave_the_others_committed() {
+    let dir = TempDir::new("group-full");
+    let path = dir.db();
+    let target = TargetName::new("t").unwrap();
+    let accepted: Vec<usize>;
+    {
+        let store = RedbJobStore::open(&path, 5).unwrap();
+        // Sent together, so the writer commits several of them in one group: the refusal of the
+        // batches that do not fit must not touch the ones that do.
+        let answers = futures_join_all(
+            (0..10)
+                .map(|i| {
+                    store.enqueue_batch(
+                        vec![admit(&target, alert(&format!("G{i}"), None, 86_400))],
+                        at(0),
+                    )
+                })
+                .collect(),
+        )
+        .await;
+        accepted = (0..10).filter(|&i| answers[i].is_ok()).collect();
+        assert_eq!(accepted.len(), 5, "{answers:?}");
+        for (i, answer) in answers.iter().enumerate() {
+            if !accepted.contains(&i) {
+                assert_eq!(
+                    answer.as_ref().unwrap_err(),
+                    &alert_core::JobStoreError::Full { max_jobs: 5 }
+                );
+            }
+        }
+        // Two acks, answered from memory; the clean close below makes them durable.
+        let leased = store
+            .lease(&target, 2, Duration::from_secs(60), at(1))
+            .await
+            .unwrap()
+            .jobs;
+        for job in &leased {
+            store.ack(job.id, at(1)).await.unwrap();
+        }
+        assert_eq!(store.stats().await.unwrap().depth(), 3);
+    }
+    let store = RedbJobStore::open(&path, 5).unwrap();
+    assert_eq!(
+        store.stats().await.unwrap().depth(),
+        3,
+        "the acks made before the clean close were persisted"
+    );
+    for i in 0..10 {
+        let fingerprint = alert(&format!("G{i}"), None, 86_400).alert.fingerprint();
+        let logged = store.log_entry("t", fingerprint).unwrap().is_some();
+        assert_eq!(
+            logged,
+            accepted.contains(&i),
+            "G{i}: only an accepted batch wrote its log entry"
+        );
+        assert_eq!(
+            store
+                .last_accepted_alert("t", fingerprint)
+                .unwrap()
+                .is_some(),
+            logged,
+            "G{i}: a log entry keeps its accepted alert"
+        );
+    }
+}
+
+/// Polls `futures` together on the current task, as `join_all` does.
+async fn futures_join_all<T>(futures: Vec<alert_core::BoxFuture<'_, T>>) -> Vec<T> {
+    let mut futures: Vec<Option<alert_core::BoxFuture<'_, T>>> =
+        futures.into_iter().map(Some).collect();
+    let mut out: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, result) in futures.iter_mut().zip(out.iter_mut()) {
+            if let Some(future) = slot {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => {
+                        *result = Some(value);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|v| v.expect("every future finished"))
+        .collect()
+}
