@@ -741,6 +741,54 @@ mod tests {
     }
 
     #[test]
+    fn a_file_in_the_first_format_is_refused_unless_its_old_tables_are_empty() {
+        let legacy = redb::TableDefinition::<'_, u64, &[u8]>::new("jobs");
+        let memory = Arc::new(InMemoryBackend::new());
+        let opener = |memory: &Arc<InMemoryBackend>| {
+            let memory = Arc::clone(memory);
+            move || {
+                Database::builder().create_with_backend(FlakyDisk {
+                    inner: Arc::clone(&memory),
+                    failing: Arc::new(AtomicBool::new(false)),
+                })
+            }
+        };
+        {
+            let db = opener(&memory)().unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(legacy)
+                .unwrap()
+                .insert(1, &b"{}"[..])
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let err = RedbJobStore::with_opener(PathBuf::from("old"), 10, Box::new(opener(&memory)))
+            .unwrap_err();
+        assert!(
+            matches!(&err, JobStoreError::Storage(m) if m.contains("earlier alertpub build")),
+            "{err:?}"
+        );
+        {
+            let db = opener(&memory)().unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(legacy).unwrap().remove(1).unwrap();
+            txn.commit().unwrap();
+        }
+        // Empty, the old table is dropped and the store opens.
+        let store =
+            RedbJobStore::with_opener(PathBuf::from("old"), 10, Box::new(opener(&memory))).unwrap();
+        drop(store);
+        let db = opener(&memory)().unwrap();
+        let txn = db.begin_read().unwrap();
+        let names: Vec<String> = txn
+            .list_tables()
+            .unwrap()
+            .map(|t| redb::TableHandle::name(&t).to_owned())
+            .collect();
+        assert!(!names.contains(&"jobs".to_owned()), "{names:?}");
+    }
+
+    #[test]
     fn a_group_with_any_ingest_commits_with_fsync() {
         // The writer commits a group with `ingest_durability()` when any of its ops is durable;
         // only settlements alone (a flush) skip the fsync.
