@@ -699,3 +699,52 @@ async fn a_disabled_target_pauses_and_a_removed_one_dead_letters_after_its_grace
     let queue = http.get(&server.url("/api/v1/queue")).await.json();
     assert_eq!(queue["depth"], 0, "{queue}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slack_resolve_updates_the_original_message_after_a_restart() {
+    let slack = MockTarget::start().await;
+    slack.respond(
+        MockResponse::status(200)
+            .json(&json!({"ok": true, "ts": "1700000000.000100", "channel": "C0ALERTS"})),
+    );
+    let dir = alertpub_e2e::TempDir::new();
+    std::fs::write(dir.path().join("slack-token"), "xoxb-test-token").unwrap();
+    let config = format!(
+        "{}targets:\n  - name: slack\n    kind: slack\n    url: {}\n    token_file: slack-token\n    channel: \"#alerts\"\n",
+        queue_config(""),
+        slack.base_url()
+    );
+    let mut server = Server::start_in(dir, &config).await;
+    let http = Http::new();
+    let labels = json!({"alertname": "SlackThread"});
+    let answer = http
+        .post_json(
+            &server.url("/api/v2/alerts"),
+            &json!([{"labels": labels, "startsAt": "2026-11-01T00:00:00Z"}]),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let posted = wait_for_posts(&slack, 1).await;
+    assert!(
+        posted[0].path.ends_with("/chat.postMessage"),
+        "{}",
+        posted[0].path
+    );
+
+    // The message's ts is kept in the queue file, so a restart does not lose it.
+    server.signal("TERM");
+    assert_eq!(server.wait(Duration::from_secs(30)).await.code(), Some(0));
+    let server = server.restart().await;
+    let answer = http
+        .post_json(
+            &server.url("/api/v2/alerts"),
+            &json!([{"labels": labels, "startsAt": "2026-11-01T00:00:00Z",
+                      "endsAt": "2026-11-01T01:00:00Z"}]),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let requests = wait_for_posts(&slack, 2).await;
+    let update = &requests[1];
+    assert!(update.path.ends_with("/chat.update"), "{}", update.path);
+    assert_eq!(update.json()["ts"], "1700000000.000100");
+}

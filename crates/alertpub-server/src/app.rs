@@ -4,9 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use alert_core::{
-    Admission, Admitted, InMemoryMessageRefs, JobStore, JobStoreError, TargetEntry, TargetSource,
-};
+use alert_core::{Admission, Admitted, JobStore, JobStoreError, TargetEntry, TargetSource};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use discovery::{Config, FileSource, HealthStrategyName};
@@ -70,10 +68,17 @@ impl App {
     ) -> anyhow::Result<(Arc<Self>, Background)> {
         let client =
             HttpClient::new(&ClientConfig::default()).context("building the HTTP client")?;
-        let registry = Arc::new(PublisherRegistry::new(
-            client.clone(),
-            Arc::new(InMemoryMessageRefs::new()),
-        ));
+        // The queue opens first: its file also keeps the publishers' message refs (Slack `ts`,
+        // Rootly alert ids), so resolves find their message after a restart. `queue.*` changes
+        // need a restart, so reading that part before the full load is safe.
+        let text = std::fs::read_to_string(config_path)
+            .with_context(|| format!("reading {}", config_path.display()))?;
+        let queue = discovery::parse(&text, config_path)?.queue;
+        // Accepting an alert means it is on disk: the redb store commits ingest with fsync.
+        let redb = RedbJobStore::open(&queue.path, queue.max_jobs)
+            .with_context(|| format!("opening the queue {}", queue.path.display()))?
+            .with_dead_letter_retention(queue.dlq_retention.into());
+        let registry = Arc::new(PublisherRegistry::new(client.clone(), redb.message_refs()));
         let source = Arc::new(FileSource::load(config_path, registry.clone())?);
         let config = source.config();
         let mut tasks = tokio::task::JoinSet::new();
@@ -112,12 +117,7 @@ impl App {
             .gate(breakers.clone())
             .observer(observer.clone())
             .build();
-        // Accepting an alert means it is on disk: the redb store commits ingest with fsync.
-        let store: Arc<dyn JobStore> = Arc::new(
-            RedbJobStore::open(&config.queue.path, config.queue.max_jobs)
-                .with_context(|| format!("opening the queue {}", config.queue.path.display()))?
-                .with_dead_letter_retention(config.queue.dlq_retention.into()),
-        );
+        let store: Arc<dyn JobStore> = Arc::new(redb);
         let dispatcher = Dispatcher::builder(store.clone(), targets.clone())
             .health(health.clone())
             .gate(breakers.clone())
