@@ -152,6 +152,13 @@ async fn main() -> Result<()> {
                 max_conn <= PER_TARGET_IN_FLIGHT,
             ),
         );
+        let max_open = run.peak_open.iter().copied().max().unwrap_or(0);
+        figures.push(Figure::new(
+            "S2",
+            "max connections open at once",
+            max_open as f64,
+            "",
+        ));
         figures.push(Figure::new("S2", "p50 to the last target", run.p50, "ms"));
         figures.push(Figure::new("S2", "p99 to the last target", run.p99, "ms"));
         details.push(("s2", run.to_json()));
@@ -227,6 +234,7 @@ struct Run {
     lost: u64,
     duplicates: u64,
     connections: Vec<u64>,
+    peak_open: Vec<u64>,
     resources: Resources,
     queue: Value,
     /// Deliveries each target received (retries included).
@@ -252,6 +260,7 @@ impl Run {
             "complete": self.complete, "p50_ms": self.p50, "p99_ms": self.p99,
             "deliveries_per_s": self.deliveries_per_s, "lost": self.lost,
             "duplicates": self.duplicates, "connections_per_target": self.connections,
+            "peak_open_connections_per_target": self.peak_open,
             "peak_rss_kib": self.resources.peak_rss_kib, "cpu_seconds": self.resources.cpu_seconds,
             "threads_at_end": self.resources.threads, "queue_file_bytes": self.queue_file_bytes,
             "requests_per_target": self.requests, "probes_per_target": self.probes,
@@ -388,6 +397,7 @@ async fn finish(
         lost: expected.saturating_sub(unique),
         duplicates: measured.len() as u64 - unique,
         connections: pool.connections(),
+        peak_open: pool.peak_open_connections(),
         resources,
         queue,
         requests,

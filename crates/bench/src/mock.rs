@@ -72,11 +72,23 @@ struct Shared {
     changed: watch::Sender<u64>,
 }
 
+/// One port's connection counts.
+#[derive(Default)]
+struct Counters {
+    /// Accepted so far.
+    accepted: AtomicU64,
+    /// Open now.
+    open: AtomicU64,
+    /// The most open at once: tells reuse beyond the lane's limit (more accepted than open at
+    /// once: connections closed and replaced) from parallel connections beyond it.
+    peak_open: AtomicU64,
+}
+
 /// A pool of mock targets, stopped on drop.
 pub(crate) struct MockPool {
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
-    connections: Vec<Arc<AtomicU64>>,
+    connections: Vec<Arc<Counters>>,
     tasks: JoinSet<()>,
 }
 
@@ -99,7 +111,7 @@ impl MockPool {
                 .await
                 .context("binding a mock target")?;
             let addr = listener.local_addr()?;
-            let accepted = Arc::new(AtomicU64::new(0));
+            let counters = Arc::new(Counters::default());
             match *behaviour {
                 // The port was just free and is closed again at once, so connecting is refused.
                 Behaviour::Refuse => drop(listener),
@@ -111,12 +123,12 @@ impl MockPool {
                         delay,
                         status,
                         Arc::clone(&shared),
-                        Arc::clone(&accepted),
+                        Arc::clone(&counters),
                     ));
                 }
             }
             addrs.push(addr);
-            connections.push(accepted);
+            connections.push(counters);
         }
         Ok(Self {
             shared,
@@ -140,7 +152,15 @@ impl MockPool {
     pub(crate) fn connections(&self) -> Vec<u64> {
         self.connections
             .iter()
-            .map(|c| c.load(Ordering::Relaxed))
+            .map(|c| c.accepted.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// The most TCP connections each mock had open at once.
+    pub(crate) fn peak_open_connections(&self) -> Vec<u64> {
+        self.connections
+            .iter()
+            .map(|c| c.peak_open.load(Ordering::Relaxed))
             .collect()
     }
 
@@ -209,7 +229,7 @@ async fn accept_loop(
     delay: Duration,
     status: StatusCode,
     shared: Arc<Shared>,
-    accepted: Arc<AtomicU64>,
+    counters: Arc<Counters>,
 ) {
     // The connections live in this set, so aborting the accept loop (the pool's drop) ends them.
     let mut connections = JoinSet::new();
@@ -217,9 +237,12 @@ async fn accept_loop(
         tokio::select! {
             accept = listener.accept() => {
                 let Ok((stream, _)) = accept else { continue };
-                accepted.fetch_add(1, Ordering::Relaxed);
+                counters.accepted.fetch_add(1, Ordering::Relaxed);
+                let open = counters.open.fetch_add(1, Ordering::Relaxed) + 1;
+                counters.peak_open.fetch_max(open, Ordering::Relaxed);
                 let _ = stream.set_nodelay(true);
                 let shared = Arc::clone(&shared);
+                let counters = Arc::clone(&counters);
                 connections.spawn(async move {
                     let service = service_fn(move |request| {
                         handle(request, index, delay, status, Arc::clone(&shared))
@@ -228,6 +251,7 @@ async fn accept_loop(
                         .keep_alive(true)
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
+                    counters.open.fetch_sub(1, Ordering::Relaxed);
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
