@@ -66,14 +66,24 @@ impl App {
         config_path: &Path,
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Arc<Self>, Background)> {
-        let client =
-            HttpClient::new(&ClientConfig::default()).context("building the HTTP client")?;
         // The queue opens first: its file also keeps the publishers' message refs (Slack `ts`,
         // Rootly alert ids), so resolves find their message after a restart. `queue.*` changes
         // need a restart, so reading that part before the full load is safe.
         let text = std::fs::read_to_string(config_path)
             .with_context(|| format!("reading {}", config_path.display()))?;
-        let queue = discovery::parse(&text, config_path)?.queue;
+        let early = discovery::parse(&text, config_path)?;
+        // A target never sees more connections than its lane's in-flight limit (SPEC §9).
+        let connections = early
+            .targets
+            .iter()
+            .filter_map(|t| t.in_flight)
+            .chain([early.queue.per_target_in_flight])
+            .max()
+            .unwrap_or(16);
+        let client =
+            HttpClient::new(&ClientConfig::default().with_max_connections_per_host(connections))
+                .context("building the HTTP client")?;
+        let queue = early.queue;
         // Accepting an alert means it is on disk: the redb store commits ingest with fsync.
         let redb = RedbJobStore::open(&queue.path, queue.max_jobs)
             .with_context(|| format!("opening the queue {}", queue.path.display()))?

@@ -18,6 +18,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use crate::classify::Classify;
+use crate::limit::LimitedConnector;
 use crate::request::HttpRequest;
 
 /// How the shared client behaves.
@@ -34,6 +35,10 @@ pub struct ClientConfig {
     pub pool_idle_timeout: Duration,
     /// The most idle connections kept per host. Default 32.
     pub pool_max_idle_per_host: usize,
+    /// The most connections open to one host (scheme, host and port) at once, busy or idle; a
+    /// request that finds none free waits for one. Default 16, each dispatcher lane's default
+    /// in-flight limit, so a target never sees more connections than the work in flight.
+    pub max_connections_per_host: usize,
     /// Extra CA certificates to trust, PEM-encoded, beside the webpki roots.
     pub extra_roots_pem: Vec<Vec<u8>>,
 }
@@ -46,12 +51,20 @@ impl Default for ClientConfig {
             max_response_bytes: 256 * 1024,
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 32,
+            max_connections_per_host: 16,
             extra_roots_pem: Vec::new(),
         }
     }
 }
 
 impl ClientConfig {
+    /// Returns the config with this cap on connections per host.
+    #[must_use]
+    pub fn with_max_connections_per_host(mut self, limit: usize) -> Self {
+        self.max_connections_per_host = limit;
+        self
+    }
+
     /// Returns the config with this per-attempt timeout.
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -122,7 +135,7 @@ impl fmt::Debug for HttpResponse {
 /// The pooled HTTP/1.1 and HTTP/2 client with rustls (ring). Cheap to clone: clones share the pool.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<LimitedConnector<HttpConnector>>, Full<Bytes>>,
     config: Arc<ClientConfig>,
 }
 
@@ -175,7 +188,7 @@ impl HttpClient {
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(http);
+            .wrap_connector(LimitedConnector::new(http, config.max_connections_per_host));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)

@@ -32,6 +32,7 @@
 mod build;
 mod classify;
 mod client;
+mod limit;
 mod request;
 
 pub use build::{

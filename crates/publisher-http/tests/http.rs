@@ -229,3 +229,34 @@ async fn secrets_never_reach_errors_or_debug() {
     let err = HttpRequest::post(&format!("ftp://host/{TOKEN}")).unwrap_err();
     assert!(!err.to_string().contains(TOKEN), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_host_never_exceed_the_cap() {
+    let target = MockTarget::start().await;
+    target.respond(MockResponse::status(200).delay(std::time::Duration::from_millis(50)));
+    let client =
+        HttpClient::new(&ClientConfig::default().with_max_connections_per_host(4)).unwrap();
+    let url = target.url("/hook");
+    let mut sends = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let (client, url) = (client.clone(), url.clone());
+        sends.spawn(async move {
+            client
+                .send(
+                    HttpRequest::post(&url).unwrap().json("{}"),
+                    &DefaultClassifier,
+                )
+                .await
+        });
+    }
+    while let Some(sent) = sends.join_next().await {
+        assert_eq!(sent.unwrap().unwrap().status.as_u16(), 200);
+    }
+    assert_eq!(target.requests().len(), 40);
+    // Forty concurrent requests, at most four connections ever: the rest waited for a free one.
+    assert!(
+        (1..=4).contains(&target.connections()),
+        "{} connections",
+        target.connections()
+    );
+}
