@@ -20,7 +20,7 @@ use fanout::{
     FanoutError, HealthStrategy, ParallelPublishResult, PublishOptions, Selection, SelectionPolicy,
     TargetOutcome, select_targets,
 };
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -204,19 +204,33 @@ async fn observe(State(app): Shared, request: Request, next: Next) -> Response {
 // === Bodies ===
 
 /// Reads a JSON request body within the size limit and the body read timeout.
+///
+/// A request refused before its body is read (wrong content type, declared or actual size over the
+/// limit) still has its body drained, up to [`DRAIN_CAP`] and within the body timeout: a client
+/// that is still writing when the server answers and closes would otherwise see a broken pipe or
+/// a reset instead of the answer.
 async fn read_json(app: &App, request: Request) -> Result<Value, ApiError> {
     let (parts, body) = request.into_parts();
-    check_content_type(&parts.headers)?;
     let limit = app.config.server.max_body_bytes;
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large(limit));
+    let timeout: Duration = app.config.server.body_read_timeout.into();
+    let refused = match check_content_type(&parts.headers) {
+        Err(err) => Some(err),
+        Ok(()) => {
+            let declared = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            declared
+                .is_some_and(|len| len > limit as u64)
+                .then(|| too_large(limit))
+        }
+    };
+    if let Some(err) = refused {
+        drain(body, DRAIN_CAP, timeout).await;
+        return Err(err);
     }
-    let bytes = read_limited(body, limit, app.config.server.body_read_timeout.into()).await?;
+    let bytes = read_limited(body, limit, timeout).await?;
     if std::str::from_utf8(&bytes).is_err() {
         return Err(ApiError::bad_request(
             "invalid_utf8",
@@ -227,6 +241,24 @@ async fn read_json(app: &App, request: Request) -> Result<Value, ApiError> {
         .map_err(|err| ApiError::bad_request("invalid_json", format!("invalid JSON: {err}")))
 }
 
+/// How much of a refused body is read and discarded before answering; a larger body is cut off
+/// (the connection closes), since reading it would cost more than the client deserves.
+const DRAIN_CAP: usize = 16 * 1024 * 1024;
+
+/// Reads and discards up to `cap` bytes of `body`, within `timeout`.
+async fn drain(mut body: Body, cap: usize, timeout: Duration) {
+    let discard = async {
+        let mut seen = 0_usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > cap {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, discard).await;
+}
+
 fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -235,8 +267,28 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
-async fn read_limited(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+/// Reads at most `limit` bytes; a longer body is drained (see [`drain`]) and refused with 413.
+async fn read_limited(mut body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let read = async {
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|err| {
+                ApiError::bad_request(
+                    "invalid_body",
+                    format!("the request body could not be read: {err}"),
+                )
+            })?;
+            if let Some(data) = frame.data_ref() {
+                if buf.len() + data.len() > limit {
+                    return Ok(None);
+                }
+                buf.extend_from_slice(data);
+            }
+        }
+        Ok(Some(buf.freeze()))
+    };
+    match tokio::time::timeout_at(deadline, read).await {
         Err(_elapsed) => {
             let mut err = ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
@@ -249,12 +301,13 @@ async fn read_limited(body: Body, limit: usize, timeout: Duration) -> Result<Byt
             err.close = true;
             Err(err)
         }
-        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
-        Ok(Err(err)) => Err(ApiError::bad_request(
-            "invalid_body",
-            format!("the request body could not be read: {err}"),
-        )),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) => Err(err),
+        Ok(Ok(Some(bytes))) => Ok(bytes),
+        Ok(Ok(None)) => {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            drain(body, DRAIN_CAP, left).await;
+            Err(too_large(limit))
+        }
     }
 }
 

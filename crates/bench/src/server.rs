@@ -101,7 +101,7 @@ impl Alertpub {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Peak RSS and CPU time so far, from /proc/<pid>/status and /proc/<pid>/stat.
+    /// Peak RSS and CPU time so far, from `/proc/<pid>/status` and `/proc/<pid>/stat`.
     pub(crate) fn resources(&self) -> Result<Resources> {
         let pid = self.child.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
