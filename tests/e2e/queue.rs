@@ -29,6 +29,19 @@ async fn wait_for_empty_queue(http: &Http, server: &Server, within: Duration) {
     }
 }
 
+/// GETs `url` every 50 ms until `done` holds of the JSON answer, or 20 s have passed; returns the
+/// last answer either way, for the caller's assertions to explain.
+async fn poll_json(http: &Http, url: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = http.get(url).await.json();
+        if done(&answer) || tokio::time::Instant::now() >= deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn alert_name(request: &RecordedRequest) -> String {
     request.json()["alert_name"]
         .as_str()
@@ -363,15 +376,10 @@ async fn dead_letters_replay_exactly_what_is_asked() {
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     // A permanent failure goes to the DLQ after one attempt.
-    let mut dlq = Value::Null;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::time::Instant::now() < deadline {
-        dlq = http.get(&server.url("/api/v1/dlq")).await.json();
-        if dlq["entries"].as_array().is_some_and(|e| e.len() == 6) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let dlq = poll_json(&http, &server.url("/api/v1/dlq"), |dlq| {
+        dlq["entries"].as_array().is_some_and(|e| e.len() == 6)
+    })
+    .await;
     let entries = dlq["entries"].as_array().expect("a DLQ listing").clone();
     assert_eq!(entries.len(), 6, "{dlq}");
     for entry in &entries {
@@ -478,15 +486,10 @@ async fn replaying_a_superseded_dead_letter_is_409() {
     )
     .await;
     wait_for_posts(&target, 1).await;
-    let mut dlq = Value::Null;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::time::Instant::now() < deadline {
-        dlq = http.get(&server.url("/api/v1/dlq")).await.json();
-        if dlq["entries"].as_array().is_some_and(|e| !e.is_empty()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let dlq = poll_json(&http, &server.url("/api/v1/dlq"), |dlq| {
+        dlq["entries"].as_array().is_some_and(|e| !e.is_empty())
+    })
+    .await;
     let id = dlq["entries"][0]["id"]
         .as_str()
         .expect("a dead letter")
@@ -654,18 +657,13 @@ async fn a_disabled_target_pauses_and_a_removed_one_dead_letters_after_its_grace
         .post_json(&server.url("/api/v1/targets/refresh"), &json!({}))
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text);
-    let mut queue = Value::Null;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::time::Instant::now() < deadline {
-        queue = http.get(&server.url("/api/v1/queue")).await.json();
+    let queue = poll_json(&http, &server.url("/api/v1/queue"), |queue| {
         let hook = queue["targets"]
             .as_array()
             .and_then(|t| t.iter().find(|t| t["target"] == "hook").cloned());
-        if hook.is_some_and(|h| h["paused"] == "disabled" && h["pending"] == 1) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        hook.is_some_and(|h| h["paused"] == "disabled" && h["pending"] == 1)
+    })
+    .await;
     let hook = queue["targets"]
         .as_array()
         .and_then(|t| t.iter().find(|t| t["target"] == "hook").cloned())
@@ -679,18 +677,10 @@ async fn a_disabled_target_pauses_and_a_removed_one_dead_letters_after_its_grace
         .post_json(&server.url("/api/v1/targets/refresh"), &json!({}))
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text);
-    let mut dlq = Value::Null;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::time::Instant::now() < deadline {
-        dlq = http
-            .get(&server.url("/api/v1/dlq?target=hook"))
-            .await
-            .json();
-        if dlq["entries"].as_array().is_some_and(|e| !e.is_empty()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let dlq = poll_json(&http, &server.url("/api/v1/dlq?target=hook"), |dlq| {
+        dlq["entries"].as_array().is_some_and(|e| !e.is_empty())
+    })
+    .await;
     assert_eq!(dlq["entries"][0]["reason"], "target_removed", "{dlq}");
     assert_eq!(
         dlq["entries"][0]["alert"]["alert"]["labels"]["alertname"],
