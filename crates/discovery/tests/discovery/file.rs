@@ -44,12 +44,8 @@ pub(crate) fn registry() -> Arc<dyn PublisherFactory> {
     )
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("alertpub-discovery-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> crate::TempDir {
+    crate::TempDir::new(name)
 }
 
 fn repo_root() -> PathBuf {

@@ -475,9 +475,7 @@ async fn invalid_secrets_are_skipped_counted_and_keep_the_last_valid_version() {
 
 #[tokio::test]
 async fn the_merged_source_keeps_the_files_target_on_a_name_conflict() {
-    let dir = std::env::temp_dir().join(format!("alertpub-discovery-merge-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::TempDir::new("merge");
     let path = dir.join("alertpub.yaml");
     std::fs::write(
         &path,
@@ -529,5 +527,4 @@ async fn the_merged_source_keeps_the_files_target_on_a_name_conflict() {
     shutdown.cancel();
     task.await.unwrap();
     run.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
