@@ -614,8 +614,11 @@ async fn a_full_disk_answers_503_and_recovers_when_space_returns() {
             .any(|r| r.json()["alert_name"] == "AfterTheDiskFilled")
     })
     .await;
+    // The server's directory holds the mount point: unmount first, then remove what is left.
+    let dir = server.dir().to_path_buf();
     drop(server);
     drop(mount);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 const DELIVERY_AFTER_RECOVERY: Duration = Duration::from_secs(20);
