@@ -146,8 +146,11 @@ async fn store_run(store: Arc<RedbJobStore>, alerts: u64) -> Duration {
                     wakers[t].notified().await;
                     continue;
                 }
-                for job in lease.jobs {
-                    store.ack(job.id, Utc::now()).await.expect("ack");
+                // A lane runs its attempts concurrently and each acks when it finishes, so the
+                // acks of one lease wait for the same durable commit, as they do in the server.
+                let acks = lease.jobs.iter().map(|job| store.ack(job.id, Utc::now()));
+                for ack in futures_util::future::join_all(acks).await {
+                    ack.expect("ack");
                     acked += 1;
                 }
             }

@@ -20,11 +20,13 @@
 //!   offers: the data is fsynced before the call returns, so "accepted" means "on disk". A batch
 //!   is all or nothing: a refused batch (`Full`) writes nothing and does not disturb the other
 //!   requests sharing its commit; a storage failure fails the whole commit and persists nothing.
-//! - **Acknowledgements and reschedules** are answered once applied in memory; the writer
-//!   persists them with its next commit (a non-durable one, `redb::Durability::None`, when
-//!   nothing else is queued), and they become durable with the next fsynced commit, or the
-//!   writer's last commit when the store is closed. A crash before then only makes a job
-//!   deliverable again, with the attempt count of its last durable commit.
+//! - **Acknowledgements** are applied in memory at once and answered when the next group commit,
+//!   whose fsync they share with whatever else is queued, has put them on disk. The dispatcher
+//!   frees a lane's slot only then, so after a crash the deliveries made again are at most the
+//!   work that was in flight. **Reschedules** are answered once applied in memory and ride on
+//!   the next commit (a non-durable one, `redb::Durability::None`, when nothing else is queued);
+//!   a crash before a durable commit only repeats a failed attempt, with the attempt count of
+//!   its last durable commit.
 //! - **Leases live in memory only**, and so do the indexes that hand a committed job to its
 //!   target's lane without scanning tables. After a crash and a restart every job is leasable
 //!   again at once: delivery is at least once, and the delivery sequence lets targets drop the

@@ -12,10 +12,11 @@
 //!   they refer to. Leasing is an in-memory hand-off (a committed job is filed under its lane's
 //!   ready set when its commit returns, never found by scanning tables), and enqueue decisions
 //!   read the cached log, not the database.
-//! - **Acks and reschedules ride on the next commit**: they change the state at once, are
-//!   answered, and mark the job for the writer, which persists it with its next group (or a
-//!   small non-durable commit of its own). Losing one in a crash only delivers the job again,
-//!   which at-least-once delivery allows.
+//! - **Acks and reschedules ride on the next commit**: they change the state at once and mark
+//!   the job for the writer, which persists it with its next group. A reschedule is answered at
+//!   once (losing it in a crash only repeats a failed attempt); an ack is answered when that
+//!   group's fsync is done (`Op::Sync`), so a lane keeps its slot until its ack is on disk and a
+//!   crash re-delivers at most the work that was in flight.
 //! - **Each alert body is stored once** per ingest batch, in the `alerts` table under an id of its
 //!   own; the batch's jobs and log entries refer to it, and it is removed once the last of them
 //!   is gone.
@@ -551,7 +552,13 @@ impl JobStore for RedbJobStore {
         _now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<(), JobStoreError>> {
         let settled = self.settle(job, None);
-        Box::pin(async move { settled })
+        // The ack is answered once it is on disk (it shares the next group's fsync with whatever
+        // else is queued). The dispatcher frees a lane's slot only then, so after a crash the
+        // deliveries made again are at most the work that was in flight.
+        Box::pin(async move {
+            settled?;
+            self.call(|reply| Op::Sync { reply }).await
+        })
     }
 
     fn reschedule<'a>(

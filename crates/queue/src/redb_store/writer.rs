@@ -97,6 +97,11 @@ pub(super) enum Op {
     },
     /// Nothing but the settlements marked dirty since the last commit.
     Flush,
+    /// The settlements marked dirty so far, made durable before the answer: an acknowledgement
+    /// waits for it, so a delivery whose ack a crash could lose still holds its lane's slot.
+    Sync {
+        reply: Reply<()>,
+    },
 }
 
 /// One distinct alert of an ingest batch, prepared by the caller (off the writer thread): the
@@ -177,6 +182,7 @@ impl Op {
             Self::Sweep { reply, .. } => failed(reply),
             Self::Purge { reply, .. } | Self::MessageRef { reply, .. } => failed(reply),
             Self::Flush => Box::new(|_| {}),
+            Self::Sync { reply } => failed(reply),
         }
     }
 }
@@ -679,6 +685,7 @@ impl Shared {
                 settle(reply, planned.map(Ok), finishes)
             }
             Op::Flush => Ok(()),
+            Op::Sync { reply } => settle(reply, Ok(Ok(())), finishes),
         }
     }
 
