@@ -137,9 +137,13 @@ async fn every_accepted_alert_reaches_every_target_across_kill_9() {
         failing_before
     );
 
-    // The failing target recovers while the server is down, so every delivery it records after
-    // the restart was answered 200, and every attempt before it was answered 500.
-    failing.respond(MockResponse::status(200));
+    // The failing target recovers while the server is down, flipped through its control
+    // endpoint, so every delivery it records after the restart was answered 200, and every
+    // attempt before it was answered 500.
+    let flipped = Http::new()
+        .send("POST", &failing.control_url(200), None, "")
+        .await;
+    assert_eq!(flipped.status, 204);
     let server = server.restart().await;
     let http = Http::new();
     wait_for_empty_queue(&http, &server, Duration::from_secs(120)).await;

@@ -238,6 +238,13 @@ impl MockTarget {
         self.ca_pem.as_deref()
     }
 
+    /// The URL of the control endpoint that makes every later answer `status`: `POST` to it
+    /// (an empty body does) to flip the target over HTTP. Control requests are not recorded.
+    #[must_use]
+    pub fn control_url(&self, status: u16) -> String {
+        self.url(&format!("{CONTROL_STATUS}{status}"))
+    }
+
     /// Answers every later request this way (after any enqueued answers).
     pub fn respond(&self, response: MockResponse) {
         *self
@@ -345,6 +352,9 @@ async fn serve(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, st
     }
 }
 
+/// The path prefix of the control endpoint; see [`MockTarget::control_url`].
+const CONTROL_STATUS: &str = "/__control/status/";
+
 async fn answer(
     request: Request<Incoming>,
     state: Arc<State>,
@@ -355,6 +365,25 @@ async fn answer(
         .await
         .map(http_body_util::Collected::to_bytes)
         .unwrap_or_default();
+    // The control endpoint: `POST /__control/status/{code}` makes every later answer that
+    // status, as `respond` does, so a test (or another process) can flip a target over HTTP.
+    // Control requests are not recorded.
+    if let Some(code) = parts.uri.path().strip_prefix(CONTROL_STATUS)
+        && parts.method == http::Method::POST
+    {
+        let answer = match code.parse::<u16>().ok().filter(|c| (100..600).contains(c)) {
+            Some(code) => {
+                *state.default.lock().unwrap_or_else(PoisonError::into_inner) =
+                    MockResponse::status(code);
+                StatusCode::NO_CONTENT
+            }
+            None => StatusCode::BAD_REQUEST,
+        };
+        return Ok(Response::builder()
+            .status(answer)
+            .body(Full::new(Bytes::new()))
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))));
+    }
     let recorded = RecordedRequest {
         method: parts.method.to_string(),
         path: parts
