@@ -15,7 +15,7 @@ use alert_core::{
 use chrono::{DateTime, Utc};
 use uuid::{ContextV7, Timestamp, Uuid};
 
-use crate::lanes::{CYCLE, level};
+use crate::lanes::{level, take_by_share};
 use crate::sweep::sweep_job;
 
 /// The default cap on dead-letter entries.
@@ -745,20 +745,7 @@ impl State {
                 .take(n)
                 .collect();
         }
-        let mut cycle = lane.cycle;
-        let mut picked = Vec::with_capacity(n.min(candidates.iter().map(VecDeque::len).sum()));
-        while picked.len() < n {
-            // A level with nothing due gives its slot to the highest level that has something.
-            let wanted = level(CYCLE[cycle % CYCLE.len()]);
-            let Some(id) = candidates[wanted]
-                .pop_front()
-                .or_else(|| candidates.iter_mut().find_map(VecDeque::pop_front))
-            else {
-                break;
-            };
-            picked.push(id);
-            cycle = (cycle + 1) % CYCLE.len();
-        }
+        let (picked, cycle) = take_by_share(candidates, lane.cycle, n);
         if let Some(lane) = self.lanes.get_mut(target) {
             lane.cycle = cycle;
         }

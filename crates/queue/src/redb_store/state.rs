@@ -23,7 +23,7 @@ use super::records::{
     ALERTS, DEAD, JOBS, LEGACY_TABLES, LOG, MESSAGE_REFS, META, NEXT_BODY, NEXT_JOB, StoredJob,
     StoredLog, decode_alert, storage,
 };
-use crate::lanes::{CYCLE, level};
+use crate::lanes::{level, take_by_share};
 
 /// The default cap on dead-letter entries.
 pub(super) const DEFAULT_DEAD_LETTER_CAP: usize = 100_000;
@@ -454,20 +454,7 @@ impl State {
                 .take(n)
                 .collect();
         }
-        let mut cycle = lane.cycle;
-        let mut picked = Vec::with_capacity(n.min(candidates.iter().map(VecDeque::len).sum()));
-        while picked.len() < n {
-            // A level with nothing due gives its slot to the highest level that has something.
-            let wanted = level(CYCLE[cycle % CYCLE.len()]);
-            let Some(id) = candidates[wanted]
-                .pop_front()
-                .or_else(|| candidates.iter_mut().find_map(VecDeque::pop_front))
-            else {
-                break;
-            };
-            picked.push(id);
-            cycle = (cycle + 1) % CYCLE.len();
-        }
+        let (picked, cycle) = take_by_share(candidates, lane.cycle, n);
         (picked, cycle)
     }
 
