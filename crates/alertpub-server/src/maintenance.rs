@@ -15,8 +15,6 @@ use tokio_util::sync::CancellationToken;
 
 /// How often a pass runs.
 const TICK: Duration = Duration::from_secs(1);
-/// The default refresh interval of `alertmanager` targets (SPEC §3).
-const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
 
 /// Runs the passes until `shutdown`.
 pub(crate) async fn run(
@@ -84,14 +82,13 @@ fn plan_targets(targets: &TargetSet) -> Vec<(TargetName, Option<Duration>)> {
         .iter()
         .filter(|e| e.target.is_enabled())
         .map(|e| {
+            // The publisher crate owns the setting: its parsing, default and validation.
             let refresh = (e.target.kind == TargetKind::Alertmanager).then(|| {
-                e.target
-                    .settings
-                    .0
-                    .get("refresh_interval")
-                    .and_then(|v| v.as_str())
-                    .and_then(|t| alert_core::wire::parse_duration(t).ok())
-                    .unwrap_or(DEFAULT_REFRESH)
+                publisher_http::parse_settings::<publishers_alertmanager::Config>(
+                    &e.target.settings,
+                )
+                .and_then(|config| config.refresh_interval())
+                .unwrap_or(publishers_alertmanager::DEFAULT_REFRESH_INTERVAL)
             });
             (e.target.name.clone(), refresh.filter(|r| !r.is_zero()))
         })
