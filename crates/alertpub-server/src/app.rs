@@ -1,8 +1,8 @@
 //! The running service: every part, built once from the config and shared by the handlers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use alert_core::{Admission, Admitted, JobStore, JobStoreError, TargetEntry, TargetSource};
 use anyhow::Context;
@@ -306,9 +306,4 @@ fn publish_defaults(config: &Config) -> anyhow::Result<PublishOptions> {
         .with_health_strategy(strategy);
     options.validate().context("publishing settings")?;
     Ok(options)
-}
-
-/// A file's modification time, to notice a rotated token file.
-pub(crate) fn modified(path: &PathBuf) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }

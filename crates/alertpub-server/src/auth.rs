@@ -64,7 +64,7 @@ impl Auth {
     /// Re-reads the file when it changed. A file that became unreadable or empty keeps the old
     /// tokens, and says so in the log.
     fn refresh(&self) {
-        let modified = crate::app::modified(&self.path);
+        let modified = modified(&self.path);
         let current = self
             .state
             .read()
@@ -90,7 +90,7 @@ impl Auth {
 }
 
 fn read(path: &Path) -> anyhow::Result<Tokens> {
-    let modified = crate::app::modified(&path.to_path_buf());
+    let modified = modified(path);
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the token file {}", path.display()))?;
     let digests: Vec<[u8; 32]> = text
@@ -105,6 +105,11 @@ fn read(path: &Path) -> anyhow::Result<Tokens> {
         path.display()
     );
     Ok(Tokens { modified, digests })
+}
+
+/// A file's modification time, to notice a rotated token file.
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// The token of a `Bearer` authorization value (the scheme is case-insensitive).
