@@ -17,8 +17,15 @@ pub(super) const JOBS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("q
 /// Alert bodies by their id: a [`StoredAlert`] as JSON. A body is removed once no job and no log
 /// entry refers to it any more.
 pub(super) const ALERTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("alerts");
-/// The notification log by (target, fingerprint): a [`StoredLog`] as JSON.
-pub(super) const LOG: TableDefinition<'_, (&str, u64), &[u8]> =
+/// The notification log by (fingerprint, target): a [`StoredLog`]. The fingerprint comes first
+/// so the entries an alert makes for its targets, written in one commit, share a leaf page: an
+/// alert sent to ten targets dirties one page of this table rather than ten. (The whole table
+/// is read into memory when the store is opened, so the key's order serves only the writes.)
+pub(super) const LOG: TableDefinition<'_, (u64, &str), &[u8]> =
+    TableDefinition::new("notification_log_by_fingerprint");
+/// The notification log of earlier builds, keyed by (target, fingerprint); opening the store
+/// moves its entries into [`LOG`].
+pub(super) const LOG_BY_TARGET: TableDefinition<'_, (&str, u64), &[u8]> =
     TableDefinition::new("queue_notification_log");
 /// The dead-letter queue by UUIDv7 id, so the table's order is the order they were made in: a
 /// [`StoredDeadLetter`] as JSON. An entry holds its own alert, since it outlives the jobs.

@@ -20,8 +20,8 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableHandle};
 use uuid::{ContextV7, Timestamp, Uuid};
 
 use super::records::{
-    ALERTS, DEAD, JOBS, LEGACY_TABLES, LOG, MESSAGE_REFS, META, NEXT_BODY, NEXT_JOB, StoredJob,
-    StoredLog, decode_alert, storage,
+    ALERTS, DEAD, JOBS, LEGACY_TABLES, LOG, LOG_BY_TARGET, MESSAGE_REFS, META, NEXT_BODY, NEXT_JOB,
+    StoredJob, StoredLog, decode_alert, storage,
 };
 use crate::lanes::{level, take_by_share};
 
@@ -169,6 +169,7 @@ impl State {
             }
             txn.delete_table(def).map_err(storage)?;
         }
+        migrate_log(&txn)?;
         {
             let mut jobs = txn.open_table(JOBS).map_err(storage)?;
             let mut alerts = txn.open_table(ALERTS).map_err(storage)?;
@@ -194,7 +195,7 @@ impl State {
             }
             for row in log.iter().map_err(storage)? {
                 let (key, value) = row.map_err(storage)?;
-                let (target, fingerprint) = key.value();
+                let (fingerprint, target) = key.value();
                 let stored = StoredLog::decode(value.value())?;
                 let target = TargetName::new(target).map_err(|e| {
                     JobStoreError::Storage(format!("a logged target name is invalid: {e}"))
@@ -498,4 +499,29 @@ impl State {
         let timestamp = Timestamp::from_unix(&self.ids, secs, now.timestamp_subsec_nanos());
         DeadLetterId(Uuid::new_v7(timestamp).to_string())
     }
+}
+
+/// Moves the notification log of an earlier build, keyed by (target, fingerprint), into
+/// [`LOG`], keyed by (fingerprint, target), and drops the old table. It runs in the opening
+/// transaction, so a crash midway leaves the old table as it was.
+fn migrate_log(txn: &redb::WriteTransaction) -> Result<(), JobStoreError> {
+    let exists = txn
+        .list_tables()
+        .map_err(storage)?
+        .any(|t| t.name() == LOG_BY_TARGET.name());
+    if !exists {
+        return Ok(());
+    }
+    {
+        let old = txn.open_table(LOG_BY_TARGET).map_err(storage)?;
+        let mut log = txn.open_table(LOG).map_err(storage)?;
+        for row in old.iter().map_err(storage)? {
+            let (key, value) = row.map_err(storage)?;
+            let (target, fingerprint) = key.value();
+            log.insert((fingerprint, target), value.value())
+                .map_err(storage)?;
+        }
+    }
+    txn.delete_table(LOG_BY_TARGET).map_err(storage)?;
+    Ok(())
 }

@@ -260,7 +260,7 @@ impl Iterator for Feed<'_> {
 struct Tables<'t> {
     jobs: Table<'t, u64, &'static [u8]>,
     alerts: Table<'t, u64, &'static [u8]>,
-    log: Table<'t, (&'static str, u64), &'static [u8]>,
+    log: Table<'t, (u64, &'static str), &'static [u8]>,
     dead: Table<'t, &'static str, &'static [u8]>,
     refs: Table<'t, (&'static str, u64), &'static [u8]>,
     meta: Table<'t, &'static str, u64>,
@@ -288,7 +288,7 @@ impl<'t> Tables<'t> {
     fn put_log(&mut self, key: &Key, cached: &CachedLog) -> Result<(), JobStoreError> {
         let value = StoredLog::new(&cached.entry, cached.body).encode();
         self.log
-            .insert((key.0.as_str(), key.1.as_u64()), value.as_slice())
+            .insert((key.1.as_u64(), key.0.as_str()), value.as_slice())
             .map_err(storage)?;
         Ok(())
     }
@@ -1048,7 +1048,7 @@ impl Shared {
         let mut report = SweepReport::default();
         for key in expired {
             t.log
-                .remove((key.0.as_str(), key.1.as_u64()))
+                .remove((key.1.as_u64(), key.0.as_str()))
                 .map_err(storage)?;
             g.logs.insert(key.clone(), None);
             g.effects.push(Effect::RemoveLog(key));

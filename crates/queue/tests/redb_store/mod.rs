@@ -626,3 +626,71 @@ async fn futures_join_all<T>(futures: Vec<alert_core::BoxFuture<'_, T>>) -> Vec<
         .map(|v| v.expect("every future finished"))
         .collect()
 }
+
+#[tokio::test]
+async fn a_notification_log_keyed_by_target_is_moved_to_the_fingerprint_keyed_table() {
+    let dir = TempDir::new("log-migration");
+    let path = dir.db();
+    let target = TargetName::new("t").unwrap();
+    let firing = alert("Migrated", None, 86_400);
+    let fingerprint = firing.alert.fingerprint();
+    {
+        let store = RedbJobStore::open(&path, 100).unwrap();
+        store
+            .enqueue_batch(vec![admit(&target, firing.clone())], at(0))
+            .await
+            .unwrap();
+    }
+    // Rewrite the file as an earlier build left it: the log under (target, fingerprint).
+    let old = redb::TableDefinition::<'_, (&str, u64), &[u8]>::new("queue_notification_log");
+    let new =
+        redb::TableDefinition::<'_, (u64, &str), &[u8]>::new("notification_log_by_fingerprint");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut from = txn.open_table(new).unwrap();
+            let mut to = txn.open_table(old).unwrap();
+            let rows: Vec<((u64, String), Vec<u8>)> = redb::ReadableTable::iter(&from)
+                .unwrap()
+                .map(|row| {
+                    let (k, v) = row.unwrap();
+                    let (fp, t) = k.value();
+                    ((fp, t.to_owned()), v.value().to_vec())
+                })
+                .collect();
+            assert_eq!(rows.len(), 1);
+            for ((fp, t), v) in rows {
+                to.insert((t.as_str(), fp), v.as_slice()).unwrap();
+                from.remove((fp, t.as_str())).unwrap();
+            }
+        }
+        txn.delete_table(new).unwrap();
+        txn.commit().unwrap();
+    }
+    let store = RedbJobStore::open(&path, 100).unwrap();
+    let entry = store.log_entry("t", fingerprint).unwrap();
+    assert!(entry.is_some(), "the migrated entry is in the log");
+    // A re-send of the same alert is a duplicate: the log decides from the migrated entry.
+    let again = store
+        .enqueue_batch(vec![admit(&target, firing)], at(1))
+        .await
+        .unwrap();
+    assert!(matches!(again[0], Admitted::Duplicate), "{again:?}");
+    drop(store);
+    let db = redb::Database::create(&path).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let names: Vec<String> = txn
+        .list_tables()
+        .unwrap()
+        .map(|t| redb::TableHandle::name(&t).to_owned())
+        .collect();
+    assert!(
+        !names.contains(&"queue_notification_log".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"notification_log_by_fingerprint".to_owned()),
+        "{names:?}"
+    );
+}
