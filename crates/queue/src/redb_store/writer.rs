@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alert_core::{
     Admission, Admitted, AlertStatus, DeadLetter, DeadLetterId, DeadReason, EnrichedAlert,
@@ -42,6 +42,13 @@ use crate::sweep::sweep_job;
 
 /// At most this many ops share one commit, which bounds how long a group holds the state.
 const GROUP_CAP: usize = 256;
+
+/// Under load, a group starts no sooner than this after the previous one started, so ops
+/// gather into fewer, larger commits. Each commit costs a dozen page writes and an fsync
+/// whatever it carries; committing back to back under S2's load made one commit per alert or
+/// so. The wait applies only when ops were already queued when the previous commit finished:
+/// a lone op (an alert at a quiet time) is committed at once.
+const GATHER: Duration = Duration::from_millis(2);
 
 /// Where an op's answer goes.
 pub(super) type Reply<T> = oneshot::Sender<Result<T, JobStoreError>>;
@@ -119,8 +126,11 @@ pub(super) fn prepare(batch: &[Admission]) -> Result<(Vec<Prepared>, Vec<usize>)
     let mut body_of = Vec::with_capacity(batch.len());
     for admission in batch {
         let alert = &admission.alert;
+        // Ingest shares one alert between its targets' admissions, so the pointer usually
+        // settles it.
         let found = bodies.iter().position(|p| {
-            p.alert.alert.fingerprint() == alert.alert.fingerprint() && *p.alert == *alert
+            Arc::ptr_eq(&p.alert, alert)
+                || (p.alert.alert.fingerprint() == alert.alert.fingerprint() && p.alert == *alert)
         });
         let index = match found {
             Some(index) => index,
@@ -128,7 +138,7 @@ pub(super) fn prepare(batch: &[Admission]) -> Result<(Vec<Prepared>, Vec<usize>)
                 bodies.push(Prepared {
                     encoded: encode_alert(alert)?,
                     firing_priority: Priority::of(alert, AlertStatus::Firing),
-                    alert: Arc::new(alert.clone()),
+                    alert: Arc::clone(alert),
                 });
                 bodies.len() - 1
             }
@@ -191,6 +201,8 @@ impl Op {
 /// commit so settlements made since the last durable commit survive a clean shutdown.
 pub(super) fn run(shared: &Shared, mut ops: mpsc::Receiver<Op>) {
     let mut held: Option<Op> = None;
+    // When the last group started, if ops were waiting when it finished.
+    let mut busy_since: Option<Instant> = None;
     loop {
         let first = match held.take() {
             Some(op) => op,
@@ -199,6 +211,10 @@ pub(super) fn run(shared: &Shared, mut ops: mpsc::Receiver<Op>) {
                 None => break,
             },
         };
+        if let Some(wait) = busy_since.and_then(|started| GATHER.checked_sub(started.elapsed())) {
+            std::thread::sleep(wait);
+        }
+        let started = Instant::now();
         let solo = first.solo();
         let feed = Feed {
             first: Some(first),
@@ -208,6 +224,7 @@ pub(super) fn run(shared: &Shared, mut ops: mpsc::Receiver<Op>) {
             durable: false,
         };
         shared.commit_group(feed, false);
+        busy_since = (held.is_some() || !ops.is_empty()).then_some(started);
     }
     shared.commit_group(
         Feed {
@@ -791,7 +808,7 @@ impl Shared {
                             (body, priorities[index])
                         }
                         Some(starts_at) => {
-                            let mut alert = admission.alert.clone();
+                            let mut alert = EnrichedAlert::clone(&admission.alert);
                             alert.alert = alert.alert.with_starts_at(starts_at).map_err(|e| {
                                 JobStoreError::Storage(format!("merging startsAt: {e}"))
                             })?;
