@@ -18,6 +18,7 @@
 //! [`log_decision`], so every backend decides the same way.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -119,8 +120,9 @@ pub struct Admission {
     /// The target the job is for.
     pub target: TargetName,
     /// The normalised alert. Its `ends_at` is the effective one: what the sender set or, for a
-    /// firing alert that set none, "now + resolve_timeout".
-    pub alert: EnrichedAlert,
+    /// firing alert that set none, "now + resolve_timeout". Shared by the admissions an alert
+    /// makes for its targets, so ingest copies it once, not once per target.
+    pub alert: Arc<EnrichedAlert>,
     /// Whether the sender left `startsAt` unset (or zero). A re-sent firing alert then keeps the
     /// `startsAt` of its active log entry, as Alertmanager merges, and is not a new occurrence.
     pub starts_at_defaulted: bool,
@@ -135,12 +137,12 @@ impl Admission {
     #[must_use]
     pub fn new(
         target: TargetName,
-        alert: EnrichedAlert,
+        alert: impl Into<Arc<EnrichedAlert>>,
         repeat_interval: Option<Duration>,
     ) -> Self {
         Self {
             target,
-            alert,
+            alert: alert.into(),
             starts_at_defaulted: false,
             repeat_interval,
             bypass_log: false,
@@ -197,8 +199,9 @@ pub struct LeasedJob {
     pub id: JobId,
     /// Its target.
     pub target: TargetName,
-    /// The alert to publish, as accepted.
-    pub alert: EnrichedAlert,
+    /// The alert to publish, as accepted. Shared: the jobs an alert made for its targets, and
+    /// the store that holds it, all point at one copy.
+    pub alert: Arc<EnrichedAlert>,
     /// The delivery sequence and this attempt's number (1 for the first attempt).
     pub delivery: Delivery,
     /// Its priority.
@@ -210,10 +213,10 @@ pub struct LeasedJob {
 impl LeasedJob {
     /// A leased job; for backends.
     #[must_use]
-    pub const fn new(
+    pub fn new(
         id: JobId,
         target: TargetName,
-        alert: EnrichedAlert,
+        alert: impl Into<Arc<EnrichedAlert>>,
         delivery: Delivery,
         priority: Priority,
         enqueued_at: DateTime<Utc>,
@@ -221,7 +224,7 @@ impl LeasedJob {
         Self {
             id,
             target,
-            alert,
+            alert: alert.into(),
             delivery,
             priority,
             enqueued_at,
@@ -803,7 +806,7 @@ pub fn log_decision(
             sequence,
             entry,
         } => {
-            let mut alert = admission.alert.clone();
+            let mut alert = EnrichedAlert::clone(&admission.alert);
             if let Some(starts_at) = merged_starts_at
                 && let Ok(merged) = alert.alert.clone().with_starts_at(starts_at)
             {

@@ -406,10 +406,12 @@ async fn ingest_items(app: &App, items: &[Value], source: &str) -> Result<Respon
                 // No enabled target is not an error for ingest: the alert is accepted and
                 // there is nobody to tell.
                 if let Ok(selected) = selected {
+                    // One copy of the alert, shared by its targets' admissions.
+                    let alert = Arc::new(normalised.alert);
                     for entry in selected.to_call() {
                         batch.push(app.admission(
                             entry,
-                            normalised.alert.clone(),
+                            Arc::clone(&alert),
                             normalised.starts_at_defaulted,
                         ));
                     }
@@ -568,12 +570,16 @@ async fn enqueue_retryable(
     let targets = app.targets.snapshot();
     let mut names = Vec::new();
     let mut batch = Vec::new();
+    let alert = Arc::new(alert.clone());
     for target in &result.results {
         let retryable = target.outcome == TargetOutcome::Failed
             && target.error.as_ref().is_some_and(|e| e.kind.is_retryable());
         if let (true, Some(entry)) = (retryable, targets.get(target.target_name.as_str())) {
             names.push(target.target_name.as_str().to_owned());
-            batch.push(app.admission(entry, alert.clone(), false).bypassing_log());
+            batch.push(
+                app.admission(entry, Arc::clone(&alert), false)
+                    .bypassing_log(),
+            );
         }
     }
     let enqueued = match app.enqueue(batch).await {

@@ -203,7 +203,7 @@ impl App {
     pub(crate) fn admission(
         &self,
         entry: &TargetEntry,
-        alert: alert_core::EnrichedAlert,
+        alert: Arc<alert_core::EnrichedAlert>,
         starts_at_defaulted: bool,
     ) -> Admission {
         Admission::new(

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::ops::Bound;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use alert_core::{
@@ -90,7 +90,7 @@ impl MemoryJobStore {
         state
             .log
             .get(&(target, fingerprint))
-            .map(|l| l.alert.clone())
+            .map(|l| EnrichedAlert::clone(&l.alert))
     }
 
     fn state(&self) -> Result<MutexGuard<'_, State>, JobStoreError> {
@@ -395,7 +395,7 @@ impl MemoryJobStore {
         }
         let entry = state.dead.remove(id).ok_or(JobStoreError::NotFound)?;
         let priority = Priority::of(&entry.alert, entry.alert.alert.status_at(now));
-        Ok(state.insert(key, entry.alert, entry.sequence, priority, now))
+        Ok(state.insert(key, Arc::new(entry.alert), entry.sequence, priority, now))
     }
 }
 
@@ -520,7 +520,7 @@ impl JobStore for MemoryJobStore {
 struct Job {
     target: TargetName,
     fingerprint: Fingerprint,
-    alert: EnrichedAlert,
+    alert: Arc<EnrichedAlert>,
     sequence: u64,
     /// Attempts consumed so far; the next lease is attempt `attempts + 1`.
     attempts: u32,
@@ -559,7 +559,7 @@ struct Slot {
 #[derive(Debug)]
 struct Logged {
     entry: LogEntry,
-    alert: EnrichedAlert,
+    alert: Arc<EnrichedAlert>,
 }
 
 #[derive(Default)]
@@ -607,14 +607,15 @@ impl State {
                     None
                 };
                 let priority = Priority::of(&alert, alert.alert.status_at(now));
+                let alert = Arc::new(*alert);
                 self.log.insert(
                     key.clone(),
                     Logged {
                         entry,
-                        alert: (*alert).clone(),
+                        alert: Arc::clone(&alert),
                     },
                 );
-                let job = self.insert(key, *alert, sequence, priority, now);
+                let job = self.insert(key, alert, sequence, priority, now);
                 Admitted::Enqueued {
                     job,
                     sequence,
@@ -628,7 +629,7 @@ impl State {
     fn insert(
         &mut self,
         key: Key,
-        alert: EnrichedAlert,
+        alert: Arc<EnrichedAlert>,
         sequence: u64,
         priority: Priority,
         now: DateTime<Utc>,
@@ -798,7 +799,14 @@ impl State {
         now: DateTime<Utc>,
     ) -> DeadLetterId {
         let dead_id = self.dead_letter_id(now);
-        let mut entry = DeadLetter::new(dead_id.clone(), job.target, kind, job.alert, reason, now);
+        let mut entry = DeadLetter::new(
+            dead_id.clone(),
+            job.target,
+            kind,
+            Arc::unwrap_or_clone(job.alert),
+            reason,
+            now,
+        );
         entry.last_error = job.last_error;
         // The attempt in flight counts: the lane may have sent it.
         entry.attempts = if job.leased_until.is_some() {

@@ -260,7 +260,7 @@ pub async fn enqueue_then_lease(store: &dyn JobStore) {
     assert_eq!(ids(&leased), [job], "the enqueued job must be leasable");
     let j = &leased[0];
     assert_eq!(j.target.as_str(), "t1", "leased job's target");
-    assert_eq!(j.alert, a, "leased job's alert must be the one enqueued");
+    assert_eq!(*j.alert, a, "leased job's alert must be the one enqueued");
     assert_eq!(j.delivery.sequence, 1, "leased job's delivery sequence");
     assert_eq!(j.delivery.attempt, 1, "a first lease is attempt 1");
     assert_eq!(
@@ -1081,7 +1081,7 @@ pub async fn replay_and_purge(store: &dyn JobStore) {
         "a replay keeps the entry's sequence"
     );
     assert_eq!(
-        leased[0].alert,
+        *leased[0].alert,
         firing("ReplayA"),
         "a replay carries the same alert"
     );
@@ -1230,7 +1230,7 @@ pub async fn auto_resolve(store: &dyn JobStore) {
     assert_eq!(leased.len(), 1, "one resolve job, got {leased:?}");
     let job = &leased[0];
     assert_eq!(
-        job.alert,
+        *job.alert,
         ending(&gone, 300),
         "the resolve carries the last accepted alert with the entry's endsAt"
     );
@@ -1280,7 +1280,7 @@ pub async fn auto_resolve(store: &dyn JobStore) {
     let leased = lease_jobs(store, "t1", at(700)).await;
     assert_eq!(ids(&leased).len(), 1);
     assert_eq!(
-        leased[0].alert,
+        *leased[0].alert,
         ending(&kept, 600),
         "the resolve uses the refreshed endsAt and the accepted alert (not the re-send's \
          annotations)"
@@ -1388,7 +1388,10 @@ pub async fn refresh_forwarding(store: &dyn JobStore) {
     );
     let leased = lease_jobs(store, "am", at(100)).await;
     assert_eq!(leased.len(), 1);
-    assert_eq!(leased[0].alert, fwd, "a refresh carries the accepted alert");
+    assert_eq!(
+        *leased[0].alert, fwd,
+        "a refresh carries the accepted alert"
+    );
     assert_eq!(
         leased[0].delivery.sequence, 2,
         "a refresh gets the next sequence"
@@ -1418,7 +1421,7 @@ pub async fn refresh_forwarding(store: &dyn JobStore) {
     let leased = lease_jobs(store, "am", at(160)).await;
     assert_eq!(leased.len(), 1);
     assert_eq!(
-        leased[0].alert,
+        *leased[0].alert,
         ending(&fwd, 7_200),
         "the refresh carries the entry's current endsAt"
     );

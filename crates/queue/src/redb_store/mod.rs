@@ -323,7 +323,7 @@ impl RedbJobStore {
             jobs.push(LeasedJob::new(
                 id,
                 job.target.clone(),
-                EnrichedAlert::clone(alert),
+                Arc::clone(alert),
                 Delivery::new(job.sequence, job.attempts.saturating_add(1)),
                 job.priority,
                 job.enqueued_at,

@@ -178,7 +178,7 @@ async fn a_reopened_store_keeps_jobs_attempts_the_log_and_dead_letters() {
         again[0].delivery.attempt, 2,
         "the consumed attempt was kept"
     );
-    assert_eq!(again[0].alert, alert("Resched", None, 86_400));
+    assert_eq!(*again[0].alert, alert("Resched", None, 86_400));
 
     // The notification log survived: the same alert re-sent is a duplicate.
     assert_eq!(
@@ -446,7 +446,7 @@ async fn auto_resolve_survives_a_reopen() {
     );
     let jobs = store.lease(&target, 10, ttl, at(600)).await.unwrap().jobs;
     assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0].alert, alert("Reopened", Some("critical"), 500));
+    assert_eq!(*jobs[0].alert, alert("Reopened", Some("critical"), 500));
     assert_eq!(
         jobs[0].alert.alert.status_at(at(600)),
         AlertStatus::Resolved
