@@ -150,7 +150,11 @@ pub struct WebhookPublisher {
     client: HttpClient,
     url: Secret<String>,
     method: Method,
-    headers: Vec<(String, String)>,
+    /// What every request shares, built once: the parsed URL and its redacted form, the
+    /// configured headers and the credentials. Each publish clones it and adds its own headers
+    /// and body, instead of parsing and redacting the URL again.
+    template: HttpRequest,
+    /// The credentials again, for the health probe.
     auth: Auth,
     hmac_secret: Option<Secret<String>>,
 }
@@ -216,33 +220,32 @@ impl WebhookPublisher {
                 file.as_deref(),
             )?),
         };
-        // Validate the headers now, so a bad one fails at load rather than on every publish.
+        // Built now, so a bad header fails at load rather than on every publish.
+        let settings = |e: publisher_http::RequestError| BuildError::Settings(e.to_string());
+        let mut template = HttpRequest::secret_url(method.clone(), &url).map_err(settings)?;
         for (name, value) in &config.headers {
-            HttpRequest::post("http://check.invalid")
-                .and_then(|r| r.header(name, value))
-                .map_err(|e| BuildError::Settings(e.to_string()))?;
+            template = template.header(name, value).map_err(settings)?;
         }
+        template = match &auth {
+            Auth::None => template,
+            Auth::Bearer(token) => template.bearer(token).map_err(settings)?,
+            Auth::Header(name, value) => template.secret_header(name, value).map_err(settings)?,
+        };
         Ok(Self {
             client,
             url,
             method,
-            headers: config.headers.into_iter().collect(),
+            template,
             auth,
             hmac_secret,
         })
     }
 
     fn request(&self, body: Vec<u8>, idempotency_key: &str) -> Result<HttpRequest, PublishError> {
-        let mut request = HttpRequest::secret_url(self.method.clone(), &self.url)?;
-        for (name, value) in &self.headers {
-            request = request.header(name, value)?;
-        }
-        request = request.header("Idempotency-Key", idempotency_key)?;
-        request = match &self.auth {
-            Auth::None => request,
-            Auth::Bearer(token) => request.bearer(token)?,
-            Auth::Header(name, value) => request.secret_header(name, value)?,
-        };
+        let mut request = self
+            .template
+            .clone()
+            .header("Idempotency-Key", idempotency_key)?;
         if let Some(secret) = &self.hmac_secret {
             let timestamp = chrono::Utc::now().timestamp();
             let signature = sign(secret, timestamp, &body);
