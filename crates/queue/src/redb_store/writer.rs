@@ -46,9 +46,13 @@ const GROUP_CAP: usize = 256;
 /// Under load, a group starts no sooner than this after the previous one started, so ops
 /// gather into fewer, larger commits. Each commit costs a dozen page writes and an fsync
 /// whatever it carries; committing back to back under S2's load made one commit per alert or
-/// so. The wait applies only when ops were already queued when the previous commit finished:
-/// a lone op (an alert at a quiet time) is committed at once.
+/// so. The wait applies only when at least [`GATHER_BACKLOG`] ops were already queued when the
+/// previous commit finished: an alert at a quiet time, or the handful of acks one alert
+/// makes, is committed at once.
 const GATHER: Duration = Duration::from_millis(2);
+
+/// The backlog that counts as load for [`GATHER`].
+const GATHER_BACKLOG: usize = 16;
 
 /// Where an op's answer goes.
 pub(super) type Reply<T> = oneshot::Sender<Result<T, JobStoreError>>;
@@ -224,7 +228,7 @@ pub(super) fn run(shared: &Shared, mut ops: mpsc::Receiver<Op>) {
             durable: false,
         };
         shared.commit_group(feed, false);
-        busy_since = (held.is_some() || !ops.is_empty()).then_some(started);
+        busy_since = (ops.len() >= GATHER_BACKLOG).then_some(started);
     }
     shared.commit_group(
         Feed {
