@@ -14,9 +14,10 @@
 //!   read the cached log, not the database.
 //! - **Acks and reschedules ride on the next commit**: they change the state at once and mark
 //!   the job for the writer, which persists it with its next group. A reschedule is answered at
-//!   once (losing it in a crash only repeats a failed attempt); an ack is answered when that
-//!   group's fsync is done (`Op::Sync`), so a lane keeps its slot until its ack is on disk and a
-//!   crash re-delivers at most the work that was in flight.
+//!   once (losing it in a crash only repeats a failed attempt); an ack is answered when a
+//!   durable commit begun after it is done (the writer publishes each durable group's number on
+//!   a watch channel), so a lane keeps its slot until its ack is on disk and a crash re-delivers
+//!   at most the work that was in flight.
 //! - **Each alert body is stored once** per ingest batch, in the `alerts` table under an id of its
 //!   own; the batch's jobs and log entries refer to it, and it is removed once the last of them
 //!   is gone.
@@ -47,7 +48,7 @@ use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, StorageError, TransactionError,
     WriteTransaction,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use self::records::{DEAD, MESSAGE_REFS, decode, read_dead, storage};
 use self::state::State;
@@ -119,6 +120,16 @@ struct Shared {
     reopen: Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>,
     max_jobs: u64,
     state: Mutex<State>,
+    /// The last group committed durably and the last that failed ([`State::planned`] numbers
+    /// them): what acknowledgements wait for.
+    committed: watch::Sender<Committed>,
+}
+
+/// See [`Shared::committed`].
+#[derive(Clone, Copy, Debug, Default)]
+struct Committed {
+    durable: u64,
+    failed: u64,
 }
 
 impl RedbJobStore {
@@ -156,6 +167,7 @@ impl RedbJobStore {
             reopen,
             max_jobs,
             state: Mutex::new(state),
+            committed: watch::Sender::new(Committed::default()),
         });
         let (ops, receiver) = mpsc::channel(OPS_CAPACITY);
         let for_writer = Arc::clone(&shared);
@@ -278,7 +290,9 @@ impl RedbJobStore {
     /// already. A full channel needs no flush: the writer is busy and writes them with the
     /// group it is about to take.
     fn wake_writer(&self, state: &mut State) {
-        if state.flush_queued || (state.dirty_jobs.is_empty() && state.dirty_bodies.is_empty()) {
+        let idle =
+            state.dirty_jobs.is_empty() && state.dirty_bodies.is_empty() && !state.sync_wanted;
+        if state.flush_queued || idle {
             return;
         }
         if let Some(ops) = &self.ops
@@ -447,6 +461,9 @@ impl Shared {
             let mut state = self.state()?;
             loaded.dead_letter_cap = state.dead_letter_cap;
             loaded.dead_letter_retention = state.dead_letter_retention;
+            // Acknowledgements wait for group numbers counted before the reload.
+            loaded.planned = state.planned;
+            loaded.sync_wanted = state.sync_wanted;
             *state = loaded;
         }
         let mut txn = fresh.begin_write().map_err(storage)?;
@@ -551,13 +568,36 @@ impl JobStore for RedbJobStore {
         job: JobId,
         _now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<(), JobStoreError>> {
-        let settled = self.settle(job, None);
-        // The ack is answered once it is on disk (it shares the next group's fsync with whatever
-        // else is queued). The dispatcher frees a lane's slot only then, so after a crash the
-        // deliveries made again are at most the work that was in flight.
+        // The ack is answered once it is on disk: it shares the next durable group's fsync with
+        // whatever else is queued. The dispatcher frees a lane's slot only then, so after a
+        // crash the deliveries made again are at most the work that was in flight.
+        let durable_at = self.settle(job, None).and_then(|()| {
+            let mut state = self.shared.state()?;
+            state.sync_wanted = true;
+            let durable_at = state.planned + 1;
+            self.wake_writer(&mut state);
+            Ok(durable_at)
+        });
         Box::pin(async move {
-            settled?;
-            self.call(|reply| Op::Sync { reply }).await
+            let durable_at = durable_at?;
+            let ops = self.ops.as_ref().ok_or_else(writer_gone)?;
+            let mut committed = self.shared.committed.subscribe();
+            let outcome = tokio::select! {
+                seen = committed.wait_for(|c| c.durable.max(c.failed) >= durable_at) => {
+                    seen.map(|c| *c).map_err(|_| writer_gone())?
+                }
+                // A writer that stopped (it panicked) would never publish the group.
+                () = ops.closed() => return Err(writer_gone()),
+            };
+            // A failed group may have carried the ack, and the reload that follows an I/O
+            // failure forgets it, so the lane must settle the job again.
+            if outcome.failed >= durable_at {
+                return Err(JobStoreError::Storage(
+                    "the queue's commit failed, so the acknowledgement was not persisted"
+                        .to_owned(),
+                ));
+            }
+            Ok(())
         })
     }
 
@@ -929,5 +969,52 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["Before", "During1"]);
+    }
+
+    #[tokio::test]
+    async fn an_ack_whose_commit_fails_is_an_error_and_its_job_is_delivered_again() {
+        let failing = Arc::new(AtomicBool::new(false));
+        let memory = Arc::new(InMemoryBackend::new());
+        let (flag, disk) = (Arc::clone(&failing), Arc::clone(&memory));
+        let opener = move || {
+            Database::builder().create_with_backend(FlakyDisk {
+                inner: Arc::clone(&disk),
+                failing: Arc::clone(&flag),
+            })
+        };
+        let store =
+            RedbJobStore::with_opener(PathBuf::from("memory"), 100, Box::new(opener)).unwrap();
+        let target = TargetName::new("t").unwrap();
+        let ttl = Duration::from_secs(60);
+        store
+            .enqueue_batch(vec![admission("A"), admission("B")], at(0))
+            .await
+            .unwrap();
+        let jobs = store.lease(&target, 10, ttl, at(1)).await.unwrap().jobs;
+        let name = |job: &LeasedJob| job.alert.alert.name().unwrap().to_owned();
+        assert_eq!(jobs.iter().map(name).collect::<Vec<_>>(), ["A", "B"]);
+
+        // A healthy disk: the ack is answered once a durable commit carried it.
+        store.ack(jobs[0].id, at(2)).await.unwrap();
+        // A failing disk: the commit carrying the ack fails, and so does the ack.
+        failing.store(true, Ordering::SeqCst);
+        let ack = store.ack(jobs[1].id, at(3)).await;
+        assert!(matches!(ack, Err(JobStoreError::Storage(_))), "{ack:?}");
+
+        // Once the disk recovers, the next commit reloads what is on disk: A's ack is there,
+        // B's is not, so B is delivered again (at least once) and can be acked for good.
+        failing.store(false, Ordering::SeqCst);
+        store
+            .enqueue_batch(vec![admission("C")], at(4))
+            .await
+            .unwrap();
+        let again = store.lease(&target, 10, ttl, at(5)).await.unwrap().jobs;
+        let mut names: Vec<_> = again.iter().map(name).collect();
+        names.sort();
+        assert_eq!(names, ["B", "C"]);
+        for job in &again {
+            store.ack(job.id, at(6)).await.unwrap();
+        }
+        assert_eq!(store.stats().await.unwrap().by_priority, [0, 0, 0]);
     }
 }

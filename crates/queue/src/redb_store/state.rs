@@ -122,6 +122,11 @@ pub(super) struct State {
     pub(super) dirty_bodies: Vec<u64>,
     /// A flush is queued for the writer, so settlements need not queue another.
     pub(super) flush_queued: bool,
+    /// An acknowledgement waits for the next durable commit, so the next group must be one.
+    pub(super) sync_wanted: bool,
+    /// How many groups the writer has begun; an acknowledgement made now is durable once group
+    /// `planned + 1` (or a later one) has committed durably. Kept across a reload.
+    pub(super) planned: u64,
     /// The last commit failed with a storage error, so settlements are refused (they could not
     /// be persisted) until a commit succeeds again.
     pub(super) failed: bool,

@@ -106,13 +106,9 @@ pub(super) enum Op {
         reference: Option<MessageRef>,
         reply: Reply<()>,
     },
-    /// Nothing but the settlements marked dirty since the last commit.
+    /// Nothing but the settlements marked dirty since the last commit (durably, when an
+    /// acknowledgement asked for it).
     Flush,
-    /// The settlements marked dirty so far, made durable before the answer: an acknowledgement
-    /// waits for it, so a delivery whose ack a crash could lose still holds its lane's slot.
-    Sync {
-        reply: Reply<()>,
-    },
 }
 
 /// One distinct alert of an ingest batch, prepared by the caller (off the writer thread): the
@@ -196,7 +192,6 @@ impl Op {
             Self::Sweep { reply, .. } => failed(reply),
             Self::Purge { reply, .. } | Self::MessageRef { reply, .. } => failed(reply),
             Self::Flush => Box::new(|_| {}),
-            Self::Sync { reply } => failed(reply),
         }
     }
 }
@@ -550,6 +545,9 @@ impl Shared {
         let mut txn = self.begin_write(settle_durability())?;
         let mut state = self.state()?;
         state.flush_queued = false;
+        state.planned += 1;
+        let number = state.planned;
+        let sync = std::mem::take(&mut state.sync_wanted);
         let dirty_jobs: Vec<JobId> = state.dirty_jobs.drain().collect();
         let dirty_bodies = std::mem::take(&mut state.dirty_bodies);
         let mut group = Group::new(&state);
@@ -582,7 +580,9 @@ impl Shared {
         let restore = |state: &mut State| {
             state.dirty_jobs.extend(dirty_jobs.iter().copied());
             state.dirty_bodies.extend(dirty_bodies.iter().copied());
+            state.sync_wanted |= sync;
             state.failed = true;
+            self.committed.send_modify(|c| c.failed = number);
         };
         if let Err(e) = planned {
             restore(&mut state);
@@ -593,9 +593,8 @@ impl Shared {
         }
         // The fsync runs without the lock, so lanes lease and ack meanwhile.
         drop(state);
-        if (close || ops.durable)
-            && let Err(e) = txn.set_durability(ingest_durability())
-        {
+        let durable = close || ops.durable || sync;
+        if durable && let Err(e) = txn.set_durability(ingest_durability()) {
             restore(&mut *self.state()?);
             return Err(storage(e));
         }
@@ -607,6 +606,11 @@ impl Shared {
         }
         state.failed = false;
         group.apply(&mut state);
+        drop(state);
+        if durable {
+            // Every group up to this one is on disk now.
+            self.committed.send_modify(|c| c.durable = number);
+        }
         Ok(())
     }
 
@@ -706,7 +710,6 @@ impl Shared {
                 settle(reply, planned.map(Ok), finishes)
             }
             Op::Flush => Ok(()),
-            Op::Sync { reply } => settle(reply, Ok(Ok(())), finishes),
         }
     }
 
