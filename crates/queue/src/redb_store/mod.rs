@@ -907,19 +907,25 @@ mod tests {
         )
     }
 
-    #[tokio::test]
-    async fn a_failing_disk_is_a_storage_error_that_persists_nothing_and_heals() {
+    /// A store on an in-memory disk whose writes fail while the returned flag is set.
+    fn store_on_a_flaky_disk() -> (RedbJobStore, Arc<AtomicBool>) {
         let failing = Arc::new(AtomicBool::new(false));
         let memory = Arc::new(InMemoryBackend::new());
-        let (flag, disk) = (Arc::clone(&failing), Arc::clone(&memory));
+        let flag = Arc::clone(&failing);
         let opener = move || {
             Database::builder().create_with_backend(FlakyDisk {
-                inner: Arc::clone(&disk),
+                inner: Arc::clone(&memory),
                 failing: Arc::clone(&flag),
             })
         };
         let store =
             RedbJobStore::with_opener(PathBuf::from("memory"), 100, Box::new(opener)).unwrap();
+        (store, failing)
+    }
+
+    #[tokio::test]
+    async fn a_failing_disk_is_a_storage_error_that_persists_nothing_and_heals() {
+        let (store, failing) = store_on_a_flaky_disk();
         let target = TargetName::new("t").unwrap();
         store
             .enqueue_batch(vec![admission("Before")], at(0))
@@ -973,17 +979,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_ack_whose_commit_fails_is_an_error_and_its_job_is_delivered_again() {
-        let failing = Arc::new(AtomicBool::new(false));
-        let memory = Arc::new(InMemoryBackend::new());
-        let (flag, disk) = (Arc::clone(&failing), Arc::clone(&memory));
-        let opener = move || {
-            Database::builder().create_with_backend(FlakyDisk {
-                inner: Arc::clone(&disk),
-                failing: Arc::clone(&flag),
-            })
-        };
-        let store =
-            RedbJobStore::with_opener(PathBuf::from("memory"), 100, Box::new(opener)).unwrap();
+        let (store, failing) = store_on_a_flaky_disk();
         let target = TargetName::new("t").unwrap();
         let ttl = Duration::from_secs(60);
         store
