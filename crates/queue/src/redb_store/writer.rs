@@ -46,12 +46,12 @@ const GROUP_CAP: usize = 256;
 /// Under load, a group starts no sooner than this after the previous one started, so ops
 /// gather into fewer, larger commits. Each commit costs a dozen page writes and an fsync
 /// whatever it carries; committing back to back under S2's load made one commit per alert or
-/// so. The wait applies only when at least [`GATHER_BACKLOG`] ops were already queued when the
-/// previous commit finished: an alert at a quiet time, or the handful of acks one alert
-/// makes, is committed at once.
+/// so. The wait applies only under load: when the previous group carried at least
+/// [`GATHER_BACKLOG`] ops and settlements, or that many ops were queued when it finished. An
+/// alert at a quiet time, or the handful of acks one alert makes, is committed at once.
 const GATHER: Duration = Duration::from_millis(2);
 
-/// The backlog that counts as load for [`GATHER`].
+/// The group size or backlog that counts as load for [`GATHER`].
 const GATHER_BACKLOG: usize = 16;
 
 /// Where an op's answer goes.
@@ -220,10 +220,11 @@ pub(super) fn run(shared: &Shared, mut ops: mpsc::Receiver<Op>) {
             more: (!solo).then_some(&mut ops),
             held: &mut held,
             taken: 0,
+            settled: 0,
             durable: false,
         };
-        shared.commit_group(feed, false);
-        busy_since = (ops.len() >= GATHER_BACKLOG).then_some(started);
+        let carried = shared.commit_group(feed, false);
+        busy_since = (carried.max(ops.len()) >= GATHER_BACKLOG).then_some(started);
     }
     shared.commit_group(
         Feed {
@@ -231,6 +232,7 @@ pub(super) fn run(shared: &Shared, mut ops: mpsc::Receiver<Op>) {
             more: None,
             held: &mut held,
             taken: 0,
+            settled: 0,
             durable: true,
         },
         true,
@@ -245,6 +247,8 @@ pub(super) struct Feed<'a> {
     more: Option<&'a mut mpsc::Receiver<Op>>,
     held: &'a mut Option<Op>,
     taken: usize,
+    /// The settlements the group wrote beside its ops.
+    settled: usize,
     /// Whether any op taken needs a durable commit.
     durable: bool,
 }
@@ -524,7 +528,8 @@ impl Shared {
     /// Runs one group: plans and writes its ops under the state lock, commits without it, then
     /// applies the group to the state and answers every op. `close` makes the commit durable
     /// whatever the ops.
-    pub(super) fn commit_group(&self, mut ops: Feed<'_>, close: bool) {
+    /// Returns how many ops and settlements the group carried.
+    pub(super) fn commit_group(&self, mut ops: Feed<'_>, close: bool) -> usize {
         let mut finishes: Vec<Finish> = Vec::new();
         match self.try_group(&mut ops, close, &mut finishes) {
             Ok(()) => finishes.into_iter().for_each(|f| f(None)),
@@ -534,6 +539,7 @@ impl Shared {
                 finishes.into_iter().for_each(|f| f(Some(&e)));
             }
         }
+        ops.taken + ops.settled
     }
 
     fn try_group(
@@ -550,6 +556,7 @@ impl Shared {
         let sync = std::mem::take(&mut state.sync_wanted);
         let dirty_jobs: Vec<JobId> = state.dirty_jobs.drain().collect();
         let dirty_bodies = std::mem::take(&mut state.dirty_bodies);
+        ops.settled = dirty_jobs.len();
         let mut group = Group::new(&state);
         let planned = (|| {
             let mut t = Tables::open(&txn)?;
