@@ -1,8 +1,164 @@
-//! The lease order both stores share: how a lane's lease slots go to the priorities.
+//! What both stores share about leasing: the indexes of live jobs per target and per
+//! (target, fingerprint), and the order in which a lane's lease slots go to the priorities.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::ops::Bound;
 
-use alert_core::{JobId, Priority};
+use alert_core::{Fingerprint, JobId, Priority, TargetName};
+use chrono::{DateTime, Utc};
+
+/// One (target, fingerprint): the unit of ordering and of the notification log.
+pub(crate) type Key = (TargetName, Fingerprint);
+
+/// One target's indexes.
+#[derive(Debug, Default)]
+pub(crate) struct Lane {
+    /// Pending jobs by priority level, ordered by (due, id).
+    pub(crate) ready: [BTreeSet<(DateTime<Utc>, JobId)>; 3],
+    /// Leased jobs, ordered by (lease expiry, id).
+    pub(crate) leased: BTreeSet<(DateTime<Utc>, JobId)>,
+    /// The position in [`CYCLE`] of the next lease slot.
+    pub(crate) cycle: usize,
+}
+
+/// The live jobs of one (target, fingerprint): at most one pending and one leased. Both are set
+/// only when the leased one has been superseded by the pending one.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Slot {
+    pub(crate) pending: Option<JobId>,
+    pub(crate) leased: Option<JobId>,
+}
+
+/// Where a live job is filed: what the indexes know of it.
+#[derive(Clone, Copy)]
+pub(crate) struct Place<'a> {
+    pub(crate) target: &'a TargetName,
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) priority: Priority,
+    pub(crate) due: DateTime<Utc>,
+    pub(crate) leased_until: Option<DateTime<Utc>>,
+}
+
+/// The indexes of the live jobs, which a store keeps beside the jobs themselves: a pending job
+/// is in its lane's ready set and its slot's pending place, a leased one in its lane's leased
+/// set and its slot's leased place.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    pub(crate) lanes: HashMap<TargetName, Lane>,
+    pub(crate) slots: HashMap<Key, Slot>,
+}
+
+impl Index {
+    /// Files job `id` where `place` says: pending, or leased until `place.leased_until`.
+    pub(crate) fn file(&mut self, id: JobId, place: Place<'_>) {
+        let lane = self.lanes.entry(place.target.clone()).or_default();
+        let slot = self
+            .slots
+            .entry((place.target.clone(), place.fingerprint))
+            .or_default();
+        match place.leased_until {
+            Some(until) => {
+                lane.leased.insert((until, id));
+                slot.leased = Some(id);
+            }
+            None => {
+                lane.ready[level(place.priority)].insert((place.due, id));
+                slot.pending = Some(id);
+            }
+        }
+    }
+
+    /// Takes job `id`, filed at `place`, out of its lane's sets and its slot.
+    pub(crate) fn unfile(&mut self, id: JobId, place: Place<'_>) {
+        if let Some(lane) = self.lanes.get_mut(place.target) {
+            match place.leased_until {
+                Some(until) => lane.leased.remove(&(until, id)),
+                None => lane.ready[level(place.priority)].remove(&(place.due, id)),
+            };
+        }
+        let key = (place.target.clone(), place.fingerprint);
+        if let Some(slot) = self.slots.get_mut(&key) {
+            if slot.pending == Some(id) {
+                slot.pending = None;
+            }
+            if slot.leased == Some(id) {
+                slot.leased = None;
+            }
+            if slot.pending.is_none() && slot.leased.is_none() {
+                self.slots.remove(&key);
+            }
+        }
+    }
+
+    /// The live jobs of `key`.
+    pub(crate) fn slot(&self, key: &Key) -> Slot {
+        self.slots.get(key).copied().unwrap_or_default()
+    }
+
+    /// The jobs of `target` whose lease has expired at `now`.
+    pub(crate) fn expired(&self, target: &TargetName, now: DateTime<Utc>) -> Vec<JobId> {
+        self.lanes.get(target).map_or_else(Vec::new, |lane| {
+            lane.leased
+                .range(..=(now, JobId(u64::MAX)))
+                .map(|&(_, id)| id)
+                .collect()
+        })
+    }
+
+    /// Chooses up to `n` due jobs of `target`, by priority share, oldest due first per level,
+    /// skipping jobs whose (target, fingerprint) has a job in flight; `fingerprint` tells a
+    /// job's. Returns them with the cycle position to keep once they are leased.
+    pub(crate) fn pick(
+        &self,
+        target: &TargetName,
+        n: usize,
+        now: DateTime<Utc>,
+        fingerprint: impl Fn(JobId) -> Fingerprint,
+    ) -> (Vec<JobId>, usize) {
+        let Some(lane) = self.lanes.get(target) else {
+            return (Vec::new(), 0);
+        };
+        let mut candidates: [VecDeque<JobId>; 3] = Default::default();
+        for (ready, out) in lane.ready.iter().zip(&mut candidates) {
+            *out = ready
+                .range(..=(now, JobId(u64::MAX)))
+                .map(|&(_, id)| id)
+                .filter(|&id| {
+                    self.slots
+                        .get(&(target.clone(), fingerprint(id)))
+                        .is_none_or(|s| s.leased.is_none())
+                })
+                .take(n)
+                .collect();
+        }
+        take_by_share(candidates, lane.cycle, n)
+    }
+
+    /// Keeps `cycle` as `target`'s position in [`CYCLE`] for its next lease.
+    pub(crate) fn set_cycle(&mut self, target: &TargetName, cycle: usize) {
+        if let Some(lane) = self.lanes.get_mut(target) {
+            lane.cycle = cycle;
+        }
+    }
+
+    /// When the earliest pending job of `target` that is not due at `now` becomes due.
+    pub(crate) fn next_due(
+        &self,
+        target: &TargetName,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let lane = self.lanes.get(target)?;
+        lane.ready
+            .iter()
+            .filter_map(|ready| {
+                ready
+                    .range((Bound::Excluded((now, JobId(u64::MAX))), Bound::Unbounded))
+                    .next()
+                    .map(|&(due, _)| due)
+            })
+            .min()
+    }
+}
 
 /// The order in which a lane's 16 consecutive lease slots go to the priorities: 12 high, 3 medium
 /// and 1 low, as [`Priority::share`] documents. The lower levels are spread out so that a lane

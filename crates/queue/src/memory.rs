@@ -1,6 +1,6 @@
 //! [`MemoryJobStore`]: the whole [`JobStore`] contract in memory, behind one mutex.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,14 +15,11 @@ use alert_core::{
 use chrono::{DateTime, Utc};
 use uuid::{ContextV7, Timestamp, Uuid};
 
-use crate::lanes::{level, take_by_share};
+use crate::lanes::{Index, Key, Place, level};
 use crate::sweep::sweep_job;
 
 /// The default cap on dead-letter entries.
 const DEFAULT_DEAD_LETTER_CAP: usize = 100_000;
-
-/// One (target, fingerprint): the unit of ordering and of the notification log.
-type Key = (TargetName, Fingerprint);
 
 /// A job store in memory: the job queue, the notification log and the dead-letter queue of the
 /// [`JobStore`] contract, with no durability.
@@ -121,7 +118,7 @@ impl MemoryJobStore {
                 Some((entry, pending)) => (entry.clone(), *pending),
                 None => (
                     state.log.get(&key).map(|l| l.entry.clone()),
-                    state.slots.get(&key).is_some_and(|s| s.pending.is_some()),
+                    state.index.slot(&key).pending.is_some(),
                 ),
             };
             let decision = log_decision(previous.as_ref(), &admission, now);
@@ -192,7 +189,7 @@ impl MemoryJobStore {
         }
         job.due = how.not_before;
         job.leased_until = None;
-        state.index_pending(id);
+        state.index_job(id);
         Ok(())
     }
 
@@ -227,7 +224,7 @@ impl MemoryJobStore {
         now: DateTime<Utc>,
     ) -> Result<u64, JobStoreError> {
         let mut state = self.state()?;
-        let Some(lane) = state.lanes.get(target) else {
+        let Some(lane) = state.index.lanes.get(target) else {
             return Ok(0);
         };
         let mut ids: Vec<JobId> = lane
@@ -289,9 +286,9 @@ impl MemoryJobStore {
             if made >= plan.max_jobs_per_pass {
                 break;
             }
-            let slot = state.slots.get(&key);
-            let pending = slot.is_some_and(|s| s.pending.is_some());
-            let live = pending || slot.is_some_and(|s| s.leased.is_some());
+            let slot = state.index.slot(&key);
+            let pending = slot.pending.is_some();
+            let live = pending || slot.leased.is_some();
             // A refresh is for an alert that is not on its way already.
             if !resolve && live {
                 continue;
@@ -381,10 +378,8 @@ impl MemoryJobStore {
             .get(&key)
             .is_some_and(|log| log.entry.sequence > entry.sequence);
         // A live job of the same (target, fingerprint) is the same state or a newer one.
-        let live = state
-            .slots
-            .get(&key)
-            .is_some_and(|s| s.pending.is_some() || s.leased.is_some());
+        let slot = state.index.slot(&key);
+        let live = slot.pending.is_some() || slot.leased.is_some();
         if newer_accepted || live {
             return Err(JobStoreError::Superseded);
         }
@@ -536,25 +531,6 @@ struct Job {
     last_error: Option<JobError>,
 }
 
-/// One target's indexes.
-#[derive(Debug, Default)]
-struct Lane {
-    /// Pending jobs by priority level, ordered by (due, id).
-    ready: [BTreeSet<(DateTime<Utc>, JobId)>; 3],
-    /// Leased jobs, ordered by (lease expiry, id).
-    leased: BTreeSet<(DateTime<Utc>, JobId)>,
-    /// The position in [`CYCLE`] of the next lease slot.
-    cycle: usize,
-}
-
-/// The live jobs of one (target, fingerprint): at most one pending and one leased. Both are set
-/// only when the leased one has been superseded by the pending one.
-#[derive(Debug, Default)]
-struct Slot {
-    pending: Option<JobId>,
-    leased: Option<JobId>,
-}
-
 /// One notification-log entry with the alert it last accepted, which a sweep re-sends.
 #[derive(Debug)]
 struct Logged {
@@ -566,8 +542,8 @@ struct Logged {
 struct State {
     next_job: u64,
     jobs: HashMap<JobId, Job>,
-    lanes: HashMap<TargetName, Lane>,
-    slots: HashMap<Key, Slot>,
+    /// Where the live jobs are filed for leasing.
+    index: Index,
     log: HashMap<Key, Logged>,
     dead: BTreeMap<DeadLetterId, DeadLetter>,
     /// Makes dead-letter ids increase even when `now` repeats or goes back.
@@ -593,9 +569,8 @@ impl State {
                 sequence,
                 entry,
             } => {
-                let slot = self.slots.get(&key);
-                let pending = slot.and_then(|s| s.pending);
-                let leased = slot.and_then(|s| s.leased);
+                let slot = self.index.slot(&key);
+                let (pending, leased) = (slot.pending, slot.leased);
                 let superseded = if let Some(old) = pending {
                     self.remove(old);
                     Some(old)
@@ -652,43 +627,20 @@ impl State {
                 last_error: None,
             },
         );
-        self.index_pending(id);
+        self.index_job(id);
         id
     }
 
-    /// Files a job that is not leased under its lane's ready set and its slot's pending place.
-    fn index_pending(&mut self, id: JobId) {
-        let job = &self.jobs[&id];
-        let lane = self.lanes.entry(job.target.clone()).or_default();
-        lane.ready[level(job.priority)].insert((job.due, id));
-        let slot = self
-            .slots
-            .entry((job.target.clone(), job.fingerprint))
-            .or_default();
-        slot.pending = Some(id);
+    /// Files a job under its lane's sets and its slot, pending or leased as it is.
+    fn index_job(&mut self, id: JobId) {
+        let place = place(&self.jobs[&id]);
+        self.index.file(id, place);
     }
 
     /// Takes a job out of its lane's sets and its slot, leaving it in `jobs`.
     fn unindex(&mut self, id: JobId) {
-        let job = &self.jobs[&id];
-        if let Some(lane) = self.lanes.get_mut(&job.target) {
-            match job.leased_until {
-                Some(until) => lane.leased.remove(&(until, id)),
-                None => lane.ready[level(job.priority)].remove(&(job.due, id)),
-            };
-        }
-        let key = (job.target.clone(), job.fingerprint);
-        if let Some(slot) = self.slots.get_mut(&key) {
-            if slot.pending == Some(id) {
-                slot.pending = None;
-            }
-            if slot.leased == Some(id) {
-                slot.leased = None;
-            }
-            if slot.pending.is_none() && slot.leased.is_none() {
-                self.slots.remove(&key);
-            }
-        }
+        let place = place(&self.jobs[&id]);
+        self.index.unfile(id, place);
     }
 
     /// Removes a job entirely; `None` when there is no such job.
@@ -703,15 +655,7 @@ impl State {
     /// Returns the jobs of `target` whose lease has expired to the ready set, or drops them when
     /// they were superseded meanwhile.
     fn expire_leases(&mut self, target: &TargetName, now: DateTime<Utc>) {
-        let Some(lane) = self.lanes.get(target) else {
-            return;
-        };
-        let expired: Vec<JobId> = lane
-            .leased
-            .range(..=(now, JobId(u64::MAX)))
-            .map(|&(_, id)| id)
-            .collect();
-        for id in expired {
+        for id in self.index.expired(target, now) {
             if self.jobs[&id].superseded {
                 self.remove(id);
                 continue;
@@ -720,36 +664,16 @@ impl State {
             let job = self.jobs.get_mut(&id).expect("an indexed job is live");
             job.leased_until = None;
             job.attempts = job.attempts.saturating_add(1);
-            self.index_pending(id);
+            self.index_job(id);
         }
     }
 
     /// Chooses up to `n` due jobs of `target`, by priority share, oldest due first per level,
     /// skipping jobs whose (target, fingerprint) has a job in flight.
     fn pick(&mut self, target: &TargetName, n: usize, now: DateTime<Utc>) -> Vec<JobId> {
-        let Some(lane) = self.lanes.get(target) else {
-            return Vec::new();
-        };
-        let slots = &self.slots;
         let jobs = &self.jobs;
-        let mut candidates: [VecDeque<JobId>; 3] = Default::default();
-        for (ready, out) in lane.ready.iter().zip(&mut candidates) {
-            *out = ready
-                .range(..=(now, JobId(u64::MAX)))
-                .map(|&(_, id)| id)
-                .filter(|id| {
-                    let job = &jobs[id];
-                    slots
-                        .get(&(job.target.clone(), job.fingerprint))
-                        .is_none_or(|s| s.leased.is_none())
-                })
-                .take(n)
-                .collect();
-        }
-        let (picked, cycle) = take_by_share(candidates, lane.cycle, n);
-        if let Some(lane) = self.lanes.get_mut(target) {
-            lane.cycle = cycle;
-        }
+        let (picked, cycle) = self.index.pick(target, n, now, |id| jobs[&id].fingerprint);
+        self.index.set_cycle(target, cycle);
         picked
     }
 
@@ -766,28 +690,13 @@ impl State {
             job.priority,
             job.enqueued_at,
         );
-        let key = (job.target.clone(), job.fingerprint);
-        self.lanes
-            .entry(key.0.clone())
-            .or_default()
-            .leased
-            .insert((until, id));
-        self.slots.entry(key).or_default().leased = Some(id);
+        self.index_job(id);
         leased
     }
 
     /// When the earliest pending job of `target` that is not due at `now` becomes due.
     fn next_due(&self, target: &TargetName, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let lane = self.lanes.get(target)?;
-        lane.ready
-            .iter()
-            .filter_map(|ready| {
-                ready
-                    .range((Bound::Excluded((now, JobId(u64::MAX))), Bound::Unbounded))
-                    .next()
-                    .map(|&(due, _)| due)
-            })
-            .min()
+        self.index.next_due(target, now)
     }
 
     /// Files a job that was taken out of the queue as a dead letter; returns its id.
@@ -832,5 +741,16 @@ impl State {
         let secs = u64::try_from(now.timestamp()).unwrap_or(0);
         let timestamp = Timestamp::from_unix(&self.ids, secs, now.timestamp_subsec_nanos());
         DeadLetterId(Uuid::new_v7(timestamp).to_string())
+    }
+}
+
+/// Where `job` is filed in the [`Index`].
+fn place(job: &Job) -> Place<'_> {
+    Place {
+        target: &job.target,
+        fingerprint: job.fingerprint,
+        priority: job.priority,
+        due: job.due,
+        leased_until: job.leased_until,
     }
 }

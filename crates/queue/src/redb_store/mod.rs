@@ -344,9 +344,7 @@ impl RedbJobStore {
             ));
             state.mark_leased(id, until);
         }
-        if let Some(lane) = state.lanes.get_mut(target) {
-            lane.cycle = cycle;
-        }
+        state.index.set_cycle(target, cycle);
         Ok(Lease {
             jobs,
             next_due: state.next_due(target, now),

@@ -6,8 +6,7 @@
 //! only after their commit succeeded, and it persists acks and reschedules (which change this
 //! state at once) with its next commit.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::ops::Bound;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,13 +22,11 @@ use super::records::{
     ALERTS, DEAD, JOBS, LEGACY_TABLES, LOG, LOG_BY_TARGET, MESSAGE_REFS, META, NEXT_BODY, NEXT_JOB,
     StoredJob, StoredLog, decode_alert, storage,
 };
-use crate::lanes::{level, take_by_share};
+use crate::lanes::{Index, Place, level};
+pub(super) use crate::lanes::{Key, Slot};
 
 /// The default cap on dead-letter entries.
 pub(super) const DEFAULT_DEAD_LETTER_CAP: usize = 100_000;
-
-/// One (target, fingerprint): the unit of ordering and of the notification log.
-pub(super) type Key = (TargetName, Fingerprint);
 
 /// A live job. Its alert is the body it refers to.
 #[derive(Debug)]
@@ -83,32 +80,14 @@ pub(super) struct Body {
     pub(super) refs: u32,
 }
 
-/// One target's indexes.
-#[derive(Debug, Default)]
-pub(super) struct Lane {
-    /// Pending jobs by priority level, ordered by (due, id).
-    pub(super) ready: [BTreeSet<(DateTime<Utc>, JobId)>; 3],
-    /// Leased jobs, ordered by (lease expiry, id).
-    pub(super) leased: BTreeSet<(DateTime<Utc>, JobId)>,
-    /// The position in [`CYCLE`] of the next lease slot.
-    pub(super) cycle: usize,
-}
-
-/// The live jobs of one (target, fingerprint): at most one pending and one leased.
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Slot {
-    pub(super) pending: Option<JobId>,
-    pub(super) leased: Option<JobId>,
-}
-
 /// The state in memory; see the module docs.
 #[derive(Default)]
 pub(super) struct State {
     pub(super) next_job: u64,
     pub(super) next_body: u64,
     pub(super) jobs: HashMap<JobId, JobMeta>,
-    pub(super) lanes: HashMap<TargetName, Lane>,
-    pub(super) slots: HashMap<Key, Slot>,
+    /// Where the live jobs are filed for leasing.
+    pub(super) index: Index,
     /// The notification log, write-through: the database holds the same entries.
     pub(super) log: HashMap<Key, CachedLog>,
     pub(super) bodies: HashMap<u64, Body>,
@@ -223,7 +202,7 @@ impl State {
                 state.check_body(job.body)?;
                 let key = (job.target.clone(), job.fingerprint);
                 // Ids grow, so a job met later is the newer state of its key.
-                if let Some(older) = state.slots.get(&key).and_then(|s| s.pending) {
+                if let Some(older) = state.slot(&key).pending {
                     state.remove(older);
                     stale.push(older);
                 }
@@ -309,7 +288,7 @@ impl State {
     }
 
     pub(super) fn slot(&self, key: &Key) -> Slot {
-        self.slots.get(key).copied().unwrap_or_default()
+        self.index.slot(key)
     }
 
     /// The body's alert; bodies referred to are always present.
@@ -358,41 +337,19 @@ impl State {
     pub(super) fn insert_job(&mut self, id: JobId, job: JobMeta) {
         self.retain_body(job.body);
         self.jobs.insert(id, job);
-        self.index_pending(id);
+        self.index_job(id);
     }
 
-    /// Files a job that is not leased under its lane's ready set and its slot's pending place.
-    pub(super) fn index_pending(&mut self, id: JobId) {
-        let job = &self.jobs[&id];
-        let lane = self.lanes.entry(job.target.clone()).or_default();
-        lane.ready[level(job.priority)].insert((job.due, id));
-        self.slots
-            .entry((job.target.clone(), job.fingerprint))
-            .or_default()
-            .pending = Some(id);
+    /// Files a job under its lane's sets and its slot, pending or leased as it is.
+    pub(super) fn index_job(&mut self, id: JobId) {
+        let place = place(&self.jobs[&id]);
+        self.index.file(id, place);
     }
 
     /// Takes a job out of its lane's sets and its slot, leaving it in `jobs`.
     fn unindex(&mut self, id: JobId) {
-        let job = &self.jobs[&id];
-        if let Some(lane) = self.lanes.get_mut(&job.target) {
-            match job.leased_until {
-                Some(until) => lane.leased.remove(&(until, id)),
-                None => lane.ready[level(job.priority)].remove(&(job.due, id)),
-            };
-        }
-        let key = (job.target.clone(), job.fingerprint);
-        if let Some(slot) = self.slots.get_mut(&key) {
-            if slot.pending == Some(id) {
-                slot.pending = None;
-            }
-            if slot.leased == Some(id) {
-                slot.leased = None;
-            }
-            if slot.pending.is_none() && slot.leased.is_none() {
-                self.slots.remove(&key);
-            }
-        }
+        let place = place(&self.jobs[&id]);
+        self.index.unfile(id, place);
     }
 
     /// Removes a job entirely, releasing its body; `None` when there is no such job.
@@ -421,63 +378,36 @@ impl State {
             job.attempts = attempts;
             job.leased_until = None;
         }
-        self.index_pending(id);
+        self.index_job(id);
     }
 
     /// The jobs of `target` whose lease has expired at `now`.
     pub(super) fn expired(&self, target: &TargetName, now: DateTime<Utc>) -> Vec<JobId> {
-        self.lanes.get(target).map_or_else(Vec::new, |lane| {
-            lane.leased
-                .range(..=(now, JobId(u64::MAX)))
-                .map(|&(_, id)| id)
-                .collect()
-        })
+        self.index.expired(target, now)
     }
 
-    /// Chooses up to `n` due jobs of `target`, by priority share, oldest due first per level,
-    /// skipping jobs whose (target, fingerprint) has a job in flight. Returns them with the
-    /// cycle position to keep once they are leased.
+    /// Chooses up to `n` due jobs of `target` (see [`Index::pick`]), with the cycle position to
+    /// keep once they are leased.
     pub(super) fn pick(
         &self,
         target: &TargetName,
         n: usize,
         now: DateTime<Utc>,
     ) -> (Vec<JobId>, usize) {
-        let Some(lane) = self.lanes.get(target) else {
-            return (Vec::new(), 0);
-        };
-        let mut candidates: [VecDeque<JobId>; 3] = Default::default();
-        for (ready, out) in lane.ready.iter().zip(&mut candidates) {
-            *out = ready
-                .range(..=(now, JobId(u64::MAX)))
-                .map(|&(_, id)| id)
-                .filter(|id| {
-                    let job = &self.jobs[id];
-                    self.slots
-                        .get(&(job.target.clone(), job.fingerprint))
-                        .is_none_or(|s| s.leased.is_none())
-                })
-                .take(n)
-                .collect();
-        }
-        let (picked, cycle) = take_by_share(candidates, lane.cycle, n);
-        (picked, cycle)
+        self.index
+            .pick(target, n, now, |id| self.jobs[&id].fingerprint)
     }
 
     /// Moves a pending job to the leased set until `until`.
     pub(super) fn mark_leased(&mut self, id: JobId, until: DateTime<Utc>) {
-        self.unindex(id);
-        let Some(job) = self.jobs.get_mut(&id) else {
+        if !self.jobs.contains_key(&id) {
             return;
-        };
-        job.leased_until = Some(until);
-        let key = (job.target.clone(), job.fingerprint);
-        self.lanes
-            .entry(key.0.clone())
-            .or_default()
-            .leased
-            .insert((until, id));
-        self.slots.entry(key).or_default().leased = Some(id);
+        }
+        self.unindex(id);
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.leased_until = Some(until);
+        }
+        self.index_job(id);
     }
 
     /// When the earliest pending job of `target` that is not due at `now` becomes due.
@@ -486,16 +416,7 @@ impl State {
         target: &TargetName,
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
-        let lane = self.lanes.get(target)?;
-        lane.ready
-            .iter()
-            .filter_map(|ready| {
-                ready
-                    .range((Bound::Excluded((now, JobId(u64::MAX))), Bound::Unbounded))
-                    .next()
-                    .map(|&(due, _)| due)
-            })
-            .min()
+        self.index.next_due(target, now)
     }
 
     /// A new UUIDv7 dead-letter id for `now`, greater than every id this process made before.
@@ -529,4 +450,15 @@ fn migrate_log(txn: &redb::WriteTransaction) -> Result<(), JobStoreError> {
     }
     txn.delete_table(LOG_BY_TARGET).map_err(storage)?;
     Ok(())
+}
+
+/// Where `job` is filed in the [`Index`].
+fn place(job: &JobMeta) -> Place<'_> {
+    Place {
+        target: &job.target,
+        fingerprint: job.fingerprint,
+        priority: job.priority,
+        due: job.due,
+        leased_until: job.leased_until,
+    }
 }

@@ -983,7 +983,7 @@ impl Shared {
         reason: DeadReason,
         now: DateTime<Utc>,
     ) -> Planned2<u64> {
-        let Some(lane) = state.lanes.get(target) else {
+        let Some(lane) = state.index.lanes.get(target) else {
             return Ok(Ok(0));
         };
         let mut ids: Vec<JobId> = lane
