@@ -1,10 +1,10 @@
 //! What both stores share about leasing: the indexes of live jobs per target and per
 //! (target, fingerprint), and the order in which a lane's lease slots go to the priorities.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 
-use alert_core::{Fingerprint, JobId, Priority, TargetName};
+use alert_core::{Fingerprint, JobId, Priority, QueueStats, TargetName, TargetQueueStats};
 use chrono::{DateTime, Utc};
 
 /// One (target, fingerprint): the unit of ordering and of the notification log.
@@ -199,6 +199,48 @@ pub(crate) fn take_by_share(
         cycle = (cycle + 1) % CYCLE.len();
     }
     (picked, cycle)
+}
+
+/// One live job as [`queue_stats`] counts it.
+pub(crate) struct Counted<'a> {
+    pub(crate) target: &'a TargetName,
+    pub(crate) priority: Priority,
+    pub(crate) enqueued_at: DateTime<Utc>,
+    pub(crate) leased: bool,
+}
+
+/// The [`QueueStats`] of the live `jobs`, beside `dead_letters` dead letters.
+pub(crate) fn queue_stats<'a>(
+    jobs: impl Iterator<Item = Counted<'a>>,
+    dead_letters: u64,
+) -> QueueStats {
+    let mut by_priority = [0; 3];
+    let mut by_target: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    let mut oldest_enqueued_at = None::<DateTime<Utc>>;
+    for job in jobs {
+        oldest_enqueued_at =
+            Some(oldest_enqueued_at.map_or(job.enqueued_at, |o| o.min(job.enqueued_at)));
+        by_priority[level(job.priority)] += 1;
+        let counts = by_target.entry(job.target.as_str()).or_default();
+        if job.leased {
+            counts.1 += 1;
+        } else {
+            counts.0 += 1;
+        }
+    }
+    QueueStats {
+        by_priority,
+        by_target: by_target
+            .into_iter()
+            .map(|(target, (pending, leased))| TargetQueueStats {
+                target: target.to_owned(),
+                pending,
+                leased,
+            })
+            .collect(),
+        dead_letters,
+        oldest_enqueued_at,
+    }
 }
 
 #[cfg(test)]

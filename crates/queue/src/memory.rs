@@ -10,12 +10,12 @@ use alert_core::{
     Admission, Admitted, BoxFuture, DeadLetter, DeadLetterFilter, DeadLetterId, DeadLetterPage,
     DeadReason, Delivery, EnrichedAlert, Fingerprint, JobError, JobId, JobStore, JobStoreError,
     Lease, LeasedJob, LogDecision, LogEntry, Priority, QueueStats, Reschedule, SweepAction,
-    SweepPlan, SweepReport, TargetKind, TargetName, TargetQueueStats, log_decision, sweep_action,
+    SweepPlan, SweepReport, TargetKind, TargetName, log_decision, sweep_action,
 };
 use chrono::{DateTime, Utc};
 use uuid::{ContextV7, Timestamp, Uuid};
 
-use crate::lanes::{Index, Key, Place, level};
+use crate::lanes::{Counted, Index, Key, Place, queue_stats};
 use crate::sweep::sweep_job;
 
 /// The default cap on dead-letter entries.
@@ -315,33 +315,13 @@ impl MemoryJobStore {
 
     fn stats_now(&self) -> Result<QueueStats, JobStoreError> {
         let state = self.state()?;
-        let mut by_priority = [0; 3];
-        let mut by_target: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        let mut oldest_enqueued_at = None::<DateTime<Utc>>;
-        for job in state.jobs.values() {
-            oldest_enqueued_at =
-                Some(oldest_enqueued_at.map_or(job.enqueued_at, |o| o.min(job.enqueued_at)));
-            by_priority[level(job.priority)] += 1;
-            let counts = by_target.entry(job.target.as_str()).or_default();
-            if job.leased_until.is_some() {
-                counts.1 += 1;
-            } else {
-                counts.0 += 1;
-            }
-        }
-        Ok(QueueStats {
-            by_priority,
-            by_target: by_target
-                .into_iter()
-                .map(|(target, (pending, leased))| TargetQueueStats {
-                    target: target.to_owned(),
-                    pending,
-                    leased,
-                })
-                .collect(),
-            dead_letters: state.dead.len() as u64,
-            oldest_enqueued_at,
-        })
+        let jobs = state.jobs.values().map(|job| Counted {
+            target: &job.target,
+            priority: job.priority,
+            enqueued_at: job.enqueued_at,
+            leased: job.leased_until.is_some(),
+        });
+        Ok(queue_stats(jobs, state.dead.len() as u64))
     }
 
     fn dead_letters_now(

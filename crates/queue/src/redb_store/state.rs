@@ -6,13 +6,13 @@
 //! only after their commit succeeded, and it persists acks and reschedules (which change this
 //! state at once) with its next commit.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use alert_core::{
     DeadLetterId, EnrichedAlert, Fingerprint, JobError, JobId, JobStoreError, LogEntry, Priority,
-    QueueStats, TargetName, TargetQueueStats,
+    QueueStats, TargetName,
 };
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableHandle};
@@ -22,7 +22,7 @@ use super::records::{
     ALERTS, DEAD, JOBS, LEGACY_TABLES, LOG, LOG_BY_TARGET, MESSAGE_REFS, META, NEXT_BODY, NEXT_JOB,
     StoredJob, StoredLog, decode_alert, storage,
 };
-use crate::lanes::{Index, Place, level};
+use crate::lanes::{Counted, Index, Place, queue_stats};
 pub(super) use crate::lanes::{Key, Slot};
 
 /// The default cap on dead-letter entries.
@@ -258,33 +258,13 @@ impl State {
     }
 
     pub(super) fn stats(&self) -> QueueStats {
-        let mut by_priority = [0; 3];
-        let mut by_target: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        let mut oldest_enqueued_at = None::<DateTime<Utc>>;
-        for job in self.jobs.values() {
-            oldest_enqueued_at =
-                Some(oldest_enqueued_at.map_or(job.enqueued_at, |o| o.min(job.enqueued_at)));
-            by_priority[level(job.priority)] += 1;
-            let counts = by_target.entry(job.target.as_str()).or_default();
-            if job.leased_until.is_some() {
-                counts.1 += 1;
-            } else {
-                counts.0 += 1;
-            }
-        }
-        QueueStats {
-            by_priority,
-            by_target: by_target
-                .into_iter()
-                .map(|(target, (pending, leased))| TargetQueueStats {
-                    target: target.to_owned(),
-                    pending,
-                    leased,
-                })
-                .collect(),
-            dead_letters: self.dead_count,
-            oldest_enqueued_at,
-        }
+        let jobs = self.jobs.values().map(|job| Counted {
+            target: &job.target,
+            priority: job.priority,
+            enqueued_at: job.enqueued_at,
+            leased: job.leased_until.is_some(),
+        });
+        queue_stats(jobs, self.dead_count)
     }
 
     pub(super) fn slot(&self, key: &Key) -> Slot {
