@@ -351,8 +351,10 @@ impl RedbJobStore {
         })
     }
 
-    /// Settles a job in memory; the writer persists it with its next commit.
-    fn settle(&self, id: JobId, how: Option<Reschedule>) -> Result<(), JobStoreError> {
+    /// Settles a job in memory: rescheduled with `how`, or acked with `None`. The writer
+    /// persists it with its next group, whose number this returns; an ack asks for that group to
+    /// be durable.
+    fn settle(&self, id: JobId, how: Option<Reschedule>) -> Result<u64, JobStoreError> {
         let mut state = self.shared.state()?;
         if state.failed {
             return Err(JobStoreError::Storage(
@@ -361,8 +363,12 @@ impl RedbJobStore {
                     .to_owned(),
             ));
         }
+        // Even a job already gone waits for the next group: its removal may not be on disk yet.
+        state.sync_wanted |= how.is_none();
+        let next_group = state.planned + 1;
         let Some(job) = state.jobs.get(&id) else {
-            return Ok(());
+            self.wake_writer(&mut state);
+            return Ok(next_group);
         };
         match how {
             Some(how) if !job.superseded => {
@@ -383,7 +389,7 @@ impl RedbJobStore {
             _ => state.settle_remove(id),
         }
         self.wake_writer(&mut state);
-        Ok(())
+        Ok(next_group)
     }
 }
 
@@ -569,13 +575,7 @@ impl JobStore for RedbJobStore {
         // The ack is answered once it is on disk: it shares the next durable group's fsync with
         // whatever else is queued. The dispatcher frees a lane's slot only then, so after a
         // crash the deliveries made again are at most the work that was in flight.
-        let durable_at = self.settle(job, None).and_then(|()| {
-            let mut state = self.shared.state()?;
-            state.sync_wanted = true;
-            let durable_at = state.planned + 1;
-            self.wake_writer(&mut state);
-            Ok(durable_at)
-        });
+        let durable_at = self.settle(job, None);
         Box::pin(async move {
             let durable_at = durable_at?;
             let ops = self.ops.as_ref().ok_or_else(writer_gone)?;
@@ -605,7 +605,7 @@ impl JobStore for RedbJobStore {
         how: Reschedule,
         _now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<(), JobStoreError>> {
-        let settled = self.settle(job, Some(how));
+        let settled = self.settle(job, Some(how)).map(drop);
         Box::pin(async move { settled })
     }
 

@@ -200,7 +200,7 @@ impl Op {
 /// commit so settlements made since the last durable commit survive a clean shutdown.
 pub(super) fn run(shared: &Shared, mut ops: mpsc::Receiver<Op>) {
     let mut held: Option<Op> = None;
-    // When the last group started, if ops were waiting when it finished.
+    // When the last group started, if it ran under load (see `GATHER`).
     let mut busy_since: Option<Instant> = None;
     loop {
         let first = match held.take() {
