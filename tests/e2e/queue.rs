@@ -174,9 +174,10 @@ async fn every_accepted_alert_reaches_every_target_across_kill_9() {
         "crash: every one of {} accepted alerts reached all 5 targets; {duplicates} duplicate deliveries",
         accepted.len()
     );
-    // A duplicate is an attempt that was in flight (at most 16 per lane) when the process died.
+    // A duplicate is a job a lane held when the process died: at most 16 calls in flight per
+    // lane, and as many more whose call had ended but whose ack was not yet on disk.
     assert!(
-        duplicates <= 5 * 16,
+        duplicates <= 5 * 16 * 2,
         "{duplicates} duplicates is more than the in-flight work at the kill"
     );
 }

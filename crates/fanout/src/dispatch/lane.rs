@@ -20,6 +20,15 @@ use super::settle::{Decision, Settlement, decide};
 use super::{Context, LaneShared, PauseReason};
 use crate::call::TargetCall;
 
+/// How many leased jobs a lane may hold per call it may make. A call's slot is freed as soon as
+/// the target has answered, but its job stays leased, and its attempt task alive, until the
+/// settlement is answered, and a durable store answers an ack only once it is on disk, which
+/// can take a group commit's wait and an fsync. Counting those jobs against the call limit
+/// would leave the target idle while the disk catches up; not bounding them at all would make
+/// the deliveries a crash repeats unbounded. So a lane holds at most this many times its
+/// in-flight limit, which is also the bound on the deliveries a crash repeats per target.
+pub(super) const SETTLING_PER_CALL: usize = 2;
+
 /// What an attempt tells its lane when it ends.
 #[derive(Debug, Default)]
 struct AttemptEnd {
@@ -174,8 +183,12 @@ impl Lane {
         };
 
         // In-flight limit: the only place attempts start is `lease`, and it starts at most
-        // `free` of them, so the lane never runs more than `limit`.
-        let free = limit.saturating_sub(running);
+        // `free` of them, so the lane never makes more than `limit` calls at once, and never
+        // holds more than `SETTLING_PER_CALL` times that many leased jobs (see there).
+        let calls = self.shared.in_flight.load(Ordering::Relaxed);
+        let free = limit
+            .saturating_sub(calls)
+            .min((limit * SETTLING_PER_CALL).saturating_sub(running));
         if free == 0 {
             return Step::Wait {
                 until: None,
@@ -219,6 +232,7 @@ impl Lane {
             Some(ended) = self.attempts.join_next() => self.attempt_ended(ended),
             () = sleep => {}
             () = shared.wake.notified(), if wake => {}
+            () = shared.call_ended.notified() => {}
         }
     }
 
@@ -315,8 +329,8 @@ impl Lane {
     }
 }
 
-/// Counts an attempt in its lane's in-flight figure for as long as the attempt's task lives,
-/// including when it is aborted.
+/// Counts a call in its lane's in-flight figure until the target has answered or the attempt's
+/// task ends, including when it is aborted, and then tells the lane that a slot is free.
 struct InFlight(Arc<LaneShared>);
 
 impl InFlight {
@@ -329,6 +343,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.call_ended.notify_one();
     }
 }
 
@@ -339,7 +354,7 @@ async fn attempt(
     job: LeasedJob,
     random: u64,
     stop: CancellationToken,
-    _in_flight: InFlight,
+    in_flight: InFlight,
 ) -> AttemptEnd {
     let call = TargetCall::new(
         &entry,
@@ -349,6 +364,8 @@ async fn attempt(
         context.observer.as_ref(),
     );
     let result = call.call(&job.alert, job.delivery).await;
+    // The target has answered: free the call's slot while the settlement is made durable.
+    drop(in_flight);
     let Decision { settlement, pause } =
         decide(&result, job.delivery.attempt, &context.config, random);
     settle(&context, &entry.target, job.id, settlement, &stop).await;

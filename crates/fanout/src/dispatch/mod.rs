@@ -4,7 +4,10 @@
 //! the outside in, as the style guide's per-target stack: gate (breaker, health, a 429 pause; a
 //! delay, never a failure) → rate limit (a token bucket) → in-flight limit → [`TargetCall`]. It
 //! settles every job it leases exactly once: ack, reschedule (with backoff, or without consuming
-//! an attempt when a gate delayed it) or dead-letter.
+//! an attempt when a gate delayed it) or dead-letter. The in-flight limit bounds the calls; a
+//! job whose call has ended waits for its settlement outside it, so a store that answers acks
+//! once they are on disk does not idle the target, but within twice the limit, which bounds
+//! what a crash delivers again.
 //!
 //! The supervisor task owns every lane in a `JoinSet`, and each lane owns its attempts in a
 //! `JoinSet` of its own, so dropping the [`DispatcherHandle`] aborts everything and no task
@@ -41,7 +44,9 @@ pub use rate::default_rate_limit;
 /// The dispatcher's settings. Every field has a documented default ([`Default`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DispatcherConfig {
-    /// Attempts a lane runs at once for a target without its own `in_flight_limit` (16).
+    /// Calls a lane makes at once to a target without its own `in_flight_limit` (16). The lane
+    /// holds at most twice as many leased jobs: those whose call has ended wait there for their
+    /// settlement to be durable.
     pub default_in_flight: usize,
     /// Attempts before a transiently failing job is dead-lettered as exhausted (8).
     pub max_attempts: u32,
@@ -172,7 +177,7 @@ pub struct LaneStatus {
     pub name: TargetName,
     /// Its kind.
     pub kind: TargetKind,
-    /// Attempts running now.
+    /// Calls to the target in flight now.
     pub in_flight: usize,
     /// Until when the lane is paused, when the pause has an end.
     #[serde(with = "alert_core::wire::timestamp_opt")]
@@ -193,6 +198,8 @@ struct Pause {
 #[derive(Debug)]
 struct LaneShared {
     wake: Notify,
+    /// A call has ended, so the lane may have a slot free.
+    call_ended: Notify,
     in_flight: AtomicUsize,
     kind: Mutex<TargetKind>,
     pause: Mutex<Pause>,
@@ -202,6 +209,7 @@ impl LaneShared {
     fn new(kind: TargetKind) -> Self {
         Self {
             wake: Notify::new(),
+            call_ended: Notify::new(),
             in_flight: AtomicUsize::new(0),
             kind: Mutex::new(kind),
             pause: Mutex::new(Pause::default()),

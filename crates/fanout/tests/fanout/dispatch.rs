@@ -166,6 +166,11 @@ struct Signalling {
     settled: watch::Sender<Settled>,
     /// How many of the next acks fail with a storage error.
     failing_acks: AtomicUsize,
+    /// How long an ack takes to be answered, as a durable store's wait for its fsync.
+    ack_latency: Mutex<Duration>,
+    /// Jobs leased and not yet settled, and their peak.
+    held: AtomicUsize,
+    peak_held: AtomicUsize,
 }
 
 impl Signalling {
@@ -175,7 +180,21 @@ impl Signalling {
             owners: Mutex::new(BTreeMap::new()),
             settled: watch::Sender::new(Settled::default()),
             failing_acks: AtomicUsize::new(0),
+            ack_latency: Mutex::new(Duration::ZERO),
+            held: AtomicUsize::new(0),
+            peak_held: AtomicUsize::new(0),
         })
+    }
+
+    fn set_ack_latency(&self, latency: Duration) {
+        *self
+            .ack_latency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = latency;
+    }
+
+    fn settled_one(&self) {
+        self.held.fetch_sub(1, Ordering::SeqCst);
     }
 
     fn owner(&self, job: JobId) -> String {
@@ -239,6 +258,8 @@ impl JobStore for Signalling {
             for job in &lease.jobs {
                 owners.insert(job.id, job.target.to_string());
             }
+            let held = self.held.fetch_add(lease.jobs.len(), Ordering::SeqCst) + lease.jobs.len();
+            self.peak_held.fetch_max(held, Ordering::SeqCst);
             Ok(lease)
         })
     }
@@ -257,7 +278,15 @@ impl JobStore for Signalling {
                 self.settled.send_modify(|s| s.failed_acks += 1);
                 return Err(JobStoreError::Storage("scripted disk failure".into()));
             }
+            let latency = *self
+                .ack_latency
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
             self.inner.ack(job, now).await?;
+            self.settled_one();
             let owner = self.owner(job);
             self.settled
                 .send_modify(|s| *s.acks.entry(owner).or_default() += 1);
@@ -273,6 +302,7 @@ impl JobStore for Signalling {
     ) -> BoxFuture<'a, Result<(), JobStoreError>> {
         Box::pin(async move {
             self.inner.reschedule(job, how, now).await?;
+            self.settled_one();
             self.settled.send_modify(|s| s.reschedules += 1);
             Ok(())
         })
@@ -291,6 +321,7 @@ impl JobStore for Signalling {
                 .inner
                 .dead_letter(job, kind, reason, error, now)
                 .await?;
+            self.settled_one();
             self.settled.send_modify(|s| s.dead += 1);
             Ok(id)
         })
@@ -651,6 +682,31 @@ async fn the_in_flight_limit_is_never_exceeded() {
     assert_eq!(publisher.call_count(), JOBS);
     // Four at a time, 100 ms each: the lane keeps its slots full rather than going one by one.
     assert!(rig.since_start(Instant::now()) <= 2600 * Duration::from_millis(1));
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_frees_its_slot_when_answered_while_its_ack_waits_for_the_disk() {
+    const JOBS: usize = 40;
+    let publisher = Scripted::accepting(100 * Duration::from_millis(1));
+    let rig = start(
+        vec![with_in_flight(target_entry("durable", &publisher), 4)],
+        config(),
+    );
+    // Each ack takes a second to be answered, as a store waiting for its fsync would.
+    rig.store.set_ack_latency(SEC);
+    rig.enqueue("durable", JOBS, "slow-acks").await;
+    rig.store
+        .until("every job to be acked", |s| s.acks("durable") == JOBS)
+        .await;
+    // Never more than four calls, and never more than eight jobs held: four in calls and four
+    // waiting for their acks.
+    assert_eq!(publisher.peak.load(Ordering::SeqCst), 4);
+    assert_eq!(rig.store.peak_held.load(Ordering::SeqCst), 8);
+    // Eight jobs per 1.1 s (a 100 ms call, then a 1 s ack) is about 5.6 s for forty; a slot held
+    // until its ack is answered would make it four per 1.1 s, 11 s.
+    let took = rig.since_start(Instant::now());
+    assert!(took <= 6 * SEC, "forty jobs took {took:?}");
     rig.stop().await;
 }
 

@@ -16,8 +16,8 @@
 //!   the job for the writer, which persists it with its next group. A reschedule is answered at
 //!   once (losing it in a crash only repeats a failed attempt); an ack is answered when a
 //!   durable commit begun after it is done (the writer publishes each durable group's number on
-//!   a watch channel), so a lane keeps its slot until its ack is on disk and a crash re-delivers
-//!   at most the work that was in flight.
+//!   a watch channel), so a lane keeps the job leased until its ack is on disk and a crash
+//!   re-delivers at most the jobs the lanes held.
 //! - **Each alert body is stored once** per ingest batch, in the `alerts` table under an id of its
 //!   own; the batch's jobs and log entries refer to it, and it is removed once the last of them
 //!   is gone.
@@ -272,6 +272,13 @@ impl RedbJobStore {
         let (reply, answer) = oneshot::channel();
         let ops = self.ops.as_ref().ok_or_else(writer_gone)?;
         ops.send(op(reply)).await.map_err(|_| writer_gone())?;
+        // A writer gathering a group under load starts it at once when enough ops are queued
+        // (with the one it holds; a wake-up it does not need only makes it look again).
+        if ops.max_capacity() - ops.capacity() + 1 >= writer::GATHER_FULL
+            && let Some(writer) = &self.writer
+        {
+            writer.thread().unpark();
+        }
         answer.await.map_err(|_| writer_gone())?
     }
 
@@ -573,8 +580,8 @@ impl JobStore for RedbJobStore {
         _now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<(), JobStoreError>> {
         // The ack is answered once it is on disk: it shares the next durable group's fsync with
-        // whatever else is queued. The dispatcher frees a lane's slot only then, so after a
-        // crash the deliveries made again are at most the work that was in flight.
+        // whatever else is queued. The dispatcher's lane holds the job until then, so after a
+        // crash the deliveries made again are at most the jobs the lanes held.
         let durable_at = self.settle(job, None);
         Box::pin(async move {
             let durable_at = durable_at?;

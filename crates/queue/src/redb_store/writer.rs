@@ -49,10 +49,18 @@ const GROUP_CAP: usize = 256;
 /// so. The wait applies only under load: when the previous group carried at least
 /// [`GATHER_BACKLOG`] ops and settlements, or that many ops were queued when it finished. An
 /// alert at a quiet time, or the handful of acks one alert makes, is committed at once.
-const GATHER: Duration = Duration::from_millis(2);
+///
+/// The wait ends early once [`GATHER_FULL`] ops are queued: that many callers waiting make a
+/// group worth its commit already. (Acks wait for this too; the dispatcher frees a call's slot
+/// before its ack is durable, so the wait costs a lane leases, not calls.)
+const GATHER: Duration = Duration::from_millis(10);
 
 /// The group size or backlog that counts as load for [`GATHER`].
 const GATHER_BACKLOG: usize = 16;
+
+/// The queued ops that end a [`GATHER`] wait at once: the caller that queues the op that makes
+/// this many wakes the writer.
+pub(super) const GATHER_FULL: usize = 24;
 
 /// Where an op's answer goes.
 pub(super) type Reply<T> = oneshot::Sender<Result<T, JobStoreError>>;
@@ -210,8 +218,14 @@ pub(super) fn run(shared: &Shared, mut ops: mpsc::Receiver<Op>) {
                 None => break,
             },
         };
-        if let Some(wait) = busy_since.and_then(|started| GATHER.checked_sub(started.elapsed())) {
-            std::thread::sleep(wait);
+        if let Some(deadline) = busy_since.map(|started| started + GATHER) {
+            // `first` is one of the ops; a caller unparks the thread once there are enough.
+            while ops.len() + 1 < GATHER_FULL {
+                let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                    break;
+                };
+                std::thread::park_timeout(left);
+            }
         }
         let started = Instant::now();
         let solo = first.solo();
