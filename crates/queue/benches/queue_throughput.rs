@@ -2,7 +2,7 @@
 //! the same process (SPEC §9, issue 6 acceptance 9).
 //!
 //! - **store**: 10 targets. 32 concurrent "ingest" tasks each commit one alert per
-//!   `enqueue_batch` (10 admissions, one per target), while 10 consumer tasks, one per target,
+//!   `enqueue_batch` (10 admissions, one per target), while 2 consumer tasks per target each
 //!   lease up to 16 jobs at a time and ack them, until every job of `ALERTS` alerts is acked. One
 //!   criterion iteration is one such run on a fresh database file.
 //! - **bare**: one `Durability::Immediate` write transaction per insert of a ~1 KB value, the
@@ -35,8 +35,11 @@ use tokio::sync::Notify;
 const TARGETS: usize = 10;
 /// Concurrent ingest tasks, as concurrent HTTP requests would be.
 const INGEST_TASKS: usize = 32;
-/// Jobs per lease, as a dispatcher lane asks.
+/// Jobs per lease, as a dispatcher lane asks: its in-flight limit.
 const LEASE: usize = 16;
+/// Leases a target's consumers hold at once: a lane holds up to twice its in-flight limit, the
+/// jobs in calls and those whose acks wait for the disk.
+const LEASES_PER_TARGET: usize = 2;
 /// The bare loop's iterations each make this fraction of a store run's ingest requests.
 const BARE_SPLIT: u64 = 10;
 
@@ -122,39 +125,52 @@ async fn store_run(store: Arc<RedbJobStore>, alerts: u64) -> Duration {
             .map(|t| TargetName::new(&format!("target-{t}")).expect("a valid name"))
             .collect(),
     );
-    let wakers: Arc<Vec<Notify>> = Arc::new((0..TARGETS).map(|_| Notify::new()).collect());
+    // One wake-up per consumer, `LEASES_PER_TARGET` for each target in turn.
+    let wakers: Arc<Vec<Notify>> = Arc::new(
+        (0..TARGETS * LEASES_PER_TARGET)
+            .map(|_| Notify::new())
+            .collect(),
+    );
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
+    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..TARGETS).map(|_| AtomicU64::new(0)).collect());
     for t in 0..TARGETS {
-        let (store, targets, wakers) = (
-            Arc::clone(&store),
-            Arc::clone(&targets),
-            Arc::clone(&wakers),
-        );
-        tasks.push(tokio::spawn(async move {
-            let target = &targets[t];
-            let mut acked = 0;
-            while acked < alerts {
-                let lease = store
-                    .lease(target, LEASE, Duration::from_secs(300), Utc::now())
-                    .await
-                    .expect("lease");
-                if lease.jobs.is_empty() {
-                    // `notify_one` keeps a permit when no one waits, so a wake-up sent between
-                    // the lease and this await is not lost.
-                    wakers[t].notified().await;
-                    continue;
+        for c in 0..LEASES_PER_TARGET {
+            let (store, targets, wakers, acked) = (
+                Arc::clone(&store),
+                Arc::clone(&targets),
+                Arc::clone(&wakers),
+                Arc::clone(&acked),
+            );
+            tasks.push(tokio::spawn(async move {
+                let target = &targets[t];
+                while acked[t].load(Ordering::Relaxed) < alerts {
+                    let lease = store
+                        .lease(target, LEASE, Duration::from_secs(300), Utc::now())
+                        .await
+                        .expect("lease");
+                    if lease.jobs.is_empty() {
+                        // `notify_one` keeps a permit when no one waits, so a wake-up sent
+                        // between the lease and this await is not lost.
+                        wakers[t * LEASES_PER_TARGET + c].notified().await;
+                        continue;
+                    }
+                    // A lane runs its attempts concurrently and each acks when it finishes, so
+                    // the acks of one lease wait for the same durable commit, as they do in the
+                    // server.
+                    let acks = lease.jobs.iter().map(|job| store.ack(job.id, Utc::now()));
+                    for ack in futures_util::future::join_all(acks).await {
+                        ack.expect("ack");
+                        acked[t].fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-                // A lane runs its attempts concurrently and each acks when it finishes, so the
-                // acks of one lease wait for the same durable commit, as they do in the server.
-                let acks = lease.jobs.iter().map(|job| store.ack(job.id, Utc::now()));
-                for ack in futures_util::future::join_all(acks).await {
-                    ack.expect("ack");
-                    acked += 1;
+                // The target's last jobs are acked: its other consumers may be waiting.
+                for waker in &wakers[t * LEASES_PER_TARGET..(t + 1) * LEASES_PER_TARGET] {
+                    waker.notify_one();
                 }
-            }
-        }));
+            }));
+        }
     }
     for _ in 0..INGEST_TASKS {
         let (store, targets, wakers, next) = (
