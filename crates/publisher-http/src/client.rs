@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alert_core::{ErrorKind, PermanentReason, PublishError};
+use alert_core::{ErrorKind, PublishError};
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -19,7 +19,7 @@ use rustls::pki_types::pem::PemObject;
 
 use crate::classify::Classify;
 use crate::limit::LimitedConnector;
-use crate::request::HttpRequest;
+use crate::request::{HttpRequest, scrub};
 
 /// How the shared client behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -218,34 +218,36 @@ impl HttpClient {
         request: HttpRequest,
         classifier: &dyn Classify,
     ) -> Result<HttpResponse, PublishError> {
-        let result = match tokio::time::timeout(self.config.timeout, self.exchange(&request)).await
-        {
-            Ok(Ok(response)) => classifier.classify(&response).map(|()| response),
-            Ok(Err(err)) => Err(err),
-            Err(_elapsed) => Err(PublishError::timeout(self.config.timeout)),
-        };
+        // The request's parts move into hyper's request; what an error message needs stays.
+        let HttpRequest {
+            method,
+            uri,
+            redacted_url,
+            headers,
+            body,
+            secrets,
+        } = request;
+        let mut http_request = Request::new(Full::new(body));
+        *http_request.method_mut() = method.clone();
+        *http_request.uri_mut() = uri;
+        *http_request.headers_mut() = headers;
+        let result =
+            match tokio::time::timeout(self.config.timeout, self.exchange(http_request)).await {
+                Ok(Ok(response)) => classifier.classify(&response).map(|()| response),
+                Ok(Err(err)) => Err(err),
+                Err(_elapsed) => Err(PublishError::timeout(self.config.timeout)),
+            };
         result.map_err(|mut err| {
-            err.message = format!("{} {}: {}", request.method, request.redacted_url, request.scrub_text(&err.message));
-            tracing::debug!(url = %request.redacted_url, kind = %err.kind, status = ?err.status_code, "publish attempt failed");
+            err.message = format!("{method} {redacted_url}: {}", scrub(&secrets, &err.message));
+            tracing::debug!(url = %redacted_url, kind = %err.kind, status = ?err.status_code, "publish attempt failed");
             err
         })
     }
 
-    async fn exchange(&self, request: &HttpRequest) -> Result<HttpResponse, PublishError> {
-        let mut builder = Request::builder()
-            .method(request.method.clone())
-            .uri(request.uri.clone());
-        if let Some(headers) = builder.headers_mut() {
-            headers.extend(request.headers.clone());
-        }
-        let http_request = builder.body(Full::new(request.body.clone())).map_err(|_| {
-            PublishError::new(
-                ErrorKind::Permanent {
-                    reason: PermanentReason::Config,
-                },
-                "invalid request",
-            )
-        })?;
+    async fn exchange(
+        &self,
+        http_request: Request<Full<Bytes>>,
+    ) -> Result<HttpResponse, PublishError> {
         let response = self.client.request(http_request).await.map_err(|err| {
             PublishError::new(
                 ErrorKind::Transient,

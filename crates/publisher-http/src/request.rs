@@ -1,6 +1,7 @@
 //! Building a request whose URL and credentials never leak.
 
 use std::fmt;
+use std::sync::Arc;
 
 use alert_core::{Secret, redact_url};
 use bytes::Bytes;
@@ -40,10 +41,10 @@ impl From<RequestError> for alert_core::PublishError {
 pub struct HttpRequest {
     pub(crate) method: Method,
     pub(crate) uri: Uri,
-    pub(crate) redacted_url: String,
+    pub(crate) redacted_url: Arc<str>,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
-    pub(crate) secrets: Vec<String>,
+    pub(crate) secrets: Arc<Vec<String>>,
 }
 
 impl HttpRequest {
@@ -63,10 +64,10 @@ impl HttpRequest {
         Ok(Self {
             method,
             uri,
-            redacted_url,
+            redacted_url: redacted_url.into(),
             headers: HeaderMap::new(),
             body: Bytes::new(),
-            secrets: Vec::new(),
+            secrets: Arc::default(),
         })
     }
 
@@ -85,11 +86,11 @@ impl HttpRequest {
     /// As [`new`](Self::new).
     pub fn secret_url(method: Method, url: &Secret<String>) -> Result<Self, RequestError> {
         let mut request = Self::new(method, url.expose())?;
-        request.secrets.push(url.expose().clone());
+        Arc::make_mut(&mut request.secrets).push(url.expose().clone());
         if let Some(path) = request.uri.path_and_query().map(|p| p.as_str().to_owned())
             && path.len() > 1
         {
-            request.secrets.push(path);
+            Arc::make_mut(&mut request.secrets).push(path);
         }
         Ok(request)
     }
@@ -132,7 +133,7 @@ impl HttpRequest {
         let (name, mut header) = parse_header(name, value.expose())?;
         header.set_sensitive(true);
         self.headers.append(name, header);
-        self.secrets.push(value.expose().clone());
+        Arc::make_mut(&mut self.secrets).push(value.expose().clone());
         Ok(self)
     }
 
@@ -145,7 +146,7 @@ impl HttpRequest {
             .map_err(|_| RequestError::InvalidHeader(AUTHORIZATION.to_string()))?;
         value.set_sensitive(true);
         self.headers.insert(AUTHORIZATION, value);
-        self.secrets.push(token.expose().clone());
+        Arc::make_mut(&mut self.secrets).push(token.expose().clone());
         Ok(self)
     }
 
@@ -154,7 +155,7 @@ impl HttpRequest {
     #[must_use]
     pub fn scrub(mut self, secret: &Secret<String>) -> Self {
         if !secret.expose().is_empty() {
-            self.secrets.push(secret.expose().clone());
+            Arc::make_mut(&mut self.secrets).push(secret.expose().clone());
         }
         self
     }
@@ -176,17 +177,17 @@ impl HttpRequest {
     pub fn body(&self) -> &Bytes {
         &self.body
     }
+}
 
-    /// Removes every registered secret from `text`.
-    pub(crate) fn scrub_text(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for secret in &self.secrets {
-            if !secret.is_empty() && out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "[redacted]");
-            }
+/// Removes every one of a request's registered `secrets` from `text`.
+pub(crate) fn scrub(secrets: &[String], text: &str) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets {
+        if !secret.is_empty() && out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "[redacted]");
         }
-        out
     }
+    out
 }
 
 fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), RequestError> {
