@@ -135,6 +135,17 @@ impl Index {
     }
 
     /// Keeps `cycle` as `target`'s position in [`CYCLE`] for its next lease.
+    /// Whether some lane has a job that has been due for longer than `lag` and is still not
+    /// leased: the dispatcher is behind the queue.
+    pub(crate) fn behind(&self, now: DateTime<Utc>, lag: chrono::Duration) -> bool {
+        let since = now - lag;
+        self.lanes.values().any(|lane| {
+            lane.ready
+                .iter()
+                .any(|set| set.first().is_some_and(|(due, _)| *due <= since))
+        })
+    }
+
     pub(crate) fn set_cycle(&mut self, target: &TargetName, cycle: usize) {
         if let Some(lane) = self.lanes.get_mut(target) {
             lane.cycle = cycle;

@@ -43,8 +43,11 @@ use crate::sweep::sweep_job;
 /// At most this many ops share one commit, which bounds how long a group holds the state.
 const GROUP_CAP: usize = 256;
 
-/// Under load, a group starts no sooner than this after the previous one started, so ops
-/// gather into fewer, larger commits. Each commit costs a dozen page writes and an fsync
+/// Under load, while the dispatcher is behind the queue (see [`BEHIND`]), a group starts no
+/// sooner than this after the previous one started, so ops gather into fewer, larger commits
+/// and leave the CPU to the lanes: accepting work faster than it can be delivered only costs
+/// commits. While the lanes keep up, [`GATHER_KEEPING_UP`] applies instead, since then ingest's
+/// latency is what bounds the throughput of callers that wait for their answers. Each commit costs a dozen page writes and an fsync
 /// whatever it carries; committing back to back under S2's load made one commit per alert or
 /// so. The wait applies only under load: when the previous group carried at least
 /// [`GATHER_BACKLOG`] ops and settlements, or that many ops were queued when it finished. An
@@ -54,6 +57,12 @@ const GROUP_CAP: usize = 256;
 /// group worth its commit already. (Acks wait for this too; the dispatcher frees a call's slot
 /// before its ack is durable, so the wait costs a lane leases, not calls.)
 const GATHER: Duration = Duration::from_millis(10);
+
+/// The wait of [`GATHER`] while the lanes keep up.
+const GATHER_KEEPING_UP: Duration = Duration::from_millis(2);
+
+/// A job due this long and not leased means the dispatcher is behind.
+const BEHIND: chrono::Duration = chrono::Duration::milliseconds(10);
 
 /// The group size or backlog that counts as load for [`GATHER`].
 const GATHER_BACKLOG: usize = 16;
@@ -218,7 +227,12 @@ pub(super) fn run(shared: &Shared, mut ops: mpsc::Receiver<Op>) {
                 None => break,
             },
         };
-        if let Some(deadline) = busy_since.map(|started| started + GATHER) {
+        let gather = if shared.dispatch_behind() {
+            GATHER
+        } else {
+            GATHER_KEEPING_UP
+        };
+        if let Some(deadline) = busy_since.map(|started| started + gather) {
             // `first` is one of the ops; a caller unparks the thread once there are enough.
             while ops.len() + 1 < GATHER_FULL {
                 let Some(left) = deadline.checked_duration_since(Instant::now()) else {
@@ -543,6 +557,13 @@ impl Shared {
     /// applies the group to the state and answers every op. `close` makes the commit durable
     /// whatever the ops.
     /// Returns how many ops and settlements the group carried.
+    /// Whether the dispatcher is behind the queue: some job has been due for [`BEHIND`] and is
+    /// not leased.
+    fn dispatch_behind(&self) -> bool {
+        self.state()
+            .is_ok_and(|state| state.index.behind(Utc::now(), BEHIND))
+    }
+
     pub(super) fn commit_group(&self, mut ops: Feed<'_>, close: bool) -> usize {
         let mut finishes: Vec<Finish> = Vec::new();
         match self.try_group(&mut ops, close, &mut finishes) {
