@@ -265,4 +265,40 @@ mod tests {
             assert_eq!(slots, p.share() as usize, "{}", p.as_str());
         }
     }
+
+    #[test]
+    fn the_index_is_behind_only_while_a_job_due_longer_than_the_lag_waits_unleased() {
+        let target = TargetName::new("t").unwrap();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let lag = chrono::Duration::milliseconds(10);
+        let place = |due, leased_until| Place {
+            target: &target,
+            fingerprint: Fingerprint::from_u64(7),
+            priority: Priority::Low,
+            due,
+            leased_until,
+        };
+        let mut index = Index::default();
+        assert!(!index.behind(now, lag), "an empty index");
+        // Due 5 ms ago: a lane that keeps up takes it within the lag.
+        index.file(
+            JobId(1),
+            place(now - chrono::Duration::milliseconds(5), None),
+        );
+        assert!(!index.behind(now, lag));
+        // A retry due later does not count either.
+        index.file(JobId(2), place(now + chrono::Duration::seconds(60), None));
+        assert!(!index.behind(now, lag));
+        // Due 11 ms ago and still pending: the dispatcher is behind.
+        let late = now - chrono::Duration::milliseconds(11);
+        index.file(JobId(3), place(late, None));
+        assert!(index.behind(now, lag));
+        // Once it is leased, it is not.
+        index.unfile(JobId(3), place(late, None));
+        index.file(
+            JobId(3),
+            place(late, Some(now + chrono::Duration::seconds(30))),
+        );
+        assert!(!index.behind(now, lag));
+    }
 }
