@@ -2,7 +2,7 @@
 //! the same process (SPEC §9, issue 6 acceptance 9).
 //!
 //! - **store**: 10 targets. 32 concurrent "ingest" tasks each commit one alert per
-//!   `enqueue_batch` (10 admissions, one per target), while 2 consumer tasks per target each
+//!   `enqueue_batch` (10 admissions, one per target), while 4 consumer tasks per target each
 //!   lease up to 16 jobs at a time and ack them, until every job of `ALERTS` alerts is acked. One
 //!   criterion iteration is one such run on a fresh database file.
 //! - **bare**: one `Durability::Immediate` write transaction per insert of a ~1 KB value, the
@@ -37,9 +37,9 @@ const TARGETS: usize = 10;
 const INGEST_TASKS: usize = 32;
 /// Jobs per lease, as a dispatcher lane asks: its in-flight limit.
 const LEASE: usize = 16;
-/// Leases a target's consumers hold at once: a lane holds up to twice its in-flight limit, the
+/// Leases a target's consumers hold at once: a lane holds up to four times its in-flight limit,
 /// jobs in calls and those whose acks wait for the disk.
-const LEASES_PER_TARGET: usize = 2;
+const LEASES_PER_TARGET: usize = 4;
 /// The bare loop's iterations each make this fraction of a store run's ingest requests.
 const BARE_SPLIT: u64 = 10;
 

@@ -6,8 +6,8 @@
 //! settles every job it leases exactly once: ack, reschedule (with backoff, or without consuming
 //! an attempt when a gate delayed it) or dead-letter. The in-flight limit bounds the calls; a
 //! job whose call has ended waits for its settlement outside it, so a store that answers acks
-//! once they are on disk does not idle the target, but within twice the limit, which bounds
-//! what a crash delivers again.
+//! once they are on disk does not idle the target, but within four times the limit, which
+//! bounds what a crash delivers again.
 //!
 //! The supervisor task owns every lane in a `JoinSet`, and each lane owns its attempts in a
 //! `JoinSet` of its own, so dropping the [`DispatcherHandle`] aborts everything and no task
@@ -45,8 +45,8 @@ pub use rate::default_rate_limit;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DispatcherConfig {
     /// Calls a lane makes at once to a target without its own `in_flight_limit` (16). The lane
-    /// holds at most twice as many leased jobs: those whose call has ended wait there for their
-    /// settlement to be durable.
+    /// holds at most four times as many leased jobs: those whose call has ended wait there for
+    /// their settlement to be durable.
     pub default_in_flight: usize,
     /// Attempts before a transiently failing job is dead-lettered as exhausted (8).
     pub max_attempts: u32,

@@ -150,8 +150,10 @@ impl Supervisor {
         let (sender, receiver) = watch::channel(Arc::new(entry.clone()));
         let stop = self.shutdown.child_token();
         shared.set_pause(None, None);
-        // A stopped lane of the same target may still be finishing its attempts in flight; for
-        // that short while the target can have up to twice its in-flight limit running.
+        // A stopped lane of the same target may still be finishing its attempts in flight. Their
+        // calls count in `shared`'s in-flight figure, which the new lane obeys, so the target
+        // never has more calls than its limit; for that short while the jobs held are the old
+        // lane's on top of the new one's.
         let lane = Lane::new(Arc::clone(&self.context), receiver, shared, stop.clone());
         let task = self.tasks.spawn(lane.run()).id();
         self.by_task.insert(task, name.clone());
