@@ -24,6 +24,8 @@ pub(crate) struct Sent {
     pub(crate) id: u64,
     /// Just before the request was handed to the client.
     pub(crate) at: Instant,
+    /// When its answer was read (or it failed).
+    pub(crate) answered: Instant,
     /// Whether it was answered 2xx.
     pub(crate) ok: bool,
 }
@@ -111,7 +113,12 @@ pub(crate) async fn at_rate(
             let body = ingest_body(id);
             let at = Instant::now();
             let ok = sender.post(&url, body).await;
-            Sent { id, at, ok }
+            Sent {
+                id,
+                at,
+                answered: Instant::now(),
+                ok,
+            }
         });
     }
     let mut sent = Vec::with_capacity(tasks.len());
@@ -150,7 +157,12 @@ where
                 }
                 let at = Instant::now();
                 let ok = send(id).await;
-                mine.push(Sent { id, at, ok });
+                mine.push(Sent {
+                    id,
+                    at,
+                    answered: Instant::now(),
+                    ok,
+                });
             }
         });
     }

@@ -273,6 +273,9 @@ struct Run {
     complete: u64,
     p50: f64,
     p99: f64,
+    /// How long ingest took to answer (its commit included), p50 and p99, in ms.
+    ingest_p50: f64,
+    ingest_p99: f64,
     deliveries_per_s: f64,
     lost: u64,
     duplicates: u64,
@@ -301,6 +304,7 @@ impl Run {
         json!({
             "alerts": self.alerts, "accepted": self.accepted, "targets": self.targets,
             "complete": self.complete, "p50_ms": self.p50, "p99_ms": self.p99,
+            "ingest_p50_ms": self.ingest_p50, "ingest_p99_ms": self.ingest_p99,
             "deliveries_per_s": self.deliveries_per_s, "lost": self.lost,
             "duplicates": self.duplicates, "connections_per_target": self.connections,
             "peak_open_connections_per_target": self.peak_open,
@@ -408,6 +412,10 @@ async fn finish(
     server.stop().await.context("stopping alertpub")?;
     let arrivals = pool.arrivals();
     let (lat, complete) = latencies(sent, &arrivals, targets);
+    let answers: Vec<f64> = sent
+        .iter()
+        .map(|s| (s.answered - s.at).as_secs_f64() * 1e3)
+        .collect();
     let measured: Vec<Arrival> = arrivals
         .iter()
         .filter(|a| targets.contains(&a.target))
@@ -436,6 +444,8 @@ async fn finish(
         complete,
         p50: percentile(&lat, 0.50),
         p99: percentile(&lat, 0.99),
+        ingest_p50: percentile(&answers, 0.50),
+        ingest_p99: percentile(&answers, 0.99),
         deliveries_per_s: rate(sent, &measured),
         lost: expected.saturating_sub(unique),
         duplicates: measured.len() as u64 - unique,
@@ -448,9 +458,11 @@ async fn finish(
         queue_file_bytes,
     };
     println!(
-        "  {}/{} accepted, {} complete, p50 {} p99 {}, {} deliveries/s, peak RSS {}, CPU {}, {} threads, queue file {}",
+        "  {}/{} accepted (answered in p50 {} p99 {}), {} complete, p50 {} p99 {}, {} deliveries/s, peak RSS {}, CPU {}, {} threads, queue file {}",
         run.accepted,
         run.alerts,
+        show(run.ingest_p50, "ms"),
+        show(run.ingest_p99, "ms"),
         run.complete,
         show(run.p50, "ms"),
         show(run.p99, "ms"),

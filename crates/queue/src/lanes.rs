@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
+use std::time::{Duration, Instant};
 
 use alert_core::{Fingerprint, JobId, Priority, QueueStats, TargetName, TargetQueueStats};
 use chrono::{DateTime, Utc};
@@ -19,6 +20,18 @@ pub(crate) struct Lane {
     pub(crate) leased: BTreeSet<(DateTime<Utc>, JobId)>,
     /// The position in [`CYCLE`] of the next lease slot.
     pub(crate) cycle: usize,
+    /// When the lane last had no due job pending: a lease took the last, or a job was filed
+    /// into a lane without one. A lane that keeps up comes back here every few milliseconds.
+    pub(crate) caught_up: Option<Instant>,
+}
+
+impl Lane {
+    /// Whether a pending job is due at `now`.
+    fn has_due(&self, now: DateTime<Utc>) -> bool {
+        self.ready
+            .iter()
+            .any(|set| set.first().is_some_and(|(due, _)| *due <= now))
+    }
 }
 
 /// The live jobs of one (target, fingerprint): at most one pending and one leased. Both are set
@@ -52,6 +65,9 @@ impl Index {
     /// Files job `id` where `place` says: pending, or leased until `place.leased_until`.
     pub(crate) fn file(&mut self, id: JobId, place: Place<'_>) {
         let lane = self.lanes.entry(place.target.clone()).or_default();
+        if place.leased_until.is_none() && !lane.has_due(Utc::now()) {
+            lane.caught_up = Some(Instant::now());
+        }
         let slot = self
             .slots
             .entry((place.target.clone(), place.fingerprint))
@@ -134,22 +150,24 @@ impl Index {
         take_by_share(candidates, lane.cycle, n)
     }
 
-    /// Keeps `cycle` as `target`'s position in [`CYCLE`] for its next lease.
-    /// Whether some lane has a job that has been due for longer than `lag` and is still not
-    /// leased: the dispatcher is behind the queue.
-    pub(crate) fn behind(&self, now: DateTime<Utc>, lag: chrono::Duration) -> bool {
-        let since = now - lag;
-        self.lanes.values().any(|lane| {
-            lane.ready
-                .iter()
-                .any(|set| set.first().is_some_and(|(due, _)| *due <= since))
-        })
-    }
-
-    pub(crate) fn set_cycle(&mut self, target: &TargetName, cycle: usize) {
+    /// Records a lease of `target` made at `now`: `cycle` is its position in [`CYCLE`] for its
+    /// next lease, and a lease that left no due job pending means the lane has caught up.
+    pub(crate) fn leased(&mut self, target: &TargetName, cycle: usize, now: DateTime<Utc>) {
         if let Some(lane) = self.lanes.get_mut(target) {
             lane.cycle = cycle;
+            if !lane.has_due(now) {
+                lane.caught_up = Some(Instant::now());
+            }
         }
+    }
+
+    /// Whether the dispatcher is behind the queue: some lane has had a due job pending without
+    /// a break for longer than `lag` (at `now`, by the wall clock, for what is due). A job
+    /// that waits for its (target, fingerprint)'s job in flight counts as pending too.
+    pub(crate) fn behind(&self, now: DateTime<Utc>, lag: Duration) -> bool {
+        self.lanes
+            .values()
+            .any(|lane| lane.has_due(now) && lane.caught_up.is_some_and(|at| at.elapsed() >= lag))
     }
 
     /// When the earliest pending job of `target` that is not due at `now` becomes due.
@@ -267,38 +285,37 @@ mod tests {
     }
 
     #[test]
-    fn the_index_is_behind_only_while_a_job_due_longer_than_the_lag_waits_unleased() {
+    fn the_index_is_behind_only_while_a_lane_has_had_due_jobs_pending_for_the_lag() {
         let target = TargetName::new("t").unwrap();
-        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        let lag = chrono::Duration::milliseconds(10);
-        let place = |due, leased_until| Place {
+        let now = Utc::now();
+        let place = |id: u64, due, leased_until| Place {
             target: &target,
-            fingerprint: Fingerprint::from_u64(7),
+            fingerprint: Fingerprint::from_u64(id),
             priority: Priority::Low,
             due,
             leased_until,
         };
+        let hour = Duration::from_secs(3600);
         let mut index = Index::default();
-        assert!(!index.behind(now, lag), "an empty index");
-        // Due 5 ms ago: a lane that keeps up takes it within the lag.
+        assert!(!index.behind(now, Duration::ZERO), "an empty index");
+        // A retry due in a minute is not pending work yet.
+        index.file(JobId(1), place(1, now + chrono::Duration::minutes(1), None));
+        assert!(!index.behind(now, Duration::ZERO));
+        // A due job: behind once the lag has passed since the lane last caught up, which was
+        // when the job arrived.
+        let due = now - chrono::Duration::milliseconds(5);
+        index.file(JobId(2), place(2, due, None));
+        assert!(index.behind(now, Duration::ZERO));
+        assert!(!index.behind(now, hour));
+        // A lease that takes it catches the lane up.
+        let (picked, cycle) = index.pick(&target, 8, now, |id| Fingerprint::from_u64(id.0));
+        assert_eq!(picked, vec![JobId(2)]);
+        index.unfile(JobId(2), place(2, due, None));
         index.file(
-            JobId(1),
-            place(now - chrono::Duration::milliseconds(5), None),
+            JobId(2),
+            place(2, due, Some(now + chrono::Duration::minutes(5))),
         );
-        assert!(!index.behind(now, lag));
-        // A retry due later does not count either.
-        index.file(JobId(2), place(now + chrono::Duration::seconds(60), None));
-        assert!(!index.behind(now, lag));
-        // Due 11 ms ago and still pending: the dispatcher is behind.
-        let late = now - chrono::Duration::milliseconds(11);
-        index.file(JobId(3), place(late, None));
-        assert!(index.behind(now, lag));
-        // Once it is leased, it is not.
-        index.unfile(JobId(3), place(late, None));
-        index.file(
-            JobId(3),
-            place(late, Some(now + chrono::Duration::seconds(30))),
-        );
-        assert!(!index.behind(now, lag));
+        index.leased(&target, cycle, now);
+        assert!(!index.behind(now, Duration::ZERO));
     }
 }

@@ -653,7 +653,7 @@ impl State {
     fn pick(&mut self, target: &TargetName, n: usize, now: DateTime<Utc>) -> Vec<JobId> {
         let jobs = &self.jobs;
         let (picked, cycle) = self.index.pick(target, n, now, |id| jobs[&id].fingerprint);
-        self.index.set_cycle(target, cycle);
+        self.index.leased(target, cycle, now);
         picked
     }
 

@@ -351,7 +351,7 @@ impl RedbJobStore {
             ));
             state.mark_leased(id, until);
         }
-        state.index.set_cycle(target, cycle);
+        state.index.leased(target, cycle, now);
         Ok(Lease {
             jobs,
             next_due: state.next_due(target, now),
