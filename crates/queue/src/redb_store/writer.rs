@@ -61,8 +61,8 @@ const GATHER: Duration = Duration::from_millis(10);
 /// The wait of [`GATHER`] while the lanes keep up.
 const GATHER_KEEPING_UP: Duration = Duration::from_millis(2);
 
-/// A job due this long and not leased means the dispatcher is behind.
-const BEHIND: chrono::Duration = chrono::Duration::milliseconds(10);
+/// A lane with due jobs pending for this long without a break means the dispatcher is behind.
+const BEHIND: Duration = Duration::from_millis(10);
 
 /// The group size or backlog that counts as load for [`GATHER`].
 const GATHER_BACKLOG: usize = 16;
@@ -557,8 +557,8 @@ impl Shared {
     /// applies the group to the state and answers every op. `close` makes the commit durable
     /// whatever the ops.
     /// Returns how many ops and settlements the group carried.
-    /// Whether the dispatcher is behind the queue: some job has been due for [`BEHIND`] and is
-    /// not leased.
+    /// Whether the dispatcher is behind the queue: some lane has had due jobs pending for
+    /// [`BEHIND`] without a break.
     fn dispatch_behind(&self) -> bool {
         self.state()
             .is_ok_and(|state| state.index.behind(Utc::now(), BEHIND))
