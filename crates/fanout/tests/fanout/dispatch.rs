@@ -36,6 +36,8 @@ enum Step {
     Accept(Duration),
     /// Fail with this error at once.
     Fail(PublishError),
+    /// Panic, as a publisher with a bug would.
+    Panic,
 }
 
 /// One call a [`Scripted`] publisher received.
@@ -135,6 +137,7 @@ impl Publisher for Scripted {
                     Ok(Receipt::with_status(202))
                 }
                 Step::Fail(error) => Err(error),
+                Step::Panic => panic!("a scripted publisher bug"),
             }
         })
     }
@@ -710,6 +713,30 @@ async fn a_call_frees_its_slot_when_answered_while_its_ack_waits_for_the_disk() 
         took <= 3500 * Duration::from_millis(1),
         "forty jobs took {took:?}"
     );
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_attempt_ends_alone_and_its_job_is_delivered_again() {
+    // The first call panics while the second is still waiting for its target's answer.
+    let publisher = Scripted::new(|n| match n {
+        0 => Step::Panic,
+        1 => Step::Accept(2 * SEC),
+        _ => Step::Accept(Duration::ZERO),
+    });
+    let rig = start(vec![target_entry("fragile", &publisher)], config());
+    rig.enqueue("fragile", 2, "fragile").await;
+    rig.store
+        .until("both jobs to be acked", |s| s.acks("fragile") == 2)
+        .await;
+    // The second call was not disturbed: it finished and was acked, and only the panicked job
+    // was delivered again, once its lease expired. Had the panic taken the lane down, the
+    // second call would have been dropped and made again too.
+    let calls = publisher.calls();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert_eq!(calls[2].fingerprint, calls[0].fingerprint);
+    let lanes = rig.handle.lanes();
+    assert_eq!(lanes[0].in_flight, 0, "the panicked call freed its slot");
     rig.stop().await;
 }
 
