@@ -1,8 +1,5 @@
 //! One target's lane: gate → rate limit → in-flight limit → `TargetCall`, then settle.
 
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -12,9 +9,8 @@ use alert_core::{
     TargetEntry,
 };
 use chrono::{DateTime, Utc};
-use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt as _, StreamExt as _};
 use tokio::sync::watch;
+use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -68,13 +64,8 @@ pub(super) struct Lane {
     store_failures: u32,
     /// After a failed lease, the lane leases again no earlier than this.
     lease_retry_at: Option<Instant>,
-    /// The attempts in flight, polled by the lane's own task: one task per lane rather than one
-    /// per attempt, so an attempt costs no spawn, and dropping the lane drops them all.
-    attempts: FuturesUnordered<Attempt>,
+    attempts: JoinSet<AttemptEnd>,
 }
-
-/// An attempt (or an expiry) in flight; see [`Lane::start`].
-type Attempt = Pin<Box<dyn Future<Output = AttemptEnd> + Send>>;
 
 impl Lane {
     pub(super) fn new(
@@ -95,7 +86,7 @@ impl Lane {
             unhealthy_probe: None,
             store_failures: 0,
             lease_retry_at: None,
-            attempts: FuturesUnordered::new(),
+            attempts: JoinSet::new(),
         }
     }
 
@@ -109,8 +100,8 @@ impl Lane {
         }
         // Shutdown or stop: lease nothing more, and let the attempts in flight finish. The
         // caller bounds this with its own deadline by dropping the dispatcher handle, which
-        // aborts this task and, with it, its attempts.
-        while let Some(ended) = self.attempts.next().await {
+        // aborts this task and its attempts.
+        while let Some(ended) = self.attempts.join_next().await {
             self.attempt_ended(ended);
         }
     }
@@ -243,38 +234,33 @@ impl Lane {
         };
         tokio::select! {
             () = stop.cancelled() => {}
-            Some(ended) = self.attempts.next() => self.attempt_ended(ended),
+            Some(ended) = self.attempts.join_next() => self.attempt_ended(ended),
             () = sleep => {}
             () = shared.wake.notified(), if wake => {}
             () = shared.call_ended.notified() => {}
         }
     }
 
-    fn attempt_ended(&mut self, ended: AttemptEnd) {
-        if let Some((after, reason)) = ended.pause {
-            let until = Instant::now() + after;
-            // Keep the later of two pauses: a second 429 with a shorter Retry-After does not
-            // shorten the first.
-            if self.pause.is_none_or(|(current, _)| current < until) {
-                self.pause = Some((until, reason));
+    fn attempt_ended(&mut self, ended: Result<AttemptEnd, JoinError>) {
+        match ended {
+            Ok(AttemptEnd {
+                pause: Some((after, reason)),
+            }) => {
+                let until = Instant::now() + after;
+                // Keep the later of two pauses: a second 429 with a shorter Retry-After does not
+                // shorten the first.
+                if self.pause.is_none_or(|(current, _)| current < until) {
+                    self.pause = Some((until, reason));
+                }
             }
+            Ok(AttemptEnd { pause: None }) => {}
+            Err(err) if err.is_panic() => {
+                tracing::error!(
+                    "a dispatcher attempt panicked; its job is redelivered after its lease"
+                );
+            }
+            Err(_) => {}
         }
-    }
-
-    /// Starts an attempt. A panic in it (a publisher's bug) ends that attempt alone: the lane
-    /// logs it and carries on, and the job is delivered again once its lease expires.
-    fn start(&mut self, attempt: impl Future<Output = AttemptEnd> + Send + 'static) {
-        self.attempts
-            .push(Box::pin(AssertUnwindSafe(attempt).catch_unwind().map(
-                |ended| {
-                    ended.unwrap_or_else(|_| {
-                        tracing::error!(
-                            "a dispatcher attempt panicked; its job is redelivered after its lease"
-                        );
-                        AttemptEnd::default()
-                    })
-                },
-            )));
     }
 
     async fn lease(&mut self, entry: &Arc<TargetEntry>, n: usize) {
@@ -286,16 +272,9 @@ impl Lane {
         // while it is still in flight.
         let ttl = config.lease_ttl.max(call_timeout.saturating_mul(3));
         let now = context.clock.now();
-        // The attempts in flight go on while the store answers.
-        let stop = self.stop.clone();
-        let leasing = context.store.lease(&target.name, n, ttl, now);
-        tokio::pin!(leasing);
-        let lease = loop {
-            tokio::select! {
-                lease = &mut leasing => break lease,
-                Some(ended) = self.attempts.next() => self.attempt_ended(ended),
-                () = stop.cancelled() => return,
-            }
+        let lease = tokio::select! {
+            lease = context.store.lease(&target.name, n, ttl, now) => lease,
+            () = self.stop.cancelled() => return,
         };
         let lease = match lease {
             Ok(lease) => {
@@ -328,7 +307,7 @@ impl Lane {
             let age = (now - job.enqueued_at).to_std().unwrap_or_default();
             let guard = InFlight::new(Arc::clone(&self.shared));
             if age > config.max_age {
-                self.start(expire(
+                self.attempts.spawn(expire(
                     Arc::clone(&context),
                     Arc::clone(entry),
                     job.id,
@@ -343,12 +322,11 @@ impl Lane {
             if self.context.health.status(target.name.as_str()) == HealthStatus::Unhealthy {
                 self.unhealthy_probe = Some(started);
             }
-            let random = self.rng.next_u64();
-            self.start(attempt(
+            self.attempts.spawn(attempt(
                 Arc::clone(&context),
                 Arc::clone(entry),
                 job,
-                random,
+                self.rng.next_u64(),
                 self.stop.clone(),
                 guard,
             ));
@@ -356,8 +334,8 @@ impl Lane {
     }
 }
 
-/// Counts a call in its lane's in-flight figure until the target has answered or the attempt
-/// ends, including when it is dropped, and then tells the lane that a slot is free.
+/// Counts a call in its lane's in-flight figure until the target has answered or the attempt's
+/// task ends, including when it is aborted, and then tells the lane that a slot is free.
 struct InFlight(Arc<LaneShared>);
 
 impl InFlight {

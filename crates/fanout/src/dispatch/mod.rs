@@ -9,9 +9,9 @@
 //! once they are on disk does not idle the target, but within four times the limit, which
 //! bounds what a crash delivers again.
 //!
-//! The supervisor task owns every lane in a `JoinSet`, and each lane polls its attempts itself
-//! (a `FuturesUnordered`, no task per attempt), so dropping the [`DispatcherHandle`] aborts
-//! everything and no task outlives the dispatcher.
+//! The supervisor task owns every lane in a `JoinSet`, and each lane owns its attempts in a
+//! `JoinSet` of its own, so dropping the [`DispatcherHandle`] aborts everything and no task
+//! outlives the dispatcher.
 //!
 //! [`TargetCall`]: crate::TargetCall
 
@@ -464,7 +464,7 @@ impl DispatcherWaker {
 impl Drop for DispatcherHandle {
     fn drop(&mut self) {
         // Aborting the supervisor drops its JoinSet of lanes, which aborts them, and each lane's
-        // attempts with them.
+        // JoinSet of attempts with them.
         if let Some(task) = self.task.take() {
             task.abort();
         }
