@@ -65,7 +65,9 @@ impl Index {
     /// Files job `id` where `place` says: pending, or leased until `place.leased_until`.
     pub(crate) fn file(&mut self, id: JobId, place: Place<'_>) {
         let lane = self.lanes.entry(place.target.clone()).or_default();
-        if place.leased_until.is_none() && !lane.has_due(Utc::now()) {
+        // The clock is read only when the lane has pending jobs that might be due.
+        let idle = || lane.ready.iter().all(BTreeSet::is_empty) || !lane.has_due(Utc::now());
+        if place.leased_until.is_none() && idle() {
             lane.caught_up = Some(Instant::now());
         }
         let slot = self

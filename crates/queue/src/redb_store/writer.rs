@@ -47,9 +47,9 @@ const GROUP_CAP: usize = 256;
 /// sooner than this after the previous one started, so ops gather into fewer, larger commits
 /// and leave the CPU to the lanes: accepting work faster than it can be delivered only costs
 /// commits. While the lanes keep up, [`GATHER_KEEPING_UP`] applies instead, since then ingest's
-/// latency is what bounds the throughput of callers that wait for their answers. Each commit costs a dozen page writes and an fsync
-/// whatever it carries; committing back to back under S2's load made one commit per alert or
-/// so. The wait applies only under load: when the previous group carried at least
+/// latency is what bounds the throughput of callers that wait for their answers. Each commit
+/// costs a dozen page writes and an fsync whatever it carries; committing back to back under
+/// S2's load made one commit per alert or so. The wait applies only under load: when the previous group carried at least
 /// [`GATHER_BACKLOG`] ops and settlements, or that many ops were queued when it finished. An
 /// alert at a quiet time, or the handful of acks one alert makes, is committed at once.
 ///
@@ -227,12 +227,16 @@ pub(super) fn run(shared: &Shared, mut ops: mpsc::Receiver<Op>) {
                 None => break,
             },
         };
-        let gather = if shared.dispatch_behind() {
-            GATHER
-        } else {
-            GATHER_KEEPING_UP
-        };
-        if let Some(deadline) = busy_since.map(|started| started + gather) {
+        // Only under load is it worth asking whether the lanes keep up.
+        let deadline = busy_since.map(|started| {
+            let gather = if shared.dispatch_behind() {
+                GATHER
+            } else {
+                GATHER_KEEPING_UP
+            };
+            started + gather
+        });
+        if let Some(deadline) = deadline {
             // `first` is one of the ops; a caller unparks the thread once there are enough.
             while ops.len() + 1 < GATHER_FULL {
                 let Some(left) = deadline.checked_duration_since(Instant::now()) else {
@@ -553,10 +557,6 @@ impl Group {
 type Planned2<T> = Result<Result<T, JobStoreError>, JobStoreError>;
 
 impl Shared {
-    /// Runs one group: plans and writes its ops under the state lock, commits without it, then
-    /// applies the group to the state and answers every op. `close` makes the commit durable
-    /// whatever the ops.
-    /// Returns how many ops and settlements the group carried.
     /// Whether the dispatcher is behind the queue: some lane has had due jobs pending for
     /// [`BEHIND`] without a break.
     fn dispatch_behind(&self) -> bool {
@@ -564,6 +564,10 @@ impl Shared {
             .is_ok_and(|state| state.index.behind(Utc::now(), BEHIND))
     }
 
+    /// Runs one group: plans and writes its ops under the state lock, commits without it, then
+    /// applies the group to the state and answers every op. `close` makes the commit durable
+    /// whatever the ops.
+    /// Returns how many ops and settlements the group carried.
     pub(super) fn commit_group(&self, mut ops: Feed<'_>, close: bool) -> usize {
         let mut finishes: Vec<Finish> = Vec::new();
         match self.try_group(&mut ops, close, &mut finishes) {
