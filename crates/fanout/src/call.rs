@@ -1,12 +1,14 @@
 //! `TargetCall`: the single way a target is called.
 
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use alert_core::{
     CallOutcome, CircuitGate, Delivery, EnrichedAlert, GateDecision, GateOutcome, HealthView,
     PublishError, PublishObserver, PublishRequest, TargetEntry,
 };
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tracing::Instrument;
 
 /// What became of one [`TargetCall`].
@@ -150,9 +152,9 @@ impl<'a> TargetCall<'a> {
             .entry
             .publisher
             .publish(PublishRequest::new(alert, delivery));
-        let result = match tokio::time::timeout_at(started + self.timeout, publish).await {
-            Ok(result) => result,
-            Err(_elapsed) => Err(PublishError::timeout(self.timeout)),
+        let result = match within(started + self.timeout, publish).await {
+            Some(result) => result,
+            None => Err(PublishError::timeout(self.timeout)),
         };
         guard.armed = false;
         let outcome = CallOutcome::new(result, guard.started.elapsed());
@@ -169,6 +171,28 @@ impl<'a> TargetCall<'a> {
     }
 }
 
+/// `future`'s output, or `None` once `deadline` has passed while it waits.
+///
+/// Like tokio's `timeout_at`, it polls the future before it looks at the deadline. Unlike it, the
+/// timer lives on the heap and is armed the first time the future has to wait: the attempt's
+/// future stays small, and it is moved once per target into the engine's set of calls and into
+/// the dispatcher's attempt task.
+async fn within<F: Future>(deadline: Instant, future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut timer: Option<Pin<Box<Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)))
+            .as_mut()
+            .poll(cx)
+            .map(|()| None)
+    })
+    .await
+}
+
 /// Reports a cancelled attempt when the call's future is dropped before it finishes.
 struct InFlight<'c, 'a> {
     call: &'c TargetCall<'a>,
@@ -183,5 +207,27 @@ impl Drop for InFlight<'_, '_> {
             let outcome = CallOutcome::new(Err(PublishError::cancelled()), self.started.elapsed());
             self.call.finish(self.trial, &outcome);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn within_gives_the_output_or_none_at_the_deadline() {
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(100);
+        // A future that has to wait and finishes in time.
+        let quick = tokio::time::sleep(Duration::from_millis(40));
+        assert_eq!(within(deadline, quick).await, Some(()));
+        assert_eq!(start.elapsed(), Duration::from_millis(40));
+        // One that never finishes ends at the deadline, not before and not after.
+        let stuck = within(deadline, std::future::pending::<()>());
+        let ended = tokio::time::timeout(Duration::from_secs(1), stuck).await;
+        assert_eq!(ended, Ok(None), "it ends at its deadline");
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+        // A ready future is polled before the deadline is looked at, as with `timeout_at`.
+        assert_eq!(within(deadline, async { 7 }).await, Some(7));
     }
 }

@@ -232,12 +232,13 @@ impl FanoutEngine {
         loop {
             // Top up to the limit. This is the only place calls start, so `running.len()` never
             // exceeds `max_concurrent`. Calls started in one top-up start at the same instant, so
-            // the clock is read once per top-up, not once per call.
-            let now = Instant::now();
+            // the clock is read once per top-up that starts any, not once per call.
+            let mut now = None;
             while running.len() < options.max_concurrent {
                 let Some(&(index, entry)) = queue.next() else {
                     break;
                 };
+                let now = *now.get_or_insert_with(Instant::now);
                 slots[index] = Slot::Running(now);
                 let call = TargetCall::new(
                     entry,
