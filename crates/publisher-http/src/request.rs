@@ -160,6 +160,12 @@ impl HttpRequest {
         self
     }
 
+    /// The method.
+    #[must_use]
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
     /// The URL as it may be shown: `scheme://host:port/…`.
     #[must_use]
     pub fn redacted_url(&self) -> &str {

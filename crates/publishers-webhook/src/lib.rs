@@ -149,7 +149,6 @@ enum Auth {
 pub struct WebhookPublisher {
     client: HttpClient,
     url: Secret<String>,
-    method: Method,
     /// What every request shares, built once: the parsed URL and its redacted form, the
     /// configured headers and the credentials. Each publish clones it and adds its own headers
     /// and body, instead of parsing and redacting the URL again.
@@ -162,8 +161,8 @@ pub struct WebhookPublisher {
 impl std::fmt::Debug for WebhookPublisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookPublisher")
-            .field("url", &alert_core::redact_url(self.url.expose()))
-            .field("method", &self.method)
+            .field("url", &self.template.redacted_url())
+            .field("method", self.template.method())
             .finish_non_exhaustive()
     }
 }
@@ -222,7 +221,7 @@ impl WebhookPublisher {
         };
         // Built now, so a bad header fails at load rather than on every publish.
         let settings = |e: publisher_http::RequestError| BuildError::Settings(e.to_string());
-        let mut template = HttpRequest::secret_url(method.clone(), &url).map_err(settings)?;
+        let mut template = HttpRequest::secret_url(method, &url).map_err(settings)?;
         for (name, value) in &config.headers {
             template = template.header(name, value).map_err(settings)?;
         }
@@ -234,7 +233,6 @@ impl WebhookPublisher {
         Ok(Self {
             client,
             url,
-            method,
             template,
             auth,
             hmac_secret,

@@ -49,9 +49,10 @@ const GROUP_CAP: usize = 256;
 /// commits. While the lanes keep up, [`GATHER_KEEPING_UP`] applies instead, since then ingest's
 /// latency is what bounds the throughput of callers that wait for their answers. Each commit
 /// costs a dozen page writes and an fsync whatever it carries; committing back to back under
-/// S2's load made one commit per alert or so. The wait applies only under load: when the previous group carried at least
-/// [`GATHER_BACKLOG`] ops and settlements, or that many ops were queued when it finished. An
-/// alert at a quiet time, or the handful of acks one alert makes, is committed at once.
+/// S2's load made one commit per alert or so. The wait applies only under load: when the
+/// previous group carried at least [`GATHER_BACKLOG`] ops and settlements, or that many ops were
+/// queued when it finished. An alert at a quiet time, or the handful of acks one alert makes, is
+/// committed at once.
 ///
 /// The wait ends early once [`GATHER_FULL`] ops are queued: that many callers waiting make a
 /// group worth its commit already. (Acks wait for this too; the dispatcher frees a call's slot
