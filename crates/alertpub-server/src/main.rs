@@ -10,6 +10,11 @@
 // A command-line tool prints its answers to standard output.
 #![allow(clippy::print_stdout)]
 
+/// See the `jemalloc` feature in this crate's manifest.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod api;
 mod app;
 mod auth;
