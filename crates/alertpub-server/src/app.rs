@@ -127,7 +127,8 @@ impl App {
             .gate(breakers.clone())
             .observer(observer.clone())
             .build();
-        let store: Arc<dyn JobStore> = Arc::new(redb);
+        let redb = Arc::new(redb);
+        let store: Arc<dyn JobStore> = redb.clone();
         let dispatcher = Dispatcher::builder(store.clone(), targets.clone())
             .health(health.clone())
             .gate(breakers.clone())
@@ -136,6 +137,9 @@ impl App {
             .build()
             .start(shutdown.child_token());
         let waker = dispatcher.waker();
+        // The lanes hear of fresh alerts before ingest's fsync returns.
+        let wake = waker.clone();
+        redb.on_new_jobs(move |target| wake.wake(target));
         let prober = Arc::new(Prober::new(
             health.clone(),
             targets.clone(),

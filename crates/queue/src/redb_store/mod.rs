@@ -33,7 +33,7 @@ mod writer;
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -123,7 +123,13 @@ struct Shared {
     /// The last group committed durably and the last that failed ([`State::planned`] numbers
     /// them): what acknowledgements wait for.
     committed: watch::Sender<Committed>,
+    /// Told each target that got new jobs, as soon as a lane could lease them (see
+    /// [`RedbJobStore::on_new_jobs`]).
+    on_new_jobs: OnceLock<NewJobsHook>,
 }
+
+/// See [`RedbJobStore::on_new_jobs`].
+type NewJobsHook = Box<dyn Fn(&TargetName) + Send + Sync>;
 
 /// See [`Shared::committed`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -168,6 +174,7 @@ impl RedbJobStore {
             max_jobs,
             state: Mutex::new(state),
             committed: watch::Sender::new(Committed::default()),
+            on_new_jobs: OnceLock::new(),
         });
         let (ops, receiver) = mpsc::channel(OPS_CAPACITY);
         let for_writer = Arc::clone(&shared);
@@ -180,6 +187,17 @@ impl RedbJobStore {
             ops: Some(ops),
             writer: Some(writer),
         })
+    }
+
+    /// Calls `wake` with the name of each target that gets new jobs, from the writer's thread, as
+    /// soon as its lane could lease them. A group of fresh alerts is handed to the lanes before
+    /// its commit's fsync returns, so a dispatcher's waker here lets the lanes deliver while the
+    /// disk syncs, and a slow fsync delays the answer to ingest but not the deliveries. (A crash
+    /// in between delivers an alert whose sender got no answer and sends it again, as with any
+    /// at-least-once delivery; a commit that fails takes the jobs back, and those already in
+    /// flight are settled as superseded.) Only the first call counts.
+    pub fn on_new_jobs(&self, wake: impl Fn(&TargetName) + Send + Sync + 'static) {
+        let _ = self.shared.on_new_jobs.set(Box::new(wake));
     }
 
     /// Keeps at most `cap` dead letters; when a new one would exceed it, the oldest is dropped.
@@ -474,6 +492,10 @@ impl Shared {
             loaded.dead_letter_retention = state.dead_letter_retention;
             // Acknowledgements wait for group numbers counted before the reload.
             loaded.planned = state.planned;
+            // Ids handed to jobs a failed commit took back while a lane held them are never
+            // handed out again: that lane's settlement must not reach a newer job.
+            loaded.next_job = loaded.next_job.max(state.next_job);
+            loaded.next_body = loaded.next_body.max(state.next_body);
             loaded.sync_wanted = state.sync_wanted;
             *state = loaded;
         }
@@ -802,6 +824,7 @@ mod tests {
                 Database::builder().create_with_backend(FlakyDisk {
                     inner: Arc::clone(&memory),
                     failing: Arc::new(AtomicBool::new(false)),
+                    slow: Arc::new(Mutex::new(())),
                 })
             }
         };
@@ -856,15 +879,22 @@ mod tests {
         assert!(!Op::Flush.durable());
     }
 
-    /// A backend whose writes and syncs fail while `failing` is set, as a full disk's would.
+    /// A backend whose writes and syncs fail while `failing` is set, as a full disk's would, and
+    /// wait while someone holds `slow`, as a slow disk's would.
     #[derive(Debug)]
     struct FlakyDisk {
         inner: Arc<InMemoryBackend>,
         failing: Arc<AtomicBool>,
+        slow: Arc<Mutex<()>>,
     }
 
     impl FlakyDisk {
         fn check(&self) -> std::io::Result<()> {
+            drop(
+                self.slow
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
             if self.failing.load(Ordering::SeqCst) {
                 Err(std::io::Error::other("no space left on device"))
             } else {
@@ -914,18 +944,164 @@ mod tests {
 
     /// A store on an in-memory disk whose writes fail while the returned flag is set.
     fn store_on_a_flaky_disk() -> (RedbJobStore, Arc<AtomicBool>) {
+        let (store, failing, _) = store_on_a_slow_flaky_disk();
+        (store, failing)
+    }
+
+    /// As [`store_on_a_flaky_disk`], and the disk's writes and syncs wait while the lock is held.
+    fn store_on_a_slow_flaky_disk() -> (RedbJobStore, Arc<AtomicBool>, Arc<Mutex<()>>) {
         let failing = Arc::new(AtomicBool::new(false));
+        let slow = Arc::new(Mutex::new(()));
         let memory = Arc::new(InMemoryBackend::new());
-        let flag = Arc::clone(&failing);
+        let (flag, gate) = (Arc::clone(&failing), Arc::clone(&slow));
         let opener = move || {
             Database::builder().create_with_backend(FlakyDisk {
                 inner: Arc::clone(&memory),
                 failing: Arc::clone(&flag),
+                slow: Arc::clone(&gate),
             })
         };
         let store =
             RedbJobStore::with_opener(PathBuf::from("memory"), 100, Box::new(opener)).unwrap();
-        (store, failing)
+        (store, failing, slow)
+    }
+
+    /// Hands the names of the targets `store` reports new jobs for to the returned receiver.
+    fn new_jobs(store: &RedbJobStore) -> std::sync::mpsc::Receiver<TargetName> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let sender = Mutex::new(sender);
+        store.on_new_jobs(move |target| {
+            let _ = sender.lock().unwrap().send(target.clone());
+        });
+        receiver
+    }
+
+    // The lock stands for the disk: holding it across awaits is what keeps the writer's
+    // thread in its fsync.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fresh_jobs_can_be_leased_while_their_commit_syncs_and_ingest_is_answered_after() {
+        let (store, _, slow) = store_on_a_slow_flaky_disk();
+        let store = Arc::new(store);
+        let woken = new_jobs(&store);
+        let target = TargetName::new("t").unwrap();
+
+        let fsync = slow.lock().unwrap();
+        let ingest = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move { store.enqueue_batch(vec![admission("Fresh")], at(0)).await }
+        });
+        let told = tokio::task::spawn_blocking(move || woken.recv_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap();
+        assert_eq!(
+            told,
+            Ok(target.clone()),
+            "the lane is told before the fsync ends"
+        );
+        let lease = store
+            .lease(&target, 10, Duration::from_secs(60), at(1))
+            .await
+            .unwrap();
+        let names: Vec<_> = lease
+            .jobs
+            .iter()
+            .map(|j| j.alert.alert.name().unwrap())
+            .collect();
+        assert_eq!(names, ["Fresh"], "leased while the commit syncs");
+        assert!(
+            !ingest.is_finished(),
+            "ingest is answered only once it is on disk"
+        );
+
+        drop(fsync);
+        let answers = ingest.await.unwrap().unwrap();
+        assert!(answers[0].is_enqueued(), "{answers:?}");
+        store.ack(lease.jobs[0].id, at(2)).await.unwrap();
+        assert_eq!(store.stats().await.unwrap().by_priority, [0, 0, 0]);
+    }
+
+    // The lock stands for the disk: holding it across awaits is what keeps the writer's
+    // thread in its fsync.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_takes_its_fresh_jobs_back_even_from_a_lane_that_holds_one() {
+        let (store, failing, slow) = store_on_a_slow_flaky_disk();
+        let store = Arc::new(store);
+        let woken = new_jobs(&store);
+        let target = TargetName::new("t").unwrap();
+        let ttl = Duration::from_secs(60);
+        let name = |job: &LeasedJob| job.alert.alert.name().unwrap().to_owned();
+        store
+            .enqueue_batch(vec![admission("Before")], at(0))
+            .await
+            .unwrap();
+        woken.recv_timeout(Duration::from_secs(10)).unwrap();
+
+        // The commit of Held and Pending will fail; a lane leases one of them meanwhile.
+        let fsync = slow.lock().unwrap();
+        failing.store(true, Ordering::SeqCst);
+        let ingest = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move {
+                store
+                    .enqueue_batch(vec![admission("Held"), admission("Pending")], at(1))
+                    .await
+            }
+        });
+        let told = tokio::task::spawn_blocking(move || woken.recv_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap();
+        assert_eq!(told, Ok(target.clone()));
+        let held = store.lease(&target, 2, ttl, at(2)).await.unwrap().jobs;
+        assert_eq!(
+            held.iter().map(name).collect::<Vec<_>>(),
+            ["Before", "Held"]
+        );
+        drop(fsync);
+        let refused = ingest.await.unwrap();
+        assert!(
+            matches!(refused, Err(JobStoreError::Storage(_))),
+            "{refused:?}"
+        );
+        // Pending went back at once: nothing of the failed batch can be leased.
+        let after = store.lease(&target, 10, ttl, at(3)).await.unwrap().jobs;
+        assert!(
+            after.is_empty(),
+            "{:?}",
+            after.iter().map(name).collect::<Vec<_>>()
+        );
+
+        // Once the disk heals, the state is what is on disk, and Held's id is not reused, so
+        // the lane that still holds Held cannot settle a newer job by mistake.
+        failing.store(false, Ordering::SeqCst);
+        let answers = store
+            .enqueue_batch(vec![admission("After")], at(4))
+            .await
+            .unwrap();
+        let Admitted::Enqueued { job, .. } = answers[0] else {
+            panic!("After must be new, got {answers:?}");
+        };
+        assert!(
+            job > held[1].id,
+            "{job:?} reuses an id up to {:?}",
+            held[1].id
+        );
+        store.ack(held[1].id, at(5)).await.unwrap();
+        let mut names: Vec<_> = store
+            .lease(&target, 10, ttl, at(6))
+            .await
+            .unwrap()
+            .jobs
+            .iter()
+            .map(name)
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["After", "Before"],
+            "Before is on disk, Held and Pending are not"
+        );
     }
 
     #[tokio::test]

@@ -554,6 +554,105 @@ impl Group {
     }
 }
 
+/// The part of a group handed to the lanes before its commit's fsync: fresh alerts only, that
+/// is new bodies, log entries for keys that had none, and jobs of those bodies. Nothing in it
+/// replaces or removes anything, so a failed commit can take it all back (see [`Early::undo`]).
+/// A group that also supersedes, removes or rewrites something is applied only after its
+/// commit, as a whole.
+struct Early {
+    effects: Vec<Effect>,
+    logs: Vec<Key>,
+    jobs: Vec<JobId>,
+    targets: Vec<TargetName>,
+}
+
+impl Group {
+    /// Takes the group's effects out as an [`Early`] when all of them are fresh alerts' and
+    /// there is at least one job among them.
+    fn take_early(&mut self, state: &State) -> Option<Early> {
+        let fresh: HashSet<u64> = self
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::InsertBody(id, _) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let mut jobs = Vec::new();
+        let mut logs = Vec::new();
+        let mut targets: Vec<TargetName> = Vec::new();
+        for effect in &self.effects {
+            match effect {
+                Effect::InsertBody(..) => {}
+                Effect::SetLog(key, cached)
+                    if fresh.contains(&cached.body) && !state.log.contains_key(key) =>
+                {
+                    logs.push(key.clone());
+                }
+                Effect::Insert(id, job) if fresh.contains(&job.body) => {
+                    jobs.push(*id);
+                    if !targets.contains(&job.target) {
+                        targets.push(job.target.clone());
+                    }
+                }
+                _ => return None,
+            }
+        }
+        if jobs.is_empty() {
+            return None;
+        }
+        Some(Early {
+            effects: std::mem::take(&mut self.effects),
+            logs,
+            jobs,
+            targets,
+        })
+    }
+}
+
+impl Early {
+    /// Applies the effects, in order, so lanes can lease the jobs at once.
+    fn apply(&mut self, state: &mut State) {
+        for effect in self.effects.drain(..) {
+            match effect {
+                Effect::InsertBody(id, alert) => state.insert_body(id, alert),
+                Effect::SetLog(key, cached) => state.set_log(key, cached),
+                Effect::Insert(id, job) => state.insert_job(id, job),
+                // `take_early` admits nothing else.
+                Effect::RemoveLog(_) | Effect::Supersede(_) | Effect::Remove(_) => {}
+            }
+        }
+    }
+
+    /// Takes the effects back after the commit failed: the log entries and the pending jobs go
+    /// (and with their last reference, the bodies). A job a lane holds is marked superseded, so
+    /// its settlement removes it; its id and its body's are then never handed out again, since
+    /// that lane will still settle it by id.
+    fn undo(self, state: &mut State, group: &Group) {
+        for key in &self.logs {
+            state.remove_log(key);
+        }
+        let mut held = false;
+        for id in self.jobs {
+            match state.jobs.get_mut(&id) {
+                Some(job) if job.leased_until.is_some() => {
+                    job.superseded = true;
+                    held = true;
+                }
+                Some(_) => {
+                    state.remove(id);
+                }
+                // Delivered and acked already.
+                None => {}
+            }
+        }
+        if held {
+            state.next_job = state.next_job.max(group.next_job);
+            state.next_body = state.next_body.max(group.next_body);
+        }
+    }
+}
+
 /// The op's own answer, or a storage error that fails its whole group.
 type Planned2<T> = Result<Result<T, JobStoreError>, JobStoreError>;
 
@@ -638,16 +737,33 @@ impl Shared {
             let _ = txn.abort();
             return Err(e);
         }
+        let durable = close || ops.durable || sync;
+        // Fresh alerts go to the lanes now, so their deliveries do not wait for the fsync.
+        let early = if durable {
+            group.take_early(&state).map(|mut early| {
+                early.apply(&mut state);
+                early
+            })
+        } else {
+            None
+        };
         // The fsync runs without the lock, so lanes lease and ack meanwhile.
         drop(state);
-        let durable = close || ops.durable || sync;
-        if durable && let Err(e) = txn.set_durability(ingest_durability()) {
-            restore(&mut *self.state()?);
-            return Err(storage(e));
+        if let (Some(early), Some(wake)) = (&early, self.on_new_jobs.get()) {
+            early.targets.iter().for_each(wake);
         }
-        let committed = txn.commit().map_err(storage);
+        let committed = if durable {
+            txn.set_durability(ingest_durability())
+                .map_err(storage)
+                .and_then(|()| txn.commit().map_err(storage))
+        } else {
+            txn.commit().map_err(storage)
+        };
         let mut state = self.state()?;
         if let Err(e) = committed {
+            if let Some(early) = early {
+                early.undo(&mut state, &group);
+            }
             restore(&mut state);
             return Err(e);
         }
