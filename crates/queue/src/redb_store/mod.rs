@@ -58,6 +58,15 @@ use self::writer::Op;
 /// back-pressure ingest needs; it is far above what one group commits.
 const OPS_CAPACITY: usize = 1_024;
 
+/// How long settlements wait for a commit to ride on before they ask the writer for one of their
+/// own. Under load, ingest's commits come every few milliseconds and carry them, so they cost no
+/// commit (and no fsync) of their own; at quiet times the acks of one alert's targets share one
+/// fsync instead of making one each, and that fsync no longer lands just when the next alert
+/// arrives, which would then wait for it. A lane delivers at most four times its in-flight
+/// limit per ack latency, so this also bounds a lane draining a backlog with no ingest about:
+/// 64 jobs per 5 ms and fsync.
+const SETTLE_GATHER: Duration = Duration::from_millis(5);
+
 /// The durability of the commits that accept work: ingest, moves to the dead-letter queue,
 /// replays, purges and sweeps. Their callers answer "accepted" once the commit returns, so the
 /// data must be on disk (fsynced) by then. redb 4 offers `None` and `Immediate`; `Immediate` is
@@ -312,19 +321,43 @@ impl RedbJobStore {
     }
 
     /// Asks the writer to persist the settlements made in memory, unless it has been asked
-    /// already. A full channel needs no flush: the writer is busy and writes them with the
-    /// group it is about to take.
+    /// already: after [`SETTLE_GATHER`], and only if no group has carried them by then. A full
+    /// channel needs no flush: the writer is busy and writes them with the group it is about
+    /// to take.
     fn wake_writer(&self, state: &mut State) {
-        let idle =
-            state.dirty_jobs.is_empty() && state.dirty_bodies.is_empty() && !state.sync_wanted;
-        if state.flush_queued || idle {
+        if state.flush_queued || state.settled() {
             return;
         }
-        if let Some(ops) = &self.ops
-            && ops.try_send(Op::Flush).is_ok()
-        {
-            state.flush_queued = true;
-        }
+        let Some(ops) = &self.ops else {
+            return;
+        };
+        state.flush_queued = true;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // Outside a runtime there is no timer: ask at once.
+            state.flush_queued = ops.try_send(Op::Flush).is_ok();
+            return;
+        };
+        // Weak handles, so a pending flush neither keeps a closing store's writer waiting nor
+        // holds its file open.
+        let (ops, shared) = (ops.downgrade(), Arc::downgrade(&self.shared));
+        runtime.spawn(async move {
+            tokio::time::sleep(SETTLE_GATHER).await;
+            // The sender is dropped last: the writer cannot end, and the store's drop cannot
+            // return, while this task still holds the state.
+            let Some(ops) = ops.upgrade() else {
+                return;
+            };
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let Ok(mut state) = shared.state() else {
+                return;
+            };
+            // A group that started meanwhile carried them, and cleared `flush_queued`.
+            if state.flush_queued && !state.settled() {
+                state.flush_queued = ops.try_send(Op::Flush).is_ok();
+            }
+        });
     }
 
     fn lease_now(

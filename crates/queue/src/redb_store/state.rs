@@ -299,6 +299,12 @@ impl State {
         self.bodies.insert(id, Body { alert, refs: 0 });
     }
 
+    /// Whether every settlement made in memory is written, and every ack durable, as far as the
+    /// writer has been asked.
+    pub(super) fn settled(&self) -> bool {
+        self.dirty_jobs.is_empty() && self.dirty_bodies.is_empty() && !self.sync_wanted
+    }
+
     /// Stores a log entry, moving its body reference.
     pub(super) fn set_log(&mut self, key: Key, cached: CachedLog) {
         self.retain_body(cached.body);
