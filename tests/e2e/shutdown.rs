@@ -43,7 +43,9 @@ async fn sigterm_drains_in_flight_publishes_and_exits_zero() {
         })
     };
     wait_for_posts(&queued, 1).await;
-    wait_for_posts(&slow, 1).await;
+    // `slow` has no filter, so it gets the queued alert's job as well as the publish: both
+    // must have reached it, or the signal could beat the publish to the server.
+    wait_for_posts(&slow, 2).await;
 
     server.signal("TERM");
     // The publish that was in flight is answered in full.
@@ -60,4 +62,5 @@ async fn sigterm_drains_in_flight_publishes_and_exits_zero() {
     );
     assert!(log.contains("alertpub stopped"), "{log}");
     assert_eq!(posts(&queued).len(), 1);
+    assert_eq!(posts(&slow).len(), 2);
 }
