@@ -33,6 +33,7 @@ mod writer;
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -65,7 +66,7 @@ const OPS_CAPACITY: usize = 1_024;
 /// arrives, which would then wait for it. A lane delivers at most four times its in-flight
 /// limit per ack latency, so this also bounds a lane draining a backlog with no ingest about:
 /// 64 jobs per 5 ms and fsync.
-const SETTLE_GATHER: Duration = Duration::from_millis(5);
+pub(super) const SETTLE_GATHER: Duration = Duration::from_millis(5);
 
 /// The durability of the commits that accept work: ingest, moves to the dead-letter queue,
 /// replays, purges and sweeps. Their callers answer "accepted" once the commit returns, so the
@@ -132,6 +133,9 @@ struct Shared {
     /// The last group committed durably and the last that failed ([`State::planned`] numbers
     /// them): what acknowledgements wait for.
     committed: watch::Sender<Committed>,
+    /// The writer holds a settlements-only flush for [`SETTLE_GATHER`] and wants to hear of any
+    /// op at once.
+    holding_flush: AtomicBool,
     /// Told each target that got new jobs, as soon as a lane could lease them (see
     /// [`RedbJobStore::on_new_jobs`]).
     on_new_jobs: OnceLock<NewJobsHook>,
@@ -183,6 +187,7 @@ impl RedbJobStore {
             max_jobs,
             state: Mutex::new(state),
             committed: watch::Sender::new(Committed::default()),
+            holding_flush: AtomicBool::new(false),
             on_new_jobs: OnceLock::new(),
         });
         let (ops, receiver) = mpsc::channel(OPS_CAPACITY);
@@ -299,10 +304,13 @@ impl RedbJobStore {
         let (reply, answer) = oneshot::channel();
         let ops = self.ops.as_ref().ok_or_else(writer_gone)?;
         ops.send(op(reply)).await.map_err(|_| writer_gone())?;
-        // A writer gathering a group under load starts it at once when enough ops are queued
-        // (with the one it holds; a wake-up it does not need only makes it look again).
-        if ops.max_capacity() - ops.capacity() + 1 >= writer::GATHER_FULL
-            && let Some(writer) = &self.writer
+        // A writer holding a flush for settlements to ride on starts at once with this op; one
+        // gathering a group under load starts it once enough ops are queued (with the one it
+        // holds). A wake-up it does not need only makes it look again.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if let Some(writer) = &self.writer
+            && (self.shared.holding_flush.load(Ordering::SeqCst)
+                || ops.max_capacity() - ops.capacity() + 1 >= writer::GATHER_FULL)
         {
             writer.thread().unpark();
         }
@@ -321,43 +329,18 @@ impl RedbJobStore {
     }
 
     /// Asks the writer to persist the settlements made in memory, unless it has been asked
-    /// already: after [`SETTLE_GATHER`], and only if no group has carried them by then. A full
-    /// channel needs no flush: the writer is busy and writes them with the group it is about
-    /// to take.
+    /// already. A full channel needs no flush: the writer is busy and writes them with the
+    /// group it is about to take. The writer gives a flush [`SETTLE_GATHER`] to ride on another
+    /// op's commit.
     fn wake_writer(&self, state: &mut State) {
         if state.flush_queued || state.settled() {
             return;
         }
-        let Some(ops) = &self.ops else {
-            return;
-        };
-        state.flush_queued = true;
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // Outside a runtime there is no timer: ask at once.
-            state.flush_queued = ops.try_send(Op::Flush).is_ok();
-            return;
-        };
-        // Weak handles, so a pending flush neither keeps a closing store's writer waiting nor
-        // holds its file open.
-        let (ops, shared) = (ops.downgrade(), Arc::downgrade(&self.shared));
-        runtime.spawn(async move {
-            tokio::time::sleep(SETTLE_GATHER).await;
-            // The sender is dropped last: the writer cannot end, and the store's drop cannot
-            // return, while this task still holds the state.
-            let Some(ops) = ops.upgrade() else {
-                return;
-            };
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
-            let Ok(mut state) = shared.state() else {
-                return;
-            };
-            // A group that started meanwhile carried them, and cleared `flush_queued`.
-            if state.flush_queued && !state.settled() {
-                state.flush_queued = ops.try_send(Op::Flush).is_ok();
-            }
-        });
+        if let Some(ops) = &self.ops
+            && ops.try_send(Op::Flush).is_ok()
+        {
+            state.flush_queued = true;
+        }
     }
 
     fn lease_now(

@@ -20,6 +20,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use alert_core::{
@@ -37,7 +38,7 @@ use super::records::{
     encode, encode_alert, read_dead, storage,
 };
 use super::state::{CachedLog, JobMeta, Key, Slot, State};
-use super::{Shared, ingest_durability, settle_durability};
+use super::{SETTLE_GATHER, Shared, ingest_durability, settle_durability};
 use crate::sweep::sweep_job;
 
 /// At most this many ops share one commit, which bounds how long a group holds the state.
@@ -228,6 +229,21 @@ pub(super) fn run(shared: &Shared, mut ops: mpsc::Receiver<Op>) {
                 None => break,
             },
         };
+        // A flush of settlements alone waits a little for an op whose commit can carry them.
+        if matches!(first, Op::Flush) {
+            let until = Instant::now() + SETTLE_GATHER;
+            shared.holding_flush.store(true, Ordering::SeqCst);
+            // Pairs with the fence in `RedbJobStore::call`: either this sees the op queued, or
+            // its caller sees the flag and unparks this thread.
+            std::sync::atomic::fence(Ordering::SeqCst);
+            while ops.is_empty() {
+                let Some(left) = until.checked_duration_since(Instant::now()) else {
+                    break;
+                };
+                std::thread::park_timeout(left);
+            }
+            shared.holding_flush.store(false, Ordering::SeqCst);
+        }
         // Only under load is it worth asking whether the lanes keep up.
         let deadline = busy_since.map(|started| {
             let gather = if shared.dispatch_behind() {
