@@ -992,6 +992,30 @@ mod tests {
         receiver
     }
 
+    /// Starts enqueueing `names` (as one batch) and waits until `woken` names the target that
+    /// got their jobs; returns the enqueue, still running if its commit is held.
+    async fn enqueue_until_told(
+        store: &Arc<RedbJobStore>,
+        woken: &mut Option<std::sync::mpsc::Receiver<TargetName>>,
+        names: &[&str],
+        now: DateTime<Utc>,
+    ) -> tokio::task::JoinHandle<Result<Vec<Admitted>, JobStoreError>> {
+        let batch: Vec<_> = names.iter().map(|name| admission(name)).collect();
+        let ingest = tokio::spawn({
+            let store = Arc::clone(store);
+            async move { store.enqueue_batch(batch, now).await }
+        });
+        let receiver = woken.take().expect("a receiver");
+        let (told, receiver) = tokio::task::spawn_blocking(move || {
+            (receiver.recv_timeout(Duration::from_secs(10)), receiver)
+        })
+        .await
+        .unwrap();
+        *woken = Some(receiver);
+        assert_eq!(told, Ok(TargetName::new("t").unwrap()), "the lane is told");
+        ingest
+    }
+
     // The lock stands for the disk: holding it across awaits is what keeps the writer's
     // thread in its fsync.
     #[allow(clippy::await_holding_lock)]
@@ -999,22 +1023,12 @@ mod tests {
     async fn fresh_jobs_can_be_leased_while_their_commit_syncs_and_ingest_is_answered_after() {
         let (store, _, slow) = store_on_a_slow_flaky_disk();
         let store = Arc::new(store);
-        let woken = new_jobs(&store);
+        let mut woken = Some(new_jobs(&store));
         let target = TargetName::new("t").unwrap();
 
+        // The lane is told before the fsync ends.
         let fsync = slow.lock().unwrap();
-        let ingest = tokio::spawn({
-            let store = Arc::clone(&store);
-            async move { store.enqueue_batch(vec![admission("Fresh")], at(0)).await }
-        });
-        let told = tokio::task::spawn_blocking(move || woken.recv_timeout(Duration::from_secs(10)))
-            .await
-            .unwrap();
-        assert_eq!(
-            told,
-            Ok(target.clone()),
-            "the lane is told before the fsync ends"
-        );
+        let ingest = enqueue_until_told(&store, &mut woken, &["Fresh"], at(0)).await;
         let lease = store
             .lease(&target, 10, Duration::from_secs(60), at(1))
             .await
@@ -1044,7 +1058,7 @@ mod tests {
     async fn a_failed_commit_takes_its_fresh_jobs_back_even_from_a_lane_that_holds_one() {
         let (store, failing, slow) = store_on_a_slow_flaky_disk();
         let store = Arc::new(store);
-        let woken = new_jobs(&store);
+        let mut woken = Some(new_jobs(&store));
         let target = TargetName::new("t").unwrap();
         let ttl = Duration::from_secs(60);
         let name = |job: &LeasedJob| job.alert.alert.name().unwrap().to_owned();
@@ -1052,23 +1066,16 @@ mod tests {
             .enqueue_batch(vec![admission("Before")], at(0))
             .await
             .unwrap();
-        woken.recv_timeout(Duration::from_secs(10)).unwrap();
+        woken
+            .as_ref()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap();
 
         // The commit of Held and Pending will fail; a lane leases one of them meanwhile.
         let fsync = slow.lock().unwrap();
         failing.store(true, Ordering::SeqCst);
-        let ingest = tokio::spawn({
-            let store = Arc::clone(&store);
-            async move {
-                store
-                    .enqueue_batch(vec![admission("Held"), admission("Pending")], at(1))
-                    .await
-            }
-        });
-        let told = tokio::task::spawn_blocking(move || woken.recv_timeout(Duration::from_secs(10)))
-            .await
-            .unwrap();
-        assert_eq!(told, Ok(target.clone()));
+        let ingest = enqueue_until_told(&store, &mut woken, &["Held", "Pending"], at(1)).await;
         let held = store.lease(&target, 2, ttl, at(2)).await.unwrap().jobs;
         assert_eq!(
             held.iter().map(name).collect::<Vec<_>>(),
