@@ -983,20 +983,29 @@ mod tests {
     }
 
     /// Hands the names of the targets `store` reports new jobs for to the returned receiver.
-    fn new_jobs(store: &RedbJobStore) -> std::sync::mpsc::Receiver<TargetName> {
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let sender = Mutex::new(sender);
+    fn new_jobs(store: &RedbJobStore) -> mpsc::UnboundedReceiver<TargetName> {
+        let (sender, receiver) = mpsc::unbounded_channel();
         store.on_new_jobs(move |target| {
-            let _ = sender.lock().unwrap().send(target.clone());
+            let _ = sender.send(target.clone());
         });
         receiver
+    }
+
+    /// Waits until `woken` names the target of the jobs just enqueued.
+    async fn told(woken: &mut mpsc::UnboundedReceiver<TargetName>) {
+        let told = tokio::time::timeout(Duration::from_secs(10), woken.recv()).await;
+        assert_eq!(
+            told,
+            Ok(Some(TargetName::new("t").unwrap())),
+            "the lane is told"
+        );
     }
 
     /// Starts enqueueing `names` (as one batch) and waits until `woken` names the target that
     /// got their jobs; returns the enqueue, still running if its commit is held.
     async fn enqueue_until_told(
         store: &Arc<RedbJobStore>,
-        woken: &mut Option<std::sync::mpsc::Receiver<TargetName>>,
+        woken: &mut mpsc::UnboundedReceiver<TargetName>,
         names: &[&str],
         now: DateTime<Utc>,
     ) -> tokio::task::JoinHandle<Result<Vec<Admitted>, JobStoreError>> {
@@ -1005,14 +1014,7 @@ mod tests {
             let store = Arc::clone(store);
             async move { store.enqueue_batch(batch, now).await }
         });
-        let receiver = woken.take().expect("a receiver");
-        let (told, receiver) = tokio::task::spawn_blocking(move || {
-            (receiver.recv_timeout(Duration::from_secs(10)), receiver)
-        })
-        .await
-        .unwrap();
-        *woken = Some(receiver);
-        assert_eq!(told, Ok(TargetName::new("t").unwrap()), "the lane is told");
+        told(woken).await;
         ingest
     }
 
@@ -1023,7 +1025,7 @@ mod tests {
     async fn fresh_jobs_can_be_leased_while_their_commit_syncs_and_ingest_is_answered_after() {
         let (store, _, slow) = store_on_a_slow_flaky_disk();
         let store = Arc::new(store);
-        let mut woken = Some(new_jobs(&store));
+        let mut woken = new_jobs(&store);
         let target = TargetName::new("t").unwrap();
 
         // The lane is told before the fsync ends.
@@ -1058,7 +1060,7 @@ mod tests {
     async fn a_failed_commit_takes_its_fresh_jobs_back_even_from_a_lane_that_holds_one() {
         let (store, failing, slow) = store_on_a_slow_flaky_disk();
         let store = Arc::new(store);
-        let mut woken = Some(new_jobs(&store));
+        let mut woken = new_jobs(&store);
         let target = TargetName::new("t").unwrap();
         let ttl = Duration::from_secs(60);
         let name = |job: &LeasedJob| job.alert.alert.name().unwrap().to_owned();
@@ -1066,11 +1068,7 @@ mod tests {
             .enqueue_batch(vec![admission("Before")], at(0))
             .await
             .unwrap();
-        woken
-            .as_ref()
-            .unwrap()
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap();
+        told(&mut woken).await;
 
         // The commit of Held and Pending will fail; a lane leases one of them meanwhile.
         let fsync = slow.lock().unwrap();

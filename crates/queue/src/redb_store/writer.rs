@@ -550,21 +550,28 @@ impl Group {
         state.next_body = self.next_body;
         state.dead_count = self.dead_count;
         for effect in self.effects {
-            match effect {
-                Effect::InsertBody(id, alert) => state.insert_body(id, alert),
-                Effect::SetLog(key, cached) => state.set_log(key, cached),
-                Effect::RemoveLog(key) => state.remove_log(&key),
-                Effect::Insert(id, job) => state.insert_job(id, job),
-                Effect::Supersede(id) => match state.jobs.get_mut(&id) {
-                    Some(job) if job.leased_until.is_some() => job.superseded = true,
-                    // Pending now: removed, and (should a lane have put it back since the
-                    // group removed its record) removed on disk again by the next commit.
-                    Some(_) => state.settle_remove(id),
-                    None => {}
-                },
-                Effect::Remove(id) => {
-                    state.remove(id);
-                }
+            effect.apply(state);
+        }
+    }
+}
+
+impl Effect {
+    /// Applies one effect to the state.
+    fn apply(self, state: &mut State) {
+        match self {
+            Effect::InsertBody(id, alert) => state.insert_body(id, alert),
+            Effect::SetLog(key, cached) => state.set_log(key, cached),
+            Effect::RemoveLog(key) => state.remove_log(&key),
+            Effect::Insert(id, job) => state.insert_job(id, job),
+            Effect::Supersede(id) => match state.jobs.get_mut(&id) {
+                Some(job) if job.leased_until.is_some() => job.superseded = true,
+                // Pending now: removed, and (should a lane have put it back since the
+                // group removed its record) removed on disk again by the next commit.
+                Some(_) => state.settle_remove(id),
+                None => {}
+            },
+            Effect::Remove(id) => {
+                state.remove(id);
             }
         }
     }
@@ -629,14 +636,8 @@ impl Group {
 impl Early {
     /// Applies the effects, in order, so lanes can lease the jobs at once.
     fn apply(&mut self, state: &mut State) {
-        for effect in self.effects.drain(..) {
-            match effect {
-                Effect::InsertBody(id, alert) => state.insert_body(id, alert),
-                Effect::SetLog(key, cached) => state.set_log(key, cached),
-                Effect::Insert(id, job) => state.insert_job(id, job),
-                // `take_early` admits nothing else.
-                Effect::RemoveLog(_) | Effect::Supersede(_) | Effect::Remove(_) => {}
-            }
+        for effect in std::mem::take(&mut self.effects) {
+            effect.apply(state);
         }
     }
 
