@@ -202,6 +202,10 @@ pub struct LeasedJob {
     /// The alert to publish, as accepted. Shared: the jobs an alert made for its targets, and
     /// the store that holds it, all point at one copy.
     pub alert: Arc<EnrichedAlert>,
+    /// The state the job was made for, fixed when it was made: a firing job leased after its
+    /// alert's `endsAt` has passed (it waited out an outage) is still a firing. If the alert
+    /// resolved meanwhile, the resolve superseded this job.
+    pub status: AlertStatus,
     /// The delivery sequence and this attempt's number (1 for the first attempt).
     pub delivery: Delivery,
     /// Its priority.
@@ -217,6 +221,7 @@ impl LeasedJob {
         id: JobId,
         target: TargetName,
         alert: impl Into<Arc<EnrichedAlert>>,
+        status: AlertStatus,
         delivery: Delivery,
         priority: Priority,
         enqueued_at: DateTime<Utc>,
@@ -225,6 +230,7 @@ impl LeasedJob {
             id,
             target,
             alert: alert.into(),
+            status,
             delivery,
             priority,
             enqueued_at,
@@ -328,6 +334,8 @@ pub struct DeadLetter {
     pub kind: TargetKind,
     /// The alert.
     pub alert: EnrichedAlert,
+    /// The state its job was made for, which a replay sends; see [`LeasedJob::status`].
+    pub status: AlertStatus,
     /// Why it is here.
     pub reason: DeadReason,
     /// The last failure, if there was one.
@@ -346,10 +354,11 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    /// An entry made at `dead_at`, with no error, no attempts, sequence 0 and `enqueued_at` equal
-    /// to `dead_at`; backends set the other public fields after.
+    /// An entry made at `dead_at`, with no error, no attempts, sequence 0, `enqueued_at` equal
+    /// to `dead_at` and the alert's status at `dead_at`; backends set the other public fields
+    /// after.
     #[must_use]
-    pub const fn new(
+    pub fn new(
         id: DeadLetterId,
         target: TargetName,
         kind: TargetKind,
@@ -357,11 +366,13 @@ impl DeadLetter {
         reason: DeadReason,
         dead_at: DateTime<Utc>,
     ) -> Self {
+        let status = alert.alert.status_at(dead_at);
         Self {
             id,
             target,
             kind,
             alert,
+            status,
             reason,
             last_error: None,
             attempts: 0,

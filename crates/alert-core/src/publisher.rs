@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
-use crate::alert::EnrichedAlert;
+use crate::alert::{AlertStatus, EnrichedAlert};
 use crate::error::PublishError;
 use crate::secret::Secret;
 
@@ -45,20 +45,43 @@ impl Delivery {
 }
 
 /// What a publisher is asked to send.
+///
+/// The status was decided when the job was made (ingest, the sweeper or the synchronous API), not
+/// at send time: a firing job delivered late, after its `endsAt` passed during an outage, is
+/// still a firing. A publisher never derives the status from the alert and the clock.
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct PublishRequest<'a> {
     /// The alert.
     pub alert: &'a EnrichedAlert,
+    /// The state to publish: firing, or resolved (with the alert's `endsAt` as the end, when it
+    /// has one).
+    pub status: AlertStatus,
     /// Which delivery this is.
     pub delivery: Delivery,
 }
 
 impl<'a> PublishRequest<'a> {
-    /// A request to send `alert` as `delivery`.
+    /// A request to send `alert` in `status` as `delivery`.
     #[must_use]
-    pub const fn new(alert: &'a EnrichedAlert, delivery: Delivery) -> Self {
-        Self { alert, delivery }
+    pub const fn new(alert: &'a EnrichedAlert, status: AlertStatus, delivery: Delivery) -> Self {
+        Self {
+            alert,
+            status,
+            delivery,
+        }
+    }
+
+    /// A request made at `now`: the alert's status then, derived from its `endsAt`, is the one
+    /// it publishes. This is how a caller that makes a job and sends it at once (the synchronous
+    /// API, a test) decides; a queued job keeps the status it was made with instead.
+    #[must_use]
+    pub fn made_at(
+        alert: &'a EnrichedAlert,
+        delivery: Delivery,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        Self::new(alert, alert.alert.status_at(now), delivery)
     }
 }
 

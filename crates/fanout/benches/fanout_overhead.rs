@@ -56,9 +56,13 @@ fn fanout_overhead(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("join_all", targets), &targets, |b, _| {
             b.iter(|| {
                 runtime.block_on(async {
-                    let calls = publishers
-                        .iter()
-                        .map(|p| p.publish(PublishRequest::new(&alert, Delivery::first())));
+                    let calls = publishers.iter().map(|p| {
+                        p.publish(PublishRequest::made_at(
+                            &alert,
+                            Delivery::first(),
+                            chrono::Utc::now(),
+                        ))
+                    });
                     let results: Vec<_> = join_all(calls).await;
                     black_box(results)
                 })

@@ -5,8 +5,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use alert_core::{
-    CallOutcome, CircuitGate, Delivery, EnrichedAlert, GateDecision, GateOutcome, HealthView,
-    PublishError, PublishObserver, PublishRequest, TargetEntry,
+    AlertStatus, CallOutcome, CircuitGate, Delivery, EnrichedAlert, GateDecision, GateOutcome,
+    HealthView, PublishError, PublishObserver, PublishRequest, TargetEntry,
 };
 use tokio::time::{Instant, Sleep};
 use tracing::Instrument;
@@ -75,9 +75,15 @@ impl<'a> TargetCall<'a> {
         self.timeout
     }
 
-    /// Makes the attempt, starting now.
-    pub async fn call(&self, alert: &EnrichedAlert, delivery: Delivery) -> CallResult {
-        self.call_at(alert, delivery, Instant::now()).await
+    /// Makes the attempt, starting now, publishing `status` (the state the caller decided on
+    /// when it made the job: the call never derives it from the clock).
+    pub async fn call(
+        &self,
+        alert: &EnrichedAlert,
+        status: AlertStatus,
+        delivery: Delivery,
+    ) -> CallResult {
+        self.call_at(alert, status, delivery, Instant::now()).await
     }
 
     /// Makes the attempt, taking `started` as its start: the per-attempt deadline is
@@ -85,6 +91,7 @@ impl<'a> TargetCall<'a> {
     pub async fn call_at(
         &self,
         alert: &EnrichedAlert,
+        status: AlertStatus,
         delivery: Delivery,
         started: Instant,
     ) -> CallResult {
@@ -99,7 +106,7 @@ impl<'a> TargetCall<'a> {
             attempt = delivery.attempt,
         );
         let result = self
-            .attempt(alert, delivery, started)
+            .attempt(alert, status, delivery, started)
             .instrument(span.clone())
             .await;
         let _entered = span.enter();
@@ -128,6 +135,7 @@ impl<'a> TargetCall<'a> {
     async fn attempt(
         &self,
         alert: &EnrichedAlert,
+        status: AlertStatus,
         delivery: Delivery,
         started: Instant,
     ) -> CallResult {
@@ -151,7 +159,7 @@ impl<'a> TargetCall<'a> {
         let publish = self
             .entry
             .publisher
-            .publish(PublishRequest::new(alert, delivery));
+            .publish(PublishRequest::new(alert, status, delivery));
         let result = match within(started + self.timeout, publish).await {
             Some(result) => result,
             None => Err(PublishError::timeout(self.timeout)),

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alert_core::{
-    AlwaysClosed, CircuitGate, Delivery, EnrichedAlert, ErrorKind, HealthView, NoopObserver,
-    PublishError, PublishObserver, TargetEntry, TargetSource, UnknownHealth, wire,
+    AlertStatus, AlwaysClosed, CircuitGate, Delivery, EnrichedAlert, ErrorKind, HealthView,
+    NoopObserver, PublishError, PublishObserver, TargetEntry, TargetSource, UnknownHealth, wire,
 };
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -145,6 +145,8 @@ impl FanoutEngine {
         options.validate()?;
         let started = Instant::now();
         let started_at = chrono::Utc::now();
+        // The status is decided once, when the publish starts, and every target gets that one.
+        let status = alert.alert.status_at(started_at);
         let targets = self.source.snapshot();
         let policy = SelectionPolicy {
             health_strategy: options.health_strategy,
@@ -180,7 +182,7 @@ impl FanoutEngine {
 
         let stop = self
             .run_calls(
-                alert,
+                (alert, status),
                 &to_call,
                 &mut slots,
                 options,
@@ -216,7 +218,7 @@ impl FanoutEngine {
     /// or the token is cancelled. In-flight calls are dropped (and so cancelled) on the way out.
     async fn run_calls(
         &self,
-        alert: &EnrichedAlert,
+        (alert, status): (&EnrichedAlert, AlertStatus),
         to_call: &[(usize, &TargetEntry)],
         slots: &mut [Slot],
         options: &PublishOptions,
@@ -256,7 +258,7 @@ impl FanoutEngine {
                     (
                         index,
                         entry,
-                        call.call_at(alert, Delivery::first(), now).await,
+                        call.call_at(alert, status, Delivery::first(), now).await,
                     )
                 });
             }

@@ -13,7 +13,6 @@
 //! Timestamps are RFC 3339 in UTC with milliseconds.
 
 use alert_core::{Alert, AlertStatus, Annotations, EnrichedAlert, Labels, wire};
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -26,8 +25,8 @@ pub const WEBHOOK_VERSION: &str = "4";
 /// How Go's zero `time.Time` serialises; Alertmanager's `endsAt` for an alert without an end.
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
-/// Builds the JSON array for `POST {url}/api/v2/alerts`, each alert with its own status at
-/// `ctx_now`.
+/// Builds the JSON array for `POST {url}/api/v2/alerts`, each alert with the status its caller
+/// decided (the job's, fixed when the job was made).
 ///
 /// A resolved alert keeps its own `endsAt`. A firing alert is sent without `endsAt`, even when it
 /// has one (ingest gives every open alert an effective end of now + `resolve_timeout`): while it
@@ -39,8 +38,10 @@ pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 ///
 /// # Errors
 /// [`FormatError::Serialize`] only if JSON serialisation fails, which it does not for these types.
-pub fn postable_alerts(alerts: &[&Alert], ctx_now: DateTime<Utc>) -> Result<Vec<u8>, FormatError> {
-    to_postable(alerts, |alert| FormatContext::for_alert(alert, ctx_now))
+pub fn postable_alerts(alerts: &[(&Alert, FormatContext)]) -> Result<Vec<u8>, FormatError> {
+    let only: Vec<&Alert> = alerts.iter().map(|(alert, _)| *alert).collect();
+    let mut contexts = alerts.iter().map(|(_, ctx)| *ctx);
+    to_postable(&only, |_| contexts.next().unwrap_or_else(|| unreachable!()))
 }
 
 /// Like [`postable_alerts`], with the status the caller decided: when `ctx` resolves and an alert
@@ -58,7 +59,7 @@ pub fn postable_alerts_with_context(
 
 fn to_postable(
     alerts: &[&Alert],
-    ctx_of: impl Fn(&Alert) -> FormatContext,
+    mut ctx_of: impl FnMut(&Alert) -> FormatContext,
 ) -> Result<Vec<u8>, FormatError> {
     let postable: Vec<PostableAlert<'_>> = alerts
         .iter()
@@ -79,20 +80,19 @@ fn to_postable(
     Ok(serde_json::to_vec(&postable)?)
 }
 
-/// Builds the v4 webhook payload for these alerts, each with its status at `now`.
+/// Builds the v4 webhook payload for these alerts, each with the status its caller decided.
 ///
-/// `status` is `firing` when any alert fires at `now`, else `resolved`. `commonLabels` and
+/// `status` is `firing` when any alert fires, else `resolved`. `commonLabels` and
 /// `commonAnnotations` hold the pairs every alert shares with equal values. alertpub does not group,
 /// so `groupLabels` is `{}` and `truncatedAlerts` is 0.
 #[must_use]
 pub fn webhook_envelope(
-    alerts: &[&EnrichedAlert],
-    now: DateTime<Utc>,
+    alerts: &[(&EnrichedAlert, AlertStatus)],
     receiver: &str,
     group_key: &str,
     external_url: &str,
 ) -> Value {
-    let any_firing = alerts.iter().any(|a| a.alert.is_firing_at(now));
+    let any_firing = alerts.iter().any(|(_, s)| *s == AlertStatus::Firing);
     let status = if any_firing {
         AlertStatus::Firing
     } else {
@@ -100,10 +100,10 @@ pub fn webhook_envelope(
     };
     let entries: Vec<Value> = alerts
         .iter()
-        .map(|enriched| {
+        .map(|(enriched, status)| {
             let alert = &enriched.alert;
             json!({
-                "status": alert.status_at(now).as_str(),
+                "status": status.as_str(),
                 "labels": alert.labels(),
                 "annotations": alert.annotations(),
                 "startsAt": wire::format_timestamp(alert.starts_at()),
@@ -122,8 +122,8 @@ pub fn webhook_envelope(
         "status": status.as_str(),
         "receiver": receiver,
         "groupLabels": {},
-        "commonLabels": common(alerts.iter().map(|a| a.alert.labels())),
-        "commonAnnotations": common(alerts.iter().map(|a| a.alert.annotations())),
+        "commonLabels": common(alerts.iter().map(|(a, _)| a.alert.labels())),
+        "commonAnnotations": common(alerts.iter().map(|(a, _)| a.alert.annotations())),
         "externalURL": external_url,
         "alerts": entries,
     })

@@ -25,21 +25,17 @@ impl FormatContext {
         Self { status, now }
     }
 
-    /// A context whose status is the alert's own at `now`, derived from `endsAt` as Alertmanager
-    /// derives it.
-    #[must_use]
-    pub fn for_alert(alert: &Alert, now: DateTime<Utc>) -> Self {
-        Self::new(alert.status_at(now), now)
-    }
-
-    /// The end to publish for `alert`: its own `endsAt`, or `now` when this delivery resolves an
-    /// alert that has none (an auto-resolve), so that a resolve never goes out without an end.
+    /// The end to publish for `alert`. A resolve has its own `endsAt`, or `now` when the alert
+    /// has none (an auto-resolve), so that a resolve never goes out without an end. A firing
+    /// shows its `endsAt` only while that lies ahead of `now`: a firing delivered late, after
+    /// the end it was accepted with (it waited out an outage), is still a firing, and a past end
+    /// would say otherwise.
     #[must_use]
     pub fn effective_ends_at(&self, alert: &Alert) -> Option<DateTime<Utc>> {
         match (alert.ends_at(), self.status) {
-            (Some(ends_at), _) => Some(ends_at),
+            (Some(ends_at), AlertStatus::Resolved) => Some(ends_at),
             (None, AlertStatus::Resolved) => Some(self.now),
-            (None, AlertStatus::Firing) => None,
+            (ends_at, AlertStatus::Firing) => ends_at.filter(|ends_at| *ends_at > self.now),
         }
     }
 }

@@ -35,7 +35,7 @@
 //! })?;
 //!
 //! // The caller decides the status and the instant.
-//! let ctx = FormatContext::for_alert(&alert.alert, starts_at);
+//! let ctx = FormatContext::new(AlertStatus::Firing, starts_at);
 //! assert_eq!(ctx.status, AlertStatus::Firing);
 //! assert_eq!(templates.title(&alert, &ctx)?, "[FIRING] DiskFull");
 //!

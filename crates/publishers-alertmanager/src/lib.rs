@@ -37,6 +37,7 @@ use alert_core::{
     BoxFuture, HealthProbe, KindSettings, PublishError, PublishRequest, Publisher, Receipt, Secret,
     wire,
 };
+use formatters::FormatContext;
 use publisher_http::{
     BuildContext, BuildError, DefaultClassifier, HttpClient, HttpRequest, check_base_url,
     parse_settings, resolve_secret,
@@ -145,9 +146,10 @@ impl Publisher for AlertmanagerPublisher {
         request: PublishRequest<'a>,
     ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
         Box::pin(async move {
-            let body = formatters::alertmanager::postable_alerts(
+            let context = FormatContext::new(request.status, chrono::Utc::now());
+            let body = formatters::alertmanager::postable_alerts_with_context(
                 &[&request.alert.alert],
-                chrono::Utc::now(),
+                &context,
             )?;
             let mut http = HttpRequest::post(&self.endpoint)?.json(body);
             if let Some(token) = &self.bearer {

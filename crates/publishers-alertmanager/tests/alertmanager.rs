@@ -41,7 +41,11 @@ async fn forwards_postable_alerts_to_api_v2() {
         .unwrap(),
     );
     publisher
-        .publish(PublishRequest::new(&firing, Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &firing,
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap();
     let request = &target.requests()[0];
@@ -60,7 +64,11 @@ async fn forwards_postable_alerts_to_api_v2() {
 
     target.respond(MockResponse::status(400).body("bad alert"));
     let err = publisher
-        .publish(PublishRequest::new(&firing, Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &firing,
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap_err();
     assert!(matches!(err.kind, ErrorKind::Permanent { .. }));

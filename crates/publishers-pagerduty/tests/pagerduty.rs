@@ -51,13 +51,21 @@ async fn trigger_then_resolve_from_a_fresh_instance_share_the_dedup_key() {
     );
 
     let receipt = publisher(&target)
-        .publish(PublishRequest::new(&alert(false), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(false),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap();
     assert_eq!(receipt.status_code, Some(202));
     // A brand-new publisher, as after a restart: no cache carries the key over.
     publisher(&target)
-        .publish(PublishRequest::new(&alert(true), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(true),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap();
 
@@ -94,7 +102,11 @@ async fn errors_are_classified_and_never_show_the_routing_key() {
         "errors": [format!("Length of 'routing_key' {ROUTING_KEY} is incorrect")]
     })));
     let err = publisher(&target)
-        .publish(PublishRequest::new(&alert(false), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(false),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(
@@ -108,7 +120,11 @@ async fn errors_are_classified_and_never_show_the_routing_key() {
 
     target.respond(MockResponse::status(429).header("retry-after", "30"));
     let err = publisher(&target)
-        .publish(PublishRequest::new(&alert(false), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(false),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(

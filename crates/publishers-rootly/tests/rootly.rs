@@ -47,12 +47,20 @@ async fn creates_with_json_api_and_resolves_by_id() {
             .json(&serde_json::json!({"data": {"id": "a1b2-c3", "type": "alerts"}})),
     );
     let receipt = build(&target, refs.clone())
-        .publish(PublishRequest::new(&alert(false), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(false),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap();
     assert_eq!(receipt.message_ref.as_deref(), Some("a1b2-c3"));
     build(&target, refs)
-        .publish(PublishRequest::new(&alert(true), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(true),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap();
 
@@ -92,7 +100,11 @@ async fn a_resolve_without_a_known_id_is_sent_with_the_same_deduplication_key() 
     let target = MockTarget::start().await;
     target.respond(MockResponse::status(201).json(&serde_json::json!({"data": {"id": "zz"}})));
     build(&target, Arc::default())
-        .publish(PublishRequest::new(&alert(true), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(true),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap();
     let request = &target.requests()[0];
@@ -114,7 +126,11 @@ async fn errors_are_classified_without_the_key() {
         MockResponse::status(401).json(&serde_json::json!({"errors": [{"title": "Unauthorized"}]})),
     );
     let err = build(&target, Arc::default())
-        .publish(PublishRequest::new(&alert(false), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(false),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(
@@ -129,7 +145,11 @@ async fn errors_are_classified_without_the_key() {
             .json(&serde_json::json!({"errors": [{"title": "summary is missing"}]})),
     );
     let err = build(&target, Arc::default())
-        .publish(PublishRequest::new(&alert(false), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(false),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(

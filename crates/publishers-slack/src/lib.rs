@@ -356,7 +356,7 @@ impl Publisher for SlackPublisher {
         request: PublishRequest<'a>,
     ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
         Box::pin(async move {
-            let context = FormatContext::for_alert(&request.alert.alert, chrono::Utc::now());
+            let context = FormatContext::new(request.status, chrono::Utc::now());
             let message = formatters::slack::message(
                 request.alert,
                 &context,

@@ -51,7 +51,11 @@ async fn webhook_mode_treats_plain_ok_as_success() {
         Arc::default(),
     );
     let receipt = publisher
-        .publish(PublishRequest::new(&alert(false), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(false),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap();
     assert_eq!(receipt.status_code, Some(200));
@@ -98,7 +102,11 @@ async fn webhook_url_tokens_never_reach_errors() {
         target.respond(MockResponse::status(status).body(format!("{body} for {url}")));
         let publisher = build(serde_json::json!({"webhook_url": url}), Arc::default());
         let err = publisher
-            .publish(PublishRequest::new(&alert(false), Delivery::first()))
+            .publish(PublishRequest::made_at(
+                &alert(false),
+                Delivery::first(),
+                chrono::Utc::now(),
+            ))
             .await
             .unwrap_err();
         assert_eq!(err.kind, kind);
@@ -112,7 +120,11 @@ async fn webhook_url_tokens_never_reach_errors() {
     }
     let refused = format!("{}/services/T0/B0/{WEBHOOK_TOKEN}", closed_port_url());
     let err = build(serde_json::json!({"webhook_url": refused}), Arc::default())
-        .publish(PublishRequest::new(&alert(false), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(false),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Transient);
@@ -146,7 +158,11 @@ async fn bot_mode_stores_the_ts_and_updates_the_message_on_resolve() {
 
     let firing = alert(false);
     let receipt = build(settings.clone(), refs.clone())
-        .publish(PublishRequest::new(&firing, Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &firing,
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap();
     assert_eq!(receipt.message_ref.as_deref(), Some("1700000000.000100"));
@@ -161,7 +177,11 @@ async fn bot_mode_stores_the_ts_and_updates_the_message_on_resolve() {
 
     // A fresh publisher sharing the store, as after a rebuild, resolves by updating.
     build(settings, refs.clone())
-        .publish(PublishRequest::new(&alert(true), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(true),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap();
     let requests = target.requests();
@@ -192,11 +212,19 @@ async fn bot_mode_thread_replies() {
     );
     let settings = serde_json::json!({"url": target.base_url(), "token": BOT_TOKEN, "channel": "C9", "resolve_mode": "thread"});
     build(settings.clone(), refs.clone())
-        .publish(PublishRequest::new(&alert(false), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(false),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap();
     build(settings, refs)
-        .publish(PublishRequest::new(&alert(true), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(true),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap();
     let reply = &target.requests()[1];
@@ -237,7 +265,11 @@ async fn bot_mode_errors_are_classified() {
             MockResponse::status(200).json(&serde_json::json!({"ok": false, "error": code})),
         );
         let err = publisher
-            .publish(PublishRequest::new(&alert(false), Delivery::first()))
+            .publish(PublishRequest::made_at(
+                &alert(false),
+                Delivery::first(),
+                chrono::Utc::now(),
+            ))
             .await
             .unwrap_err();
         assert_eq!(err.kind, kind, "{code}");
@@ -249,7 +281,11 @@ async fn bot_mode_errors_are_classified() {
             .json(&serde_json::json!({"ok": false, "error": "ratelimited"})),
     );
     let err = publisher
-        .publish(PublishRequest::new(&alert(false), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(false),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(

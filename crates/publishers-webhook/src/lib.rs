@@ -314,7 +314,7 @@ impl Publisher for WebhookPublisher {
         request: PublishRequest<'a>,
     ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
         Box::pin(async move {
-            let context = FormatContext::for_alert(&request.alert.alert, chrono::Utc::now());
+            let context = FormatContext::new(request.status, chrono::Utc::now());
             let body = formatters::webhook::body(request.alert, &context)?;
             let key = formatters::webhook::idempotency_key(
                 &request.alert.alert,

@@ -48,15 +48,27 @@ async fn sends_generic_json_with_auth_signature_and_idempotency_key() {
     );
     let alert = alert();
     publisher
-        .publish(PublishRequest::new(&alert, Delivery::new(7, 1)))
+        .publish(PublishRequest::made_at(
+            &alert,
+            Delivery::new(7, 1),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap();
     publisher
-        .publish(PublishRequest::new(&alert, Delivery::new(7, 2)))
+        .publish(PublishRequest::made_at(
+            &alert,
+            Delivery::new(7, 2),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap();
     publisher
-        .publish(PublishRequest::new(&alert, Delivery::new(8, 1)))
+        .publish(PublishRequest::made_at(
+            &alert,
+            Delivery::new(8, 1),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap();
 
@@ -108,7 +120,11 @@ async fn basic_and_api_key_auth() {
         Duration::from_secs(5),
     );
     basic
-        .publish(PublishRequest::new(&alert(), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap();
     let api_key = build(
@@ -116,7 +132,11 @@ async fn basic_and_api_key_auth() {
         Duration::from_secs(5),
     );
     api_key
-        .publish(PublishRequest::new(&alert(), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap();
     let requests = target.requests();
@@ -148,7 +168,11 @@ async fn every_answer_is_classified() {
     for status in [200, 202] {
         target.respond(MockResponse::status(status));
         let receipt = publisher
-            .publish(PublishRequest::new(&alert(), Delivery::first()))
+            .publish(PublishRequest::made_at(
+                &alert(),
+                Delivery::first(),
+                chrono::Utc::now(),
+            ))
             .await
             .unwrap();
         assert_eq!(receipt.status_code, Some(status));
@@ -156,7 +180,11 @@ async fn every_answer_is_classified() {
     for (status, kind) in cases {
         target.respond(MockResponse::status(status).body(format!("echo {TOKEN}")));
         let err = publisher
-            .publish(PublishRequest::new(&alert(), Delivery::first()))
+            .publish(PublishRequest::made_at(
+                &alert(),
+                Delivery::first(),
+                chrono::Utc::now(),
+            ))
             .await
             .unwrap_err();
         assert_eq!(err.kind, kind, "HTTP {status}");
@@ -164,7 +192,11 @@ async fn every_answer_is_classified() {
     }
     target.respond(MockResponse::status(429).header("retry-after", "5"));
     let err = publisher
-        .publish(PublishRequest::new(&alert(), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(
@@ -176,7 +208,11 @@ async fn every_answer_is_classified() {
     let date = httpdate_in(90);
     target.respond(MockResponse::status(429).header("retry-after", &date));
     let err = publisher
-        .publish(PublishRequest::new(&alert(), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap_err();
     assert!(
@@ -191,7 +227,11 @@ async fn every_answer_is_classified() {
         Duration::from_millis(250),
     );
     let err = short
-        .publish(PublishRequest::new(&alert(), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Timeout);
@@ -201,7 +241,11 @@ async fn every_answer_is_classified() {
         Duration::from_secs(5),
     );
     let err = refused
-        .publish(PublishRequest::new(&alert(), Delivery::first()))
+        .publish(PublishRequest::made_at(
+            &alert(),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Transient);

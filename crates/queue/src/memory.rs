@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use alert_core::{
-    Admission, Admitted, BoxFuture, DeadLetter, DeadLetterFilter, DeadLetterId, DeadLetterPage,
-    DeadReason, Delivery, EnrichedAlert, Fingerprint, JobError, JobId, JobStore, JobStoreError,
-    Lease, LeasedJob, LogDecision, LogEntry, Priority, QueueStats, Reschedule, SweepAction,
-    SweepPlan, SweepReport, TargetKind, TargetName, log_decision, sweep_action,
+    Admission, Admitted, AlertStatus, BoxFuture, DeadLetter, DeadLetterFilter, DeadLetterId,
+    DeadLetterPage, DeadReason, Delivery, EnrichedAlert, Fingerprint, JobError, JobId, JobStore,
+    JobStoreError, Lease, LeasedJob, LogDecision, LogEntry, Priority, QueueStats, Reschedule,
+    SweepAction, SweepPlan, SweepReport, TargetKind, TargetName, log_decision, sweep_action,
 };
 use chrono::{DateTime, Utc};
 use uuid::{ContextV7, Timestamp, Uuid};
@@ -369,8 +369,17 @@ impl MemoryJobStore {
             });
         }
         let entry = state.dead.remove(id).ok_or(JobStoreError::NotFound)?;
-        let priority = Priority::of(&entry.alert, entry.alert.alert.status_at(now));
-        Ok(state.insert(key, Arc::new(entry.alert), entry.sequence, priority, now))
+        // A replay sends the state the job was made for, as its first attempt would have.
+        let status = entry.status;
+        let priority = Priority::of(&entry.alert, status);
+        Ok(state.insert(
+            key,
+            Arc::new(entry.alert),
+            status,
+            entry.sequence,
+            priority,
+            now,
+        ))
     }
 }
 
@@ -496,6 +505,8 @@ struct Job {
     target: TargetName,
     fingerprint: Fingerprint,
     alert: Arc<EnrichedAlert>,
+    /// The state it was made for; see [`LeasedJob::status`].
+    status: AlertStatus,
     sequence: u64,
     /// Attempts consumed so far; the next lease is attempt `attempts + 1`.
     attempts: u32,
@@ -561,7 +572,9 @@ impl State {
                 } else {
                     None
                 };
-                let priority = Priority::of(&alert, alert.alert.status_at(now));
+                // The job's status is the log entry's: decided now, not when it is sent.
+                let status = entry.status;
+                let priority = Priority::of(&alert, status);
                 let alert = Arc::new(*alert);
                 self.log.insert(
                     key.clone(),
@@ -570,7 +583,7 @@ impl State {
                         alert: Arc::clone(&alert),
                     },
                 );
-                let job = self.insert(key, alert, sequence, priority, now);
+                let job = self.insert(key, alert, status, sequence, priority, now);
                 Admitted::Enqueued {
                     job,
                     sequence,
@@ -585,6 +598,7 @@ impl State {
         &mut self,
         key: Key,
         alert: Arc<EnrichedAlert>,
+        status: AlertStatus,
         sequence: u64,
         priority: Priority,
         now: DateTime<Utc>,
@@ -597,6 +611,7 @@ impl State {
                 target: key.0,
                 fingerprint: key.1,
                 alert,
+                status,
                 sequence,
                 attempts: 0,
                 priority,
@@ -666,6 +681,7 @@ impl State {
             id,
             job.target.clone(),
             job.alert.clone(),
+            job.status,
             Delivery::new(job.sequence, job.attempts.saturating_add(1)),
             job.priority,
             job.enqueued_at,
@@ -697,6 +713,7 @@ impl State {
             now,
         );
         entry.last_error = job.last_error;
+        entry.status = job.status;
         // The attempt in flight counts: the lane may have sent it.
         entry.attempts = if job.leased_until.is_some() {
             job.attempts.saturating_add(1)

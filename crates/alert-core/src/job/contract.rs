@@ -23,6 +23,9 @@ use crate::alert::{Alert, AlertStatus, Annotations, EnrichedAlert, Labels};
 use crate::error::ErrorKind;
 use crate::target::{TargetKind, TargetName};
 
+mod status;
+pub use status::status_is_fixed_when_the_job_is_made;
+
 /// The lease time-to-live the contract uses unless a check is about expiry.
 const TTL: Duration = Duration::from_secs(60);
 
@@ -55,6 +58,7 @@ pub async fn run_all<S: JobStore>(make: impl Fn() -> S) {
     log_retention(&make()).await;
     dead_letter_target(&make()).await;
     oldest_enqueued_at(&make()).await;
+    status_is_fixed_when_the_job_is_made(&make()).await;
 }
 
 // === Helpers ===

@@ -324,7 +324,11 @@ async fn a_secret_rotated_by_symlink_swap_is_used() {
         async move {
             entry
                 .publisher
-                .publish(PublishRequest::new(&alert, Delivery::first()))
+                .publish(PublishRequest::new(
+                    &alert,
+                    alert_core::AlertStatus::Firing,
+                    Delivery::first(),
+                ))
                 .await
                 .unwrap()
         }

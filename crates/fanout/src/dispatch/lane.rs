@@ -368,7 +368,7 @@ async fn attempt(
         context.health.as_ref(),
         context.observer.as_ref(),
     );
-    let result = call.call(&job.alert, job.delivery).await;
+    let result = call.call(&job.alert, job.status, job.delivery).await;
     // The target has answered: free the call's slot while the settlement is made durable.
     drop(in_flight);
     let Decision { settlement, pause } =

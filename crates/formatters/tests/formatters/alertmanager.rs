@@ -10,7 +10,33 @@ use crate::common::{
 };
 
 fn postable(alerts: &[&Alert], now: &str) -> Value {
-    parse(&alertmanager::postable_alerts(alerts, at(now)).unwrap())
+    // Each alert with its own status at `now`, as a job made then would carry it.
+    let with_status: Vec<(&Alert, FormatContext)> = alerts
+        .iter()
+        .map(|alert| {
+            (
+                *alert,
+                FormatContext::new(alert.status_at(at(now)), at(now)),
+            )
+        })
+        .collect();
+    parse(&alertmanager::postable_alerts(&with_status).unwrap())
+}
+
+/// The envelope of `alerts`, each with its own status at `now`, as Alertmanager renders a
+/// notification it sends at `now`.
+fn envelope_of(
+    alerts: &[&EnrichedAlert],
+    now: chrono::DateTime<chrono::Utc>,
+    receiver: &str,
+    group_key: &str,
+    external_url: &str,
+) -> Value {
+    let with_status: Vec<(&EnrichedAlert, AlertStatus)> = alerts
+        .iter()
+        .map(|alert| (*alert, alert.alert.status_at(now)))
+        .collect();
+    alertmanager::webhook_envelope(&with_status, receiver, group_key, external_url)
 }
 
 const NOW_FIRING: &str = "2026-01-02T03:34:05Z";
@@ -116,7 +142,7 @@ fn envelope_with_a_firing_and_a_resolved_alert() {
     // db-2 fires (no end); db-1 resolved before `now`. Classification is not part of the shape.
     let resolved = classified(resolved());
     let firing = db2();
-    let envelope = alertmanager::webhook_envelope(
+    let envelope = envelope_of(
         &[&resolved, &firing],
         at(NOW_AFTER_END),
         "alertpub",
@@ -170,13 +196,7 @@ fn envelope_with_a_firing_and_a_resolved_alert() {
 #[test]
 fn envelope_of_one_firing_alert() {
     let alert = firing();
-    let envelope = alertmanager::webhook_envelope(
-        &[&alert],
-        at("2026-01-02T03:34:05Z"),
-        "r",
-        "k",
-        "http://am",
-    );
+    let envelope = envelope_of(&[&alert], at("2026-01-02T03:34:05Z"), "r", "k", "http://am");
     assert_eq!(
         envelope,
         json!({
@@ -207,8 +227,7 @@ fn envelope_is_resolved_when_every_alert_is() {
     let plain = resolved();
     let with_classification = classified(resolved());
     for alert in [&plain, &with_classification] {
-        let envelope =
-            alertmanager::webhook_envelope(&[alert], at(NOW_AFTER_END), "r", "k", "http://am");
+        let envelope = envelope_of(&[alert], at(NOW_AFTER_END), "r", "k", "http://am");
         assert_eq!(
             envelope,
             json!({
@@ -237,7 +256,7 @@ fn envelope_is_resolved_when_every_alert_is() {
 
 #[test]
 fn envelope_of_no_alerts() {
-    let envelope = alertmanager::webhook_envelope(&[], at(NOW_AFTER_END), "r", "k", "http://am");
+    let envelope = envelope_of(&[], at(NOW_AFTER_END), "r", "k", "http://am");
     assert_eq!(envelope["status"], "resolved");
     assert_eq!(envelope["commonLabels"], json!({}));
     assert_eq!(envelope["commonAnnotations"], json!({}));
@@ -255,11 +274,9 @@ fn common_labels_need_equal_values_in_every_alert() {
         Annotations::new(),
     ));
     let c = EnrichedAlert::new(alert_with(pairs(&[("alertname", "A")]), Annotations::new()));
-    let envelope =
-        alertmanager::webhook_envelope(&[&a, &b], at(NOW_AFTER_END), "r", "k", "http://am");
+    let envelope = envelope_of(&[&a, &b], at(NOW_AFTER_END), "r", "k", "http://am");
     assert_eq!(envelope["commonLabels"], json!({ "alertname": "A" }));
-    let envelope =
-        alertmanager::webhook_envelope(&[&a, &c], at(NOW_AFTER_END), "r", "k", "http://am");
+    let envelope = envelope_of(&[&a, &c], at(NOW_AFTER_END), "r", "k", "http://am");
     assert_eq!(envelope["commonLabels"], json!({ "alertname": "A" }));
 }
 

@@ -379,6 +379,7 @@ impl RedbJobStore {
                 id,
                 job.target.clone(),
                 Arc::clone(alert),
+                job.status,
                 Delivery::new(job.sequence, job.attempts.saturating_add(1)),
                 job.priority,
                 job.enqueued_at,

@@ -55,6 +55,10 @@ pub(super) struct StoredJob {
     /// Attempts consumed so far.
     pub(super) attempts: u32,
     pub(super) priority: Priority,
+    /// The state it was made for. `None` only for a record of the first format, which did not
+    /// keep it: the store then takes its alert's status when it was enqueued, which is what
+    /// ingest decided then.
+    pub(super) status: Option<AlertStatus>,
     pub(super) enqueued_at: DateTime<Utc>,
     /// When it may be leased.
     pub(super) due: DateTime<Utc>,
@@ -63,6 +67,8 @@ pub(super) struct StoredJob {
 
 /// The first byte of every binary record, so a later format can be told apart.
 const RECORD_V1: u8 = 1;
+/// The first byte of a job record that keeps the job's status after its priority.
+const RECORD_V2: u8 = 2;
 
 impl StoredJob {
     /// A compact binary form: every job is written once at ingest and again at each
@@ -70,7 +76,7 @@ impl StoredJob {
     /// than the rest of the write. The rare last error stays JSON, at the end.
     pub(super) fn encode(&self) -> Result<Vec<u8>, JobStoreError> {
         let mut out = Vec::with_capacity(64 + self.target.as_str().len());
-        out.push(RECORD_V1);
+        out.push(RECORD_V2);
         put_str(&mut out, self.target.as_str())?;
         out.extend_from_slice(&self.fingerprint.as_u64().to_le_bytes());
         out.extend_from_slice(&self.body.to_le_bytes());
@@ -80,6 +86,11 @@ impl StoredJob {
             Priority::High => 0,
             Priority::Medium => 1,
             Priority::Low => 2,
+        });
+        out.push(match self.status {
+            Some(AlertStatus::Firing) => 0,
+            Some(AlertStatus::Resolved) => 1,
+            None => 2,
         });
         put_time(&mut out, self.enqueued_at);
         put_time(&mut out, self.due);
@@ -103,6 +114,16 @@ impl StoredJob {
             2 => Priority::Low,
             other => return Err(unreadable(&format!("priority {other}"))),
         };
+        let status = if r.1 == RECORD_V1 {
+            None
+        } else {
+            match r.u8()? {
+                0 => Some(AlertStatus::Firing),
+                1 => Some(AlertStatus::Resolved),
+                2 => None,
+                other => return Err(unreadable(&format!("status {other}"))),
+            }
+        };
         let enqueued_at = r.time()?;
         let due = r.time()?;
         let rest = r.rest();
@@ -118,6 +139,7 @@ impl StoredJob {
             sequence,
             attempts,
             priority,
+            status,
             enqueued_at,
             due,
             last_error,
@@ -143,12 +165,12 @@ fn unreadable(what: &str) -> JobStoreError {
 }
 
 /// Reads a binary record.
-struct Reader<'a>(&'a [u8]);
+struct Reader<'a>(&'a [u8], u8);
 
 impl<'a> Reader<'a> {
     fn new(bytes: &'a [u8]) -> Result<Self, JobStoreError> {
         match bytes.split_first() {
-            Some((&RECORD_V1, rest)) => Ok(Self(rest)),
+            Some((&version @ (RECORD_V1 | RECORD_V2), rest)) => Ok(Self(rest, version)),
             Some((version, _)) => Err(unreadable(&format!("unknown format {version}"))),
             None => Err(unreadable("empty")),
         }
@@ -372,6 +394,10 @@ pub(super) struct StoredDeadLetter {
     kind: TargetKind,
     alert: StoredAlert,
     reason: DeadReason,
+    /// The state its job was made for; absent in entries of earlier builds, which replay the
+    /// alert's status when it was enqueued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<AlertStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_error: Option<JobError>,
     attempts: u32,
@@ -388,6 +414,7 @@ impl StoredDeadLetter {
             kind: entry.kind,
             alert: StoredAlert::new(&entry.alert),
             reason: entry.reason,
+            status: Some(entry.status),
             last_error: entry.last_error.clone(),
             attempts: entry.attempts,
             sequence: entry.sequence,
@@ -405,6 +432,9 @@ impl StoredDeadLetter {
             self.reason,
             self.dead_at,
         );
+        entry.status = self
+            .status
+            .unwrap_or_else(|| entry.alert.alert.status_at(self.enqueued_at));
         entry.last_error = self.last_error;
         entry.attempts = self.attempts;
         entry.sequence = self.sequence;

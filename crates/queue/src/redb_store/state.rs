@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alert_core::{
-    DeadLetterId, EnrichedAlert, Fingerprint, JobError, JobId, JobStoreError, LogEntry, Priority,
-    QueueStats, TargetName,
+    AlertStatus, DeadLetterId, EnrichedAlert, Fingerprint, JobError, JobId, JobStoreError,
+    LogEntry, Priority, QueueStats, TargetName,
 };
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableHandle};
@@ -34,6 +34,8 @@ pub(super) struct JobMeta {
     pub(super) target: TargetName,
     pub(super) fingerprint: Fingerprint,
     pub(super) body: u64,
+    /// The state it was made for; see [`alert_core::LeasedJob::status`].
+    pub(super) status: AlertStatus,
     pub(super) sequence: u64,
     pub(super) attempts: u32,
     pub(super) priority: Priority,
@@ -58,6 +60,7 @@ impl JobMeta {
             sequence: self.sequence,
             attempts: self.attempts,
             priority: self.priority,
+            status: Some(self.status),
             enqueued_at: self.enqueued_at,
             due: self.due,
             last_error: self.last_error.clone(),
@@ -200,6 +203,14 @@ impl State {
                 let job = StoredJob::decode(value.value())?;
                 state.next_job = state.next_job.max(id.0);
                 state.check_body(job.body)?;
+                // A record of the first format kept no status: ingest decided it from the
+                // alert's end when it enqueued the job.
+                let status = match job.status {
+                    Some(status) => status,
+                    None => state
+                        .alert(job.body)
+                        .map_or(AlertStatus::Firing, |a| a.alert.status_at(job.enqueued_at)),
+                };
                 let key = (job.target.clone(), job.fingerprint);
                 // Ids grow, so a job met later is the newer state of its key.
                 if let Some(older) = state.slot(&key).pending {
@@ -212,6 +223,7 @@ impl State {
                         target: job.target,
                         fingerprint: job.fingerprint,
                         body: job.body,
+                        status,
                         sequence: job.sequence,
                         attempts: job.attempts,
                         priority: job.priority,

@@ -479,6 +479,7 @@ impl Group {
         t: &mut Tables<'_>,
         key: &Key,
         body: u64,
+        status: AlertStatus,
         sequence: u64,
         priority: Priority,
         now: DateTime<Utc>,
@@ -515,6 +516,7 @@ impl Group {
             target: key.0.clone(),
             fingerprint: key.1,
             body,
+            status,
             sequence,
             attempts: 0,
             priority,
@@ -1014,13 +1016,15 @@ impl Shared {
                             (body, priority)
                         }
                     };
-                    let priority = match entry.status {
+                    // The job's status is the log entry's: decided now, not when it is sent.
+                    let status = entry.status;
+                    let priority = match status {
                         AlertStatus::Resolved => Priority::Low,
                         AlertStatus::Firing => firing_priority,
                     };
                     g.set_log(t, &key, CachedLog { entry, body })?;
                     let (job, superseded) =
-                        g.new_job(state, t, &key, body, sequence, priority, now)?;
+                        g.new_job(state, t, &key, body, status, sequence, priority, now)?;
                     answers.push(Admitted::Enqueued {
                         job,
                         sequence,
@@ -1093,6 +1097,7 @@ impl Shared {
             now,
         );
         entry.last_error.clone_from(&job.last_error);
+        entry.status = job.status;
         entry.attempts = if job.leased_until.is_some() {
             job.attempts.saturating_add(1)
         } else {
@@ -1214,9 +1219,11 @@ impl Shared {
         }
         t.dead.remove(id.0.as_str()).map_err(storage)?;
         g.dead_count = g.dead_count.saturating_sub(1);
-        let priority = Priority::of(&entry.alert, entry.alert.alert.status_at(now));
+        // A replay sends the state the job was made for, as its first attempt would have.
+        let status = entry.status;
+        let priority = Priority::of(&entry.alert, status);
         let body = g.new_body(t, Arc::new(entry.alert))?;
-        let (job, _) = g.new_job(state, t, &key, body, entry.sequence, priority, now)?;
+        let (job, _) = g.new_job(state, t, &key, body, status, entry.sequence, priority, now)?;
         Ok(Ok(job))
     }
 
@@ -1291,10 +1298,11 @@ impl Shared {
             else {
                 unreachable!("a sweep job is always an enqueue")
             };
-            let priority = Priority::of(&alert, alert.alert.status_at(now));
+            let status = entry.status;
+            let priority = Priority::of(&alert, status);
             let body = g.new_body(t, Arc::new(*alert))?;
             g.set_log(t, &key, CachedLog { entry, body })?;
-            g.new_job(state, t, &key, body, sequence, priority, now)?;
+            g.new_job(state, t, &key, body, status, sequence, priority, now)?;
             made += 1;
             if resolve {
                 report.resolved += 1;

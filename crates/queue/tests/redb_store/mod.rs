@@ -61,7 +61,7 @@ async fn redb_store_passes_the_contract() {
         store
     })
     .await;
-    assert_eq!(dirs.lock().unwrap().len(), 22, "one fresh file per check");
+    assert_eq!(dirs.lock().unwrap().len(), 23, "one fresh file per check");
 }
 
 fn transient() -> JobError {
