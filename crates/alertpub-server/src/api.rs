@@ -342,7 +342,8 @@ async fn post_alerts_v2(State(app): Shared, request: Request) -> Result<Response
             "the body must be a JSON array of alerts",
         ));
     };
-    ingest_items(&app, &items, "api_v2").await
+    let open_end = OpenEnd::ResolveAfter(app.config.ingest.resolve_timeout.into());
+    ingest_items(&app, &items, "api_v2", open_end).await
 }
 
 async fn post_webhook(State(app): Shared, request: Request) -> Result<Response, ApiError> {
@@ -361,12 +362,40 @@ async fn post_webhook(State(app): Shared, request: Request) -> Result<Response, 
             format!("webhook message version {version:?} is not supported; expected \"4\""),
         ));
     }
-    ingest_items(&app, items, "alertmanager_webhook").await
+    // The upstream left alerts out (its receiver's `max_alerts`): what it sent is still good,
+    // and refusing it would lose those too. Say so, and count what we never saw.
+    let truncated = body
+        .get("truncatedAlerts")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    if truncated > 0 {
+        let group_key = body.get("groupKey").and_then(Value::as_str).unwrap_or("");
+        tracing::warn!(
+            truncated,
+            received = items.len(),
+            group_key,
+            "an Alertmanager webhook message left alerts out (truncatedAlerts); raise or remove \
+             the receiver's max_alerts"
+        );
+        app.metrics.add_truncated(truncated);
+    }
+    // Alertmanager's lifecycle: a firing alert has no end (Alertmanager zeroes it) and stays
+    // firing until Alertmanager sends the resolve; `webhook_resolve_timeout` is the only net.
+    let open_end = match Duration::from(app.config.ingest.webhook_resolve_timeout) {
+        off if off.is_zero() => OpenEnd::Keep,
+        timeout => OpenEnd::ResolveAfter(timeout),
+    };
+    ingest_items(&app, items, "alertmanager_webhook", open_end).await
 }
 
 /// Normalises a batch, selects each alert's targets and commits the jobs in one batch. Valid
 /// alerts are kept even when others are invalid; those are listed by index in a 400.
-async fn ingest_items(app: &App, items: &[Value], source: &str) -> Result<Response, ApiError> {
+async fn ingest_items(
+    app: &App,
+    items: &[Value],
+    source: &str,
+    open_end: OpenEnd,
+) -> Result<Response, ApiError> {
     let max = app.config.server.max_alerts_per_request;
     if items.len() > max {
         return Err(ApiError::new(
@@ -379,7 +408,6 @@ async fn ingest_items(app: &App, items: &[Value], source: &str) -> Result<Respon
         ));
     }
     let now = Utc::now();
-    let open_end = OpenEnd::ResolveAfter(app.config.ingest.resolve_timeout.into());
     let targets = app.targets.snapshot();
     // Ingest enqueues for every enabled target whose filter matches. Health and breakers are
     // gates in each target's lane, which delay delivery rather than drop it.

@@ -2,9 +2,14 @@
 //!
 //! - A zero or missing `startsAt` (amtool sends `0001-01-01T00:00:00Z`) becomes now, or `endsAt`
 //!   when only that is set.
-//! - A zero or missing `endsAt` means firing; on the ingest paths the alert then gets the effective
-//!   `endsAt` now + `resolve_timeout`, so it resolves on its own unless it is refreshed.
+//! - A zero or missing `endsAt` means firing. On `POST /api/v2/alerts` the alert then gets the
+//!   effective `endsAt` now + `resolve_timeout` (counted from its `startsAt` when that lies ahead,
+//!   as a sender whose clock runs ahead of ours gives), so it resolves on its own unless it is
+//!   refreshed. From the Alertmanager webhook it has no end: Alertmanager sends the resolve.
 //! - An `endsAt` in the past means resolved.
+//! - A resolved webhook alert whose `startsAt` lies after its `endsAt` (the two come from the
+//!   hosts' different clocks) starts when it ended, rather than being refused: Alertmanager takes
+//!   a 400 as final and would drop the whole notification.
 
 use std::time::Duration;
 
@@ -113,9 +118,18 @@ pub(crate) fn normalise(
 
     let starts = parse_time("startsAt", wire.starts_at.as_deref())?;
     let mut ends = parse_time("endsAt", wire.ends_at.as_deref())?;
-    if ends.is_none() && wire.status.as_deref() == Some("resolved") {
+    let resolved_upstream = wire.status.as_deref() == Some("resolved");
+    if ends.is_none() && resolved_upstream {
         // A resolved alert without an end ended when we heard of it.
         ends = Some(now);
+    }
+    let mut starts = starts;
+    if let (Some(s), Some(e)) = (starts, ends)
+        && resolved_upstream
+        && e < s
+    {
+        // Alertmanager resolved it by its clock; the start came from the sender's.
+        starts = Some(e);
     }
     let starts_at_defaulted = starts.is_none();
     let starts_at = starts.or(ends).unwrap_or(now);
@@ -124,8 +138,11 @@ pub(crate) fn normalise(
         (None, OpenEnd::Keep) => None,
         (None, OpenEnd::ResolveAfter(timeout)) => {
             let timeout = chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+            // From the later of now and the start: an alert that starts in our future (its
+            // sender's clock runs ahead) still gets a whole timeout, and an end after its start.
             Some(
-                now.checked_add_signed(timeout)
+                now.max(starts_at)
+                    .checked_add_signed(timeout)
                     .unwrap_or(DateTime::<Utc>::MAX_UTC),
             )
         }
@@ -261,6 +278,51 @@ mod tests {
             json!({"status": "resolved", "labels": {"a": "b"}, "startsAt": "2026-11-23T10:00:00Z", "fingerprint": "x"}),
         );
         assert_eq!(n.alert.alert.ends_at(), Some(now()));
+    }
+
+    #[test]
+    fn a_start_in_our_future_is_accepted_with_a_whole_timeout_after_it() {
+        // The sender's clock runs ten minutes ahead of ours: more than resolve_timeout.
+        let n = ok(json!({"labels": {"a": "b"}, "startsAt": "2026-11-23T12:10:00Z"}));
+        let starts = DateTime::parse_from_rfc3339("2026-11-23T12:10:00Z").unwrap();
+        assert_eq!(n.alert.alert.starts_at(), starts);
+        assert_eq!(
+            n.alert.alert.ends_at(),
+            Some(starts.with_timezone(&Utc) + chrono::Duration::minutes(5))
+        );
+        assert_eq!(n.alert.alert.status_at(now()), AlertStatus::Firing);
+    }
+
+    #[test]
+    fn a_firing_webhook_alert_has_no_end() {
+        // Alertmanager zeroes endsAt for every unresolved alert it notifies.
+        let raw = json!({
+            "status": "firing",
+            "labels": {"a": "b"},
+            "startsAt": "2026-11-23T12:30:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+        });
+        let n = normalise(&raw, now(), OpenEnd::Keep, &AlertLimits::default()).unwrap();
+        assert_eq!(n.alert.alert.ends_at(), None);
+        assert_eq!(
+            n.alert.alert.status_at(now() + chrono::Duration::days(30)),
+            AlertStatus::Firing
+        );
+    }
+
+    #[test]
+    fn a_resolved_webhook_alert_that_started_after_its_end_starts_when_it_ended() {
+        let raw = json!({
+            "status": "resolved",
+            "labels": {"a": "b"},
+            "startsAt": "2026-11-23T12:30:00Z",
+            "endsAt": "2026-11-23T12:00:00Z",
+        });
+        let n = normalise(&raw, now(), OpenEnd::Keep, &AlertLimits::default()).unwrap();
+        let ended = DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z").unwrap();
+        assert_eq!(n.alert.alert.starts_at(), ended);
+        assert_eq!(n.alert.alert.ends_at(), Some(ended.with_timezone(&Utc)));
+        assert_eq!(n.alert.alert.status_at(now()), AlertStatus::Resolved);
     }
 
     #[test]

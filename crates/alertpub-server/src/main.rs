@@ -28,6 +28,7 @@ mod stats;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use alert_core::{InMemoryMessageRefs, redact_url};
 use anyhow::Context;
@@ -102,6 +103,21 @@ fn check_config(file: &Path) -> anyhow::Result<()> {
     for warning in &loaded.warnings {
         println!("  WARNING: {}: {}", warning.target, warning.message);
     }
+    let webhook_net = Duration::from(loaded.config.ingest.webhook_resolve_timeout);
+    println!(
+        "  NOTE: alerts from the Alertmanager webhook (POST /api/v1/alerts/alertmanager) stay firing \
+         until Alertmanager sends them resolved, so its webhook receiver needs \
+         `send_resolved: true`; {}",
+        if webhook_net.is_zero() {
+            "ingest.webhook_resolve_timeout is 0 (off): nothing resolves them on our side"
+                .to_owned()
+        } else {
+            format!(
+                "ingest.webhook_resolve_timeout resolves one that is not re-sent for {}s",
+                webhook_net.as_secs()
+            )
+        }
+    );
     Ok(())
 }
 

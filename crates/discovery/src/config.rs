@@ -100,8 +100,15 @@ pub struct AuthConfig {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct IngestConfig {
-    /// An alert without `endsAt` resolves after this without a refresh; default 5m.
+    /// An alert without `endsAt` resolves after this without a refresh; default 5m. It applies
+    /// to `POST /api/v2/alerts` only: Alertmanager's webhook zeroes `endsAt` for every firing
+    /// alert and re-notifies an unchanged group only every `repeat_interval`.
     pub resolve_timeout: Dur,
+    /// A safety net for the Alertmanager webhook receiver: a firing alert from it that is not
+    /// re-sent for this long resolves, for an upstream that went away for good. Default 0: off,
+    /// so such an alert stays firing until Alertmanager sends it resolved (its receiver needs
+    /// `send_resolved: true`).
+    pub webhook_resolve_timeout: Dur,
     /// The default for targets; 0 means never repeat. Default 4h.
     pub repeat_interval: Dur,
     /// How long notification-log entries are kept; default 120h.
@@ -112,6 +119,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             resolve_timeout: Dur::secs(300),
+            webhook_resolve_timeout: Dur::secs(0),
             repeat_interval: Dur::secs(4 * 3600),
             log_retention: Dur::secs(120 * 3600),
         }

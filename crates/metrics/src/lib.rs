@@ -102,6 +102,7 @@ struct Instruments {
     queue_retries: Counter<u64>,
     dlq_size: Gauge<u64>,
     ingested: Counter<u64>,
+    truncated: Counter<u64>,
     http_requests: Counter<u64>,
     http_duration: Histogram<f64>,
 }
@@ -183,6 +184,13 @@ impl Instruments {
             ingested: meter
                 .u64_counter("alertpub_ingest_alerts")
                 .with_description("Alerts received, by source.")
+                .build(),
+            truncated: meter
+                .u64_counter("alertpub_ingest_truncated_alerts")
+                .with_description(
+                    "Alerts an upstream Alertmanager left out of its webhook messages \
+                     (truncatedAlerts, its receiver's max_alerts); alertpub never saw them.",
+                )
                 .build(),
             http_requests: meter
                 .u64_counter("alertpub_http_requests")
@@ -297,6 +305,7 @@ impl Metrics {
     pub fn init_counters(&self) {
         let ins = self.ins();
         ins.queue_retries.add(0, &[]);
+        ins.truncated.add(0, &[]);
         ins.in_flight.add(0, &[]);
         for source in ["api_v2", "alertmanager_webhook"] {
             ins.ingested
@@ -346,6 +355,12 @@ impl Metrics {
         self.ins()
             .ingested
             .add(n, &[KeyValue::new("source", source.to_owned())]);
+    }
+
+    /// Adds `n` to `alertpub_ingest_truncated_alerts_total`: alerts an upstream Alertmanager
+    /// said it left out of a webhook message.
+    pub fn add_truncated(&self, n: u64) {
+        self.ins().truncated.add(n, &[]);
     }
 
     /// Counts one served HTTP request in `alertpub_http_requests_total{method,route,status}` and
