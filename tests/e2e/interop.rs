@@ -30,7 +30,7 @@ use crate::{base_config, ok_target, one_webhook, posts, wait_for_posts, webhook}
 /// How long a program may take to become ready.
 const READY: Duration = Duration::from_secs(60);
 /// How long Prometheus or Alertmanager may take to act (evaluate, send, group, resolve).
-const ACT: Duration = Duration::from_secs(60);
+pub(crate) const ACT: Duration = Duration::from_secs(60);
 /// The poll interval when waiting on another program.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -112,7 +112,7 @@ fn free_port() -> u16 {
 
 /// A Prometheus or Alertmanager started by a test: a foreground child process, killed by its PID on
 /// drop, with its temp directory (config, storage and log), removed after it.
-struct Running {
+pub(crate) struct Running {
     what: &'static str,
     child: Child,
     port: u16,
@@ -168,12 +168,12 @@ impl Running {
     }
 
     /// Its base URL.
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
     /// What it logged so far.
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.what)))
             .unwrap_or_default()
     }
@@ -243,7 +243,7 @@ async fn get_json(url: &str) -> Value {
 }
 
 /// Starts an Alertmanager with this config, clustering off.
-async fn start_alertmanager(program: &Path, config: &str) -> Running {
+pub(crate) async fn start_alertmanager(program: &Path, config: &str) -> Running {
     let dir = TempDir::new();
     std::fs::write(dir.path().join("alertmanager.yml"), config).expect("write the config");
     Running::start("alertmanager", program, dir, |port, dir| {
@@ -275,7 +275,7 @@ async fn start_prometheus(program: &Path, config: &str, rules: &str) -> Running 
 }
 
 /// Runs amtool against `url` and answers its output; amtool's own `--timeout` bounds it.
-async fn amtool(program: &Path, url: &str, args: &[&str]) -> Output {
+pub(crate) async fn amtool(program: &Path, url: &str, args: &[&str]) -> Output {
     let mut command = Command::new(program);
     command
         .args(args)
@@ -301,7 +301,7 @@ async fn amtool(program: &Path, url: &str, args: &[&str]) -> Output {
 // Reading alertpub.
 
 /// The sum of a metric's samples whose labels include every pair of `labels`.
-async fn metric(server: &Server, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) async fn metric(server: &Server, name: &str, labels: &[(&str, &str)]) -> f64 {
     let text = Http::new().get(&server.url("/metrics")).await.text;
     text.lines()
         .filter(|line| !line.starts_with('#'))
@@ -342,7 +342,7 @@ async fn wait_queue_drained(server: &Server) {
 }
 
 /// Polls `probe` every [`POLL`] until it answers `Some`, or panics after `within` with `what`.
-async fn poll_until<T>(
+pub(crate) async fn poll_until<T>(
     within: Duration,
     what: &str,
     mut probe: impl AsyncFnMut() -> Option<T>,
@@ -360,7 +360,7 @@ async fn poll_until<T>(
     }
 }
 
-fn statuses(requests: &[RecordedRequest]) -> Vec<String> {
+pub(crate) fn statuses(requests: &[RecordedRequest]) -> Vec<String> {
     requests
         .iter()
         .map(|r| r.json()["status"].as_str().unwrap_or_default().to_owned())
@@ -384,7 +384,7 @@ receivers:
 }
 
 /// Alertmanager's alerts (`GET /api/v2/alerts`, active ones only) whose `alertname` is `name`.
-async fn alertmanager_alerts(am: &Running, name: &str) -> Vec<Value> {
+pub(crate) async fn alertmanager_alerts(am: &Running, name: &str) -> Vec<Value> {
     let alerts =
         get_json(&am.url("/api/v2/alerts?active=true&silenced=false&inhibited=false")).await;
     alerts

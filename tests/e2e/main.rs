@@ -8,6 +8,7 @@ mod auth;
 mod bad_input;
 mod ingest;
 mod interop;
+mod lifetimes;
 mod metrics;
 mod publish;
 mod queue;

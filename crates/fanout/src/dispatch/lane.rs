@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use alert_core::{
-    CircuitState, DeadReason, HealthStatus, JobError, JobId, LeasedJob, Reschedule, Target,
-    TargetEntry,
+    CircuitState, DeadReason, ErrorKind, HealthStatus, JobError, JobId, LeasedJob, Reschedule,
+    Target, TargetEntry,
 };
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::{SplitMix64, backoff_ceiling};
 use super::rate::{TokenBucket, default_rate_limit};
-use super::settle::{Decision, Settlement, decide};
+use super::settle::{Decision, LaneView, Settlement, decide_in};
 use super::{Context, LaneShared, PauseReason};
-use crate::call::TargetCall;
+use crate::call::{CallResult, TargetCall};
 
 /// How many leased jobs a lane may hold per call it may make. A call's slot is freed as soon as
 /// the target has answered, but its job stays leased, and its attempt task alive, until the
@@ -39,6 +39,35 @@ pub(super) const SETTLING_PER_CALL: usize = 4;
 struct AttemptEnd {
     /// Pause the whole lane for this long, for this reason.
     pause: Option<(Duration, PauseReason)>,
+    /// How the lane's run of 429s without `Retry-After` changes.
+    streak: Streak,
+}
+
+/// How an attempt's outcome changes the lane's run of 429s without `Retry-After`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Streak {
+    /// Neither: a failure of another kind, or no call.
+    #[default]
+    Keep,
+    /// Another 429 without `Retry-After`.
+    Grow,
+    /// The target accepted a delivery.
+    Reset,
+}
+
+impl Streak {
+    fn of(result: &CallResult) -> Self {
+        match result {
+            CallResult::Called(outcome) => match &outcome.result {
+                Ok(_) => Self::Reset,
+                Err(err) if err.kind == (ErrorKind::RateLimited { retry_after: None }) => {
+                    Self::Grow
+                }
+                Err(_) => Self::Keep,
+            },
+            CallResult::Rejected { .. } => Self::Keep,
+        }
+    }
 }
 
 /// What the lane does next.
@@ -60,6 +89,8 @@ pub(super) struct Lane {
     pause: Option<(Instant, PauseReason)>,
     /// When the lane last let an attempt through while the target was unhealthy.
     unhealthy_probe: Option<Instant>,
+    /// 429s without `Retry-After` met in a row; each one pauses the lane twice as long.
+    rate_limited_streak: u32,
     /// Consecutive failed leases, for the lane's backoff.
     store_failures: u32,
     /// After a failed lease, the lane leases again no earlier than this.
@@ -84,6 +115,7 @@ impl Lane {
             bucket: None,
             pause: None,
             unhealthy_probe: None,
+            rate_limited_streak: 0,
             store_failures: 0,
             lease_retry_at: None,
             attempts: JoinSet::new(),
@@ -242,9 +274,19 @@ impl Lane {
     }
 
     fn attempt_ended(&mut self, ended: Result<AttemptEnd, JoinError>) {
+        if let Ok(end) = &ended {
+            match end.streak {
+                Streak::Keep => {}
+                Streak::Grow => {
+                    self.rate_limited_streak = self.rate_limited_streak.saturating_add(1)
+                }
+                Streak::Reset => self.rate_limited_streak = 0,
+            }
+        }
         match ended {
             Ok(AttemptEnd {
                 pause: Some((after, reason)),
+                ..
             }) => {
                 let until = Instant::now() + after;
                 // Keep the later of two pauses: a second 429 with a shorter Retry-After does not
@@ -253,7 +295,7 @@ impl Lane {
                     self.pause = Some((until, reason));
                 }
             }
-            Ok(AttemptEnd { pause: None }) => {}
+            Ok(AttemptEnd { pause: None, .. }) => {}
             Err(err) if err.is_panic() => {
                 tracing::error!(
                     "a dispatcher attempt panicked; its job is redelivered after its lease"
@@ -319,13 +361,23 @@ impl Lane {
             if let Some(bucket) = self.bucket.as_mut() {
                 bucket.take(started);
             }
-            if self.context.health.status(target.name.as_str()) == HealthStatus::Unhealthy {
+            let unhealthy =
+                self.context.health.status(target.name.as_str()) == HealthStatus::Unhealthy;
+            if unhealthy {
                 self.unhealthy_probe = Some(started);
             }
+            // The target is known to be down: this attempt probes it for the lane.
+            let probing = unhealthy
+                || self.context.gate.state(target.name.as_str()) == CircuitState::HalfOpen;
+            let view = LaneView {
+                probing,
+                rate_limited_streak: self.rate_limited_streak,
+            };
             self.attempts.spawn(attempt(
                 Arc::clone(&context),
                 Arc::clone(entry),
                 job,
+                view,
                 self.rng.next_u64(),
                 self.stop.clone(),
                 guard,
@@ -357,6 +409,7 @@ async fn attempt(
     context: Arc<Context>,
     entry: Arc<TargetEntry>,
     job: LeasedJob,
+    view: LaneView,
     random: u64,
     stop: CancellationToken,
     in_flight: InFlight,
@@ -372,9 +425,12 @@ async fn attempt(
     // The target has answered: free the call's slot while the settlement is made durable.
     drop(in_flight);
     let Decision { settlement, pause } =
-        decide(&result, job.delivery.attempt, &context.config, random);
+        decide_in(&result, job.delivery.attempt, view, &context.config, random);
     settle(&context, &entry.target, job.id, settlement, &stop).await;
-    AttemptEnd { pause }
+    AttemptEnd {
+        pause,
+        streak: Streak::of(&result),
+    }
 }
 
 /// A job older than `max_age`: dead-lettered as expired, without a call.

@@ -66,6 +66,9 @@ pub struct DispatcherConfig {
     pub idle_poll: Duration,
     /// How often a lane of an unhealthy target lets one attempt through (5 s).
     pub unhealthy_recheck: Duration,
+    /// The first pause after a 429 without `Retry-After` (30 s); each further one in a row
+    /// doubles it, up to `max_backoff`.
+    pub rate_limit_backoff: Duration,
 }
 
 impl Default for DispatcherConfig {
@@ -81,6 +84,7 @@ impl Default for DispatcherConfig {
             lease_ttl: per_target_timeout * 3,
             idle_poll: Duration::from_secs(1),
             unhealthy_recheck: Duration::from_secs(5),
+            rate_limit_backoff: Duration::from_secs(30),
         }
     }
 }

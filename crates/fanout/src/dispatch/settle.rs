@@ -3,6 +3,15 @@
 //! Retry decisions read the [`ErrorKind`], never error text. Gates (an open breaker, a 429) delay
 //! a job without consuming an attempt; transient failures and timeouts back off with full jitter
 //! until `max_attempts`; permanent failures go straight to the dead-letter queue.
+//!
+//! - A 429 with `Retry-After` pauses the lane for that long (capped at `max_backoff`). One
+//!   without (PagerDuty sends none) pauses it for a backoff that grows with the lane's run of
+//!   such 429s: `rate_limit_backoff` (30 s), doubled each time, up to `max_backoff`.
+//! - An attempt made while the target is known to be down (its breaker's half-open trial, or
+//!   the one recheck a lane of an unhealthy target lets through) probes the target for the
+//!   lane. Its failure says nothing about the job, so it does not consume an attempt: an outage
+//!   is bounded by `max_age`, not by `max_attempts`, and the job is delivered when the target
+//!   is back.
 
 use std::time::Duration;
 
@@ -58,11 +67,44 @@ pub(crate) fn job_error(err: &PublishError) -> JobError {
     }
 }
 
-/// Decides how to settle a job after attempt number `attempt` ended with `result`. `random` is a
-/// fresh random word for the jitter.
+/// What the lane knew when it started an attempt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LaneView {
+    /// The target was known to be down (breaker half-open, or the target unhealthy): the attempt
+    /// probes it.
+    pub(crate) probing: bool,
+    /// How many 429s without `Retry-After` the lane has met in a row.
+    pub(crate) rate_limited_streak: u32,
+}
+
+/// Decides how to settle a job after attempt number `attempt` ended with `result`, for a lane
+/// that knew nothing special; see [`decide_in`].
+#[cfg(test)]
 pub(crate) fn decide(
     result: &CallResult,
     attempt: u32,
+    config: &DispatcherConfig,
+    random: u64,
+) -> Decision {
+    decide_in(result, attempt, LaneView::default(), config, random)
+}
+
+/// The pause after a 429 that gave no `Retry-After`: `rate_limit_backoff` doubled for each such
+/// 429 the lane met before in a row, capped at `max_backoff`.
+pub(crate) fn rate_limit_pause(streak: u32, config: &DispatcherConfig) -> Duration {
+    let factor = 1_u32.checked_shl(streak.min(16)).unwrap_or(u32::MAX);
+    config
+        .rate_limit_backoff
+        .saturating_mul(factor)
+        .min(config.max_backoff)
+}
+
+/// Decides how to settle a job after attempt number `attempt` ended with `result`, in a lane
+/// that saw `lane` when it started the attempt. `random` is a fresh random word for the jitter.
+pub(crate) fn decide_in(
+    result: &CallResult,
+    attempt: u32,
+    lane: LaneView,
     config: &DispatcherConfig,
     random: u64,
 ) -> Decision {
@@ -89,7 +131,10 @@ pub(crate) fn decide(
     };
     match err.kind {
         ErrorKind::RateLimited { retry_after } => {
-            let after = gate_delay(retry_after);
+            let after = match retry_after {
+                Some(hint) => hint.min(config.max_backoff),
+                None => rate_limit_pause(lane.rate_limited_streak, config),
+            };
             Decision {
                 settlement: Settlement::Reschedule {
                     after,
@@ -104,6 +149,12 @@ pub(crate) fn decide(
             error: Some(job_error(err)),
         }),
         ErrorKind::Cancelled => Decision::settle(Settlement::Leave),
+        // The target is known to be down: the failed probe delays the job, as a gate does.
+        _ if lane.probing => Decision::settle(Settlement::Reschedule {
+            after: full_jitter(attempt, config.initial_backoff, config.max_backoff, random),
+            consume_attempt: false,
+            error: Some(job_error(err)),
+        }),
         // Transient failures, timeouts, and any kind added later are retried with backoff: a
         // new kind that is not known to be permanent should not lose alerts.
         _ if attempt >= config.max_attempts => Decision::settle(Settlement::DeadLetter {
@@ -174,7 +225,75 @@ mod tests {
             &config,
             0,
         );
-        assert_eq!(d.pause, Some((S, PauseReason::RateLimited)));
+        // Without Retry-After (PagerDuty sends none): 30 s, not the 1 s initial backoff.
+        assert_eq!(d.pause, Some((30 * S, PauseReason::RateLimited)));
+    }
+
+    #[test]
+    fn a_run_of_429s_without_retry_after_backs_off_from_30_s_to_max_backoff() {
+        let config = DispatcherConfig::default();
+        let pause_after = |streak| {
+            let lane = LaneView {
+                rate_limited_streak: streak,
+                ..LaneView::default()
+            };
+            let d = decide_in(
+                &failed(ErrorKind::RateLimited { retry_after: None }),
+                1,
+                lane,
+                &config,
+                0,
+            );
+            assert!(
+                matches!(
+                    d.settlement,
+                    Settlement::Reschedule {
+                        consume_attempt: false,
+                        ..
+                    }
+                ),
+                "{d:?}"
+            );
+            d.pause.map(|(after, _)| after)
+        };
+        let pauses: Vec<_> = (0..6).map(pause_after).collect();
+        assert_eq!(
+            pauses,
+            [30, 60, 120, 240, 300, 300].map(|secs| Some(secs * S)),
+            "doubling from 30 s, capped at max_backoff (5 min)"
+        );
+        assert_eq!(pause_after(u32::MAX), Some(config.max_backoff));
+    }
+
+    #[test]
+    fn a_failed_probe_of_a_target_known_down_does_not_consume_an_attempt() {
+        let config = DispatcherConfig::default();
+        let probing = LaneView {
+            probing: true,
+            ..LaneView::default()
+        };
+        for kind in [ErrorKind::Transient, ErrorKind::Timeout] {
+            // Even past max_attempts: the outage is bounded by max_age instead.
+            let d = decide_in(&failed(kind), config.max_attempts, probing, &config, 0);
+            assert!(
+                matches!(
+                    d.settlement,
+                    Settlement::Reschedule {
+                        consume_attempt: false,
+                        ..
+                    }
+                ),
+                "{kind:?}: {d:?}"
+            );
+        }
+        // A permanent answer is still final.
+        let permanent = ErrorKind::Permanent {
+            reason: PermanentReason::BadRequest,
+        };
+        assert!(matches!(
+            decide_in(&failed(permanent), 1, probing, &config, 0).settlement,
+            Settlement::DeadLetter { .. }
+        ));
     }
 
     #[test]
