@@ -25,8 +25,12 @@ use crate::request::{HttpRequest, scrub};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClientConfig {
-    /// The deadline for one attempt: connect, send, and read the whole response. Default 10 s.
-    pub timeout: Duration,
+    /// A deadline for one attempt (connect, send, and read the whole response) of the client's
+    /// own. Default `None`: the caller's per-attempt timeout is the only one, so a target set to
+    /// 30 s is not cut at some hidden shorter limit. (The dispatcher and the synchronous API apply
+    /// each target's `timeout` in `TargetCall`; a caller that has no deadline of its own sets
+    /// one here.)
+    pub timeout: Option<Duration>,
     /// The deadline for the TCP connect alone. Default 5 s.
     pub connect_timeout: Duration,
     /// The largest response body read; a larger one fails the attempt. Default 256 KiB.
@@ -46,7 +50,7 @@ pub struct ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
-            timeout: Duration::from_secs(10),
+            timeout: None,
             connect_timeout: Duration::from_secs(5),
             max_response_bytes: 256 * 1024,
             pool_idle_timeout: Duration::from_secs(90),
@@ -65,10 +69,10 @@ impl ClientConfig {
         self
     }
 
-    /// Returns the config with this per-attempt timeout.
+    /// Returns the config with a per-attempt deadline of the client's own.
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = Some(timeout);
         self
     }
 
@@ -231,12 +235,17 @@ impl HttpClient {
         *http_request.method_mut() = method.clone();
         *http_request.uri_mut() = uri;
         *http_request.headers_mut() = headers;
-        let result =
-            match tokio::time::timeout(self.config.timeout, self.exchange(http_request)).await {
-                Ok(Ok(response)) => classifier.classify(&response).map(|()| response),
-                Ok(Err(err)) => Err(err),
-                Err(_elapsed) => Err(PublishError::timeout(self.config.timeout)),
-            };
+        let exchanged = match self.config.timeout {
+            None => Ok(self.exchange(http_request).await),
+            Some(deadline) => tokio::time::timeout(deadline, self.exchange(http_request))
+                .await
+                .map_err(|_elapsed| deadline),
+        };
+        let result = match exchanged {
+            Ok(Ok(response)) => classifier.classify(&response).map(|()| response),
+            Ok(Err(err)) => Err(err),
+            Err(deadline) => Err(PublishError::timeout(deadline)),
+        };
         result.map_err(|mut err| {
             err.message = format!("{method} {redacted_url}: {}", scrub(&secrets, &err.message));
             tracing::debug!(url = %redacted_url, kind = %err.kind, status = ?err.status_code, "publish attempt failed");

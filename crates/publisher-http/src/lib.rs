@@ -4,7 +4,9 @@
 //! enough — how to classify the answer. Everything else lives here, once:
 //! - a pooled hyper-util client with rustls on the ring provider, trusting the webpki roots plus any
 //!   extra CA certificates the configuration names ([`HttpClient`], [`ClientConfig`]);
-//! - a per-attempt timeout covering connect, request and the whole response body;
+//! - no attempt deadline of its own by default: the caller applies each target's `timeout` (the
+//!   dispatcher and the synchronous API do, in `TargetCall`), so a target set to 30 s is not cut
+//!   at a hidden shorter limit; [`ClientConfig::with_timeout`] adds one for callers without;
 //! - a response-size limit;
 //! - classification of the answer into success or an [`alert_core::ErrorKind`], including
 //!   `Retry-After` in seconds or as an HTTP date ([`classify_status`], [`Classify`]);

@@ -112,6 +112,38 @@ async fn a_server_that_never_answers_times_out() {
     assert_eq!(target.requests().len(), 1, "the request did arrive");
 }
 
+/// The client has no deadline of its own unless one is set: the caller's per-attempt timeout
+/// (each target's `timeout`, applied by `TargetCall`) is the only one, so a slow target set to a
+/// long timeout is not cut short by the client.
+#[tokio::test]
+async fn the_default_client_waits_for_a_slow_target_as_long_as_its_caller_does() {
+    assert_eq!(ClientConfig::default().timeout, None);
+    let target = MockTarget::start().await;
+    target.respond(MockResponse::status(200).delay(Duration::from_millis(700)));
+    let patient = HttpClient::new(&ClientConfig::default()).unwrap();
+    let answered = tokio::time::timeout(
+        Duration::from_secs(30),
+        patient.send(
+            HttpRequest::post(&target.url("/hook")).unwrap(),
+            &DefaultClassifier,
+        ),
+    )
+    .await
+    .expect("the caller's deadline is far off");
+    assert_eq!(answered.unwrap().status.as_u16(), 200);
+    // A deadline of the client's own still applies when one is set.
+    let hasty =
+        HttpClient::new(&ClientConfig::default().with_timeout(Duration::from_millis(100))).unwrap();
+    let err = hasty
+        .send(
+            HttpRequest::post(&target.url("/hook")).unwrap(),
+            &DefaultClassifier,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
+}
+
 #[tokio::test]
 async fn a_response_over_the_limit_fails() {
     let target = MockTarget::start().await;

@@ -6,8 +6,8 @@ use alert_core::{RateLimit, Target, TargetKind};
 use tokio::time::Instant;
 
 /// The rate limit a target's lane applies: the target's own `rate_limit` when it has one, else its
-/// kind's default. PagerDuty allows 120 events a minute per routing key; a Slack incoming webhook
-/// about one message a second. Slack in bot mode (its settings name a `token` or `token_file`) and
+/// kind's default. PagerDuty allows 120 events a minute per routing key; Rootly 50 alerts a minute
+/// per API key; a Slack incoming webhook about one message a second. Slack in bot mode (its settings name a `token` or `token_file`) and
 /// every other kind are unlimited by default. `None` means unlimited.
 #[must_use]
 pub fn default_rate_limit(target: &Target) -> Option<RateLimit> {
@@ -16,6 +16,9 @@ pub fn default_rate_limit(target: &Target) -> Option<RateLimit> {
     }
     match target.kind {
         TargetKind::Pagerduty => Some(RateLimit { per_minute: 120 }),
+        // Rootly ingests at most 50 alerts a minute per source and API key by default
+        // (https://docs.rootly.com/alerts).
+        TargetKind::Rootly => Some(RateLimit { per_minute: 50 }),
         TargetKind::Slack => {
             let settings = &target.settings.0;
             let bot = settings.contains_key("token") || settings.contains_key("token_file");
@@ -117,6 +120,10 @@ mod tests {
         settings.insert("token_file".into(), "/run/slack".into());
         bot.settings = KindSettings(settings);
         assert_eq!(default_rate_limit(&bot), None);
+        assert_eq!(
+            default_rate_limit(&target(TargetKind::Rootly)),
+            Some(RateLimit { per_minute: 50 })
+        );
         assert_eq!(default_rate_limit(&target(TargetKind::Webhook)), None);
         let mut own = target(TargetKind::Webhook);
         own.rate_limit = Some(RateLimit { per_minute: 5 });
