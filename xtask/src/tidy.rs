@@ -144,4 +144,59 @@ mod tests {
             found.join("\n")
         );
     }
+
+    /// A job's status is fixed when the job is made (docs/ARCHITECTURE.md): publishers and
+    /// formatters publish the status they are given and never derive it from the alert's
+    /// `endsAt` and a clock. Formatters read no clock at all.
+    #[test]
+    fn publishers_and_formatters_never_derive_the_status_from_the_clock() {
+        // Built from pieces, so this test's own source does not match them.
+        let deriving = [
+            concat!(".status", "_at("),
+            concat!(".is_firing", "_at("),
+            concat!("::for", "_alert("),
+            concat!("alert.status", "()"),
+        ];
+        let clock = concat!("Utc::", "now()");
+        let mut found = Vec::new();
+        for entry in fs::read_dir(root().join("crates")).unwrap() {
+            let dir = entry.unwrap().path();
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            let formatters = name == "formatters";
+            if !(formatters || name.starts_with("publishers-")) {
+                continue;
+            }
+            let mut files = Vec::new();
+            rust_files(&dir.join("src"), &mut files);
+            for path in files {
+                for (n, line) in fs::read_to_string(&path).unwrap().lines().enumerate() {
+                    let code = line.trim_start();
+                    if code.starts_with("//") {
+                        continue;
+                    }
+                    let derives = deriving.iter().any(|p| code.contains(p));
+                    if derives || (formatters && code.contains(clock)) {
+                        found.push(format!("{}:{}: {code}", path.display(), n + 1));
+                    }
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "publishers and formatters publish the status they are given; these lines derive it \
+             (or read the clock, in a formatter):\n{}",
+            found.join("\n")
+        );
+    }
+
+    fn rust_files(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                found.push(path);
+            }
+        }
+    }
 }
