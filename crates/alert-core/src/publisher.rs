@@ -110,7 +110,10 @@ impl Receipt {
 ///
 /// Any HTTP answer means reachable (SaaS endpoints answer `GET` with 4xx or 405). A 401 or 403
 /// to a probe that [`carries_credentials`](Self::carries_credentials) means the credentials are
-/// wrong: the target is degraded with reason `auth`. The URL and header values are secrets.
+/// wrong: the target is degraded with reason `auth`. So does an answer whose body
+/// [`auth_refused`](Self::auth_refused) recognises, for a target that refuses credentials in the
+/// body rather than the status (Slack answers `200 {"ok":false,"error":"invalid_auth"}`). The URL
+/// and header values are secrets.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct HealthProbe {
@@ -118,6 +121,9 @@ pub struct HealthProbe {
     pub url: Secret<String>,
     /// Headers to send, such as `Authorization`; their values are secret.
     pub headers: Vec<(String, Secret<String>)>,
+    /// Reads the answer's body (as far as the HTTP client's response-size limit lets it) and says
+    /// whether it refuses the credentials, whatever the status. `None`: only 401 and 403 do.
+    pub auth_refused: Option<fn(&[u8]) -> bool>,
 }
 
 impl HealthProbe {
@@ -127,6 +133,7 @@ impl HealthProbe {
         Self {
             url,
             headers: Vec::new(),
+            auth_refused: None,
         }
     }
 
@@ -134,6 +141,15 @@ impl HealthProbe {
     #[must_use]
     pub fn with_header(mut self, name: impl Into<String>, value: Secret<String>) -> Self {
         self.headers.push((name.into(), value));
+        self
+    }
+
+    /// Returns the probe with this check of the answer's body: `check(body)` is `true` when the
+    /// body says the credentials are refused. It must be cheap and must not panic; it sees only
+    /// the body, never the request's secrets.
+    #[must_use]
+    pub fn with_auth_refused(mut self, check: fn(&[u8]) -> bool) -> Self {
+        self.auth_refused = Some(check);
         self
     }
 

@@ -17,7 +17,9 @@
 //! - [`Prober`] (feature `probes`, on by default) sends each target's [`HealthProbe`] — a `GET`
 //!   through the shared `publisher-http` client — every `interval`, at most
 //!   `max_concurrent_probes` at once, and on demand ([`Prober::check_now`]). Any HTTP answer means
-//!   reachable; a 401 or 403 to a probe with credentials means degraded (`auth`).
+//!   reachable; a 401 or 403 to a probe with credentials, or a body the probe's own check reads
+//!   as refused credentials (Slack's `200 {"ok":false,"error":"invalid_auth"}`), means degraded
+//!   (`auth`).
 //!
 //! Wiring it into the engine:
 //!

@@ -49,7 +49,9 @@ impl Classify for AnyStatus {
 /// A probe is a `GET` of the target's [`HealthProbe`] URL with its headers, through the shared
 /// [`HttpClient`], within the configured timeout. Any HTTP answer means reachable (a success, with
 /// its latency); a DNS, TCP or TLS failure, or no answer in time, is a failure; a 401 or 403 to a
-/// probe that carries credentials makes the target degraded (`auth`). At most
+/// probe that carries credentials, or an answer whose body the probe's
+/// [`auth_refused`](HealthProbe::auth_refused) check recognises (Slack's
+/// `200 {"ok":false,"error":"invalid_auth"}`), makes the target degraded (`auth`). At most
 /// `max_concurrent_probes` probes run at once, counting manual checks.
 ///
 /// The prober spawns nothing: [`run`](Self::run) is a future its owner awaits (or aborts), and
@@ -209,12 +211,19 @@ impl Prober {
         let started = Instant::now();
         let answer = tokio::time::timeout(timeout, self.client.send(request, &AnyStatus)).await;
         let latency = started.elapsed();
-        let status = match answer {
-            Ok(Ok(response)) => response.status.as_u16(),
+        let (status, body_refuses_auth) = match answer {
+            // The body was read whole, within the client's response-size limit, so a check of
+            // it reads a bounded amount.
+            Ok(Ok(response)) => (
+                response.status.as_u16(),
+                probe
+                    .auth_refused
+                    .is_some_and(|check| check(&response.body)),
+            ),
             // The status arrived and reading the body failed (too large, cut short): the target
-            // did answer over HTTP, which is all a probe asks.
+            // did answer over HTTP, which is all a probe asks. There is no body to check.
             Ok(Err(error)) => match error.status_code {
-                Some(status) => status,
+                Some(status) => (status, false),
                 None => return Ok(ProbeResult::Unreachable(error)),
             },
             Err(_elapsed) => {
@@ -227,13 +236,12 @@ impl Prober {
                 )));
             }
         };
-        Ok(
-            if probe.carries_credentials() && matches!(status, 401 | 403) {
-                ProbeResult::AuthRejected { status, latency }
-            } else {
-                ProbeResult::Reachable { status, latency }
-            },
-        )
+        let status_refuses_auth = probe.carries_credentials() && matches!(status, 401 | 403);
+        Ok(if status_refuses_auth || body_refuses_auth {
+            ProbeResult::AuthRejected { status, latency }
+        } else {
+            ProbeResult::Reachable { status, latency }
+        })
     }
 }
 

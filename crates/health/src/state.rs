@@ -235,10 +235,11 @@ pub enum ProbeResult {
         /// How long the answer took.
         latency: Duration,
     },
-    /// A probe carrying credentials was answered 401 or 403: reachable, but the credentials are
-    /// refused, so the target is degraded (`auth`).
+    /// A probe carrying credentials was answered 401 or 403, or with a body that the probe's
+    /// own check reads as refused credentials (Slack answers those with a 200): reachable, but
+    /// the credentials are refused, so the target is degraded (`auth`).
     AuthRejected {
-        /// The HTTP status (401 or 403).
+        /// The HTTP status: 401 or 403, or the status of an answer whose body refused them.
         status: u16,
         /// How long the answer took.
         latency: Duration,
@@ -279,9 +280,9 @@ impl Tracked {
     /// Applies one observation. The transitions (SPEC §4):
     /// - a success makes the target healthy, or degraded (`slow`) when it took longer than the
     ///   slow threshold, and resets the failure count;
-    /// - a credentialed probe answered 401/403 makes it degraded (`auth`); the target answered,
-    ///   so the failure count resets, but the refusal is the last failure and counts against the
-    ///   success rate;
+    /// - a probe whose credentials are refused (a 401/403, or a body that says so) makes it
+    ///   degraded (`auth`); the target answered, so the failure count resets, but the refusal is
+    ///   the last failure and counts against the success rate;
     /// - a failure counts, and the `failure_threshold`-th in a row makes the target unhealthy;
     ///   below that the status stays as it was.
     fn apply(&mut self, config: &HealthConfig, observation: Observation, at: DateTime<Utc>) {

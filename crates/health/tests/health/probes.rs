@@ -167,6 +167,75 @@ async fn refused_credentials_degrade_with_reason_auth() {
     }
 }
 
+/// A probe's body check, as a publisher writes one: the answer names an error that means the
+/// credentials are bad.
+fn says_invalid_auth(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .is_ok_and(|reply| reply["ok"] == false && reply["error"] == "invalid_auth")
+}
+
+#[tokio::test]
+async fn a_body_that_refuses_the_credentials_degrades_with_reason_auth() {
+    let mock = MockTarget::start().await;
+    let client = client(None);
+    let refused =
+        MockResponse::status(200).json(&serde_json::json!({"ok": false, "error": "invalid_auth"}));
+    let checked =
+        probe(&mock.url("/api/auth.test"), Some(TOKEN)).with_auth_refused(says_invalid_auth);
+    let fx = fixture(
+        fast_config(),
+        &client,
+        vec![
+            Spec::enabled(
+                "checked",
+                HttpPublisher::new(&client, &mock.url("/"), Some(checked)),
+            ),
+            // The same answer to a probe without the check is only an answer: reachable.
+            Spec::enabled(
+                "unchecked",
+                HttpPublisher::new(
+                    &client,
+                    &mock.url("/"),
+                    Some(probe(&mock.url("/api/auth.test"), Some(TOKEN))),
+                ),
+            ),
+        ],
+    );
+
+    mock.respond(refused);
+    let health = fx.prober.check_now("checked").await.unwrap();
+    assert_eq!(health.status, HealthStatus::Degraded);
+    assert_eq!(health.degraded_reason, Some(DegradedReason::Auth));
+    let failure = health
+        .last_failure
+        .expect("the refusal is the last failure");
+    assert_eq!(
+        failure.error.kind,
+        ErrorKind::Permanent {
+            reason: PermanentReason::Auth
+        }
+    );
+    assert_eq!(failure.error.status_code, Some(200));
+    assert!(!failure.error.message.contains(TOKEN));
+    assert_eq!(
+        fx.prober.check_now("unchecked").await.unwrap().status,
+        HealthStatus::Healthy
+    );
+
+    // A body the check does not read as refused is a healthy answer, and heals the target.
+    mock.respond(MockResponse::status(200).json(&serde_json::json!({"ok": true})));
+    let health = fx.prober.check_now("checked").await.unwrap();
+    assert_eq!(health.status, HealthStatus::Healthy);
+    assert_eq!(health.degraded_reason, None);
+
+    // A body too large to read is not checked: the target answered, so it is reachable.
+    mock.respond(MockResponse::status(200).body(vec![b'x'; 512 * 1024]));
+    assert_eq!(
+        fx.prober.check_now("checked").await.unwrap().status,
+        HealthStatus::Healthy
+    );
+}
+
 #[tokio::test]
 async fn a_slow_answer_degrades_with_reason_slow() {
     let mock = MockTarget::start().await;
