@@ -13,6 +13,30 @@
 //!   [`alert_core::MessageRefStore`] by fingerprint, and a resolve updates the
 //!   original message (`chat.update`), or, with `resolve_mode: thread`, replies in its thread.
 //!
+//! Bot mode follows what Slack documents for its answers:
+//!
+//! - **A message that can no longer be updated.** `chat.update`
+//!   (<https://docs.slack.dev/reference/methods/chat.update>) answers `message_not_found` when the
+//!   message was deleted, `cant_update_message` when the bot may not edit it, and
+//!   `edit_window_closed` when the workspace's edit window has passed ([`UPDATE_FALLBACK_ERRORS`]).
+//!   None of these will ever succeed on a retry, and none means the resolve is unwanted, so the
+//!   resolve is then posted with `chat.postMessage`
+//!   (<https://docs.slack.dev/reference/methods/chat.postMessage>) as a reply in the original
+//!   message's thread (`thread_ts` = the stored `ts`), in the same attempt, instead of failing
+//!   permanently into the dead-letter queue. When the original was deleted outright, Slack posts
+//!   such a reply as a top-level message (reported in slack-go/slack#1571,
+//!   <https://github.com/slack-go/slack/issues/1571>), so the resolve is seen either way. A
+//!   failure of that post is classified like any other.
+//! - **`{"ok":true}` is the receipt.** A success whose reply carries no `ts` still counts as
+//!   delivered; the receipt then has no message ref, nothing is stored, and a later resolve is
+//!   posted as a message of its own. When the reply has a `ts` but no `channel`, the configured
+//!   channel is stored with it.
+//! - **The health probe** is `GET {url}/auth.test`
+//!   (<https://docs.slack.dev/reference/methods/auth.test>) with the token. Slack refuses a bad
+//!   token with HTTP 200 and `invalid_auth`, `not_authed`, `account_inactive`, `token_revoked` or
+//!   `token_expired` ([`AUTH_REFUSED_ERRORS`]); the probe's [`auth_refused`] check reads that body,
+//!   so the target shows as degraded (`auth`) rather than healthy.
+//!
 //! A 429 becomes `rate_limited` with its `Retry-After`, in both modes.
 //!
 //! Used on its own:
@@ -238,33 +262,50 @@ impl SlackPublisher {
             AlertStatus::Resolved => self.refs.get(self.target.as_str(), fingerprint).await,
             AlertStatus::Firing => None,
         };
-        let method = match (&original, resolve_mode) {
+        let (status_code, reply) = match (&original, resolve_mode) {
             (Some(original), ResolveMode::Update) => {
-                message["channel"] = original.container.clone().into();
-                message["ts"] = original.id.clone().into();
-                "chat.update"
+                let mut update = message.clone();
+                update["channel"] = original.container.clone().into();
+                update["ts"] = original.id.clone().into();
+                let (status_code, reply) = self
+                    .call(api, token, "chat.update", &update, &UpdateClassifier)
+                    .await?;
+                if reply.ok {
+                    (status_code, reply)
+                } else {
+                    // `UpdateClassifier` lets only the errors that mean "this message can no
+                    // longer be edited" through: the resolve goes out as a reply in the original
+                    // message's thread instead (see the crate docs).
+                    message["channel"] = original.container.clone().into();
+                    message["thread_ts"] = original.id.clone().into();
+                    self.call(api, token, "chat.postMessage", &message, &WebApiClassifier)
+                        .await?
+                }
             }
             (Some(original), ResolveMode::Thread) => {
                 message["channel"] = original.container.clone().into();
                 message["thread_ts"] = original.id.clone().into();
-                "chat.postMessage"
+                self.call(api, token, "chat.postMessage", &message, &WebApiClassifier)
+                    .await?
             }
             (None, _) => {
                 message["channel"] = channel.into();
-                "chat.postMessage"
+                self.call(api, token, "chat.postMessage", &message, &WebApiClassifier)
+                    .await?
             }
         };
-        let http = HttpRequest::post(&format!("{api}/{method}"))?
-            .body_with_type(message.to_string(), "application/json; charset=utf-8")
-            .bearer(token)?;
-        let response = self.client.send(http, &WebApiClassifier).await?;
-        let reply: WebApiReply =
-            serde_json::from_slice(&response.body).map_err(|_| unexpected_reply())?;
-        let (Some(reply_channel), Some(ts)) = (reply.channel, reply.ts) else {
-            return Err(unexpected_reply());
+        let mut receipt = Receipt::with_status(status_code);
+        // `{"ok":true}` is Slack's word that the message was accepted; `ts` and `channel` are only
+        // what a later resolve needs. Without a `ts` the delivery still counts, with no message
+        // ref, and the resolve will be posted as a message of its own.
+        let Some(ts) = reply.ts else {
+            return Ok(receipt);
         };
-        // Only a new top-level message becomes the message a later resolve refers to.
-        if method == "chat.postMessage" && original.is_none() && status == AlertStatus::Firing {
+        // Only a new top-level message becomes the message a later resolve refers to. Slack
+        // names the channel by id in its reply, which `chat.update` needs; the configured
+        // channel (perhaps a `#name`) is the fallback when the reply leaves it out.
+        if original.is_none() && status == AlertStatus::Firing {
+            let reply_channel = reply.channel.unwrap_or_else(|| channel.to_owned());
             self.refs
                 .put(
                     self.target.as_str(),
@@ -273,15 +314,42 @@ impl SlackPublisher {
                 )
                 .await;
         }
-        let mut receipt = Receipt::with_status(response.status.as_u16());
         receipt.message_ref = Some(ts);
         Ok(receipt)
     }
+
+    /// Calls one Web API method and returns the HTTP status and the parsed reply, which
+    /// `classifier` has already judged.
+    async fn call(
+        &self,
+        api: &str,
+        token: &Secret<String>,
+        method: &str,
+        message: &serde_json::Value,
+        classifier: &dyn Classify,
+    ) -> Result<(u16, WebApiReply), PublishError> {
+        let http = HttpRequest::post(&format!("{api}/{method}"))?
+            .body_with_type(message.to_string(), "application/json; charset=utf-8")
+            .bearer(token)?;
+        let response = self.client.send(http, classifier).await?;
+        // Both classifiers refuse a reply that is not a Web API object, so this parse succeeds.
+        let reply: WebApiReply = serde_json::from_slice(&response.body).map_err(|_| {
+            PublishError::new(ErrorKind::Transient, "Slack's reply is not JSON")
+                .with_status(response.status.as_u16())
+        })?;
+        Ok((response.status.as_u16(), reply))
+    }
 }
 
-fn unexpected_reply() -> PublishError {
-    PublishError::new(ErrorKind::Transient, "Slack's reply has no channel and ts").with_status(200)
-}
+/// The `chat.update` errors that say the message can no longer be edited, rather than that the
+/// request or the token is wrong: the message was deleted (`message_not_found`), the bot may not
+/// edit it (`cant_update_message`), or the workspace's edit window has closed
+/// (`edit_window_closed`). <https://docs.slack.dev/reference/methods/chat.update>
+pub const UPDATE_FALLBACK_ERRORS: &[&str] = &[
+    "message_not_found",
+    "cant_update_message",
+    "edit_window_closed",
+];
 
 #[derive(Deserialize)]
 struct WebApiReply {
@@ -292,6 +360,27 @@ struct WebApiReply {
     channel: Option<String>,
     #[serde(default)]
     ts: Option<String>,
+}
+
+/// Classifies `chat.update` replies as [`WebApiClassifier`] does, except that a `200` with one of
+/// the [`UPDATE_FALLBACK_ERRORS`] is let through, for the publisher to post the resolve instead.
+#[derive(Clone, Copy, Debug, Default)]
+struct UpdateClassifier;
+
+impl Classify for UpdateClassifier {
+    fn classify(&self, response: &HttpResponse) -> Result<(), PublishError> {
+        if response.status.is_success()
+            && let Ok(WebApiReply {
+                ok: false,
+                error: Some(code),
+                ..
+            }) = serde_json::from_slice(&response.body)
+            && UPDATE_FALLBACK_ERRORS.contains(&code.as_str())
+        {
+            return Ok(());
+        }
+        WebApiClassifier.classify(response)
+    }
 }
 
 /// Classifies Web API replies: the status first, then `{"ok":false,"error":…}` by error code.
@@ -314,6 +403,30 @@ impl Classify for WebApiClassifier {
                 .with_status(response.status.as_u16()),
         )
     }
+}
+
+/// The Web API errors that say the token itself is unusable and must be replaced, per
+/// <https://docs.slack.dev/reference/methods/auth.test>: invalid (or used from an address that may
+/// not use it), missing, of a deleted user or workspace, revoked, or expired. `missing_scope`
+/// and `not_allowed_token_type` are not among them: the token works, the app is set up wrong.
+pub const AUTH_REFUSED_ERRORS: &[&str] = &[
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "token_revoked",
+    "token_expired",
+];
+
+/// Whether a Web API reply (a health probe's `auth.test`) refuses the token: `{"ok":false}` with
+/// one of the [`AUTH_REFUSED_ERRORS`]. Slack sends these with HTTP 200.
+#[must_use]
+pub fn auth_refused(body: &[u8]) -> bool {
+    serde_json::from_slice::<WebApiReply>(body).is_ok_and(|reply| {
+        !reply.ok
+            && reply
+                .error
+                .is_some_and(|code| AUTH_REFUSED_ERRORS.contains(&code.as_str()))
+    })
 }
 
 /// The classification of a Web API error code.
@@ -384,15 +497,19 @@ impl Publisher for SlackPublisher {
     }
 
     /// Webhook mode: `GET` on the webhook URL (Slack answers 400 or 405, which proves it is
-    /// reachable). Bot mode: `GET {url}/auth.test` with the token.
+    /// reachable). Bot mode: `GET {url}/auth.test` with the token; Slack answers a bad token with
+    /// `200 {"ok":false,"error":"invalid_auth"}` (or another of [`AUTH_REFUSED_ERRORS`]), which
+    /// [`auth_refused`] reads so that the target shows as degraded (`auth`).
     fn health_probe(&self) -> Option<HealthProbe> {
         Some(match &self.mode {
             Mode::Webhook { url } => HealthProbe::new(url.clone()),
             Mode::Bot { api, token, .. } => {
-                HealthProbe::new(Secret::new(format!("{api}/auth.test"))).with_header(
-                    "Authorization",
-                    Secret::new(format!("Bearer {}", token.expose())),
-                )
+                HealthProbe::new(Secret::new(format!("{api}/auth.test")))
+                    .with_header(
+                        "Authorization",
+                        Secret::new(format!("Bearer {}", token.expose())),
+                    )
+                    .with_auth_refused(auth_refused)
             }
         })
     }
