@@ -139,8 +139,27 @@ impl fmt::Debug for HttpResponse {
 /// The pooled HTTP/1.1 and HTTP/2 client with rustls (ring). Cheap to clone: clones share the pool.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<LimitedConnector<HttpConnector>>, Full<Bytes>>,
+    transport: Transport,
     config: Arc<ClientConfig>,
+}
+
+/// Where requests go: the network, or a handler in this process.
+#[derive(Clone)]
+enum Transport {
+    Network(Client<HttpsConnector<LimitedConnector<HttpConnector>>, Full<Bytes>>),
+    InMemory(Arc<dyn InMemoryHandler>),
+}
+
+/// Answers requests inside the process, for [`HttpClient::in_memory`]: a simulation's targets.
+///
+/// Nothing leaves the process, so a runtime with paused time runs the whole exchange without a
+/// socket (with real sockets, paused time fires timeouts spuriously).
+pub trait InMemoryHandler: Send + Sync + 'static {
+    /// Answers one request. The future may wait (a slow target); dropping it cancels the request.
+    fn handle(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> alert_core::BoxFuture<'static, http::Response<Bytes>>;
 }
 
 impl fmt::Debug for HttpClient {
@@ -198,9 +217,20 @@ impl HttpClient {
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
             .build(https);
         Ok(Self {
-            client,
+            transport: Transport::Network(client),
             config: Arc::new(config.clone()),
         })
+    }
+
+    /// A client whose requests never leave the process: `handler` answers each one. Everything
+    /// else (request building, the response-size limit, classification, redaction) is the same
+    /// as over the network. For simulations and tests on paused time.
+    #[must_use]
+    pub fn in_memory(config: &ClientConfig, handler: Arc<dyn InMemoryHandler>) -> Self {
+        Self {
+            transport: Transport::InMemory(handler),
+            config: Arc::new(config.clone()),
+        }
     }
 
     /// The configuration.
@@ -257,7 +287,32 @@ impl HttpClient {
         &self,
         http_request: Request<Full<Bytes>>,
     ) -> Result<HttpResponse, PublishError> {
-        let response = self.client.request(http_request).await.map_err(|err| {
+        let client = match &self.transport {
+            Transport::Network(client) => client,
+            Transport::InMemory(handler) => {
+                let (parts, body) = http_request.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map_or_else(|never| match never {}, |b| b.to_bytes());
+                let response = handler.handle(Request::from_parts(parts, body)).await;
+                let (parts, body) = response.into_parts();
+                let limit = self.config.max_response_bytes;
+                if body.len() > limit {
+                    return Err(PublishError::new(
+                        ErrorKind::Transient,
+                        format!("response body exceeds the {limit}-byte limit"),
+                    )
+                    .with_status(parts.status.as_u16()));
+                }
+                return Ok(HttpResponse {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                });
+            }
+        };
+        let response = client.request(http_request).await.map_err(|err| {
             PublishError::new(
                 ErrorKind::Transient,
                 format!("request failed: {}", error_chain(&err)),

@@ -41,5 +41,5 @@ pub use build::{
     BuildContext, BuildError, check_base_url, parse_settings, resolve_secret, split_settings,
 };
 pub use classify::{Classify, DefaultClassifier, classify_status, parse_retry_after};
-pub use client::{ClientBuildError, ClientConfig, HttpClient, HttpResponse};
+pub use client::{ClientBuildError, ClientConfig, HttpClient, HttpResponse, InMemoryHandler};
 pub use request::{HttpRequest, RequestError};
