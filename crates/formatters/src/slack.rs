@@ -15,7 +15,25 @@
 //! [`MAX_HEADER_CHARS`], [`MAX_SECTION_CHARS`], [`MAX_FIELD_CHARS`], [`MAX_FIELDS_PER_SECTION`],
 //! [`MAX_BLOCKS`] and [`MAX_ATTACHMENT_TITLE_CHARS`]. When the labels need more sections than the
 //! block budget leaves, the last sections are dropped (the header stays first and the context
-//! last) and the context says how many labels are not shown.
+//! last) and the context says how many labels are not shown. A source link longer than a text
+//! object may be ([`MAX_SECTION_CHARS`]) is left out of the context rather than cut, which would
+//! break it; the attachment's `title_link` still carries it.
+//!
+//! **The whole message's budget.** Slack also refuses a message whose blocks are too long *in
+//! total* (`msg_blocks_too_long`, listed for
+//! <https://docs.slack.dev/reference/methods/chat.postMessage> with no number). The number is not
+//! documented; what is known is in [`MAX_BLOCKS_TEXT_CHARS`]. Every message is fitted to that
+//! budget, in this order, until it fits:
+//!
+//! 1. the label fields are cut, the longest first, to one common length, but no shorter than
+//!    [`MIN_FIELD_CHARS`];
+//! 2. the description (the body after the summary) is cut, or left out;
+//! 3. label sections are dropped from the end, and the context says how many labels are not
+//!    shown; the fields left are then cut only as far as they must be.
+//!
+//! The header, the summary, the classification and the context always stay, and the
+//! arithmetic guarantees they fit on their own. The top-level `text` (the notification and
+//! screen-reader fallback) and the attachment are never cut for the budget: they are not blocks.
 //!
 //! Template output (the title and the summary) and annotations are sent as written, so a template
 //! may use Slack's own markup such as `<https://runbook|Runbook>`. Labels and the classification
@@ -44,6 +62,42 @@ pub const MAX_BLOCKS: usize = 50;
 /// The longest attachment title, attachment fallback and top-level `text`, in characters (Go's
 /// runes).
 pub const MAX_ATTACHMENT_TITLE_CHARS: usize = 1024;
+
+/// The budget of one message's blocks, in characters: the text of every text object in every
+/// block, plus [`BLOCK_CONTAINER_CHARS`] for each block, must stay within it.
+///
+/// Slack refuses a message over its cumulative limit with `msg_blocks_too_long` and documents no
+/// number. What is known: slackapi/bolt-js#2509 (<https://github.com/slackapi/bolt-js/issues/2509>)
+/// measured the refusal at about 13,297 characters of `markdown` blocks alone, and less once a
+/// divider was added, so blocks cost something beyond their text. A Slack engineer there put it
+/// at "12,000 text characters with a buffer for block containers", as quoted in
+/// slackapi/bolt-js#2867 (<https://github.com/slackapi/bolt-js/issues/2867>), which also reports
+/// a refusal at 11,341 summed text characters over 45 blocks and an acceptance at 9,597 over 50.
+/// Text alone under 12,000 is therefore not safe. Charging each block a container cost as well
+/// fits every one of those observations: 11,341 + 45 × 50 is over 12,000 (refused, rightly), and
+/// the accepted 9,597 + 50 × 50 is just over too (so we are stricter than Slack, never looser).
+/// A message of 50 blocks thus gets 9,500 characters of text, and a short one nearly 12,000.
+/// Characters are counted as Unicode scalar values.
+pub const MAX_BLOCKS_TEXT_CHARS: usize = 12_000;
+
+/// What each block costs against [`MAX_BLOCKS_TEXT_CHARS`] besides its text: its container.
+pub const BLOCK_CONTAINER_CHARS: usize = 50;
+
+/// The shortest a label field is cut to for the message budget before labels are hidden
+/// instead: enough for a name and a readable value.
+pub const MIN_FIELD_CHARS: usize = 100;
+
+/// The most text the context's status, start, end and hidden-labels elements can take together;
+/// the source link is bounded on its own, by [`MAX_SECTION_CHARS`].
+const CONTEXT_TEXT_RESERVE: usize = 500;
+
+// The blocks that always stay (the header, the body cut to its summary, the classification and the
+// context, four blocks) fit the budget with room to spare, so dropping label sections always
+// brings a message within it.
+const _: () = assert!(
+    MAX_HEADER_CHARS + 3 * MAX_SECTION_CHARS + CONTEXT_TEXT_RESERVE + 4 * BLOCK_CONTAINER_CHARS
+        <= MAX_BLOCKS_TEXT_CHARS
+);
 
 /// Per-target Slack options, from the target's config. Each one set is added to the message.
 ///
@@ -75,65 +129,47 @@ pub fn message(
     let inner = &alert.alert;
     let (title, summary) = templates.title_and_summary(alert, ctx)?;
 
-    // The blocks that always appear, and so the budget left for the labels.
-    let fixed_blocks = 3 + usize::from(alert.classification.is_some());
-    let label_sections_budget = MAX_BLOCKS - fixed_blocks;
-
-    let mut blocks = Vec::with_capacity(MAX_BLOCKS);
-    blocks.push(json!({
-        "type": "header",
-        "text": { "type": "plain_text", "text": truncate_chars(&title, MAX_HEADER_CHARS) },
-    }));
-
-    let mut body = summary;
-    if let Some(description) = inner
+    let description = inner
         .annotations()
         .get("description")
         .map(|text| text.trim())
-        .filter(|text| !text.is_empty() && *text != body)
-    {
-        body.push('\n');
-        body.push_str(description);
-    }
-    blocks.push(mrkdwn_section(&body));
-
-    let fields: Vec<Value> = inner
+        .filter(|text| !text.is_empty() && *text != summary);
+    let fields: Vec<String> = inner
         .labels()
         .iter()
-        .map(|(name, value)| {
-            let text = format!("*{}*\n{}", escape(name), escape(value));
-            json!({ "type": "mrkdwn", "text": truncate_chars(&text, MAX_FIELD_CHARS) })
-        })
+        .map(|(name, value)| format!("*{}*\n{}", escape(name), escape(value)))
         .collect();
-    let mut hidden_labels = 0;
-    for (index, chunk) in fields.chunks(MAX_FIELDS_PER_SECTION).enumerate() {
-        if index < label_sections_budget {
-            blocks.push(json!({ "type": "section", "fields": chunk }));
-        } else {
-            hidden_labels += chunk.len();
-        }
-    }
-
-    if let Some(classification) = &alert.classification {
-        blocks.push(mrkdwn_section(&classification_text(classification)));
-    }
+    let classification = alert
+        .classification
+        .as_ref()
+        .map(|c| truncate_chars(&classification_text(c), MAX_SECTION_CHARS).into_owned());
 
     let mut context = vec![
-        mrkdwn(&format!("*Status:* {}", ctx.status)),
-        mrkdwn(&format!("*Started:* {}", slack_date(inner.starts_at()))),
+        format!("*Status:* {}", ctx.status),
+        format!("*Started:* {}", slack_date(inner.starts_at())),
     ];
     if ctx.status == AlertStatus::Resolved
         && let Some(ends_at) = ctx.effective_ends_at(inner)
     {
-        context.push(mrkdwn(&format!("*Ended:* {}", slack_date(ends_at))));
+        context.push(format!("*Ended:* {}", slack_date(ends_at)));
     }
     if let Some(url) = inner.generator_url() {
-        context.push(mrkdwn(&format!("<{}|Source>", link_target(url))));
+        let link = format!("<{}|Source>", link_target(url));
+        // A cut URL is a broken link; the attachment's `title_link` keeps the whole one.
+        if link.chars().count() <= MAX_SECTION_CHARS {
+            context.push(link);
+        }
     }
-    if hidden_labels > 0 {
-        context.push(mrkdwn(&format!("_{hidden_labels} more labels not shown_")));
-    }
-    blocks.push(json!({ "type": "context", "elements": context }));
+
+    let layout = Layout::fit(
+        truncate_chars(&title, MAX_HEADER_CHARS).into_owned(),
+        &summary,
+        description,
+        &fields,
+        classification,
+        context,
+    );
+    let blocks = layout.blocks(&fields);
 
     let short_title = truncate_chars(&title, MAX_ATTACHMENT_TITLE_CHARS);
     let mut attachment = Map::new();
@@ -166,6 +202,181 @@ pub fn message(
         }
     }
     Ok(Value::Object(message))
+}
+
+// === impl Layout ===
+
+/// The message's blocks before they become JSON: what is shown, and how much of it, so that the
+/// budget can be checked and met without building JSON over and over.
+struct Layout {
+    header: String,
+    body: String,
+    /// The length of each label field, in full.
+    field_chars: Vec<usize>,
+    /// How many label sections are shown.
+    sections: usize,
+    /// The length label fields are cut to.
+    field_cap: usize,
+    classification: Option<String>,
+    /// The context elements, without the hidden-labels note, which [`Layout::note`] adds.
+    context: Vec<String>,
+}
+
+impl Layout {
+    /// Lays the message out within Slack's per-block limits, then within the message budget:
+    /// fields cut, then the description, then label sections dropped (see the module docs).
+    fn fit(
+        header: String,
+        summary: &str,
+        description: Option<&str>,
+        fields: &[String],
+        classification: Option<String>,
+        context: Vec<String>,
+    ) -> Self {
+        // The blocks that always appear, and so the budget left for the labels.
+        let fixed_blocks = 3 + usize::from(classification.is_some());
+        let full_body = match description {
+            Some(description) => format!("{summary}\n{description}"),
+            None => summary.to_owned(),
+        };
+        let mut layout = Self {
+            header,
+            body: truncate_chars(&full_body, MAX_SECTION_CHARS).into_owned(),
+            field_chars: fields.iter().map(|f| f.chars().count()).collect(),
+            sections: fields
+                .len()
+                .div_ceil(MAX_FIELDS_PER_SECTION)
+                .min(MAX_BLOCKS - fixed_blocks),
+            field_cap: MAX_FIELD_CHARS,
+            classification,
+            context,
+        };
+        if layout.fits() {
+            return layout;
+        }
+
+        // 1. Cut the fields, the longest first, as far as MIN_FIELD_CHARS.
+        layout.field_cap = layout.widest_field_cap().unwrap_or(MIN_FIELD_CHARS);
+        if layout.fits() {
+            return layout;
+        }
+
+        // 2. Cut the description. The summary stays whole (within its section's limit); a cut
+        // keeps at least the line break and the ellipsis after it, to show something was cut.
+        if description.is_some() {
+            let summary_chars = summary.chars().count();
+            let others = layout.cost() - layout.body.chars().count();
+            let room = MAX_BLOCKS_TEXT_CHARS.saturating_sub(others);
+            layout.body = if room >= summary_chars + 2 {
+                truncate_chars(&full_body, room.min(MAX_SECTION_CHARS)).into_owned()
+            } else {
+                truncate_chars(summary, MAX_SECTION_CHARS).into_owned()
+            };
+            if layout.fits() {
+                return layout;
+            }
+        }
+
+        // 3. Drop label sections from the end. Fewer fields may each keep more of their text.
+        while !layout.fits() && layout.sections > 0 {
+            layout.sections -= 1;
+            layout.field_cap = layout.widest_field_cap().unwrap_or(MIN_FIELD_CHARS);
+        }
+        debug_assert!(layout.fits(), "the const assertion above guarantees this");
+        layout
+    }
+
+    fn shown_fields(&self) -> usize {
+        (self.sections * MAX_FIELDS_PER_SECTION).min(self.field_chars.len())
+    }
+
+    /// The context's note of labels not shown, if any are hidden.
+    fn note(&self) -> Option<String> {
+        let hidden = self.field_chars.len() - self.shown_fields();
+        (hidden > 0).then(|| format!("_{hidden} more labels not shown_"))
+    }
+
+    fn blocks_count(&self) -> usize {
+        3 + self.sections + usize::from(self.classification.is_some())
+    }
+
+    /// The cost of everything but the label fields' text.
+    fn cost_without_fields(&self) -> usize {
+        let chars = |text: &str| text.chars().count();
+        chars(&self.header)
+            + chars(&self.body)
+            + self.classification.as_deref().map_or(0, chars)
+            + self.context.iter().map(|text| chars(text)).sum::<usize>()
+            + self.note().as_deref().map_or(0, chars)
+            + self.blocks_count() * BLOCK_CONTAINER_CHARS
+    }
+
+    /// The cost of the shown label fields, each cut to `cap`.
+    fn fields_cost(&self, cap: usize) -> usize {
+        self.field_chars[..self.shown_fields()]
+            .iter()
+            .map(|chars| (*chars).min(cap))
+            .sum()
+    }
+
+    /// The message's cost against [`MAX_BLOCKS_TEXT_CHARS`].
+    fn cost(&self) -> usize {
+        self.cost_without_fields() + self.fields_cost(self.field_cap)
+    }
+
+    fn fits(&self) -> bool {
+        self.cost() <= MAX_BLOCKS_TEXT_CHARS
+    }
+
+    /// The longest length, from [`MIN_FIELD_CHARS`] to [`MAX_FIELD_CHARS`], that the shown fields
+    /// can be cut to and fit the budget beside everything else, or `None` when even the shortest
+    /// does not fit. Cutting every field to one length cuts the longest first and leaves short
+    /// ones whole.
+    fn widest_field_cap(&self) -> Option<usize> {
+        let room = MAX_BLOCKS_TEXT_CHARS.checked_sub(self.cost_without_fields())?;
+        if self.fields_cost(MIN_FIELD_CHARS) > room {
+            return None;
+        }
+        // The cost grows with the cap: find the largest cap that fits, by bisection.
+        let (mut fits, mut too_wide) = (MIN_FIELD_CHARS, MAX_FIELD_CHARS + 1);
+        while too_wide - fits > 1 {
+            let mid = fits + (too_wide - fits) / 2;
+            if self.fields_cost(mid) <= room {
+                fits = mid;
+            } else {
+                too_wide = mid;
+            }
+        }
+        Some(fits)
+    }
+
+    /// The blocks as Slack takes them: the header, the body, the label sections, the
+    /// classification, and the context last.
+    fn blocks(self, fields: &[String]) -> Vec<Value> {
+        let mut blocks = Vec::with_capacity(self.blocks_count());
+        blocks.push(json!({
+            "type": "header",
+            "text": { "type": "plain_text", "text": self.header },
+        }));
+        blocks.push(mrkdwn_section(&self.body));
+        let shown: Vec<Value> = fields[..self.shown_fields()]
+            .iter()
+            .map(|text| mrkdwn(&truncate_chars(text, self.field_cap)))
+            .collect();
+        for chunk in shown.chunks(MAX_FIELDS_PER_SECTION) {
+            blocks.push(json!({ "type": "section", "fields": chunk }));
+        }
+        let note = self.note();
+        if let Some(classification) = &self.classification {
+            blocks.push(mrkdwn_section(classification));
+        }
+        let mut context: Vec<Value> = self.context.iter().map(|text| mrkdwn(text)).collect();
+        if let Some(note) = note {
+            context.push(mrkdwn(&note));
+        }
+        blocks.push(json!({ "type": "context", "elements": context }));
+        blocks
+    }
 }
 
 fn mrkdwn(text: &str) -> Value {

@@ -1,9 +1,10 @@
-//! Slack: exact messages, and every Block Kit limit.
+//! Slack: exact messages, every Block Kit limit, and the budget of the whole message.
 
 use alert_core::{Annotations, EnrichedAlert, Labels};
 use formatters::slack::{
-    self, MAX_ATTACHMENT_TITLE_CHARS, MAX_BLOCKS, MAX_FIELD_CHARS, MAX_FIELDS_PER_SECTION,
-    MAX_HEADER_CHARS, MAX_SECTION_CHARS, SlackSettings,
+    self, BLOCK_CONTAINER_CHARS, MAX_ATTACHMENT_TITLE_CHARS, MAX_BLOCKS, MAX_BLOCKS_TEXT_CHARS,
+    MAX_FIELD_CHARS, MAX_FIELDS_PER_SECTION, MAX_HEADER_CHARS, MAX_SECTION_CHARS, MIN_FIELD_CHARS,
+    SlackSettings,
 };
 use formatters::{FormatContext, TemplateConfig, Templates};
 use serde_json::{Value, json};
@@ -301,9 +302,11 @@ fn label_field_is_cut_at_2000_characters() {
     assert!(field.ends_with("v…"));
 }
 
+/// `alertname="Flood"` and `count - 1` more labels, each short enough that 470 of them fit the
+/// message budget, so that the block limit is what hides the rest.
 fn many_labels(count: usize) -> Labels {
     let mut labels: Labels = (1..count)
-        .map(|i| (format!("label_{i:04}"), format!("value {i}")))
+        .map(|i| (format!("l{i:04}"), "v".to_owned()))
         .collect();
     labels.insert("alertname".to_owned(), "Flood".to_owned());
     labels
@@ -325,10 +328,7 @@ fn a_thousand_labels_fit_in_50_blocks() {
     }));
     // 47 sections of 10 show 470 labels: the first is `alertname`, the rest in name order.
     assert_eq!(label_sections[0]["fields"][0]["text"], "*alertname*\nFlood");
-    assert_eq!(
-        label_sections[46]["fields"][9]["text"],
-        "*label_0469*\nvalue 469"
-    );
+    assert_eq!(label_sections[46]["fields"][9]["text"], "*l0469*\nv");
     let context = &blocks[49];
     assert_eq!(context["type"], "context");
     let elements = context["elements"].as_array().unwrap();
@@ -336,6 +336,7 @@ fn a_thousand_labels_fit_in_50_blocks() {
         elements.last().unwrap()["text"],
         "_530 more labels not shown_"
     );
+    assert!(block_cost(&message) <= MAX_BLOCKS_TEXT_CHARS);
 }
 
 #[test]
@@ -369,6 +370,253 @@ fn labels_that_fit_are_all_shown() {
     let blocks = message["blocks"].as_array().unwrap();
     assert_eq!(blocks.len(), 50);
     assert_eq!(blocks[49]["elements"].as_array().unwrap().len(), 3);
+}
+
+/// What a message costs against Slack's cumulative limit, counted independently of the
+/// formatter: every string under a `text` key in the blocks, plus the container charge per block.
+fn block_cost(message: &Value) -> usize {
+    fn text_chars(value: &Value) -> usize {
+        match value {
+            Value::Object(map) => map
+                .iter()
+                .map(|(key, value)| match value {
+                    Value::String(text) if key == "text" => text.chars().count(),
+                    other => text_chars(other),
+                })
+                .sum(),
+            Value::Array(items) => items.iter().map(text_chars).sum(),
+            _ => 0,
+        }
+    }
+    let blocks = message["blocks"].as_array().unwrap();
+    blocks.iter().map(text_chars).sum::<usize>() + blocks.len() * BLOCK_CONTAINER_CHARS
+}
+
+fn firing_context() -> Value {
+    json!({
+        "type": "context",
+        "elements": [
+            { "type": "mrkdwn", "text": "*Status:* firing" },
+            { "type": "mrkdwn", "text": STARTED },
+            { "type": "mrkdwn", "text": format!("<{GENERATOR_URL}|Source>") },
+        ],
+    })
+}
+
+#[test]
+fn the_budget_is_12000_characters_with_50_per_block() {
+    assert_eq!(MAX_BLOCKS_TEXT_CHARS, 12_000);
+    assert_eq!(BLOCK_CONTAINER_CHARS, 50);
+    assert_eq!(MIN_FIELD_CHARS, 100);
+    // The ordinary message is far within it, and untouched (the exact tests above): the header
+    // (25), the body (41), the four fields (64), the context (153) and four blocks (200).
+    assert_eq!(block_cost(&message(&firing(), &ctx_firing())), 483);
+}
+
+#[test]
+fn long_label_values_are_cut_to_one_length_to_fit_the_budget() {
+    let wide = "v".repeat(1990);
+    let mut labels = pairs(&[("alertname", "Wide")]);
+    for i in 1..=6 {
+        labels.insert(format!("big_{i}"), wide.clone());
+    }
+    let alert = EnrichedAlert::new(alert_with(labels, pairs(&[("summary", "Wide labels")])));
+    let message = message(&alert, &ctx_firing());
+
+    // Each field is 1998 characters, within Slack's 2000, but six of them are not within the
+    // budget. Around them: the header (13), the body (11), the context (16 + 86 + 51) and four
+    // blocks (200) leave 11,623 for the fields; `alertname` (16) stays whole, and 6 × 1934 =
+    // 11,604 is the most the others can keep (6 × 1935 is over).
+    let cut = format!("{}…", "v".repeat(1925));
+    let mut fields = vec![json!({ "type": "mrkdwn", "text": "*alertname*\nWide" })];
+    for i in 1..=6 {
+        fields.push(json!({ "type": "mrkdwn", "text": format!("*big_{i}*\n{cut}") }));
+    }
+    assert_eq!(
+        message,
+        json!({
+            "text": "[FIRING] Wide",
+            "blocks": [
+                {
+                    "type": "header",
+                    "text": { "type": "plain_text", "text": "[FIRING] Wide" },
+                },
+                {
+                    "type": "section",
+                    "text": { "type": "mrkdwn", "text": "Wide labels" },
+                },
+                { "type": "section", "fields": fields },
+                firing_context(),
+            ],
+            "attachments": [{
+                "color": "danger",
+                "title": "[FIRING] Wide",
+                "title_link": GENERATOR_URL,
+                "fallback": "[FIRING] Wide",
+            }],
+        })
+    );
+    assert_eq!(block_cost(&message), 11_997);
+}
+
+#[test]
+fn the_description_is_cut_once_the_fields_are_as_short_as_they_go() {
+    let mut labels = pairs(&[("alertname", "Deep")]);
+    for i in 0..99 {
+        labels.insert(format!("k_{i:02}"), "w".repeat(300));
+    }
+    let description = "d".repeat(2500);
+    let alert = EnrichedAlert::new(alert_with(
+        labels,
+        pairs(&[("summary", "Deep alert"), ("description", &description)]),
+    ));
+    let message = message(&alert, &ctx_firing());
+
+    // 100 fields in 10 sections: cut to 100 characters they take 16 + 99 × 100 = 9,916, and with
+    // the header (13), the context (153) and 13 blocks (650) that leaves 1,268 for the body: the
+    // summary, the line break and 1,256 characters of the description with the ellipsis.
+    let cut_field = format!("{}…", "w".repeat(92));
+    let mut fields = vec![json!({ "type": "mrkdwn", "text": "*alertname*\nDeep" })];
+    for i in 0..99 {
+        fields.push(json!({ "type": "mrkdwn", "text": format!("*k_{i:02}*\n{cut_field}") }));
+    }
+    let mut blocks = vec![
+        json!({
+            "type": "header",
+            "text": { "type": "plain_text", "text": "[FIRING] Deep" },
+        }),
+        json!({
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": format!("Deep alert\n{}…", "d".repeat(1256)),
+            },
+        }),
+    ];
+    for chunk in fields.chunks(MAX_FIELDS_PER_SECTION) {
+        blocks.push(json!({ "type": "section", "fields": chunk }));
+    }
+    blocks.push(firing_context());
+    assert_eq!(message["blocks"], Value::Array(blocks));
+    assert_eq!(message["text"], "[FIRING] Deep");
+    assert_eq!(block_cost(&message), MAX_BLOCKS_TEXT_CHARS);
+}
+
+#[test]
+fn label_sections_are_dropped_last() {
+    // 1000 labels of about 21 characters: short enough not to be cut, too many for the budget.
+    let mut labels: Labels = (1..1000)
+        .map(|i| (format!("label_{i:04}"), format!("value {i}")))
+        .collect();
+    labels.insert("alertname".to_owned(), "Flood".to_owned());
+    let alert = EnrichedAlert::new(alert_with(labels, Annotations::new()));
+    let message = message(&alert, &ctx_firing());
+    let blocks = message["blocks"].as_array().unwrap();
+
+    // 47 sections would cost 14 + 14 + 153 + 27 + 50 × 50 + 10,165 = 12,873 with their fields;
+    // 43 sections (430 labels) are the most that fit: 11,855.
+    assert_eq!(blocks.len(), 3 + 43);
+    assert_eq!(blocks[1]["text"]["text"], "[FIRING] Flood");
+    assert_eq!(blocks[2]["fields"][0]["text"], "*alertname*\nFlood");
+    assert_eq!(blocks[44]["fields"][9]["text"], "*label_0429*\nvalue 429");
+    let context = blocks[45]["elements"].as_array().unwrap();
+    assert_eq!(context[2]["text"], format!("<{GENERATOR_URL}|Source>"));
+    assert_eq!(context[3]["text"], "_570 more labels not shown_");
+    assert_eq!(block_cost(&message), 11_855);
+}
+
+#[test]
+fn a_huge_alert_stays_within_every_limit_and_keeps_its_fallback_text() {
+    let labels: Labels = (0..128)
+        .map(|i| (format!("n{i:03}"), "x".repeat(10_000)))
+        .chain([("alertname".to_owned(), "Huge".to_owned())])
+        .collect();
+    let url = format!("http://prometheus.local/graph?g0.expr={}", "q".repeat(5000));
+    let alert = alert_with(
+        labels,
+        pairs(&[
+            ("summary", &"s".repeat(10_000)),
+            ("description", &"d".repeat(10_000)),
+        ]),
+    )
+    .with_generator_url(Some(url.clone()))
+    .with_ends_at(Some(crate::common::at(crate::common::ENDS_AT)))
+    .unwrap();
+    let classification =
+        alert_core::Classification::new(alert_core::Severity::Critical, 0.5, "r".repeat(10_000))
+            .unwrap()
+            .with_recommendations(vec!["e".repeat(5000); 20]);
+    let alert = EnrichedAlert::new(alert).with_classification(classification);
+    let title = "T".repeat(5000);
+    let message = slack::message(
+        &alert,
+        &ctx_resolved(),
+        &SlackSettings::default(),
+        &with_title(title),
+    )
+    .unwrap();
+
+    assert!(
+        block_cost(&message) <= MAX_BLOCKS_TEXT_CHARS,
+        "{}",
+        block_cost(&message)
+    );
+    // The fallback text and the attachment are not blocks: cut only to their own limit.
+    let fallback = format!("{}…", "T".repeat(MAX_ATTACHMENT_TITLE_CHARS - 1));
+    assert_eq!(message["text"], fallback.as_str());
+    assert_eq!(message["attachments"][0]["fallback"], fallback.as_str());
+    assert_eq!(message["attachments"][0]["title_link"], url.as_str());
+
+    let blocks = message["blocks"].as_array().unwrap();
+    assert!(blocks.len() <= MAX_BLOCKS);
+    let chars = |value: &Value| value.as_str().unwrap().chars().count();
+    assert_eq!(blocks[0]["type"], "header");
+    assert_eq!(chars(&blocks[0]["text"]["text"]), MAX_HEADER_CHARS);
+    // The summary stays, cut to its section; the description could not.
+    assert_eq!(
+        blocks[1]["text"]["text"],
+        format!("{}…", "s".repeat(MAX_SECTION_CHARS - 1)).as_str()
+    );
+    let label_sections = &blocks[2..blocks.len() - 2];
+    assert!(!label_sections.is_empty(), "some labels are still shown");
+    let mut shown = 0;
+    for section in label_sections {
+        let fields = section["fields"].as_array().unwrap();
+        assert!(fields.len() <= MAX_FIELDS_PER_SECTION);
+        for field in fields {
+            let text = field["text"].as_str().unwrap();
+            // `alertname` is short and stays whole; the others are cut to one length.
+            if text != "*alertname*\nHuge" {
+                assert!(text.ends_with('…'), "{text}");
+                assert!((MIN_FIELD_CHARS..=MAX_FIELD_CHARS).contains(&chars(&field["text"])));
+            }
+            shown += 1;
+        }
+    }
+    let classification = &blocks[blocks.len() - 2]["text"]["text"];
+    assert!(
+        classification
+            .as_str()
+            .unwrap()
+            .starts_with("*Classification:*")
+    );
+    assert_eq!(chars(classification), MAX_SECTION_CHARS);
+    let context = blocks.last().unwrap();
+    assert_eq!(context["type"], "context");
+    let elements: Vec<&str> = context["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    // The source link is longer than a text object may be, so it is left out rather than cut.
+    assert_eq!(elements.len(), 4, "{elements:?}");
+    assert_eq!(elements[0], "*Status:* resolved");
+    assert_eq!(elements[2], ENDED);
+    assert_eq!(
+        elements[3],
+        format!("_{} more labels not shown_", 129 - shown)
+    );
 }
 
 #[test]
