@@ -13,7 +13,7 @@ pub const RESOLVE_TIMEOUT_SECS: u32 = 300;
 pub const REPEAT_SECS: u32 = 4 * 3600;
 /// How long the harness runs on after `length`, every target up, so the queue drains (the
 /// longest backoff is `max_backoff`, 5 minutes). Sources that still fire keep sending.
-pub const DRAIN_SECS: u32 = 3600;
+pub const DRAIN_SECS: u32 = 1500;
 /// How often Prometheus re-sends a resolved alert after it resolved (and how many times).
 pub const RESOLVED_RESENDS: u32 = 3;
 
