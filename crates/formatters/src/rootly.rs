@@ -15,10 +15,13 @@
 //! `POST /v1/alerts/{id}/resolve`, addressed by Rootly's alert id. We follow the documentation:
 //!
 //! - a firing alert is sent with `status: "open"`;
-//! - a resolved alert is sent with `ended_at` and without `status`, for a publisher that can only
-//!   post (Rootly then sees the end time on the alert that shares its `deduplication_key`);
-//! - [`resolve_body`] builds the body of `POST /v1/alerts/{id}/resolve`, which a publisher that
-//!   kept the id from the create response should prefer.
+//! - [`resolve_body`] builds the body of `POST /v1/alerts/{id}/resolve`,
+//!   `{data:{type:"alerts",attributes:{resolution_message}}}`, which is how alertpub's Rootly
+//!   publisher resolves, with the id it kept from the create response;
+//! - [`alert_body`] of a resolved alert has `ended_at` and no `status`. It records an end time
+//!   and resolves nothing: Rootly folds a create that shares an open alert's `deduplication_key`
+//!   into that alert. alertpub's publisher never sends it, and fails a resolve it has no id for
+//!   instead (see `publishers-rootly`).
 
 use alert_core::{AlertStatus, Annotations, Classification, EnrichedAlert, Labels, wire};
 use serde::{Deserialize, Serialize};

@@ -5,12 +5,29 @@
 //!   `{data:{type:"alerts",attributes:{…}}}` built by [`formatters::rootly`]. Its
 //!   `deduplication_key` and `external_id` derive from the fingerprint, so Rootly folds repeats of
 //!   one alert together.
-//! - Rootly's create call has no `resolved` status (its `status` is `open` or `triggered`);
-//!   resolving is `POST {url}/v1/alerts/{id}/resolve` with the id Rootly returned at creation. The
-//!   id is kept in the [`alert_core::MessageRefStore`] by fingerprint. When no id
-//!   is known (the alert was created before the store existed), the resolve is sent as a create
-//!   with the same `deduplication_key` and an `ended_at`, which Rootly deduplicates into the
-//!   existing alert.
+//! - Rootly's create call has no `resolved` status (its `status` is `open` or `triggered`,
+//!   <https://docs.rootly.com/api-reference/alerts/creates-an-alert>). Resolving is its own
+//!   endpoint, `POST {url}/v1/alerts/{id}/resolve`
+//!   (<https://docs.rootly.com/api-reference/alerts/resolves-an-alert>), addressed by the id
+//!   Rootly returned at creation, with the body
+//!   `{"data":{"type":"alerts","attributes":{"resolution_message":…}}}` built by
+//!   [`formatters::rootly::resolve_body`]; the message is the title rendered for the resolve, such
+//!   as `[RESOLVED] DiskFull on db-1`. `resolve_related_incidents` is not sent: an incident is
+//!   people's work, and closing it stays theirs. The id is kept in the
+//!   [`alert_core::MessageRefStore`] by fingerprint, and forgotten once the resolve is accepted.
+//! - **A resolve with no stored id is not sent**, and fails as `permanent(config)` with the
+//!   message "no Rootly alert id is stored for this alert; Rootly cannot look one up by
+//!   deduplication_key". This happens when the create's answer was lost or carried no usable id,
+//!   or the store was lost. Rootly's list endpoint
+//!   (<https://docs.rootly.com/api-reference/alerts/list-alerts>) filters by status, source,
+//!   services, labels and dates, but not by `deduplication_key` or `external_id`, so the id cannot
+//!   be found again; and a second create with an `ended_at` does not resolve anything, because
+//!   `status` cannot say `resolved` and Rootly folds the repeat into the open alert. Failing loudly
+//!   is what an on-call engineer needs here: the resolve lands in the dead-letter queue (counted in
+//!   `alertpub_target_publish_failures_total{reason="permanent"}`), where an operator sees that the
+//!   Rootly alert is still open and must be resolved by hand, instead of a success that resolved
+//!   nothing. A `config` failure does not count against the target's health or breaker: Rootly is
+//!   fine, it is our side that cannot address the alert.
 //!
 //! Used on its own:
 //!
@@ -38,8 +55,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use alert_core::{
-    AlertStatus, BoxFuture, HealthProbe, KindSettings, MessageRef, MessageRefStore, PublishError,
-    PublishRequest, Publisher, Receipt, Secret, TargetName,
+    AlertStatus, BoxFuture, ErrorKind, HealthProbe, KindSettings, MessageRef, MessageRefStore,
+    PermanentReason, PublishError, PublishRequest, Publisher, Receipt, Secret, TargetName,
 };
 use formatters::rootly::RootlySettings;
 use formatters::{FormatContext, TemplateConfig, Templates};
@@ -54,6 +71,11 @@ pub const DEFAULT_URL: &str = "https://api.rootly.com";
 
 /// The JSON:API media type Rootly requires.
 pub const CONTENT_TYPE: &str = "application/vnd.api+json";
+
+/// Why a resolve with no stored Rootly alert id fails (see the crate docs).
+const NO_STORED_ID: &str = "no Rootly alert id is stored for this alert; Rootly cannot look one \
+                            up by deduplication_key, so the resolve was not sent and the Rootly \
+                            alert must be resolved by hand";
 
 /// The transport half of a Rootly target's settings; the other keys are the alert's
 /// [`RootlySettings`].
@@ -168,13 +190,21 @@ impl Publisher for RootlyPublisher {
         Box::pin(async move {
             let context = FormatContext::new(request.status, chrono::Utc::now());
             let fingerprint = request.alert.alert.fingerprint();
-            if context.status == AlertStatus::Resolved
-                && let Some(created) = self.refs.get(self.target.as_str(), fingerprint).await
-            {
+            if context.status == AlertStatus::Resolved {
+                let Some(created) = self.refs.get(self.target.as_str(), fingerprint).await else {
+                    return Err(PublishError::new(
+                        ErrorKind::Permanent {
+                            reason: PermanentReason::Config,
+                        },
+                        NO_STORED_ID,
+                    ));
+                };
+                let body =
+                    formatters::rootly::resolve_body(request.alert, &context, &self.templates)?;
                 let path = format!("/v1/alerts/{}/resolve", created.id);
                 let response = self
                     .client
-                    .send(self.request(&path, Vec::new())?, &DefaultClassifier)
+                    .send(self.request(&path, body)?, &DefaultClassifier)
                     .await?;
                 self.refs.remove(self.target.as_str(), fingerprint).await;
                 return Ok(Receipt::with_status(response.status.as_u16()));
@@ -190,9 +220,8 @@ impl Publisher for RootlyPublisher {
                 .send(self.request("/v1/alerts", body)?, &DefaultClassifier)
                 .await?;
             let mut receipt = Receipt::with_status(response.status.as_u16());
-            if context.status == AlertStatus::Firing
-                && let Ok(created) = serde_json::from_slice::<Created>(&response.body)
-            {
+            // Only a firing gets here: a resolve returned above.
+            if let Ok(created) = serde_json::from_slice::<Created>(&response.body) {
                 let id = match created.data.id {
                     serde_json::Value::String(id) => id,
                     other => other.to_string(),

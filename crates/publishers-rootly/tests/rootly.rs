@@ -1,10 +1,11 @@
-//! The Rootly publisher against a real mock target.
+//! The Rootly publisher against a real mock target: the JSON:API create, the documented resolve
+//! endpoint and body, a resolve with no stored id (never sent), and classification.
 
 use std::sync::Arc;
 
 use alert_core::{
-    Alert, Delivery, EnrichedAlert, ErrorKind, InMemoryMessageRefs, KindSettings, Labels,
-    PermanentReason, PublishRequest, Publisher, TargetName,
+    Alert, AlertStatus, Delivery, EnrichedAlert, ErrorKind, InMemoryMessageRefs, KindSettings,
+    Labels, MessageRefStore, PermanentReason, PublishError, PublishRequest, Publisher, TargetName,
 };
 use chrono::Utc;
 use publisher_http::{BuildContext, ClientConfig, HttpClient};
@@ -55,14 +56,21 @@ async fn creates_with_json_api_and_resolves_by_id() {
         .await
         .unwrap();
     assert_eq!(receipt.message_ref.as_deref(), Some("a1b2-c3"));
-    build(&target, refs)
-        .publish(PublishRequest::made_at(
-            &alert(true),
+    let resolved = alert(true);
+    let receipt = build(&target, refs.clone())
+        .publish(PublishRequest::new(
+            &resolved,
+            AlertStatus::Resolved,
             Delivery::first(),
-            chrono::Utc::now(),
         ))
         .await
         .unwrap();
+    assert_eq!(receipt.status_code, Some(200));
+    // Once resolved, the id is forgotten.
+    assert_eq!(
+        refs.get("rootly-prod", resolved.alert.fingerprint()).await,
+        None
+    );
 
     let requests = target.requests();
     let create = &requests[0];
@@ -88,35 +96,99 @@ async fn creates_with_json_api_and_resolves_by_id() {
             .unwrap()
             .contains(&fingerprint)
     );
-    assert_eq!(requests[1].path, "/v1/alerts/a1b2-c3/resolve");
+    assert_eq!(requests.len(), 2);
+    let resolve = &requests[1];
     assert_eq!(
-        requests[1].header("content-type"),
+        (resolve.method.as_str(), resolve.path.as_str()),
+        ("POST", "/v1/alerts/a1b2-c3/resolve")
+    );
+    assert_eq!(
+        resolve.header("content-type"),
         Some("application/vnd.api+json")
+    );
+    assert_eq!(
+        resolve.header("authorization"),
+        Some(&*format!("Bearer {API_KEY}"))
+    );
+    // The body Rootly documents for the resolve endpoint.
+    assert_eq!(
+        resolve.json(),
+        serde_json::json!({
+            "data": {
+                "type": "alerts",
+                "attributes": { "resolution_message": "[RESOLVED] Outage" },
+            },
+        })
     );
 }
 
+fn assert_not_resolvable(err: &PublishError) {
+    assert_eq!(
+        err.kind,
+        ErrorKind::Permanent {
+            reason: PermanentReason::Config
+        }
+    );
+    assert_eq!(err.status_code, None);
+    assert!(
+        err.message.contains(
+            "no Rootly alert id is stored for this alert; Rootly cannot look one up by \
+             deduplication_key"
+        ),
+        "{err}"
+    );
+    // Rootly is not at fault: the target's health and breaker ignore it.
+    assert!(!err.kind.counts_against_target());
+    assert!(!err.to_string().contains(API_KEY));
+}
+
 #[tokio::test]
-async fn a_resolve_without_a_known_id_is_sent_with_the_same_deduplication_key() {
+async fn a_resolve_without_a_stored_id_is_not_sent_and_fails_as_config() {
     let target = MockTarget::start().await;
     target.respond(MockResponse::status(201).json(&serde_json::json!({"data": {"id": "zz"}})));
-    build(&target, Arc::default())
-        .publish(PublishRequest::made_at(
+    let err = build(&target, Arc::default())
+        .publish(PublishRequest::new(
             &alert(true),
+            AlertStatus::Resolved,
             Delivery::first(),
-            chrono::Utc::now(),
         ))
         .await
-        .unwrap();
-    let request = &target.requests()[0];
-    assert_eq!(request.path, "/v1/alerts");
-    let attributes = &request.json()["data"]["attributes"];
-    assert!(attributes["ended_at"].is_string(), "{attributes}");
-    assert!(
-        attributes["deduplication_key"]
-            .as_str()
-            .unwrap()
-            .contains(&alert(true).alert.fingerprint().to_string())
-    );
+        .unwrap_err();
+    assert_not_resolvable(&err);
+    // Neither a second create on /v1/alerts nor anything else.
+    assert!(target.requests().is_empty(), "{:?}", target.requests());
+}
+
+#[tokio::test]
+async fn a_create_answered_without_a_usable_id_leaves_its_resolve_unsendable() {
+    for answer in [
+        serde_json::json!({"data": {"type": "alerts"}}),
+        serde_json::json!({"data": {"id": "../../v1/incidents"}}),
+    ] {
+        let target = MockTarget::start().await;
+        let refs = Arc::new(InMemoryMessageRefs::new());
+        target.respond(MockResponse::status(201).json(&answer));
+        let receipt = build(&target, refs.clone())
+            .publish(PublishRequest::new(
+                &alert(false),
+                AlertStatus::Firing,
+                Delivery::first(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(receipt.message_ref, None, "{answer}");
+        let err = build(&target, refs)
+            .publish(PublishRequest::new(
+                &alert(true),
+                AlertStatus::Resolved,
+                Delivery::first(),
+            ))
+            .await
+            .unwrap_err();
+        assert_not_resolvable(&err);
+        let paths: Vec<String> = target.requests().into_iter().map(|r| r.path).collect();
+        assert_eq!(paths, ["/v1/alerts"], "{answer}: the create only");
+    }
 }
 
 #[tokio::test]
