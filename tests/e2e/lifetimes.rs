@@ -201,3 +201,62 @@ receivers:
          resolved by Alertmanager; {received} alerts ingested from its webhook"
     );
 }
+
+/// The webhook receiver's edges: a message with `truncatedAlerts > 0` is accepted and counted,
+/// a resolved alert whose `startsAt` lies after its `endsAt` (the hosts' clocks disagree) is not
+/// refused, and `webhook_resolve_timeout` (here 2 s) resolves a firing alert that is not re-sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_receiver_counts_truncation_tolerates_skew_and_has_a_safety_net() {
+    let target = MockTarget::start().await;
+    target.respond(MockResponse::status(200));
+    let config = format!(
+        "{}targets:\n{}",
+        base_config().replace(
+            "resolve_timeout: 5m",
+            "resolve_timeout: 5m\n  webhook_resolve_timeout: 2s"
+        ),
+        webhook("hook", &target, "")
+    );
+    let server = Server::start(&config).await;
+    let http = Http::new();
+    let now = Utc::now();
+    let message = json!({
+        "version": "4",
+        "groupKey": "{}:{alertname=\"Edges\"}",
+        "truncatedAlerts": 3,
+        "status": "firing",
+        "receiver": "alertpub",
+        "alerts": [
+            {"status": "firing", "labels": {"alertname": "Edges", "case": "net"},
+             "startsAt": rfc3339(now), "endsAt": "0001-01-01T00:00:00Z"},
+            {"status": "resolved", "labels": {"alertname": "Edges", "case": "skew"},
+             "startsAt": rfc3339(now + chrono::Duration::minutes(10)),
+             "endsAt": rfc3339(now - chrono::Duration::seconds(1))},
+        ],
+    });
+    let answer = http
+        .post_json(&server.url("/api/v1/alerts/alertmanager"), &message)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(
+        metric(&server, "alertpub_ingest_truncated_alerts_total", &[]).await,
+        3.0
+    );
+    // The net: not re-sent, the firing alert resolves about 2 s later.
+    let seen = poll_until(ACT, "the net's resolve", async || {
+        let net: Vec<String> = posts(&target)
+            .iter()
+            .filter(|r| r.json()["labels"]["case"] == "net")
+            .map(|r| r.json()["status"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        (net.len() >= 2).then_some(net)
+    })
+    .await;
+    assert_eq!(seen, ["firing", "resolved"]);
+    let skewed: Vec<_> = posts(&target)
+        .into_iter()
+        .filter(|r| r.json()["labels"]["case"] == "skew")
+        .collect();
+    assert_eq!(skewed.len(), 1, "the skewed resolve is delivered");
+    assert_eq!(skewed[0].json()["status"], "resolved");
+}
