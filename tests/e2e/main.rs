@@ -14,6 +14,7 @@ mod publish;
 mod queue;
 mod shutdown;
 mod tls;
+mod vendors;
 
 use std::time::Duration;
 
