@@ -11,6 +11,17 @@
 //!   `0001-01-01T00:00:00Z` as `endsAt`, and a missing generator URL is `""`.
 //!
 //! Timestamps are RFC 3339 in UTC with milliseconds.
+//!
+//! **`generatorURL` must be an absolute URI.** Alertmanager's API declares it `format: uri`
+//! (`api/v2/openapi.yaml`, <https://github.com/prometheus/alertmanager/blob/main/api/v2/openapi.yaml>),
+//! and go-openapi checks that format with Go's `url.ParseRequestURI`
+//! (<https://pkg.go.dev/net/url#ParseRequestURI>; newer go-openapi/strfmt strips a `#fragment`
+//! first). A value it refuses fails the whole request with 422, and would on every retry. So
+//! [`postable_alerts`] forwards a generator URL only when [`is_absolute_request_uri`] holds, and
+//! leaves the field out otherwise (an absent `generatorURL` is valid). That check is
+//! `ParseRequestURI` itself, reimplemented, passed both with and without the fragment (so that
+//! every version accepts it), and it also wants a scheme: `ParseRequestURI` lets a bare path like
+//! `/graph?…` through, but on another Alertmanager that link would point at the wrong host.
 
 use alert_core::{Alert, AlertStatus, Annotations, EnrichedAlert, Labels, wire};
 use serde::Serialize;
@@ -74,10 +85,23 @@ fn to_postable(
                     .flatten()
                     .map(wire::format_timestamp)
             },
-            generator_url: alert.generator_url(),
+            generator_url: alert
+                .generator_url()
+                .filter(|url| is_absolute_request_uri(url)),
         })
         .collect();
     Ok(serde_json::to_vec(&postable)?)
+}
+
+/// Whether an upstream Alertmanager accepts `url` as a `generatorURL`: an absolute URI (a scheme,
+/// then `:`) that Go's `url.ParseRequestURI` parses, with its `#fragment` and without it. See the
+/// module docs.
+#[must_use]
+pub fn is_absolute_request_uri(url: &str) -> bool {
+    let without_fragment = url.split_once('#').map_or(url, |(before, _)| before);
+    [url, without_fragment]
+        .into_iter()
+        .all(|candidate| request_uri::scheme(candidate).is_some_and(|scheme| !scheme.is_empty()))
 }
 
 /// Builds the v4 webhook payload for these alerts, each with the status its caller decided.
@@ -154,4 +178,186 @@ struct PostableAlert<'a> {
     ends_at: Option<String>,
     #[serde(rename = "generatorURL", skip_serializing_if = "Option::is_none")]
     generator_url: Option<&'a str>,
+}
+
+/// Go's `net/url.ParseRequestURI`, as far as deciding whether it fails: `parse(rawURL, true)`,
+/// `getScheme`, `parseAuthority`, `parseHost`, `validOptionalPort`, `validUserinfo` and the error
+/// cases of `unescape`, in Go 1.22's `src/net/url/url.go`. Bracketed hosts are held to a valid
+/// IPv6 address, as newer Go releases do.
+mod request_uri {
+    use std::net::Ipv6Addr;
+
+    /// The scheme (empty when there is none) when `ParseRequestURI(raw)` succeeds.
+    pub(super) fn scheme(raw: &str) -> Option<&str> {
+        // stringContainsCTLByte
+        if raw.is_empty() || raw.bytes().any(|b| b < b' ' || b == 0x7f) {
+            return None;
+        }
+        if raw == "*" {
+            return Some("");
+        }
+        let (scheme, rest) = split_scheme(raw)?;
+        let rest = match rest.strip_suffix('?') {
+            Some(before) if !before.contains('?') => before,
+            _ => rest.split_once('?').map_or(rest, |(before, _)| before),
+        };
+        if !rest.starts_with('/') {
+            // A rootless path after a scheme is opaque (`mailto:ops@example.com`); without a
+            // scheme, a request URI must start with `/`.
+            return (!scheme.is_empty()).then_some(scheme);
+        }
+        let mut path = rest;
+        if !scheme.is_empty()
+            && let Some(after) = rest.strip_prefix("//")
+        {
+            let (authority, tail) = after.find('/').map_or((after, ""), |i| after.split_at(i));
+            if !valid_authority(authority) {
+                return None;
+            }
+            path = tail;
+        }
+        valid_escapes(path, false).then_some(scheme)
+    }
+
+    /// `getScheme`: the scheme and the rest, or `None` for "missing protocol scheme".
+    fn split_scheme(raw: &str) -> Option<(&str, &str)> {
+        for (i, c) in raw.bytes().enumerate() {
+            match c {
+                b'a'..=b'z' | b'A'..=b'Z' => {}
+                b'0'..=b'9' | b'+' | b'-' | b'.' if i > 0 => {}
+                b':' if i == 0 => return None,
+                b':' => return Some((&raw[..i], &raw[i + 1..])),
+                _ => return Some(("", raw)),
+            }
+        }
+        Some(("", raw))
+    }
+
+    /// `parseAuthority`: an optional `userinfo@`, then the host.
+    fn valid_authority(authority: &str) -> bool {
+        match authority.rfind('@') {
+            None => valid_host(authority),
+            Some(at) => {
+                let (userinfo, host) = (&authority[..at], &authority[at + 1..]);
+                valid_host(host)
+                    && userinfo
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._:~!$&'()*+,;=%@".contains(&b))
+                    && valid_escapes(userinfo, false)
+            }
+        }
+    }
+
+    /// `parseHost`: a bracketed IPv6 literal with an optional port, or a name with an optional
+    /// port, and only the characters a host may hold.
+    fn valid_host(host: &str) -> bool {
+        if let Some(bracketed) = host.strip_prefix('[') {
+            let Some(close) = bracketed.rfind(']') else {
+                return false;
+            };
+            let (literal, port) = (&bracketed[..close], &bracketed[close + 1..]);
+            let address = literal
+                .split_once("%25")
+                .map_or(literal, |(address, _)| address);
+            return valid_port(port) && address.parse::<Ipv6Addr>().is_ok();
+        }
+        if let Some(colon) = host.rfind(':')
+            && !valid_port(&host[colon..])
+        {
+            return false;
+        }
+        valid_escapes(host, true)
+    }
+
+    /// `validOptionalPort`: empty, or `:` and digits.
+    fn valid_port(port: &str) -> bool {
+        port.is_empty()
+            || port
+                .strip_prefix(':')
+                .is_some_and(|digits| digits.bytes().all(|b| b.is_ascii_digit()))
+    }
+
+    /// `unescape`'s failures: a `%` not followed by two hex digits; and in a host, an escaped
+    /// ASCII byte other than `%25`, or an ASCII byte a host may not hold.
+    fn valid_escapes(text: &str, host: bool) -> bool {
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let (Some(&high), Some(&low)) = (bytes.get(i + 1), bytes.get(i + 2)) else {
+                    return false;
+                };
+                if !high.is_ascii_hexdigit() || !low.is_ascii_hexdigit() {
+                    return false;
+                }
+                if host && high < b'8' && &bytes[i..i + 3] != b"%25" {
+                    return false;
+                }
+                i += 3;
+            } else {
+                let c = bytes[i];
+                if host
+                    && c < 0x80
+                    && !(c.is_ascii_alphanumeric() || b"!$&'()*+,;=:[]<>\"-_.~".contains(&c))
+                {
+                    return false;
+                }
+                i += 1;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_absolute_request_uri;
+
+    #[test]
+    fn absolute_request_uris_are_kept() {
+        for url in [
+            "http://prom/graph",
+            "https://prometheus.example.com:9090/graph?g0.expr=up%3D%3D0&g0.tab=1",
+            "http://[::1]:9090/graph",
+            "http://[fe80::1%25eth0]/graph",
+            "http://user:p%40ss@prom:9090/graph",
+            "http://prom/graph?g0.expr=rate(x[5m])#panel",
+            "http://prom:9090",
+            "http://prom/graph?",
+            "http://ünïcode.example/pfad",
+            // Opaque, but `ParseRequestURI` takes them, and so does Alertmanager.
+            "mailto:ops@example.com",
+            "prometheus:9090/graph",
+        ] {
+            assert!(is_absolute_request_uri(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn what_alertmanager_would_refuse_is_dropped() {
+        for url in [
+            "",
+            "prometheus.local/graph",
+            "foo/bar",
+            ":9090/graph",
+            "1http://prom/graph",
+            "http://prom/graph%zz",
+            "http://prom/graph%2",
+            "http://prom:90a/graph",
+            "http://exa mple.com/graph",
+            "http://pr%41m/graph",
+            "http://prom/gr\naph",
+            "http://prom/graph\u{7f}",
+            "http://[::1/graph",
+            "http://[not-ipv6]/graph",
+            "http://us er@prom/graph",
+            // Older go-openapi does not strip the fragment, and reads `host#` as userinfo.
+            "https://prom#@frag",
+            // Bare paths pass `ParseRequestURI`, but point at the wrong host upstream.
+            "/graph?g0.expr=up",
+            "//prom/graph",
+        ] {
+            assert!(!is_absolute_request_uri(url), "{url:?}");
+        }
+    }
 }

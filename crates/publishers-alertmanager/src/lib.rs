@@ -6,6 +6,15 @@
 //! upstream's `resolve_timeout`). The interval is a setting of this kind; the queue schedules the
 //! refreshes. Alertmanager deduplicates by labels, so a refresh never notifies twice.
 //!
+//! A `generatorURL` the upstream would refuse is left out of the forwarded alert, with a warning.
+//! Alertmanager's API (`api/v2/openapi.yaml`,
+//! <https://github.com/prometheus/alertmanager/blob/main/api/v2/openapi.yaml>) declares the field
+//! `format: uri`, checked with Go's `url.ParseRequestURI`, and answers `422` for the whole request
+//! when it fails: the alert would be refused on every retry, until it dead-lettered, for the sake
+//! of a link. [`formatters::alertmanager::is_absolute_request_uri`] is the check. The warning names
+//! the alert's fingerprint and the URL's length, never the URL, which may carry a token in its
+//! query.
+//!
 //! Used on its own:
 //!
 //! ```no_run
@@ -147,6 +156,18 @@ impl Publisher for AlertmanagerPublisher {
     ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
         Box::pin(async move {
             let context = FormatContext::new(request.status, chrono::Utc::now());
+            let alert = &request.alert.alert;
+            if let Some(url) = alert.generator_url()
+                && !url.is_empty()
+                && !formatters::alertmanager::is_absolute_request_uri(url)
+            {
+                tracing::warn!(
+                    fingerprint = %alert.fingerprint(),
+                    generator_url_chars = url.chars().count(),
+                    "the alert's generatorURL is not an absolute URI, which Alertmanager refuses \
+                     with 422; it is forwarded without one"
+                );
+            }
             let body = formatters::alertmanager::postable_alerts_with_context(
                 &[&request.alert.alert],
                 &context,

@@ -56,6 +56,39 @@ fn postable_firing_has_no_end() {
 }
 
 #[test]
+fn postable_leaves_out_a_generator_url_alertmanager_would_refuse() {
+    // Alertmanager answers 422 to a `generatorURL` that is not an absolute URI, for the whole
+    // request; without the field the alert is accepted.
+    let relative = firing()
+        .alert
+        .with_generator_url(Some("prometheus.local/graph?g0.expr=disk".to_owned()));
+    let absolute = alert_with(pairs(&[("alertname", "A")]), Annotations::new()).with_generator_url(
+        Some("https://prom.example:9090/graph?g0.expr=up".to_owned()),
+    );
+    let ctx = FormatContext::new(AlertStatus::Firing, at(NOW_FIRING));
+    assert_eq!(
+        parse(&alertmanager::postable_alerts_with_context(&[&relative, &absolute], &ctx).unwrap()),
+        json!([
+            {
+                "labels": labels_json(),
+                "annotations": annotations_json(),
+                "startsAt": STARTS_AT,
+            },
+            {
+                "labels": { "alertname": "A" },
+                "annotations": {},
+                "startsAt": STARTS_AT,
+                "generatorURL": "https://prom.example:9090/graph?g0.expr=up",
+            },
+        ])
+    );
+    assert!(!alertmanager::is_absolute_request_uri(
+        "prometheus.local/graph"
+    ));
+    assert!(alertmanager::is_absolute_request_uri(GENERATOR_URL));
+}
+
+#[test]
 fn postable_resolved_keeps_its_end() {
     let alert = resolved().alert;
     assert_eq!(
