@@ -146,7 +146,8 @@ pub struct HttpClient {
 /// Where requests go: the network, or a handler in this process.
 #[derive(Clone)]
 enum Transport {
-    Network(Client<HttpsConnector<LimitedConnector<HttpConnector>>, Full<Bytes>>),
+    // Boxed: the pooled client is large, and the enum is held once per client.
+    Network(Box<Client<HttpsConnector<LimitedConnector<HttpConnector>>, Full<Bytes>>>),
     InMemory(Arc<dyn InMemoryHandler>),
 }
 
@@ -217,7 +218,7 @@ impl HttpClient {
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
             .build(https);
         Ok(Self {
-            transport: Transport::Network(client),
+            transport: Transport::Network(Box::new(client)),
             config: Arc::new(config.clone()),
         })
     }

@@ -154,10 +154,12 @@ fn start_dispatcher(
         CircuitBreakers::with_clock(BreakerConfig::default(), Arc::new(health::TokioClock))
             .unwrap_or_else(|e| panic!("breakers: {e}")),
     );
-    let mut config = DispatcherConfig::default();
     // Lanes are woken by every enqueue and sweep; a long idle poll keeps hours of virtual time
     // cheap.
-    config.idle_poll = Duration::from_secs(30);
+    let config = DispatcherConfig {
+        idle_poll: Duration::from_secs(30),
+        ..DispatcherConfig::default()
+    };
     let stop = CancellationToken::new();
     let handle = Dispatcher::builder(Arc::clone(store), source.clone())
         .health(health)
