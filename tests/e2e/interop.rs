@@ -367,6 +367,27 @@ pub(crate) fn statuses(requests: &[RecordedRequest]) -> Vec<String> {
         .collect()
 }
 
+/// An Alertmanager that notifies `server`'s webhook receiver (`send_resolved: true`), grouping by
+/// `alertname` with 1 s waits and a 1 h `repeat_interval`.
+pub(crate) fn notifying_alertpub(server: &Server) -> String {
+    format!(
+        r#"
+route:
+  receiver: alertpub
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: alertpub
+    webhook_configs:
+      - url: {}
+        send_resolved: true
+"#,
+        server.url("/api/v1/alerts/alertmanager")
+    )
+}
+
 /// An Alertmanager whose route ends in a receiver that sends nothing.
 fn silent_alertmanager_config(resolve_timeout: &str) -> String {
     format!(
@@ -619,22 +640,7 @@ async fn alertmanager_webhook_fans_out_and_only_the_new_alert_of_a_group_is_deli
         webhook("hook-3", &targets[2], ""),
     );
     let server = Server::start(&config).await;
-    let am_config = format!(
-        r#"
-route:
-  receiver: alertpub
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: alertpub
-    webhook_configs:
-      - url: {}
-        send_resolved: true
-"#,
-        server.url("/api/v1/alerts/alertmanager")
-    );
+    let am_config = notifying_alertpub(&server);
     let am = start_alertmanager(&alertmanager_bin, &am_config).await;
     let am_url = am.url("");
 

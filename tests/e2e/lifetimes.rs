@@ -19,8 +19,8 @@ use serde_json::json;
 use test_support::{MockResponse, MockTarget};
 
 use crate::interop::{
-    ACT, Program, alertmanager_alerts, amtool, metric, poll_until, programs, start_alertmanager,
-    statuses,
+    ACT, Program, alertmanager_alerts, amtool, metric, notifying_alertpub, poll_until, programs,
+    start_alertmanager, statuses,
 };
 use crate::{base_config, posts, webhook};
 
@@ -119,22 +119,7 @@ async fn an_alert_from_alertmanager_stays_firing_until_alertmanager_resolves_it(
         webhook("hook", &target, "")
     );
     let server = Server::start(&config).await;
-    let am_config = format!(
-        r#"
-route:
-  receiver: alertpub
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: alertpub
-    webhook_configs:
-      - url: {}
-        send_resolved: true
-"#,
-        server.url("/api/v1/alerts/alertmanager")
-    );
+    let am_config = notifying_alertpub(&server);
     let am = start_alertmanager(&alertmanager_bin, &am_config).await;
     amtool(
         &amtool_bin,

@@ -36,5 +36,5 @@ pub mod harness;
 pub mod model;
 
 pub use model::{
-    End, Fault, Occurrence, Received, Send, Source, Timeline, Violation, Window, check,
+    End, Fault, Occurrence, Received, Send, Source, Timeline, Violation, Window, check, report,
 };

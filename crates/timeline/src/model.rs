@@ -237,6 +237,17 @@ pub struct Received {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation(pub String);
 
+/// The violations and the timeline as Rust, for a failing test's message.
+#[must_use]
+pub fn report(timeline: &Timeline, violations: &[Violation]) -> String {
+    let lines: Vec<&str> = violations.iter().map(|v| v.0.as_str()).collect();
+    format!(
+        "{}\n\nthe timeline, to paste as a regression test:\n{}",
+        lines.join("\n"),
+        timeline.to_rust()
+    )
+}
+
 /// Checks what the targets received against the timeline: the invariants of the suite.
 ///
 /// 1. A target never gets a resolve for an occurrence the source still holds firing.

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
-use timeline::{End, Fault, Occurrence, Source, Timeline, Window, check};
+use timeline::{End, Fault, Occurrence, Source, Timeline, Window, check, report};
 
 use crate::run;
 
@@ -119,16 +119,7 @@ fn run_cases(seed: u64, cases: u32) {
     let outcome = runner.run(&timeline(), |t| {
         let received = run(&t);
         let violations = check(&t, &received);
-        prop_assert!(
-            violations.is_empty(),
-            "{}\n\nthe timeline, to paste as a regression test:\n{}",
-            violations
-                .iter()
-                .map(|v| v.0.as_str())
-                .collect::<Vec<_>>()
-                .join("\n"),
-            t.to_rust()
-        );
+        prop_assert!(violations.is_empty(), "{}", report(&t, &violations));
         Ok(())
     });
     if let Err(err) = outcome {

@@ -7,7 +7,7 @@
 mod generated;
 mod named;
 
-use timeline::{Received, Timeline, check, harness};
+use timeline::{Received, Timeline, check, harness, report};
 
 /// Runs `timeline` on a fresh runtime with paused time and checks it; panics with the broken
 /// invariants and the timeline as Rust.
@@ -16,13 +16,8 @@ fn run_and_check(timeline: &Timeline) -> Vec<Received> {
     let violations = check(timeline, &received);
     assert!(
         violations.is_empty(),
-        "{}\n\nreceived: {received:#?}\n\nthe timeline, to paste as a regression test:\n{}",
-        violations
-            .iter()
-            .map(|v| v.0.as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        timeline.to_rust()
+        "{}\n\nreceived: {received:#?}",
+        report(timeline, &violations)
     );
     received
 }
