@@ -59,16 +59,26 @@ pub struct PublishRequest<'a> {
     pub status: AlertStatus,
     /// Which delivery this is.
     pub delivery: Delivery,
+    /// The instant of this attempt, from the caller's one clock (the dispatcher's injected clock,
+    /// or the synchronous publish's start): what a payload's timestamps and a signature's time
+    /// say. Publishers read no clock of their own.
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 impl<'a> PublishRequest<'a> {
-    /// A request to send `alert` in `status` as `delivery`.
+    /// A request to send `alert` in `status` as `delivery`, attempted at `at`.
     #[must_use]
-    pub const fn new(alert: &'a EnrichedAlert, status: AlertStatus, delivery: Delivery) -> Self {
+    pub const fn new(
+        alert: &'a EnrichedAlert,
+        status: AlertStatus,
+        delivery: Delivery,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
         Self {
             alert,
             status,
             delivery,
+            at,
         }
     }
 
@@ -81,7 +91,7 @@ impl<'a> PublishRequest<'a> {
         delivery: Delivery,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Self {
-        Self::new(alert, alert.alert.status_at(now), delivery)
+        Self::new(alert, alert.alert.status_at(now), delivery, now)
     }
 }
 

@@ -8,6 +8,7 @@ use alert_core::{
     AlertStatus, CallOutcome, CircuitGate, Delivery, EnrichedAlert, GateDecision, GateOutcome,
     HealthView, PublishError, PublishObserver, PublishRequest, TargetEntry,
 };
+use chrono::{DateTime, Utc};
 use tokio::time::{Instant, Sleep};
 use tracing::Instrument;
 
@@ -82,16 +83,21 @@ impl<'a> TargetCall<'a> {
         alert: &EnrichedAlert,
         status: AlertStatus,
         delivery: Delivery,
+        at: DateTime<Utc>,
     ) -> CallResult {
-        self.call_at(alert, status, delivery, Instant::now()).await
+        self.call_at(alert, (status, at), delivery, Instant::now())
+            .await
     }
 
     /// Makes the attempt, taking `started` as its start: the per-attempt deadline is
     /// `started + timeout`. Callers that start many calls at one instant read the clock once.
+    ///
+    /// `(status, at)` is what the caller decided: the state to publish, and the attempt's wall
+    /// instant from its clock.
     pub async fn call_at(
         &self,
         alert: &EnrichedAlert,
-        status: AlertStatus,
+        (status, at): (AlertStatus, DateTime<Utc>),
         delivery: Delivery,
         started: Instant,
     ) -> CallResult {
@@ -106,7 +112,7 @@ impl<'a> TargetCall<'a> {
             attempt = delivery.attempt,
         );
         let result = self
-            .attempt(alert, status, delivery, started)
+            .attempt(alert, (status, at), delivery, started)
             .instrument(span.clone())
             .await;
         let _entered = span.enter();
@@ -135,7 +141,7 @@ impl<'a> TargetCall<'a> {
     async fn attempt(
         &self,
         alert: &EnrichedAlert,
-        status: AlertStatus,
+        (status, at): (AlertStatus, DateTime<Utc>),
         delivery: Delivery,
         started: Instant,
     ) -> CallResult {
@@ -159,7 +165,7 @@ impl<'a> TargetCall<'a> {
         let publish = self
             .entry
             .publisher
-            .publish(PublishRequest::new(alert, status, delivery));
+            .publish(PublishRequest::new(alert, status, delivery, at));
         let result = match within(started + self.timeout, publish).await {
             Some(result) => result,
             None => Err(PublishError::timeout(self.timeout)),

@@ -182,7 +182,8 @@ impl FanoutEngine {
 
         let stop = self
             .run_calls(
-                (alert, status),
+                // Every call publishes the state decided at the start, stamped with that instant.
+                (alert, (status, started_at)),
                 &to_call,
                 &mut slots,
                 options,
@@ -218,7 +219,7 @@ impl FanoutEngine {
     /// or the token is cancelled. In-flight calls are dropped (and so cancelled) on the way out.
     async fn run_calls(
         &self,
-        (alert, status): (&EnrichedAlert, AlertStatus),
+        (alert, decided): (&EnrichedAlert, (AlertStatus, chrono::DateTime<chrono::Utc>)),
         to_call: &[(usize, &TargetEntry)],
         slots: &mut [Slot],
         options: &PublishOptions,
@@ -258,7 +259,7 @@ impl FanoutEngine {
                     (
                         index,
                         entry,
-                        call.call_at(alert, status, Delivery::first(), now).await,
+                        call.call_at(alert, decided, Delivery::first(), now).await,
                     )
                 });
             }

@@ -155,7 +155,7 @@ impl Publisher for AlertmanagerPublisher {
         request: PublishRequest<'a>,
     ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
         Box::pin(async move {
-            let context = FormatContext::new(request.status, chrono::Utc::now());
+            let context = FormatContext::new(request.status, request.at);
             let alert = &request.alert.alert;
             if let Some(url) = alert.generator_url()
                 && !url.is_empty()

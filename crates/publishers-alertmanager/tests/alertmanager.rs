@@ -155,6 +155,7 @@ async fn a_generator_url_alertmanager_would_refuse_is_dropped_with_a_warning() {
             &relative,
             AlertStatus::Firing,
             Delivery::first(),
+            chrono::Utc::now(),
         ))
         .await
         .unwrap();
@@ -165,6 +166,7 @@ async fn a_generator_url_alertmanager_would_refuse_is_dropped_with_a_warning() {
             &absolute,
             AlertStatus::Firing,
             Delivery::first(),
+            chrono::Utc::now(),
         ))
         .await
         .unwrap();
@@ -216,6 +218,7 @@ async fn a_422_from_alertmanager_is_permanent() {
             &alert_from("https://prom.example/graph"),
             AlertStatus::Firing,
             Delivery::first(),
+            chrono::Utc::now(),
         ))
         .await
         .unwrap_err();

@@ -137,7 +137,7 @@ impl Publisher for PagerDutyPublisher {
         request: PublishRequest<'a>,
     ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
         Box::pin(async move {
-            let context = FormatContext::new(request.status, chrono::Utc::now());
+            let context = FormatContext::new(request.status, request.at);
             let body = formatters::pagerduty::event(
                 request.alert,
                 &context,

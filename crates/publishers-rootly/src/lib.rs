@@ -188,7 +188,7 @@ impl Publisher for RootlyPublisher {
         request: PublishRequest<'a>,
     ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
         Box::pin(async move {
-            let context = FormatContext::new(request.status, chrono::Utc::now());
+            let context = FormatContext::new(request.status, request.at);
             let fingerprint = request.alert.alert.fingerprint();
             if context.status == AlertStatus::Resolved {
                 let Some(created) = self.refs.get(self.target.as_str(), fingerprint).await else {

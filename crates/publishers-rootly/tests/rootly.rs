@@ -62,6 +62,7 @@ async fn creates_with_json_api_and_resolves_by_id() {
             &resolved,
             AlertStatus::Resolved,
             Delivery::first(),
+            chrono::Utc::now(),
         ))
         .await
         .unwrap();
@@ -151,6 +152,7 @@ async fn a_resolve_without_a_stored_id_is_not_sent_and_fails_as_config() {
             &alert(true),
             AlertStatus::Resolved,
             Delivery::first(),
+            chrono::Utc::now(),
         ))
         .await
         .unwrap_err();
@@ -173,6 +175,7 @@ async fn a_create_answered_without_a_usable_id_leaves_its_resolve_unsendable() {
                 &alert(false),
                 AlertStatus::Firing,
                 Delivery::first(),
+                chrono::Utc::now(),
             ))
             .await
             .unwrap();
@@ -182,6 +185,7 @@ async fn a_create_answered_without_a_usable_id_leaves_its_resolve_unsendable() {
                 &alert(true),
                 AlertStatus::Resolved,
                 Delivery::first(),
+                chrono::Utc::now(),
             ))
             .await
             .unwrap_err();

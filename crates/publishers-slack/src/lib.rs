@@ -469,7 +469,7 @@ impl Publisher for SlackPublisher {
         request: PublishRequest<'a>,
     ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
         Box::pin(async move {
-            let context = FormatContext::new(request.status, chrono::Utc::now());
+            let context = FormatContext::new(request.status, request.at);
             let message = formatters::slack::message(
                 request.alert,
                 &context,

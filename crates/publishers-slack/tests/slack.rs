@@ -309,7 +309,12 @@ fn error_reply(code: &str) -> MockResponse {
 }
 
 fn resolve(alert: &EnrichedAlert) -> PublishRequest<'_> {
-    PublishRequest::new(alert, AlertStatus::Resolved, Delivery::first())
+    PublishRequest::new(
+        alert,
+        AlertStatus::Resolved,
+        Delivery::first(),
+        chrono::Utc::now(),
+    )
 }
 
 /// A store that already holds the firing message of `alert`, as after an earlier post.
@@ -447,6 +452,7 @@ async fn ok_without_ts_is_delivered_without_a_message_ref() {
             &firing,
             AlertStatus::Firing,
             Delivery::first(),
+            chrono::Utc::now(),
         ))
         .await
         .unwrap();
@@ -482,6 +488,7 @@ async fn a_ts_without_a_channel_is_stored_with_the_configured_channel() {
         &firing,
         AlertStatus::Firing,
         Delivery::first(),
+        chrono::Utc::now(),
     ))
     .await
     .unwrap();

@@ -239,13 +239,19 @@ impl WebhookPublisher {
         })
     }
 
-    fn request(&self, body: Vec<u8>, idempotency_key: &str) -> Result<HttpRequest, PublishError> {
+    /// The request for `body`, signed (when a secret is set) with the attempt's instant `at`.
+    fn request(
+        &self,
+        body: Vec<u8>,
+        idempotency_key: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<HttpRequest, PublishError> {
         let mut request = self
             .template
             .clone()
             .header("Idempotency-Key", idempotency_key)?;
         if let Some(secret) = &self.hmac_secret {
-            let timestamp = chrono::Utc::now().timestamp();
+            let timestamp = at.timestamp();
             let signature = sign(secret, timestamp, &body);
             request = request
                 .header(SIGNATURE_HEADER, &format!("t={timestamp},v1={signature}"))?
@@ -314,7 +320,7 @@ impl Publisher for WebhookPublisher {
         request: PublishRequest<'a>,
     ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
         Box::pin(async move {
-            let context = FormatContext::new(request.status, chrono::Utc::now());
+            let context = FormatContext::new(request.status, request.at);
             let body = formatters::webhook::body(request.alert, &context)?;
             let key = formatters::webhook::idempotency_key(
                 &request.alert.alert,
@@ -323,7 +329,7 @@ impl Publisher for WebhookPublisher {
             );
             let response = self
                 .client
-                .send(self.request(body, &key)?, &DefaultClassifier)
+                .send(self.request(body, &key, request.at)?, &DefaultClassifier)
                 .await?;
             Ok(Receipt::with_status(response.status.as_u16()))
         })

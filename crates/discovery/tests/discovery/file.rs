@@ -328,6 +328,7 @@ async fn a_secret_rotated_by_symlink_swap_is_used() {
                     &alert,
                     alert_core::AlertStatus::Firing,
                     Delivery::first(),
+                    alert.alert.starts_at(),
                 ))
                 .await
                 .unwrap()

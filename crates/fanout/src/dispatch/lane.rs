@@ -421,7 +421,9 @@ async fn attempt(
         context.health.as_ref(),
         context.observer.as_ref(),
     );
-    let result = call.call(&job.alert, job.status, job.delivery).await;
+    let result = call
+        .call(&job.alert, job.status, job.delivery, context.clock.now())
+        .await;
     // The target has answered: free the call's slot while the settlement is made durable.
     drop(in_flight);
     let Decision { settlement, pause } =
