@@ -50,9 +50,7 @@ pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 /// # Errors
 /// [`FormatError::Serialize`] only if JSON serialisation fails, which it does not for these types.
 pub fn postable_alerts(alerts: &[(&Alert, FormatContext)]) -> Result<Vec<u8>, FormatError> {
-    let only: Vec<&Alert> = alerts.iter().map(|(alert, _)| *alert).collect();
-    let mut contexts = alerts.iter().map(|(_, ctx)| *ctx);
-    to_postable(&only, |_| contexts.next().unwrap_or_else(|| unreachable!()))
+    to_postable(alerts.iter().copied())
 }
 
 /// Like [`postable_alerts`], with the status the caller decided: when `ctx` resolves and an alert
@@ -65,26 +63,21 @@ pub fn postable_alerts_with_context(
     alerts: &[&Alert],
     ctx: &FormatContext,
 ) -> Result<Vec<u8>, FormatError> {
-    to_postable(alerts, |_| *ctx)
+    to_postable(alerts.iter().map(|alert| (*alert, *ctx)))
 }
 
-fn to_postable(
-    alerts: &[&Alert],
-    mut ctx_of: impl FnMut(&Alert) -> FormatContext,
+fn to_postable<'a>(
+    alerts: impl Iterator<Item = (&'a Alert, FormatContext)>,
 ) -> Result<Vec<u8>, FormatError> {
     let postable: Vec<PostableAlert<'_>> = alerts
-        .iter()
-        .map(|alert| PostableAlert {
+        .map(|(alert, ctx)| PostableAlert {
             labels: alert.labels(),
             annotations: alert.annotations(),
             starts_at: wire::format_timestamp(alert.starts_at()),
-            ends_at: {
-                let ctx = ctx_of(alert);
-                (ctx.status == AlertStatus::Resolved)
-                    .then(|| ctx.effective_ends_at(alert))
-                    .flatten()
-                    .map(wire::format_timestamp)
-            },
+            ends_at: (ctx.status == AlertStatus::Resolved)
+                .then(|| ctx.effective_ends_at(alert))
+                .flatten()
+                .map(wire::format_timestamp),
             generator_url: alert
                 .generator_url()
                 .filter(|url| is_absolute_request_uri(url)),

@@ -345,6 +345,15 @@ impl Lane {
             return;
         }
         let started = Instant::now();
+        // What the lane knows of the target, once for the whole lease: when it is known to be
+        // down, each attempt probes it for the lane.
+        let unhealthy = self.context.health.status(target.name.as_str()) == HealthStatus::Unhealthy;
+        let probing =
+            unhealthy || self.context.gate.state(target.name.as_str()) == CircuitState::HalfOpen;
+        let view = LaneView {
+            probing,
+            rate_limited_streak: self.rate_limited_streak,
+        };
         for job in lease.jobs {
             let age = (now - job.enqueued_at).to_std().unwrap_or_default();
             let guard = InFlight::new(Arc::clone(&self.shared));
@@ -361,18 +370,9 @@ impl Lane {
             if let Some(bucket) = self.bucket.as_mut() {
                 bucket.take(started);
             }
-            let unhealthy =
-                self.context.health.status(target.name.as_str()) == HealthStatus::Unhealthy;
             if unhealthy {
                 self.unhealthy_probe = Some(started);
             }
-            // The target is known to be down: this attempt probes it for the lane.
-            let probing = unhealthy
-                || self.context.gate.state(target.name.as_str()) == CircuitState::HalfOpen;
-            let view = LaneView {
-                probing,
-                rate_limited_streak: self.rate_limited_streak,
-            };
             self.attempts.spawn(attempt(
                 Arc::clone(&context),
                 Arc::clone(entry),
