@@ -181,6 +181,14 @@ pub enum Admitted {
     },
     /// The notification log says the target already has this state; nothing was enqueued.
     Duplicate,
+    /// The target's queue holds its quota of live jobs (`queue.max_jobs_per_target`), so this
+    /// admission was refused while the batch's other admissions were committed. Nothing of it
+    /// was committed and its log entry was left as it was, so a re-send of the same alert is
+    /// admitted once the target's queue has room (and, for the other targets, is a duplicate).
+    TargetFull {
+        /// The quota of the target.
+        max_jobs_per_target: u64,
+    },
 }
 
 impl Admitted {
@@ -188,6 +196,12 @@ impl Admitted {
     #[must_use]
     pub const fn is_enqueued(&self) -> bool {
         matches!(self, Self::Enqueued { .. })
+    }
+
+    /// Whether the admission was refused because its target's queue is full.
+    #[must_use]
+    pub const fn is_refused(&self) -> bool {
+        matches!(self, Self::TargetFull { .. })
     }
 }
 
@@ -473,8 +487,20 @@ pub struct SweepPlan {
     /// `ends_at`) are dropped. Zero keeps them forever.
     pub log_retention: Duration,
     /// At most this many jobs are made in one pass, which bounds the commit; the rest wait for the
-    /// next pass.
+    /// next pass. The same bound applies, separately, to the jobs a pass moves to the dead-letter
+    /// queue.
     pub max_jobs_per_pass: usize,
+    /// Live jobs older than this (by `enqueued_at`) go to the dead-letter queue as
+    /// [`DeadReason::Expired`], whether or not their target has a lane; `None` keeps them.
+    pub max_age: Option<Duration>,
+    /// Every target of the current set, enabled or not, with its kind; `None` leaves removed
+    /// targets alone. With it, the store records the set (persistently, in a durable store), and
+    /// a target that has left it, even while the store was closed, has its live jobs moved to
+    /// the dead-letter queue as [`DeadReason::TargetRemoved`] once `removal_grace` has passed
+    /// since a pass first found it gone. A target that comes back before then keeps its jobs.
+    pub known_targets: Option<Vec<(TargetName, TargetKind)>>,
+    /// See [`known_targets`](Self::known_targets).
+    pub removal_grace: Duration,
 }
 
 impl SweepPlan {
@@ -486,7 +512,30 @@ impl SweepPlan {
             targets,
             log_retention,
             max_jobs_per_pass: DEFAULT_MAX_JOBS_PER_PASS,
+            max_age: None,
+            known_targets: None,
+            removal_grace: Duration::ZERO,
         }
+    }
+
+    /// Moves live jobs older than `max_age` to the dead-letter queue as expired.
+    #[must_use]
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = Some(max_age);
+        self
+    }
+
+    /// Tracks the target set `known` (every target, enabled or not) and moves a removed target's
+    /// jobs to the dead-letter queue `grace` after a pass first found it gone.
+    #[must_use]
+    pub fn with_known_targets(
+        mut self,
+        known: Vec<(TargetName, TargetKind)>,
+        grace: Duration,
+    ) -> Self {
+        self.known_targets = Some(known);
+        self.removal_grace = grace;
+        self
     }
 
     /// Makes at most `n` jobs per pass.
@@ -517,6 +566,12 @@ pub struct SweepReport {
     pub refreshed: u64,
     /// Notification-log entries dropped by the retention window.
     pub expired_log_entries: u64,
+    /// Live jobs moved to the dead-letter queue because they were older than
+    /// [`SweepPlan::max_age`].
+    pub expired_jobs: u64,
+    /// Live jobs of removed targets moved to the dead-letter queue once the grace period was
+    /// over.
+    pub removed_jobs: u64,
     /// The targets that got new jobs, sorted and without repeats, so their lanes can be woken.
     pub targets: Vec<TargetName>,
 }
@@ -605,6 +660,22 @@ pub enum JobStoreError {
         /// The configured bound.
         max_jobs: u64,
     },
+    /// Taking the batch would make the notification log hold more than `max_active_alerts`
+    /// entries (one per (target, fingerprint)); the whole batch was refused and nothing was
+    /// persisted. Re-sends of alerts the log holds add no entry and are not refused.
+    #[error("the notification log holds its most active alerts ({max_active_alerts})")]
+    TooManyActiveAlerts {
+        /// The configured bound.
+        max_active_alerts: u64,
+    },
+    /// The target holds `max_jobs_per_target` live jobs; the call (a replay) was refused.
+    #[error("the queue of target {target} is full ({max_jobs_per_target} jobs)")]
+    TargetFull {
+        /// The target.
+        target: TargetName,
+        /// The configured bound.
+        max_jobs_per_target: u64,
+    },
     /// The storage failed (for example, the disk is full); nothing of the call was persisted.
     #[error("the queue's storage failed: {0}")]
     Storage(String),
@@ -627,6 +698,14 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// Commits one batch: for each admission, the notification-log check ([`log_decision`]), the
     /// job, the supersede of a pending job of the same (target, fingerprint), and the log update,
     /// all in one commit. Either the whole batch is committed or, on error, nothing is.
+    ///
+    /// Bounds: a store may hold at most `max_jobs` live jobs ([`JobStoreError::Full`]) and at
+    /// most `max_active_alerts` log entries ([`JobStoreError::TooManyActiveAlerts`]); either
+    /// refuses the whole batch. A store with a per-target quota refuses only the admissions
+    /// that would add a job to a target already holding its quota ([`Admitted::TargetFull`]:
+    /// nothing of them is written, the log entry included) and commits the rest of the batch.
+    /// Admissions that replace a pending job, or are duplicates, add no job and are never
+    /// refused for a quota.
     ///
     /// The answer has one entry per admission, in order.
     fn enqueue_batch<'a>(
@@ -714,6 +793,18 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     ///   `ends_at` set to the entry's), sequence + 1, `accepted_at = now`; skipped while a live
     ///   job of that (target, fingerprint) exists.
     /// - **retention:** entries past `plan.log_retention` are dropped with their stored alert.
+    /// - **max age:** with `plan.max_age`, every live job older than it (by `enqueued_at`) moves
+    ///   to the dead-letter queue as [`DeadReason::Expired`], whatever its target (removed,
+    ///   disabled, without a lane), except a job whose lease is still running: its lane
+    ///   settles it. The entry takes the kind the store recorded for the target.
+    /// - **removed targets:** with `plan.known_targets`, the store records the set; a target
+    ///   that left it (or that has live jobs and was never recorded) is marked removed at `now`
+    ///   the first time a pass finds it gone, and its live jobs move to the dead-letter queue as
+    ///   [`DeadReason::TargetRemoved`] once `plan.removal_grace` has passed since (the marks
+    ///   survive a restart of a durable store). A target back in the set is unmarked.
+    ///
+    /// Dead-lettering is bounded by `plan.max_jobs_per_pass` too, oldest jobs first; the rest
+    /// waits for the next pass.
     ///
     /// Jobs count against `max_jobs` and `plan.max_jobs_per_pass`: when a bound is reached the
     /// pass makes as many as fit, longest overdue first, and leaves the rest (and their entries)
@@ -723,6 +814,13 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
         plan: &'a SweepPlan,
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<SweepReport, JobStoreError>>;
+
+    /// How the store is doing, from memory: whether it can persist work (readiness), whether it
+    /// can heal by itself (liveness), and the records it set aside. A store with nothing to
+    /// report is always healthy.
+    fn health(&self) -> StoreHealth {
+        StoreHealth::default()
+    }
 
     /// Moves every live job of `target` to the dead-letter queue with `reason` (the server calls
     /// it with [`DeadReason::TargetRemoved`] once a removed target's grace period is over), in
@@ -893,6 +991,9 @@ pub fn log_verdict(
 
 #[cfg(feature = "contract-tests")]
 pub mod contract;
+mod health;
+
+pub use health::{BrokenReason, FAILING_AFTER, StoreCondition, StoreHealth};
 
 #[cfg(test)]
 mod tests {

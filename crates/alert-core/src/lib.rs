@@ -12,6 +12,8 @@
 //! - [`Secret`] keeps credentials out of `Debug` and `Display`, and [`redact_url`] keeps URL paths,
 //!   which often carry tokens, out of logs and API output.
 //! - [`Matcher`] is an Alertmanager label matcher (`=`, `!=`, `=~`, `!~`, regexes fully anchored).
+//! - [`Clock`] is the one clock every part reads (wall time for stamps, monotonic time for
+//!   waits); the server builds one [`SystemClock`] and tests step a [`TestClock`].
 //! - The traits [`Publisher`], [`HealthView`], [`TargetSource`], [`CircuitGate`] and
 //!   [`PublishObserver`] are the seams the engine is built on.
 //!
@@ -28,6 +30,7 @@
 //! ```
 
 mod alert;
+mod clock;
 mod error;
 mod fingerprint;
 mod gate;
@@ -46,15 +49,16 @@ pub use alert::{
     Alert, AlertError, AlertStatus, Annotations, Classification, ClassificationError,
     EnrichedAlert, Labels, Severity,
 };
+pub use clock::{Clock, SystemClock, TestClock};
 pub use error::{ErrorKind, PermanentReason, PublishError};
 pub use fingerprint::Fingerprint;
 pub use gate::{AlwaysClosed, CircuitGate, CircuitState, GateDecision, GateOutcome};
 pub use health::{HealthStatus, HealthView, UnknownHealth};
 pub use job::{
-    Admission, Admitted, DeadLetter, DeadLetterFilter, DeadLetterId, DeadLetterPage, DeadReason,
-    JobError, JobId, JobStore, JobStoreError, Lease, LeasedJob, LogDecision, LogEntry, LogVerdict,
-    Priority, QueueStats, Reschedule, SweepAction, SweepPlan, SweepReport, TargetQueueStats,
-    log_decision, log_verdict, sweep_action,
+    Admission, Admitted, BrokenReason, DeadLetter, DeadLetterFilter, DeadLetterId, DeadLetterPage,
+    DeadReason, JobError, JobId, JobStore, JobStoreError, Lease, LeasedJob, LogDecision, LogEntry,
+    LogVerdict, Priority, QueueStats, Reschedule, StoreCondition, StoreHealth, SweepAction,
+    SweepPlan, SweepReport, TargetQueueStats, log_decision, log_verdict, sweep_action,
 };
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use message_ref::{InMemoryMessageRefs, MessageRef, MessageRefStore};

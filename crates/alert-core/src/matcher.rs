@@ -1,6 +1,6 @@
 //! Alertmanager-style label matchers.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::str::FromStr;
 
 use regex::Regex;
@@ -206,8 +206,21 @@ fn unquote(quoted: &str) -> Option<String> {
 }
 
 impl fmt::Display for Matcher {
+    // `name op "value"`, quoted with exactly the escapes `unquote` reads (`\"`, `\\`, `\n`,
+    // `\t`) and every other character as it is, so that the shown form parses back to the same
+    // matcher. Rust's `{:?}` would write escapes such as `\r` or `\u{f}`, which it refuses.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}{:?}", self.name, self.op.as_str(), self.value)
+        write!(f, "{}{}\"", self.name, self.op.as_str())?;
+        for c in self.value.chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                '\t' => f.write_str("\\t")?,
+                other => f.write_char(other)?,
+            }
+        }
+        f.write_char('"')
     }
 }
 
@@ -235,5 +248,41 @@ impl<'de> Deserialize<'de> for Matcher {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_is_shown_in_a_form_that_parses_back() {
+        // `aetm!=#\u{f}` was shown as `aetm!="#\u{f}"`, which the parser refused.
+        for value in [
+            "#\u{f}",
+            "a\rb",
+            "\0",
+            "tab\tnl\n",
+            "q\"b\\s",
+            "é ✓",
+            "",
+            " pad ",
+        ] {
+            for op in [
+                MatchOp::Equal,
+                MatchOp::NotEqual,
+                MatchOp::Regex,
+                MatchOp::NotRegex,
+            ] {
+                let Ok(matcher) = Matcher::new("label", op, value) else {
+                    continue;
+                };
+                let shown = matcher.to_string();
+                let parsed: Result<Matcher, _> = shown.parse();
+                assert_eq!(parsed, Ok(matcher), "{value:?} shown as {shown}");
+            }
+        }
+        let matcher = Matcher::new("team", MatchOp::Equal, "o\"p\\s\n").unwrap();
+        assert_eq!(matcher.to_string(), r#"team="o\"p\\s\n""#);
     }
 }

@@ -4,13 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alert_core::{CircuitGate, CircuitState, GateDecision, GateOutcome, wire};
+use alert_core::{CircuitGate, CircuitState, Clock, GateDecision, GateOutcome, SystemClock, wire};
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::breaker::{Breaker, BreakerConfig, CoreView};
-use crate::clock::{Clock, TokioClock};
 use crate::error::ConfigError;
 
 /// One target's breaker as the API shows it.
@@ -55,9 +54,10 @@ pub struct BreakerSnapshot {
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use alert_core::{CircuitGate, CircuitState, GateDecision, GateOutcome};
-/// use health::{BreakerConfig, CircuitBreakers, ManualClock};
+/// use alert_core::TestClock;
+/// use health::{BreakerConfig, CircuitBreakers};
 ///
-/// let clock = Arc::new(ManualClock::new());
+/// let clock = Arc::new(TestClock::new());
 /// let breakers = CircuitBreakers::with_clock(BreakerConfig::default(), clock.clone()).unwrap();
 /// for _ in 0..5 {
 ///     assert_eq!(breakers.acquire("ops"), GateDecision::Allow { trial: false });
@@ -78,15 +78,16 @@ pub struct CircuitBreakers {
 }
 
 impl CircuitBreakers {
-    /// Breakers with this configuration, timed by tokio's clock ([`TokioClock`]).
+    /// Breakers with this configuration, timed by the system's clock ([`SystemClock`]).
     ///
     /// # Errors
     /// [`ConfigError`] when the configuration is invalid.
     pub fn new(config: BreakerConfig) -> Result<Self, ConfigError> {
-        Self::with_clock(config, Arc::new(TokioClock))
+        Self::with_clock(config, Arc::new(SystemClock))
     }
 
-    /// Breakers with this configuration, timed by `clock`.
+    /// Breakers with this configuration, timed by `clock`: its monotonic time for cool-downs,
+    /// its wall time for the `opened_at` a snapshot shows.
     ///
     /// # Errors
     /// [`ConfigError`] when the configuration is invalid.
@@ -156,7 +157,7 @@ impl CircuitBreakers {
     }
 
     fn snapshot_of(&self, target: &str, breaker: &Breaker) -> BreakerSnapshot {
-        let now = self.clock.now();
+        let now = self.clock.monotonic();
         let view: CoreView = breaker.view(&self.config, now);
         BreakerSnapshot {
             target: target.to_owned(),
@@ -164,27 +165,28 @@ impl CircuitBreakers {
             consecutive_failures: view.consecutive_failures,
             half_open_successes: view.half_open_successes,
             trial_in_flight: view.trial_in_flight,
-            opened_at: view.opened_at.map(|at| wall_clock(now, at)),
+            opened_at: view
+                .opened_at
+                .map(|at| wall_clock(self.clock.now(), now, at)),
             retry_in: view.retry_in,
         }
     }
 }
 
-/// The wall-clock time of the monotonic instant `at`, given that `now` is the present.
-fn wall_clock(now: Instant, at: Instant) -> DateTime<Utc> {
+/// The wall-clock time of the monotonic instant `at`, given that the present is `wall` and `now`.
+fn wall_clock(wall: DateTime<Utc>, now: Instant, at: Instant) -> DateTime<Utc> {
     let ago = chrono::Duration::from_std(now.saturating_duration_since(at))
         .unwrap_or(chrono::Duration::MAX);
-    Utc::now()
-        .checked_sub_signed(ago)
+    wall.checked_sub_signed(ago)
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 impl Default for CircuitBreakers {
-    /// Breakers with the default configuration, timed by tokio's clock.
+    /// Breakers with the default configuration, timed by the system's clock.
     fn default() -> Self {
         Self {
             config: BreakerConfig::default(),
-            clock: Arc::new(TokioClock),
+            clock: Arc::new(SystemClock),
             breakers: DashMap::new(),
         }
     }
@@ -202,14 +204,14 @@ impl fmt::Debug for CircuitBreakers {
 impl CircuitGate for CircuitBreakers {
     fn state(&self, target: &str) -> CircuitState {
         match self.existing(target) {
-            Some(breaker) => breaker.state(&self.config, self.clock.now()),
+            Some(breaker) => breaker.state(&self.config, self.clock.monotonic()),
             None => CircuitState::Closed,
         }
     }
 
     fn acquire(&self, target: &str) -> GateDecision {
         let breaker = self.breaker(target);
-        let decision = breaker.acquire(&self.config, self.clock.now());
+        let decision = breaker.acquire(&self.config, self.clock.monotonic());
         if decision == (GateDecision::Allow { trial: true }) {
             tracing::info!(
                 target_name = target,
@@ -222,7 +224,7 @@ impl CircuitGate for CircuitBreakers {
     fn record(&self, target: &str, trial: bool, outcome: GateOutcome) {
         // Calls that ignore the gate still report, so the breaker may not exist yet.
         let breaker = self.breaker(target);
-        let now = self.clock.now();
+        let now = self.clock.monotonic();
         let before = breaker.state(&self.config, now);
         breaker.record(&self.config, now, trial, outcome);
         let after = breaker.state(&self.config, now);
@@ -240,12 +242,12 @@ impl CircuitGate for CircuitBreakers {
 #[cfg(all(test, not(alertpub_loom)))]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use alert_core::TestClock;
 
     const SEC: Duration = Duration::from_secs(1);
 
-    fn breakers() -> (Arc<ManualClock>, CircuitBreakers) {
-        let clock = Arc::new(ManualClock::new());
+    fn breakers() -> (Arc<TestClock>, CircuitBreakers) {
+        let clock = Arc::new(TestClock::new());
         let breakers = CircuitBreakers::with_clock(BreakerConfig::default(), clock.clone())
             .expect("default config is valid");
         (clock, breakers)
@@ -333,7 +335,7 @@ mod tests {
         let (clock, breakers) = breakers();
         fail(&breakers, "b-target", 2);
         fail(&breakers, "a-target", 5);
-        let before = Utc::now();
+        let opened = clock.now();
         clock.advance(5 * SEC);
         let snapshot = breakers.snapshot();
         assert_eq!(
@@ -348,8 +350,9 @@ mod tests {
         assert_eq!(open.consecutive_failures, 5);
         assert_eq!(open.retry_in, Some(25 * SEC));
         let opened_at = open.opened_at.expect("an open breaker has opened_at");
-        // The breaker opened five (manual) seconds before "now", i.e. before `before`.
-        assert!(opened_at <= before - chrono::Duration::seconds(4));
+        // The breaker opened five seconds before the clock's "now".
+        assert_eq!(opened_at, opened);
+        assert_eq!(clock.now() - opened_at, chrono::Duration::seconds(5));
 
         let closed = &snapshot[1];
         assert_eq!(closed.state, CircuitState::Closed);
@@ -386,7 +389,7 @@ mod tests {
     }
 
     #[test]
-    fn the_default_clock_is_tokios() {
+    fn the_default_clock_is_the_systems() {
         let breakers = CircuitBreakers::default();
         fail(&breakers, "t", 5);
         assert_eq!(breakers.state("t"), CircuitState::Open);

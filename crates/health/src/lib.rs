@@ -12,7 +12,7 @@
 //! - [`CircuitBreakers`] is the [`CircuitGate`](alert_core::CircuitGate): a breaker per target,
 //!   closed → open after five consecutive failures → half-open after 30 s, letting exactly one
 //!   trial through at a time → closed after two successful trials (a failed trial reopens it).
-//!   Its state machine is pure, takes the time from an injected [`Clock`], and is model-checked
+//!   Its state machine is pure, takes the time from an injected [`Clock`](alert_core::Clock), and is model-checked
 //!   with loom and run under miri.
 //! - [`Prober`] (feature `probes`, on by default) sends each target's [`HealthProbe`] — a `GET`
 //!   through the shared `publisher-http` client — every `interval`, at most
@@ -63,7 +63,6 @@
 
 mod breaker;
 mod circuit;
-mod clock;
 mod error;
 #[cfg(feature = "probes")]
 mod probe;
@@ -72,7 +71,6 @@ mod sync;
 
 pub use breaker::BreakerConfig;
 pub use circuit::{BreakerSnapshot, CircuitBreakers};
-pub use clock::{Clock, ManualClock, TokioClock};
 pub use error::ConfigError;
 #[cfg(feature = "probes")]
 pub use error::HealthError;

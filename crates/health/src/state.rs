@@ -2,10 +2,12 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use alert_core::{
-    CallOutcome, ErrorKind, HealthStatus, HealthView, PermanentReason, PublishError, wire,
+    CallOutcome, Clock, ErrorKind, HealthStatus, HealthView, PermanentReason, PublishError,
+    SystemClock, wire,
 };
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
@@ -379,6 +381,7 @@ impl Tracked {
 pub struct HealthRegistry {
     config: HealthConfig,
     targets: DashMap<String, Tracked>,
+    clock: Arc<dyn Clock>,
 }
 
 impl HealthRegistry {
@@ -391,7 +394,15 @@ impl HealthRegistry {
         Ok(Self {
             config,
             targets: DashMap::new(),
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Stamps probes and outcomes with `clock`'s wall time (default: [`SystemClock`]).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The configuration.
@@ -422,7 +433,7 @@ impl HealthRegistry {
 
     /// Records what a probe of `target` found, and returns the target's new health.
     pub fn record_probe(&self, target: &str, result: &ProbeResult) -> TargetHealth {
-        let at = Utc::now();
+        let at = self.clock.now();
         let observation = match result {
             ProbeResult::Reachable { latency, .. } => {
                 Some(Observation::Success { latency: *latency })
@@ -460,7 +471,7 @@ impl HealthRegistry {
         self.targets.retain(|target, _| keep(target));
     }
 
-    /// Passive input at a given time: what [`HealthView::record`] does at `Utc::now()`.
+    /// Passive input at a given time: what [`HealthView::record`] does at the clock's `now`.
     fn record_at(&self, target: &str, outcome: &CallOutcome, at: DateTime<Utc>) {
         let observation = match &outcome.result {
             Ok(_) => Observation::Success {
@@ -518,6 +529,7 @@ impl Default for HealthRegistry {
         Self {
             config: HealthConfig::default(),
             targets: DashMap::new(),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -539,7 +551,7 @@ impl HealthView for HealthRegistry {
     }
 
     fn record(&self, target: &str, outcome: &CallOutcome) {
-        self.record_at(target, outcome, Utc::now());
+        self.record_at(target, outcome, self.clock.now());
     }
 }
 

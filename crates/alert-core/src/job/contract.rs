@@ -16,14 +16,21 @@ use chrono::{DateTime, Utc};
 
 use super::{
     Admission, Admitted, DeadLetter, DeadLetterFilter, DeadLetterId, DeadReason, JobError, JobId,
-    JobStore, JobStoreError, Lease, LeasedJob, Priority, QueueStats, Reschedule, SweepPlan,
-    SweepReport, TargetQueueStats,
+    JobStore, JobStoreError, Lease, LeasedJob, Priority, QueueStats, Reschedule, StoreCondition,
+    SweepPlan, SweepReport, TargetQueueStats,
 };
 use crate::alert::{Alert, AlertStatus, Annotations, EnrichedAlert, Labels};
 use crate::error::ErrorKind;
 use crate::target::{TargetKind, TargetName};
 
+mod bounds;
+mod health;
 mod status;
+pub use bounds::{
+    active_alerts_are_bounded, removed_targets_jobs_move_after_the_grace, sweep_expires_old_jobs,
+    target_quota_refuses_that_target_alone,
+};
+pub use health::{a_working_store_is_healthy, evicted_dead_letters_are_counted};
 pub use status::status_is_fixed_when_the_job_is_made;
 
 /// The lease time-to-live the contract uses unless a check is about expiry.
@@ -59,6 +66,9 @@ pub async fn run_all<S: JobStore>(make: impl Fn() -> S) {
     dead_letter_target(&make()).await;
     oldest_enqueued_at(&make()).await;
     status_is_fixed_when_the_job_is_made(&make()).await;
+    a_working_store_is_healthy(&make()).await;
+    sweep_expires_old_jobs(&make()).await;
+    removed_targets_jobs_move_after_the_grace(&make()).await;
 }
 
 // === Helpers ===
@@ -130,6 +140,9 @@ async fn enqueue_new(
             superseded,
         } => (job, sequence, superseded),
         Admitted::Duplicate => panic!("{what} should have been enqueued, but was a duplicate"),
+        Admitted::TargetFull { .. } => {
+            panic!("{what} should have been enqueued, but its target's queue was full")
+        }
     }
 }
 

@@ -1,18 +1,19 @@
 //! The fan-out engine wired to this crate's health view and breakers (SPEC §2 and §4).
 //!
 //! The publisher is in-process, so the engine's own timing is irrelevant; the breakers' cool-down
-//! runs on a [`ManualClock`], so "after 30 s" is exact and instant.
+//! runs on a [`TestClock`](alert_core::TestClock), so "after 30 s" is exact and instant.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use alert_core::TestClock;
 use alert_core::{
     BoxFuture, CircuitGate, CircuitState, ErrorKind, HealthStatus, HealthView, PublishError,
     PublishRequest, Publisher, Receipt, SkipReason, StaticTargetSource, TargetSet,
 };
 use fanout::{FanoutEngine, FanoutError, ParallelPublishResult, PublishOptions, TargetOutcome};
-use health::{BreakerConfig, CircuitBreakers, HealthConfig, HealthRegistry, ManualClock};
+use health::{BreakerConfig, CircuitBreakers, HealthConfig, HealthRegistry};
 use test_support::{FakePublisher, FakeStats, alert, entry};
 use tokio::sync::{Notify, Semaphore};
 
@@ -67,7 +68,7 @@ impl Publisher for Switch {
 }
 
 struct Setup {
-    clock: Arc<ManualClock>,
+    clock: Arc<TestClock>,
     health: Arc<HealthRegistry>,
     breakers: Arc<CircuitBreakers>,
     flaky: Arc<Switch>,
@@ -75,7 +76,7 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let clock = Arc::new(ManualClock::new());
+    let clock = Arc::new(TestClock::new());
     let health = Arc::new(HealthRegistry::new(HealthConfig::default()).unwrap());
     let breakers =
         Arc::new(CircuitBreakers::with_clock(BreakerConfig::default(), clock.clone()).unwrap());
