@@ -6,6 +6,8 @@ use alert_core::{Matcher, RateLimit, TargetKind, TargetName};
 use serde::Deserialize;
 
 use crate::duration::Dur;
+use crate::hosts::HostPattern;
+use crate::limits;
 
 /// The whole config file.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -48,12 +50,27 @@ pub struct ServerConfig {
     /// The most open connections, default 4096.
     pub max_connections: usize,
     /// The deadline for a request's headers, default 10s.
+    #[serde(deserialize_with = "limits::deadline")]
     pub header_read_timeout: Dur,
     /// The deadline for a request's body, default 30s.
+    #[serde(deserialize_with = "limits::deadline")]
     pub body_read_timeout: Dur,
+    /// The most bytes of request bodies read and parsed at once, over every connection and
+    /// stream, default 64 MiB (never less than `max_body_bytes`).
+    pub max_body_bytes_in_flight: usize,
+    /// The most open connections from one peer address, default 256.
+    pub max_connections_per_peer: usize,
+    /// The most concurrent streams of one HTTP/2 connection, default 64.
+    pub http2_max_concurrent_streams: u32,
+    /// How long a connection may stay open with no request in flight, default 5m.
+    pub idle_timeout: Dur,
     /// How long shutdown waits for in-flight requests and publishes, default 30s. What is left
     /// stays in the queue.
+    #[serde(deserialize_with = "limits::deadline")]
     pub shutdown_timeout: Dur,
+    /// How long `/readyz` answers 503 after the signal while requests are still served, so a
+    /// load balancer can drain; part of `shutdown_timeout`. Default 0 (off).
+    pub shutdown_delay: Dur,
 }
 
 impl Default for ServerConfig {
@@ -67,7 +84,12 @@ impl Default for ServerConfig {
             max_connections: 4096,
             header_read_timeout: Dur::secs(10),
             body_read_timeout: Dur::secs(30),
+            max_body_bytes_in_flight: 64 * 1024 * 1024,
+            max_connections_per_peer: 256,
+            http2_max_concurrent_streams: 64,
+            idle_timeout: Dur::secs(300),
             shutdown_timeout: Dur::secs(30),
+            shutdown_delay: Dur::secs(0),
         }
     }
 }
@@ -93,6 +115,10 @@ pub struct AuthConfig {
     /// Whether the two ingest endpoints need a token too.
     #[serde(default)]
     pub protect_ingest: bool,
+    /// Whether reads under `/api/v1` (targets, queue, DLQ, publish status) need a token too: the
+    /// DLQ holds whole alerts and error snippets, and the targets their names and hosts.
+    #[serde(default)]
+    pub protect_reads: bool,
 }
 
 /// `ingest:`.
@@ -113,6 +139,13 @@ pub struct IngestConfig {
     pub repeat_interval: Dur,
     /// How long notification-log entries are kept; default 120h.
     pub log_retention: Dur,
+    /// How far ahead of now (or of its start) an alert's `endsAt` may lie; a later end is
+    /// brought back to it, so that no alert is held for ever. Default 7d.
+    pub max_ends_ahead: Dur,
+    /// The most notification-log entries held, one per (target, alert fingerprint), firing or
+    /// resolved within `log_retention`; a request that would add entries past it is refused
+    /// whole with 503 `too_many_active_alerts`. Default 1 000 000. Changes need a restart.
+    pub max_active_alerts: u64,
 }
 
 impl Default for IngestConfig {
@@ -122,6 +155,8 @@ impl Default for IngestConfig {
             webhook_resolve_timeout: Dur::secs(0),
             repeat_interval: Dur::secs(4 * 3600),
             log_retention: Dur::secs(120 * 3600),
+            max_ends_ahead: Dur::secs(7 * 24 * 3600),
+            max_active_alerts: 1_000_000,
         }
     }
 }
@@ -132,10 +167,13 @@ impl Default for IngestConfig {
 #[non_exhaustive]
 pub struct PublishingConfig {
     /// The synchronous API's overall timeout; default 30s.
+    #[serde(deserialize_with = "limits::timeout")]
     pub timeout: Dur,
     /// One attempt's timeout; default 10s.
+    #[serde(deserialize_with = "limits::timeout")]
     pub per_target_timeout: Dur,
     /// The most targets called at once by the synchronous API; default 50.
+    #[serde(deserialize_with = "limits::concurrent")]
     pub max_concurrent: usize,
     /// `skip_unhealthy`, `skip_unhealthy_and_degraded` or `publish_to_all`.
     pub health_strategy: HealthStrategyName,
@@ -173,22 +211,37 @@ pub struct QueueConfig {
     /// The queue file.
     pub path: PathBuf,
     /// Attempts before the DLQ; default 8.
+    #[serde(deserialize_with = "limits::attempts")]
     pub max_attempts: u32,
     /// The first backoff; default 1s.
+    #[serde(deserialize_with = "limits::interval")]
     pub initial_backoff: Dur,
     /// The backoff cap; default 5m.
+    #[serde(deserialize_with = "limits::interval")]
     pub max_backoff: Dur,
     /// Older jobs go to the DLQ as `expired`; default 24h.
     pub max_age: Dur,
     /// The most jobs held; default 1 000 000.
     pub max_jobs: u64,
+    /// The most jobs held for one target; unset, a quarter of `max_jobs`.
+    pub max_jobs_per_target: Option<u64>,
     /// Each lane's in-flight limit; default 16.
+    #[serde(deserialize_with = "limits::in_flight")]
     pub per_target_in_flight: usize,
     /// How long DLQ entries are kept; default 720h.
     pub dlq_retention: Dur,
     /// How long a removed target's jobs wait (in case it comes back) before they go to the DLQ
     /// as `target_removed`; default 5m.
     pub removal_grace: Dur,
+}
+
+impl QueueConfig {
+    /// The quota of each target: `max_jobs_per_target`, or a quarter of `max_jobs` (at least 1).
+    #[must_use]
+    pub fn target_quota(&self) -> u64 {
+        self.max_jobs_per_target
+            .unwrap_or_else(|| (self.max_jobs / 4).max(1))
+    }
 }
 
 impl Default for QueueConfig {
@@ -200,6 +253,7 @@ impl Default for QueueConfig {
             max_backoff: Dur::secs(300),
             max_age: Dur::secs(24 * 3600),
             max_jobs: 1_000_000,
+            max_jobs_per_target: None,
             per_target_in_flight: 16,
             dlq_retention: Dur::secs(720 * 3600),
             removal_grace: Dur::secs(300),
@@ -213,14 +267,18 @@ impl Default for QueueConfig {
 #[non_exhaustive]
 pub struct HealthConfig {
     /// How often targets are probed; default 2m.
+    #[serde(deserialize_with = "limits::interval")]
     pub interval: Dur,
     /// One probe's timeout; default 5s.
+    #[serde(deserialize_with = "limits::timeout")]
     pub timeout: Dur,
     /// Consecutive failures before unhealthy; default 3.
     pub failure_threshold: u32,
     /// A success slower than this is degraded; default 5s.
+    #[serde(deserialize_with = "limits::deadline")]
     pub slow_threshold: Dur,
     /// The most probes at once; default 10.
+    #[serde(deserialize_with = "limits::concurrent")]
     pub max_concurrent_probes: usize,
 }
 
@@ -244,6 +302,7 @@ pub struct CircuitBreakerConfig {
     /// Consecutive failures that open a breaker; default 5.
     pub failure_threshold: u32,
     /// How long it stays open; default 30s.
+    #[serde(deserialize_with = "limits::interval")]
     pub open_for: Dur,
     /// Trial successes that close it; default 2.
     pub success_threshold: u32,
@@ -278,6 +337,11 @@ pub struct KubernetesConfig {
     /// The label selector, default `alertpub.io/target=true`.
     #[serde(default = "default_selector")]
     pub label_selector: String,
+    /// The hosts the Secrets' targets may send to: `hooks.slack.com` (that host) or
+    /// `.pagerduty.com` (any host under it). Unset, any host but loopback, link-local, private
+    /// and internal ones; set, only these, which may then name private ones.
+    #[serde(default)]
+    pub allowed_hosts: Option<Vec<HostPattern>>,
 }
 
 fn default_selector() -> String {
@@ -303,13 +367,13 @@ pub struct TargetSpec {
     #[serde(default)]
     pub repeat_interval: Option<Dur>,
     /// Overrides `publishing.per_target_timeout`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "limits::opt_timeout")]
     pub timeout: Option<Dur>,
     /// Overrides `queue.per_target_in_flight`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "limits::opt_in_flight")]
     pub in_flight: Option<usize>,
     /// Overrides the kind's default rate limit.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "limits::opt_rate_limit")]
     pub rate_limit: Option<RateLimit>,
     /// Everything else: the kind's own settings.
     #[serde(flatten)]

@@ -1,12 +1,12 @@
 //! Targets from Kubernetes Secrets, listed and watched with kube-rs.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use alert_core::{DisabledReason, StaticTargetSource, TargetEntry, TargetSet, TargetSource};
+use alert_core::{StaticTargetSource, TargetEntry, TargetSet, TargetSource};
 use futures_util::TryStreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, WatchEvent, WatchParams};
@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{KubernetesConfig, TargetSpec};
-use crate::load::{PublisherFactory, Unavailable, build_targets, target_of};
+use crate::load::{ConfigError, PublisherFactory, build_targets};
+use crate::trust::{Discovered, Trust, TrustError};
 
 /// The Secret key that holds the target.
 const CONFIG_KEY: &str = "config";
@@ -73,6 +74,10 @@ pub enum SecretTargetError {
         /// The Secret that holds it.
         other: String,
     },
+    /// The target does what a discovered target may not: reads a file or an environment
+    /// variable, or sends to a refused host.
+    #[error("{0}")]
+    Refused(#[source] TrustError),
     /// The publisher could not be built.
     #[error("{0}")]
     Build(String),
@@ -92,7 +97,9 @@ struct State {
 /// Each Secret's `config` key holds one target, as YAML or JSON, in the same shape as a target
 /// of the config file. A string setting `${secret:KEY}`, at any depth of the kind's settings,
 /// takes the decoded value of `KEY` in the same Secret; a missing key loads the target disabled
-/// with reason `secret_unavailable`. An invalid Secret is skipped, counted
+/// with reason `secret_unavailable`. The target is untrusted ([`Trust::Discovered`]): a `*_file`
+/// setting, any other `${…}` reference, or a URL whose host is refused (see
+/// `allowed_hosts`) rejects the Secret with [`SecretTargetError::Refused`]. An invalid Secret is skipped, counted
 /// ([`invalid_secrets`](Self::invalid_secrets)) and logged; a Secret that was valid keeps its
 /// last valid version. The whole set is replaced in one step on every change.
 pub struct KubernetesSource {
@@ -283,7 +290,7 @@ impl KubernetesSource {
         let text = std::str::from_utf8(&config.0).map_err(|_| SecretTargetError::NotUtf8)?;
         let value: serde_json::Value =
             yaml_serde::from_str(text).map_err(|e| SecretTargetError::Yaml(e.to_string()))?;
-        let mut spec: TargetSpec =
+        let spec: TargetSpec =
             serde_path_to_error::deserialize(value).map_err(|err| SecretTargetError::Field {
                 field: err.path().to_string(),
                 message: err.into_inner().to_string(),
@@ -298,23 +305,22 @@ impl KubernetesSource {
                 other: other.clone(),
             });
         }
-        let mut missing = Vec::new();
-        for value in spec.settings.values_mut() {
-            substitute(value, data, &mut missing);
-        }
-        if !missing.is_empty() {
-            let reason = format!("Secret {secret_name:?} has no key {}", missing.join(", "));
-            tracing::warn!(target = %spec.name, "{reason}");
-            let mut target = target_of(&spec);
-            if target.disabled.is_none() {
-                target.disabled = Some(DisabledReason::SecretUnavailable);
-            }
-            return Ok(TargetEntry::new(target, Arc::new(Unavailable { reason })));
-        }
-        let path = PathBuf::from(format!("secret {}/{secret_name}", self.config.namespace));
-        let (set, warnings) =
-            build_targets(std::slice::from_ref(&spec), &path, self.factory.as_ref())
-                .map_err(|e| SecretTargetError::Build(e.to_string()))?;
+        let origin = format!("Secret {}/{secret_name}", self.config.namespace);
+        let keys = data
+            .iter()
+            .filter(|(key, _)| key.as_str() != CONFIG_KEY)
+            .map(|(key, value)| (key.as_str(), value.0.as_slice()));
+        let discovered = Discovered::new(origin.clone(), keys, self.config.allowed_hosts.clone());
+        let (set, warnings) = build_targets(
+            std::slice::from_ref(&spec),
+            Path::new(&origin),
+            self.factory.as_ref(),
+            Trust::Discovered(&discovered),
+        )
+        .map_err(|err| match err {
+            ConfigError::Refused { source, .. } => SecretTargetError::Refused(*source),
+            other => SecretTargetError::Build(other.to_string()),
+        })?;
         for warning in warnings {
             tracing::warn!(target = %warning.target, "{}", warning.message);
         }
@@ -329,38 +335,6 @@ impl KubernetesSource {
             Ok(set) => self.targets.replace(set),
             Err(err) => tracing::error!(error = %err, "cannot build the Secrets' target set"),
         }
-    }
-}
-
-/// Replaces every string `${secret:KEY}` with `KEY`'s value; records keys that are missing.
-fn substitute(
-    value: &mut serde_json::Value,
-    data: &BTreeMap<String, k8s_openapi::ByteString>,
-    missing: &mut Vec<String>,
-) {
-    match value {
-        serde_json::Value::String(text) => {
-            if let Some(key) = text
-                .strip_prefix("${secret:")
-                .and_then(|rest| rest.strip_suffix('}'))
-            {
-                match data.get(key).map(|v| std::str::from_utf8(&v.0)) {
-                    Some(Ok(decoded)) => *text = decoded.to_owned(),
-                    _ => missing.push(key.to_owned()),
-                }
-            }
-        }
-        serde_json::Value::Array(items) => {
-            for item in items {
-                substitute(item, data, missing);
-            }
-        }
-        serde_json::Value::Object(map) => {
-            for item in map.values_mut() {
-                substitute(item, data, missing);
-            }
-        }
-        _ => {}
     }
 }
 

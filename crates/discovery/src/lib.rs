@@ -11,8 +11,9 @@
 //! - **Kubernetes Secrets** (feature `kubernetes`): `KubernetesSource` lists and watches the
 //!   Secrets of a namespace that match a label selector; each Secret's `config` key holds one
 //!   target, and `${secret:KEY}` settings take their value from another key of the same Secret.
-//!   An invalid Secret is skipped, counted and logged; an invalid edit keeps the last valid
-//!   version.
+//!   A Secret's target is untrusted ([`Trust::Discovered`]): it may not read files or
+//!   environment variables, and sends only to allowed, non-private hosts. An invalid Secret is
+//!   skipped, counted and logged; an invalid edit keeps the last valid version.
 //! - [`MergedSource`] serves the file's and another source's targets as one set; a name both
 //!   define is a [`Conflict`], reported, and the file's target wins.
 //! - Publishers are built by a [`PublisherFactory`] the caller supplies (the server maps each
@@ -41,22 +42,30 @@
 mod config;
 mod duration;
 mod file;
+mod hosts;
 #[cfg(feature = "kubernetes")]
 mod kubernetes;
+mod limits;
 mod load;
 mod merged;
+mod trust;
 
 pub use config::{
     AuthConfig, CircuitBreakerConfig, Config, DiscoveryConfig, HealthConfig, HealthStrategyName,
     IngestConfig, KubernetesConfig, PublishingConfig, QueueConfig, ServerConfig, TargetSpec,
     TlsConfig,
 };
-pub use duration::Dur;
+pub use duration::{Dur, MAX_DURATION};
 pub use file::{FileSource, ReloadStatus};
+pub use hosts::{HostPattern, HostRefusal};
 #[cfg(feature = "kubernetes")]
 pub use kubernetes::{KubernetesError, KubernetesSource, SecretTargetError};
+pub use limits::{
+    MAX_ATTEMPTS, MAX_CONCURRENT, MAX_IN_FLIGHT, MAX_INTERVAL, MAX_PER_MINUTE, MAX_TIMEOUT,
+};
 pub use load::{
     ConfigError, Loaded, PublisherFactory, Warning, build_targets, load_file, load_str, parse,
     referenced_files, target_of,
 };
 pub use merged::{Conflict, MergedSource};
+pub use trust::{Discovered, Trust, TrustError};

@@ -11,6 +11,7 @@ use alert_core::{
 use publisher_http::BuildError;
 
 use crate::config::{Config, TargetSpec};
+use crate::trust::{Trust, TrustError, admit};
 
 /// Why a config file was rejected. Each message names the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,19 @@ pub enum ConfigError {
         name: String,
         /// What is wrong, from the kind's publisher crate.
         message: String,
+    },
+    /// A discovered target does what its source may not (reads a file or the environment, or
+    /// sends to a refused host).
+    #[error("{path}: targets[{index}] ({name}): {source}")]
+    Refused {
+        /// The file, or the Secret.
+        path: PathBuf,
+        /// The target's position.
+        index: usize,
+        /// The target's name.
+        name: String,
+        /// What was refused (boxed: the other variants are far smaller).
+        source: Box<TrustError>,
     },
 }
 
@@ -126,7 +140,7 @@ pub fn load_str(
     factory: &dyn PublisherFactory,
 ) -> Result<Loaded, ConfigError> {
     let config = parse(text, path)?;
-    let (targets, warnings) = build_targets(&config.targets, path, factory)?;
+    let (targets, warnings) = build_targets(&config.targets, path, factory, Trust::File)?;
     Ok(Loaded {
         config: Arc::new(config),
         targets,
@@ -177,15 +191,19 @@ pub fn target_of(spec: &TargetSpec) -> Target {
     target
 }
 
-/// Builds every target's publisher. A target whose secret is unavailable loads disabled with
-/// reason `secret_unavailable` and a warning; any other build error rejects the file.
+/// Builds every target's publisher, under `trust`'s policy: the file's targets ([`Trust::File`])
+/// may read files and the environment; a discovered one ([`Trust::Discovered`]) may use only its
+/// own `${secret:KEY}` values and send only to allowed hosts. A target whose secret is
+/// unavailable (a `${secret:KEY}` without its key included) loads disabled with reason
+/// `secret_unavailable` and a warning; any other build error rejects the set.
 ///
 /// # Errors
-/// [`ConfigError::DuplicateTarget`] or [`ConfigError::Target`].
+/// [`ConfigError::DuplicateTarget`], [`ConfigError::Refused`] or [`ConfigError::Target`].
 pub fn build_targets(
     specs: &[TargetSpec],
     path: &Path,
     factory: &dyn PublisherFactory,
+    trust: Trust<'_>,
 ) -> Result<(TargetSet, Vec<Warning>), ConfigError> {
     let mut names = HashSet::new();
     let mut entries = Vec::with_capacity(specs.len());
@@ -197,7 +215,30 @@ pub fn build_targets(
                 name: spec.name.to_string(),
             });
         }
+        let admitted = admit(spec, trust).map_err(|source| ConfigError::Refused {
+            path: path.to_owned(),
+            index,
+            name: spec.name.to_string(),
+            source: Box::new(source),
+        })?;
+        let spec = &admitted.spec;
         let mut target = target_of(spec);
+        if !admitted.missing.is_empty() {
+            let reason = format!(
+                "{} has no key {}",
+                path.display(),
+                admitted.missing.join(", ")
+            );
+            warnings.push(Warning {
+                target: spec.name.to_string(),
+                message: reason.clone(),
+            });
+            if target.disabled.is_none() {
+                target.disabled = Some(DisabledReason::SecretUnavailable);
+            }
+            entries.push(TargetEntry::new(target, Arc::new(Unavailable { reason })));
+            continue;
+        }
         let publisher: Arc<dyn Publisher> = match factory.build(&target) {
             Ok(publisher) => publisher,
             Err(err) if err.is_secret_unavailable() => {

@@ -231,8 +231,10 @@ fn webhook(name: &str, url: &str) -> String {
     format!("name: {name}\nkind: webhook\nurl: {url}\n")
 }
 
+/// The mock targets of these tests live on loopback, which a Secret's target may reach only when
+/// the allow-list names it.
 fn k8s_config() -> KubernetesConfig {
-    serde_json::from_value(json!({ "namespace": NS })).unwrap()
+    serde_json::from_value(json!({ "namespace": NS, "allowed_hosts": ["127.0.0.1"] })).unwrap()
 }
 
 async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
@@ -260,11 +262,11 @@ struct Running {
 
 impl Running {
     async fn start(api: FakeApi) -> Self {
-        let source = Arc::new(KubernetesSource::new(
-            api.client(),
-            k8s_config(),
-            registry(),
-        ));
+        Self::start_with(api, k8s_config()).await
+    }
+
+    async fn start_with(api: FakeApi, config: KubernetesConfig) -> Self {
+        let source = Arc::new(KubernetesSource::new(api.client(), config, registry()));
         let shutdown = CancellationToken::new();
         let task = tokio::spawn({
             let source = source.clone();
@@ -526,5 +528,82 @@ async fn the_merged_source_keeps_the_files_target_on_a_name_conflict() {
 
     shutdown.cancel();
     task.await.unwrap();
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn a_secrets_target_cannot_read_the_pods_files_or_environment_or_reach_other_hosts() {
+    let dir = crate::TempDir::new("k8s-trust");
+    // Stands in for the service-account token every pod has.
+    let token = dir.join("token");
+    std::fs::write(&token, "SA-TOKEN\n").unwrap();
+    let api = FakeApi::start().await;
+    api.preload(secret(
+        "token-thief",
+        &[(
+            "config",
+            &format!(
+                "name: token-thief\nkind: webhook\nurl: http://127.0.0.1:1/x\nauth:\n  bearer_token_file: {}\n",
+                token.display()
+            ),
+        )],
+    ));
+    api.preload(secret(
+        "env-thief",
+        &[(
+            "config",
+            "name: env-thief\nkind: pagerduty\nurl: http://127.0.0.1:1\nrouting_key: ${env:PATH}\n",
+        )],
+    ));
+    api.preload(secret(
+        "indirect",
+        &[
+            (
+                "config",
+                "name: indirect\nkind: pagerduty\nurl: http://127.0.0.1:1\nrouting_key: ${secret:key}\n",
+            ),
+            ("key", "${env:PATH}"),
+        ],
+    ));
+    api.preload(secret(
+        "metadata",
+        &[(
+            "config",
+            &webhook("metadata", "http://169.254.169.254/latest/meta-data"),
+        )],
+    ));
+    api.preload(secret(
+        "zz-good",
+        &[("config", &webhook("good", "http://127.0.0.1:1/good"))],
+    ));
+    let run = Running::start(api).await;
+    let source = run.source.clone();
+    wait_for("the valid target", || {
+        source.snapshot().get("good").is_some()
+    })
+    .await;
+    assert_eq!(source.snapshot().len(), 1, "only the valid target loads");
+    assert_eq!(source.invalid_secrets(), 4);
+    run.stop().await;
+
+    // Without an allow-list, public hosts pass and loopback does not.
+    let api = FakeApi::start().await;
+    api.preload(secret(
+        "loopback",
+        &[("config", &webhook("loopback", "http://127.0.0.1:1/x"))],
+    ));
+    api.preload(secret(
+        "public",
+        &[("config", &webhook("public", "https://hooks.example.com/x"))],
+    ));
+    let config = serde_json::from_value(json!({ "namespace": NS })).unwrap();
+    let run = Running::start_with(api, config).await;
+    let source = run.source.clone();
+    wait_for("the public target", || {
+        source.snapshot().get("public").is_some()
+    })
+    .await;
+    assert!(source.snapshot().get("loopback").is_none());
+    assert_eq!(source.invalid_secrets(), 1);
     run.stop().await;
 }

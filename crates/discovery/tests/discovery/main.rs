@@ -1,9 +1,10 @@
 //! The discovery crate's integration tests, in one binary: the config file, and Kubernetes
-//! Secrets against a fake API server on loopback.
+//! Secrets against a fake API server on loopback, and the trust policy against every publisher.
 
 mod file;
 #[cfg(feature = "kubernetes")]
 mod kubernetes;
+mod trust;
 
 /// A directory under the system temp dir for one test, removed when dropped.
 pub(crate) struct TempDir(std::path::PathBuf);
