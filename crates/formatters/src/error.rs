@@ -17,6 +17,14 @@ pub enum FormatError {
         /// What minijinja reported, including the line of the template.
         message: String,
     },
+    /// A text template rendered more than the limit allows (`MAX_RENDERED_BYTES`).
+    #[error("template `{field}` renders more than {limit} bytes")]
+    TemplateTooLarge {
+        /// Which template: `title`, `summary` or `description`.
+        field: &'static str,
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The payload is larger than the target accepts, even after dropping what may be dropped.
     #[error("payload of {size} bytes exceeds the target's limit of {limit} bytes")]
     TooLarge {
@@ -36,7 +44,7 @@ impl FormatError {
     #[must_use]
     pub fn kind(&self) -> ErrorKind {
         let reason = match self {
-            Self::Template { .. } => PermanentReason::Config,
+            Self::Template { .. } | Self::TemplateTooLarge { .. } => PermanentReason::Config,
             Self::TooLarge { .. } | Self::Serialize(_) => PermanentReason::Payload,
         };
         ErrorKind::Permanent { reason }

@@ -61,4 +61,4 @@ pub mod webhook;
 
 pub use context::FormatContext;
 pub use error::FormatError;
-pub use templates::{TemplateConfig, Templates};
+pub use templates::{MAX_RENDERED_BYTES, TemplateConfig, Templates};

@@ -35,9 +35,13 @@
 //! arithmetic guarantees they fit on their own. The top-level `text` (the notification and
 //! screen-reader fallback) and the attachment are never cut for the budget: they are not blocks.
 //!
-//! Template output (the title and the summary) and annotations are sent as written, so a template
-//! may use Slack's own markup such as `<https://runbook|Runbook>`. Labels and the classification
-//! are escaped (`&`, `<`, `>`), because they are wrapped in our markup.
+//! Alerts come from anyone who can post one, so their text is not allowed to act on Slack by
+//! default: the description annotation is escaped (`&`, `<`, `>`) like labels and the
+//! classification, and in the title and summary (template output) Slack's special sequences,
+//! `<!channel>`, `<!here>`, `<!everyone>`, `<!subteam^…>`, `<@user>` and `<#channel>`, are
+//! neutralised, so an alert can't page a whole channel. Links such as
+//! `<https://runbook|Runbook>` in a template still work. `raw_markup: true` sends the title,
+//! summary and description as written, for a team whose alerts are trusted to mention people.
 
 use alert_core::{AlertStatus, Classification, EnrichedAlert};
 use chrono::{DateTime, Utc};
@@ -114,6 +118,9 @@ pub struct SlackSettings {
     pub icon_emoji: Option<String>,
     /// `icon_url`: an image to post under.
     pub icon_url: Option<String>,
+    /// `raw_markup`: send the title, summary and description as written, mentions and all.
+    #[serde(default)]
+    pub raw_markup: bool,
 }
 
 /// Builds the message.
@@ -134,6 +141,16 @@ pub fn message(
         .get("description")
         .map(|text| text.trim())
         .filter(|text| !text.is_empty() && *text != summary);
+    let (title, summary, description) = if settings.raw_markup {
+        (title, summary, description.map(str::to_owned))
+    } else {
+        (
+            defuse_mentions(&title),
+            defuse_mentions(&summary),
+            description.map(escape),
+        )
+    };
+    let description = description.as_deref();
     let fields: Vec<String> = inner
         .labels()
         .iter()
@@ -427,6 +444,15 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// Neutralises the sequences that make Slack notify people or channels (`<!channel>`,
+/// `<!here>`, `<!everyone>`, `<!subteam^ID>`, `<@U123>`, `<#C123>`), leaving links and other markup
+/// alone.
+fn defuse_mentions(text: &str) -> String {
+    text.replace("<!", "&lt;!")
+        .replace("<@", "&lt;@")
+        .replace("<#", "&lt;#")
 }
 
 /// A URL made safe inside `<url|text>`: escaped, and with `|` percent-encoded so that it cannot end

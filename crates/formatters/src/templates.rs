@@ -28,10 +28,18 @@ const DEFAULT_DESCRIPTION: &str = "{% if annotations.description %}{{ annotation
 {% else %}{{ summary }}{% endif %}\n\nLabels: \
 {% for name, value in labels | items %}{{ name }}={{ value }}{% if not loop.last %}, {% endif %}{% endfor %}";
 
-/// How much work one render may do. The default description of an alert with 10 000 labels (ingest
-/// allows 128) fits well within it, as a unit test checks; the bound stops a user template that
-/// loops without end from stalling a dispatcher lane.
-const FUEL: u64 = 1_000_000;
+/// How much work one render may do: about one fuel per instruction and per 64 bytes of data made
+/// (output, strings, lists), so it bounds both the time a render takes and the memory it
+/// allocates (about 6.4 MB). The default description of the largest alert ingest accepts (128
+/// labels, 64 KiB) needs a few thousand, as a unit test checks; the bound stops a user template
+/// that loops without end or multiplies a string from stalling a dispatcher lane.
+const FUEL: u64 = 100_000;
+
+/// The most bytes one template may render, before trimming: twice the largest alert ingest
+/// accepts (64 KiB), so a default template never meets it, while every target's own limit is far
+/// below it (the formatters cut their fields to those). A constant, not a setting: nothing needs
+/// more, and a larger cap would only let a template make more garbage per attempt.
+pub const MAX_RENDERED_BYTES: usize = 128 * 1024;
 
 /// Per-target text templates, as written in the config file (`templates: { title: … }`).
 ///
@@ -211,15 +219,30 @@ impl Templates {
         Ok(non_empty_or_name(summary, vars.alert))
     }
 
+    /// Renders one template into a buffer that refuses to grow past [`MAX_RENDERED_BYTES`], so a
+    /// template that writes too much stops there with [`FormatError::TemplateTooLarge`].
     fn render(&self, field: &'static str, vars: &Vars<'_>) -> Result<String, FormatError> {
         let template = self
             .env
             .get_template(field)
             .map_err(|err| template_error(field, &err))?;
+        let mut out = Capped::default();
         let rendered = template
-            .render(Value::from(Serde(vars)))
-            .map_err(|err| template_error(field, &err))?;
-        Ok(rendered.trim().to_owned())
+            .render_captured_to(Value::from(Serde(vars)), &mut out)
+            .map(drop);
+        if out.overflowed {
+            return Err(FormatError::TemplateTooLarge {
+                field,
+                limit: MAX_RENDERED_BYTES,
+            });
+        }
+        rendered.map_err(|err| template_error(field, &err))?;
+        // The writer only ever receives whole `&str` pieces, so the bytes are UTF-8.
+        let text = String::from_utf8(out.buf).map_err(|_| FormatError::Template {
+            field,
+            message: "the output is not UTF-8".to_owned(),
+        })?;
+        Ok(text.trim().to_owned())
     }
 }
 
@@ -233,6 +256,28 @@ fn template_error(field: &'static str, err: &minijinja::Error) -> FormatError {
     FormatError::Template {
         field,
         message: err.to_string(),
+    }
+}
+
+/// An output buffer that refuses any write that would take it past [`MAX_RENDERED_BYTES`].
+#[derive(Default)]
+struct Capped {
+    buf: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len().saturating_add(bytes.len()) > MAX_RENDERED_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("template output limit reached"));
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -355,20 +400,84 @@ mod tests {
     }
 
     #[test]
-    fn defaults_fit_the_fuel_for_huge_label_sets() {
-        let names: Vec<(String, String)> = (0..10_000)
-            .map(|i| (format!("label_{i:05}"), format!("value {i}")))
+    fn defaults_fit_the_fuel_and_the_output_cap_for_the_largest_alert_ingest_accepts() {
+        // Ingest's limits: 128 labels, 64 KiB in all. Here 127 labels of 400 bytes and a
+        // 12 KiB description annotation come to about 64 KiB.
+        let value = "v".repeat(400);
+        let names: Vec<(String, String)> = (0..127)
+            .map(|i| (format!("label_{i:03}"), value.clone()))
             .collect();
-        let pairs: Vec<(&str, &str)> = names
+        let mut pairs: Vec<(&str, &str)> = names
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        pairs.push(("alertname", "A"));
+        let mut enriched = alert(&pairs);
+        let labels = enriched.alert.labels().clone();
+        let annotations: Annotations = [("description".to_owned(), "d".repeat(12 * 1024))]
+            .into_iter()
+            .collect();
+        let starts = enriched.alert.starts_at();
+        enriched.alert = Alert::build(labels, annotations, starts, None, None).unwrap();
         let description = Templates::defaults()
-            .description(&alert(&pairs), &ctx())
+            .description(&enriched, &ctx())
             .unwrap();
+        assert!(description.len() > 60 * 1024, "{}", description.len());
         assert!(
-            description.ends_with("label_09999=value 9999"),
+            description.ends_with(&format!("label_126={value}")),
             "{description:.80}"
+        );
+    }
+
+    fn render_title(title: &str, pairs: &[(&str, &str)]) -> Result<String, FormatError> {
+        let config = TemplateConfig {
+            title: Some(title.to_owned()),
+            ..TemplateConfig::default()
+        };
+        Templates::new(&config)
+            .unwrap()
+            .title(&alert(pairs), &ctx())
+    }
+
+    #[test]
+    fn output_past_the_cap_is_refused_with_a_typed_error() {
+        // 200 KiB of output: well within the fuel, past the cap.
+        let big = "x".repeat(1024);
+        let err = render_title("{{ labels.big * 200 }}", &[("big", &big)]).unwrap_err();
+        assert_eq!(
+            err,
+            FormatError::TemplateTooLarge {
+                field: "title",
+                limit: MAX_RENDERED_BYTES
+            }
+        );
+        // The same through a loop, and just under the cap still renders.
+        let err = render_title(
+            "{% for i in range(200) %}{{ labels.big }}{% endfor %}",
+            &[("big", &big)],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, FormatError::TemplateTooLarge { .. }),
+            "{err:?}"
+        );
+        let fits = render_title("{{ labels.big * 127 }}", &[("big", &big)]).unwrap();
+        assert_eq!(fits.len(), 127 * 1024);
+    }
+
+    #[test]
+    fn a_template_that_builds_megabytes_it_never_writes_is_stopped() {
+        // 16 KiB repeated 600 times is about 10 MB: built in memory, never written, so only the
+        // fuel can stop it.
+        let big = "x".repeat(16 * 1024);
+        let err = render_title(
+            "{% set s = labels.big * 600 %}{{ s | length }}",
+            &[("big", &big)],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, FormatError::Template { field: "title", ref message } if message.contains("fuel")),
+            "{err:?}"
         );
     }
 

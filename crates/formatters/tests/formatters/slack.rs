@@ -164,6 +164,7 @@ fn resolved_with_classification_and_settings() {
         username: Some("alertpub".to_owned()),
         icon_emoji: Some(":rotating_light:".to_owned()),
         icon_url: Some("https://alertpub.local/icon.png".to_owned()),
+        ..Default::default()
     };
     let message = slack::message(
         &classified(resolved()),
@@ -642,4 +643,48 @@ fn attachment_title_is_cut_at_1024_runes() {
             .count(),
         150
     );
+}
+
+#[test]
+fn alert_text_cannot_mention_people_unless_raw_markup_is_set() {
+    let alert = EnrichedAlert::new(alert_with(
+        pairs(&[("alertname", "A")]),
+        pairs(&[
+            (
+                "summary",
+                "<!channel> disk full, see <https://runbook/disk|Runbook>",
+            ),
+            (
+                "description",
+                "<!here> & <@U024BE7LH> <#C024BE7LH> <!subteam^SAZ94GDB8>",
+            ),
+        ]),
+    ));
+    let text = |settings: &SlackSettings| {
+        slack::message(&alert, &ctx_firing(), settings, &Templates::defaults())
+            .unwrap()
+            .to_string()
+    };
+    let safe = text(&SlackSettings::default());
+    for mention in [
+        "<!channel>",
+        "<!here>",
+        "<@U024BE7LH>",
+        "<#C024BE7LH>",
+        "<!subteam^",
+    ] {
+        assert!(!safe.contains(mention), "{mention} in {safe}");
+    }
+    assert!(
+        safe.contains("&lt;!channel&gt;") || safe.contains("&lt;!channel>"),
+        "{safe}"
+    );
+    assert!(safe.contains("<https://runbook/disk|Runbook>"), "{safe}");
+    let raw = text(&SlackSettings {
+        raw_markup: true,
+        ..Default::default()
+    });
+    for mention in ["<!channel>", "<!here>", "<@U024BE7LH>"] {
+        assert!(raw.contains(mention), "{mention} not in {raw}");
+    }
 }
