@@ -14,14 +14,17 @@ use crate::client::HttpClient;
 pub struct BuildContext {
     /// The target's name.
     pub target: TargetName,
-    /// The shared HTTP client (one pool for every publisher).
+    /// The target's HTTP client: the shared stack, with a connection pool of the target's own
+    /// ([`HttpClient::with_own_pool`]), so a slow target cannot hold the connections another
+    /// target on the same host needs.
     pub client: HttpClient,
     /// Where publishers that update their first message keep its reference.
     pub message_refs: Arc<dyn MessageRefStore>,
 }
 
 impl BuildContext {
-    /// A context.
+    /// A context for `target`, whose client is `client` with a connection pool of the target's
+    /// own.
     #[must_use]
     pub fn new(
         target: TargetName,
@@ -30,7 +33,7 @@ impl BuildContext {
     ) -> Self {
         Self {
             target,
-            client,
+            client: client.with_own_pool(),
             message_refs,
         }
     }
@@ -102,6 +105,25 @@ pub fn split_settings(settings: &KindSettings, own: &[&str]) -> (KindSettings, K
     (KindSettings(mine), KindSettings(rest))
 }
 
+/// The most a secret file may hold: a token, a key or a URL is far smaller, and a path such as
+/// `/dev/zero` must not be read for ever.
+pub(crate) const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a secret file, at most [`MAX_SECRET_FILE_BYTES`] of it. The error names only the
+/// problem, never the content.
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.kind().to_string())?;
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.kind().to_string())?;
+    if text.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(format!("it holds more than {MAX_SECRET_FILE_BYTES} bytes"));
+    }
+    Ok(text)
+}
+
 /// Resolves a secret given inline (a literal, or `${env:VAR}`) or as a file path. Exactly one of
 /// the two must be set. A file's trailing newline is dropped, so `echo token > file` works.
 ///
@@ -130,8 +152,8 @@ pub fn resolve_secret(
                 .map_err(|_| unavailable(format!("environment variable {var} is not set")))?,
             None => inline.to_owned(),
         },
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map_err(|e| unavailable(format!("cannot read {}: {}", path.display(), e.kind())))?
+        (None, Some(path)) => read_secret_file(path)
+            .map_err(|e| unavailable(format!("cannot read {}: {e}", path.display())))?
             .trim_end_matches(['\r', '\n'])
             .to_owned(),
     };
@@ -227,5 +249,31 @@ mod tests {
         );
         let err = check_base_url("url", "ftp://host/secret-path").unwrap_err();
         assert!(!err.to_string().contains("secret-path"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_file_is_read_only_up_to_its_cap() {
+        // An endless file stops at the cap instead of being read for ever.
+        let endless = resolve_secret("token", None, Some(Path::new("/dev/zero"))).unwrap_err();
+        assert!(endless.is_secret_unavailable(), "{endless}");
+        assert!(
+            endless.to_string().contains("more than 65536 bytes"),
+            "{endless}"
+        );
+        let dir = std::env::temp_dir().join(format!("alertpub-secret-cap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "k".repeat(65536)).unwrap();
+        assert_eq!(
+            resolve_secret("token", None, Some(&file))
+                .unwrap()
+                .expose()
+                .len(),
+            65536
+        );
+        std::fs::write(&file, "k".repeat(65537)).unwrap();
+        let over = resolve_secret("token", None, Some(&file)).unwrap_err();
+        assert!(!over.to_string().contains("kkkk"), "{over}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -60,7 +60,7 @@ pub fn classify_status(response: &HttpResponse) -> Result<(), PublishError> {
                 .headers
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now())),
+                .and_then(|v| retry_after(v, response)),
         },
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ErrorKind::Permanent {
             reason: PermanentReason::Auth,
@@ -101,6 +101,22 @@ pub(crate) fn describe(response: &HttpResponse) -> String {
     message
 }
 
+/// A response's `Retry-After`, read without our clock: delay-seconds as given, and an HTTP-date
+/// as its distance from the response's own `Date` (both are the origin's dates, RFC 9110
+/// §10.2.3, so their difference is the delay it means whatever our clock says). A date with no
+/// `Date` to measure from is unknown, and the dispatcher's default pause applies.
+fn retry_after(value: &str, response: &HttpResponse) -> Option<Duration> {
+    if let Ok(seconds) = value.trim().parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let sent = response
+        .headers
+        .get(http::header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())?;
+    parse_retry_after(value, sent)
+}
+
 /// Parses a `Retry-After` value: delay-seconds (`120`) or an HTTP-date
 /// (`Wed, 21 Oct 2015 07:28:00 GMT`), per RFC 9110 §10.2.3. A date in the past gives zero.
 #[must_use]
@@ -135,5 +151,40 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn a_retry_after_date_counts_from_the_response_date_not_our_clock() {
+        let response = |headers: &[(&str, &str)]| {
+            let mut map = http::HeaderMap::new();
+            for (name, value) in headers {
+                map.insert(
+                    http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    http::HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            HttpResponse {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                headers: map,
+                body: bytes::Bytes::new(),
+            }
+        };
+        let retry = |r: &HttpResponse| match classify_status(r).unwrap_err().kind {
+            ErrorKind::RateLimited { retry_after } => retry_after,
+            other => panic!("{other:?}"),
+        };
+        // Dates from 2015: against our clock the delay would be zero; the origin means 90 s.
+        let dated = response(&[
+            ("retry-after", "Wed, 21 Oct 2015 07:30:00 GMT"),
+            ("date", "Wed, 21 Oct 2015 07:28:30 GMT"),
+        ]);
+        assert_eq!(retry(&dated), Some(Duration::from_secs(90)));
+        // Without a Date the delay can't be measured: unknown, not a guess.
+        let undated = response(&[("retry-after", "Wed, 21 Oct 2015 07:30:00 GMT")]);
+        assert_eq!(retry(&undated), None);
+        assert_eq!(
+            retry(&response(&[("retry-after", "7")])),
+            Some(Duration::from_secs(7))
+        );
     }
 }

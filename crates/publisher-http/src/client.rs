@@ -39,9 +39,13 @@ pub struct ClientConfig {
     pub pool_idle_timeout: Duration,
     /// The most idle connections kept per host. Default 32.
     pub pool_max_idle_per_host: usize,
-    /// The most connections open to one host (scheme, host and port) at once, busy or idle; a
-    /// request that finds none free waits for one. Default 16, each dispatcher lane's default
-    /// in-flight limit, so a target never sees more connections than the work in flight.
+    /// The most connections one pool opens to one host (scheme, host and port) at once, busy or
+    /// idle; a request that finds none free waits for one. Default 16, each dispatcher lane's
+    /// default in-flight limit, so a target never sees more connections than the work in flight.
+    /// Each target has a pool of its own ([`HttpClient::with_own_pool`], which
+    /// [`BuildContext::new`](crate::BuildContext::new) applies), so the cap is per target and
+    /// host: targets that share a host (hooks.slack.com, the PagerDuty events API) never wait
+    /// for each other's connections.
     pub max_connections_per_host: usize,
     /// Extra CA certificates to trust, PEM-encoded, beside the webpki roots.
     pub extra_roots_pem: Vec<Vec<u8>>,
@@ -136,19 +140,30 @@ impl fmt::Debug for HttpResponse {
     }
 }
 
-/// The pooled HTTP/1.1 and HTTP/2 client with rustls (ring). Cheap to clone: clones share the pool.
+/// The pooled HTTP/1.1 and HTTP/2 client with rustls (ring). Cheap to clone: clones share the
+/// pool; [`with_own_pool`](Self::with_own_pool) makes one that does not.
 #[derive(Clone)]
 pub struct HttpClient {
     transport: Transport,
     config: Arc<ClientConfig>,
 }
 
+/// A pooled hyper client over the connection cap.
+type Pooled = Client<HttpsConnector<LimitedConnector<HttpConnector>>, Full<Bytes>>;
+
 /// Where requests go: the network, or a handler in this process.
 #[derive(Clone)]
 enum Transport {
     // Boxed: the pooled client is large, and the enum is held once per client.
-    Network(Box<Client<HttpsConnector<LimitedConnector<HttpConnector>>, Full<Bytes>>>),
+    Network(Box<Network>),
     InMemory(Arc<dyn InMemoryHandler>),
+}
+
+/// A pool, and the TLS settings that build another like it.
+#[derive(Clone)]
+struct Network {
+    pool: Pooled,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 /// Answers requests inside the process, for [`HttpClient::in_memory`]: a simulation's targets.
@@ -202,25 +217,34 @@ impl HttpClient {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.connect_timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(LimitedConnector::new(http, config.max_connections_per_host));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .build(https);
+        let tls = Arc::new(tls);
         Ok(Self {
-            transport: Transport::Network(Box::new(client)),
+            transport: Transport::Network(Box::new(Network {
+                pool: pool(config, &tls),
+                tls,
+            })),
             config: Arc::new(config.clone()),
         })
+    }
+
+    /// A client with the same settings and trusted roots, but a connection pool of its own, with
+    /// its own cap of [`ClientConfig::max_connections_per_host`] per host. Every target gets one
+    /// ([`BuildContext::new`](crate::BuildContext::new)): a target that stops answering holds
+    /// only its own connections, never those another target on the same host needs. An
+    /// in-memory client is returned as it is.
+    #[must_use]
+    pub fn with_own_pool(&self) -> Self {
+        let transport = match &self.transport {
+            Transport::Network(network) => Transport::Network(Box::new(Network {
+                pool: pool(&self.config, &network.tls),
+                tls: Arc::clone(&network.tls),
+            })),
+            Transport::InMemory(handler) => Transport::InMemory(Arc::clone(handler)),
+        };
+        Self {
+            transport,
+            config: Arc::clone(&self.config),
+        }
     }
 
     /// A client whose requests never leave the process: `handler` answers each one. Everything
@@ -289,7 +313,7 @@ impl HttpClient {
         http_request: Request<Full<Bytes>>,
     ) -> Result<HttpResponse, PublishError> {
         let client = match &self.transport {
-            Transport::Network(client) => client,
+            Transport::Network(network) => &network.pool,
             Transport::InMemory(handler) => {
                 let (parts, body) = http_request.into_parts();
                 let body = body
@@ -335,6 +359,24 @@ impl HttpClient {
             body: body.to_bytes(),
         })
     }
+}
+
+/// A connection pool with `config`'s settings, its connection cap and these TLS settings.
+fn pool(config: &ClientConfig, tls: &Arc<rustls::ClientConfig>) -> Pooled {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(config.connect_timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(rustls::ClientConfig::clone(tls))
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(LimitedConnector::new(http, config.max_connections_per_host));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(config.pool_idle_timeout)
+        .pool_max_idle_per_host(config.pool_max_idle_per_host)
+        .build(https)
 }
 
 /// An error and its causes, joined with `: `, as hyper's own Display stops at the outermost one.

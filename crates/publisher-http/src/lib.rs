@@ -3,7 +3,9 @@
 //! Publishers write two things only: how to build their request, and — when the status code is not
 //! enough — how to classify the answer. Everything else lives here, once:
 //! - a pooled hyper-util client with rustls on the ring provider, trusting the webpki roots plus any
-//!   extra CA certificates the configuration names ([`HttpClient`], [`ClientConfig`]);
+//!   extra CA certificates the configuration names ([`HttpClient`], [`ClientConfig`]), with a
+//!   connection pool and connection cap per target ([`BuildContext::new`] gives each target its
+//!   own), so a target that stops answering never holds another target's connections;
 //! - no attempt deadline of its own by default: the caller applies each target's `timeout` (the
 //!   dispatcher and the synchronous API do, in `TargetCall`), so a target set to 30 s is not cut
 //!   at a hidden shorter limit; [`ClientConfig::with_timeout`] adds one for callers without;

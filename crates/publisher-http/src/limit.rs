@@ -1,4 +1,5 @@
-//! A cap on open connections per host, below the connection pool.
+//! A cap on open connections per host, below one connection pool. Each target has a pool of its
+//! own (`HttpClient::with_own_pool`), so the cap is per target and host.
 //!
 //! hyper-util's pooled client opens a new connection whenever a request finds no idle one, even if
 //! a busy connection frees up a moment later, and then keeps it. Under load a target would see

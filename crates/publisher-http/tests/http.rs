@@ -292,3 +292,52 @@ async fn connections_per_host_never_exceed_the_cap() {
         target.connections()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_never_answers_holds_only_its_own_connections() {
+    // One loopback host for both targets, as hooks.slack.com or the PagerDuty events API is for
+    // every target of its kind. Its first two requests are never answered; the rest get a 200.
+    let host = MockTarget::start().await;
+    host.enqueue(MockResponse::hang());
+    host.enqueue(MockResponse::hang());
+    let shared =
+        HttpClient::new(&ClientConfig::default().with_max_connections_per_host(2)).unwrap();
+    let refs = std::sync::Arc::new(alert_core::InMemoryMessageRefs::new());
+    let context = |name: &str| {
+        publisher_http::BuildContext::new(
+            alert_core::TargetName::new(name).unwrap(),
+            shared.clone(),
+            refs.clone(),
+        )
+    };
+    let (stuck, healthy) = (context("stuck"), context("healthy"));
+
+    // The stuck target fills its cap of two connections, and a third request of its own waits.
+    let mut hanging = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let (client, url) = (stuck.client.clone(), host.url("/stuck"));
+        hanging.spawn(async move {
+            let request = HttpRequest::post(&url).unwrap().json("{}");
+            client.send(request, &DefaultClassifier).await
+        });
+    }
+    host.wait_for_requests(2, Duration::from_secs(5)).await;
+
+    // The other target on the same host still gets a connection, at once.
+    let request = HttpRequest::post(&host.url("/healthy")).unwrap().json("{}");
+    let answer = tokio::time::timeout(
+        Duration::from_secs(2),
+        healthy.client.send(request, &DefaultClassifier),
+    )
+    .await
+    .expect("the healthy target is not kept waiting by the stuck one's connections")
+    .unwrap();
+    assert_eq!(answer.status.as_u16(), 200);
+    let paths: Vec<String> = host.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        ["/stuck", "/stuck", "/healthy"],
+        "the stuck target's third request waits for its own cap"
+    );
+    hanging.abort_all();
+}

@@ -70,9 +70,10 @@ pub struct Config {
     /// `POST` (the default) or `PUT`.
     #[serde(default)]
     pub method: Option<String>,
-    /// Extra headers, not secret.
+    /// Extra headers. Their values are treated as secrets (an API key is often put here): never
+    /// shown in Debug output, marked sensitive, and scrubbed from errors.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret<String>>,
     /// Authentication, at most one scheme.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
@@ -223,7 +224,7 @@ impl WebhookPublisher {
         let settings = |e: publisher_http::RequestError| BuildError::Settings(e.to_string());
         let mut template = HttpRequest::secret_url(method, &url).map_err(settings)?;
         for (name, value) in &config.headers {
-            template = template.header(name, value).map_err(settings)?;
+            template = template.secret_header(name, value).map_err(settings)?;
         }
         template = match &auth {
             Auth::None => template,

@@ -255,3 +255,32 @@ fn httpdate_in(seconds: u64) -> String {
     let at = std::time::SystemTime::now() + Duration::from_secs(seconds);
     httpdate::fmt_http_date(at)
 }
+
+/// A header value is as secret as a token: a target that echoes it in an error body does not get
+/// it into the error, and the parsed config's Debug output does not show it.
+#[tokio::test]
+async fn header_values_are_secrets() {
+    const HEADER_KEY: &str = "header-SECRET-api-key-7";
+    let target = MockTarget::start().await;
+    target.respond(MockResponse::status(400).body(format!("bad key {HEADER_KEY}")));
+    let settings = serde_json::json!({
+        "url": target.url("/hook"),
+        "headers": {"X-Api-Key": HEADER_KEY},
+    });
+    let publisher = build(settings.clone(), Duration::from_secs(5));
+    let err = publisher
+        .publish(PublishRequest::made_at(
+            &alert(),
+            Delivery::new(1, 1),
+            chrono::Utc::now(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(target.requests()[0].header("x-api-key"), Some(HEADER_KEY));
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(HEADER_KEY), "{shown}");
+    let config: publishers_webhook::Config = serde_json::from_value(settings).unwrap();
+    let debug = format!("{config:?}");
+    assert!(!debug.contains(HEADER_KEY), "{debug}");
+    assert!(!format!("{publisher:?}").contains(HEADER_KEY));
+}
