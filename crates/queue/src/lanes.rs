@@ -2,10 +2,14 @@
 //! (target, fingerprint), and the order in which a lane's lease slots go to the priorities.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
 use std::ops::Bound;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alert_core::{Fingerprint, JobId, Priority, QueueStats, TargetName, TargetQueueStats};
+use alert_core::{
+    Clock, Fingerprint, JobId, Priority, QueueStats, SystemClock, TargetName, TargetQueueStats,
+};
 use chrono::{DateTime, Utc};
 
 /// One (target, fingerprint): the unit of ordering and of the notification log.
@@ -59,16 +63,37 @@ pub(crate) struct Place<'a> {
 pub(crate) struct Index {
     pub(crate) lanes: HashMap<TargetName, Lane>,
     pub(crate) slots: HashMap<Key, Slot>,
+    /// The store's clock, read only for when a lane last caught up.
+    pub(crate) clock: StoreClock,
+}
+
+/// The clock a store's index reads (default: [`SystemClock`]). Every job's due time comes from
+/// the caller's `now`; the index reads the clock itself only where no caller hands it a time:
+/// whether a job filed into a lane finds it idle, and how long a lane has been behind.
+#[derive(Clone)]
+pub(crate) struct StoreClock(pub(crate) Arc<dyn Clock>);
+
+impl Default for StoreClock {
+    fn default() -> Self {
+        Self(Arc::new(SystemClock))
+    }
+}
+
+impl fmt::Debug for StoreClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoreClock")
+    }
 }
 
 impl Index {
     /// Files job `id` where `place` says: pending, or leased until `place.leased_until`.
     pub(crate) fn file(&mut self, id: JobId, place: Place<'_>) {
         let lane = self.lanes.entry(place.target.clone()).or_default();
+        let clock = &self.clock.0;
         // The clock is read only when the lane has pending jobs that might be due.
-        let idle = || lane.ready.iter().all(BTreeSet::is_empty) || !lane.has_due(Utc::now());
+        let idle = || lane.ready.iter().all(BTreeSet::is_empty) || !lane.has_due(clock.now());
         if place.leased_until.is_none() && idle() {
-            lane.caught_up = Some(Instant::now());
+            lane.caught_up = Some(clock.monotonic());
         }
         let slot = self
             .slots
@@ -106,6 +131,14 @@ impl Index {
                 self.slots.remove(&key);
             }
         }
+    }
+
+    /// How many live jobs (pending or leased) `target` has.
+    pub(crate) fn live(&self, target: &TargetName) -> u64 {
+        self.lanes.get(target).map_or(0, |lane| {
+            let ready: usize = lane.ready.iter().map(BTreeSet::len).sum();
+            (ready + lane.leased.len()) as u64
+        })
     }
 
     /// The live jobs of `key`.
@@ -158,18 +191,23 @@ impl Index {
         if let Some(lane) = self.lanes.get_mut(target) {
             lane.cycle = cycle;
             if !lane.has_due(now) {
-                lane.caught_up = Some(Instant::now());
+                lane.caught_up = Some(self.clock.0.monotonic());
             }
         }
     }
 
     /// Whether the dispatcher is behind the queue: some lane has had a due job pending without
-    /// a break for longer than `lag` (at `now`, by the wall clock, for what is due). A job
-    /// that waits for its (target, fingerprint)'s job in flight counts as pending too.
+    /// a break for longer than `lag` (at `now`, by the wall clock, for what is due; the lag by
+    /// the clock's monotonic time). A job that waits for its (target, fingerprint)'s job in
+    /// flight counts as pending too.
     pub(crate) fn behind(&self, now: DateTime<Utc>, lag: Duration) -> bool {
-        self.lanes
-            .values()
-            .any(|lane| lane.has_due(now) && lane.caught_up.is_some_and(|at| at.elapsed() >= lag))
+        let mono = self.clock.0.monotonic();
+        self.lanes.values().any(|lane| {
+            lane.has_due(now)
+                && lane
+                    .caught_up
+                    .is_some_and(|at| mono.saturating_duration_since(at) >= lag)
+        })
     }
 
     /// When the earliest pending job of `target` that is not due at `now` becomes due.
@@ -289,7 +327,8 @@ mod tests {
     #[test]
     fn the_index_is_behind_only_while_a_lane_has_had_due_jobs_pending_for_the_lag() {
         let target = TargetName::new("t").unwrap();
-        let now = Utc::now();
+        let clock = Arc::new(alert_core::TestClock::new());
+        let now = clock.now();
         let place = |id: u64, due, leased_until| Place {
             target: &target,
             fingerprint: Fingerprint::from_u64(id),
@@ -298,7 +337,10 @@ mod tests {
             leased_until,
         };
         let hour = Duration::from_secs(3600);
-        let mut index = Index::default();
+        let mut index = Index {
+            clock: StoreClock(clock.clone()),
+            ..Index::default()
+        };
         assert!(!index.behind(now, Duration::ZERO), "an empty index");
         // A retry due in a minute is not pending work yet.
         index.file(JobId(1), place(1, now + chrono::Duration::minutes(1), None));
@@ -309,6 +351,9 @@ mod tests {
         index.file(JobId(2), place(2, due, None));
         assert!(index.behind(now, Duration::ZERO));
         assert!(!index.behind(now, hour));
+        // The lag is the store clock's: an hour later by it, the lane has been behind an hour.
+        clock.advance(hour);
+        assert!(index.behind(now, hour));
         // A lease that takes it catches the lane up.
         let (picked, cycle) = index.pick(&target, 8, now, |id| Fingerprint::from_u64(id.0));
         assert_eq!(picked, vec![JobId(2)]);

@@ -71,4 +71,8 @@ mod redb_store;
 mod sweep;
 
 pub use memory::MemoryJobStore;
+/// The record decoders' fuzz entry point (feature `fuzzing`), not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use redb_store::fuzzing::decode_records;
 pub use redb_store::{RedbJobStore, RedbMessageRefs};

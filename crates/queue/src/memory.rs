@@ -7,16 +7,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use alert_core::{
-    Admission, Admitted, AlertStatus, BoxFuture, DeadLetter, DeadLetterFilter, DeadLetterId,
-    DeadLetterPage, DeadReason, Delivery, EnrichedAlert, Fingerprint, JobError, JobId, JobStore,
-    JobStoreError, Lease, LeasedJob, LogDecision, LogEntry, Priority, QueueStats, Reschedule,
-    SweepAction, SweepPlan, SweepReport, TargetKind, TargetName, log_decision, sweep_action,
+    Admission, Admitted, AlertStatus, BoxFuture, BrokenReason, DeadLetter, DeadLetterFilter,
+    DeadLetterId, DeadLetterPage, DeadReason, Delivery, EnrichedAlert, Fingerprint, JobError,
+    JobId, JobStore, JobStoreError, Lease, LeasedJob, LogDecision, LogEntry, Priority, QueueStats,
+    Reschedule, StoreCondition, StoreHealth, SweepAction, SweepPlan, SweepReport, TargetKind,
+    TargetName, log_decision, sweep_action,
 };
 use chrono::{DateTime, Utc};
 use uuid::{ContextV7, Timestamp, Uuid};
 
 use crate::lanes::{Counted, Index, Key, Place, queue_stats};
-use crate::sweep::sweep_job;
+use crate::sweep::{JobView, KnownTarget, doomed, kind_of, removal_due, sweep_job, track_targets};
 
 /// The default cap on dead-letter entries.
 const DEFAULT_DEAD_LETTER_CAP: usize = 100_000;
@@ -35,6 +36,10 @@ const DEFAULT_DEAD_LETTER_CAP: usize = 100_000;
 ///   sees the same delivery.
 pub struct MemoryJobStore {
     max_jobs: u64,
+    /// The quota of each target; `u64::MAX` when there is none.
+    max_jobs_per_target: u64,
+    /// The most notification-log entries; `u64::MAX` when there is no bound.
+    max_active_alerts: u64,
     dead_letter_cap: usize,
     state: Mutex<State>,
 }
@@ -45,9 +50,40 @@ impl MemoryJobStore {
     pub fn new(max_jobs: u64) -> Self {
         Self {
             max_jobs,
+            max_jobs_per_target: u64::MAX,
+            max_active_alerts: u64::MAX,
             dead_letter_cap: DEFAULT_DEAD_LETTER_CAP,
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// Reads `clock` where no caller hands the store a time (default: `SystemClock`); see
+    /// [`Clock`](alert_core::Clock). Give it the clock that stamps the store's jobs.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn alert_core::Clock>) -> Self {
+        let state = self
+            .state
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.index.clock = crate::lanes::StoreClock(clock);
+        self
+    }
+
+    /// Holds at most `n` live jobs per target: an admission that would add a job to a target
+    /// holding `n` is refused alone ([`Admitted::TargetFull`]), and so is a replay
+    /// ([`JobStoreError::TargetFull`]); a sweep leaves such work for a later pass.
+    #[must_use]
+    pub fn with_max_jobs_per_target(mut self, n: u64) -> Self {
+        self.max_jobs_per_target = n;
+        self
+    }
+
+    /// Holds at most `n` notification-log entries (one per (target, fingerprint)): a batch that
+    /// would add entries past it is refused whole ([`JobStoreError::TooManyActiveAlerts`]).
+    #[must_use]
+    pub fn with_max_active_alerts(mut self, n: u64) -> Self {
+        self.max_active_alerts = n;
+        self
     }
 
     /// Keeps at most `cap` dead letters; when a new one would exceed it, the oldest is dropped.
@@ -108,6 +144,8 @@ impl MemoryJobStore {
         // batch that would exceed `max_jobs` is refused before anything is written.
         let mut overlay: HashMap<Key, (Option<LogEntry>, bool)> = HashMap::new();
         let mut added: u64 = 0;
+        let mut added_to: HashMap<TargetName, u64> = HashMap::new();
+        let mut new_entries: u64 = 0;
         let mut plan = Vec::with_capacity(batch.len());
         for admission in batch {
             let key = (
@@ -126,23 +164,44 @@ impl MemoryJobStore {
                 LogDecision::Enqueue { entry, .. } => {
                     // Replacing a pending job does not grow the queue.
                     if !pending {
+                        let to = added_to.entry(key.0.clone()).or_default();
+                        if state.index.live(&key.0) + *to >= self.max_jobs_per_target {
+                            // Refused alone: nothing of it is planned, its log entry included.
+                            plan.push((key, None));
+                            continue;
+                        }
+                        *to += 1;
                         added += 1;
+                    }
+                    if previous.is_none() {
+                        new_entries += 1;
                     }
                     (Some(entry.clone()), true)
                 }
                 LogDecision::Duplicate { refresh } => (refresh.clone().or(previous), pending),
             };
             overlay.insert(key.clone(), next);
-            plan.push((key, decision));
+            plan.push((key, Some(decision)));
+        }
+        if new_entries > 0 && state.log.len() as u64 + new_entries > self.max_active_alerts {
+            return Err(JobStoreError::TooManyActiveAlerts {
+                max_active_alerts: self.max_active_alerts,
+            });
         }
         if added > 0 && state.jobs.len() as u64 + added > self.max_jobs {
             return Err(JobStoreError::Full {
                 max_jobs: self.max_jobs,
             });
         }
+        let max_jobs_per_target = self.max_jobs_per_target;
         Ok(plan
             .into_iter()
-            .map(|(key, decision)| state.apply(key, decision, now))
+            .map(|(key, decision)| match decision {
+                Some(decision) => state.apply(key, decision, now),
+                None => Admitted::TargetFull {
+                    max_jobs_per_target,
+                },
+            })
             .collect())
     }
 
@@ -279,6 +338,7 @@ impl MemoryJobStore {
         for key in expired {
             state.log.remove(&key);
         }
+        self.bury_old_and_removed(&mut state, plan, &mut report, now);
         // Longest overdue first, so a bounded pass leaves the freshest work for the next one.
         work.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let mut made = 0_usize;
@@ -294,7 +354,10 @@ impl MemoryJobStore {
                 continue;
             }
             // Replacing a pending job does not grow the queue.
-            if !pending && state.jobs.len() as u64 >= self.max_jobs {
+            if !pending
+                && (state.jobs.len() as u64 >= self.max_jobs
+                    || state.index.live(&key.0) >= self.max_jobs_per_target)
+            {
                 continue;
             }
             let logged = &state.log[&key];
@@ -311,6 +374,70 @@ impl MemoryJobStore {
         report.targets.sort_unstable();
         report.targets.dedup();
         Ok(report)
+    }
+
+    /// The sweep's dead-lettering: records the target set, then moves the jobs of removed
+    /// targets past their grace and the jobs older than `max_age` to the dead-letter queue.
+    fn bury_old_and_removed(
+        &self,
+        state: &mut State,
+        plan: &SweepPlan,
+        report: &mut SweepReport,
+        now: DateTime<Utc>,
+    ) {
+        let changes = match &plan.known_targets {
+            Some(known) => {
+                let with_jobs = state.index.lanes.keys().cloned().collect::<Vec<_>>();
+                let index = &state.index;
+                track_targets(&state.targets, known, with_jobs, |t| index.live(t), now)
+            }
+            None => Vec::new(),
+        };
+        let removed = if plan.known_targets.is_some() {
+            removal_due(&state.targets, &changes, plan.removal_grace, now)
+        } else {
+            Default::default()
+        };
+        let jobs = state.jobs.iter().map(|(&id, job)| JobView {
+            id,
+            target: &job.target,
+            enqueued_at: job.enqueued_at,
+            leased_until: job.leased_until,
+        });
+        let doomed = doomed(jobs, &removed, plan.max_age, plan.max_jobs_per_pass, now);
+        let kinds: HashMap<TargetName, TargetKind> = doomed
+            .iter()
+            .filter_map(|(id, _)| state.jobs.get(id))
+            .map(|job| {
+                let kind = kind_of(&state.targets, &changes, &job.target);
+                (job.target.clone(), kind)
+            })
+            .collect();
+        for (name, change) in changes {
+            match change {
+                Some(record) => state.targets.insert(name, record),
+                None => state.targets.remove(&name),
+            };
+        }
+        for (id, reason) in doomed {
+            let Some(job) = state.remove(id) else {
+                continue;
+            };
+            // Its successor is moved with it, or expires on its own.
+            if job.superseded {
+                continue;
+            }
+            let kind = kinds
+                .get(&job.target)
+                .copied()
+                .unwrap_or(crate::sweep::UNKNOWN_KIND);
+            state.bury(job, kind, reason, now);
+            match reason {
+                DeadReason::TargetRemoved => report.removed_jobs += 1,
+                _ => report.expired_jobs += 1,
+            }
+        }
+        state.trim_dead(self.dead_letter_cap);
     }
 
     fn stats_now(&self) -> Result<QueueStats, JobStoreError> {
@@ -366,6 +493,12 @@ impl MemoryJobStore {
         if state.jobs.len() as u64 >= self.max_jobs {
             return Err(JobStoreError::Full {
                 max_jobs: self.max_jobs,
+            });
+        }
+        if state.index.live(&key.0) >= self.max_jobs_per_target {
+            return Err(JobStoreError::TargetFull {
+                target: key.0,
+                max_jobs_per_target: self.max_jobs_per_target,
             });
         }
         let entry = state.dead.remove(id).ok_or(JobStoreError::NotFound)?;
@@ -445,6 +578,16 @@ impl JobStore for MemoryJobStore {
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<Option<DeadLetterId>, JobStoreError>> {
         Box::pin(async move { self.dead_letter_now(job, kind, reason, error, now) })
+    }
+
+    fn health(&self) -> StoreHealth {
+        // Nothing is written anywhere, so only a panic under the lock can break this store.
+        match self.state.lock() {
+            Ok(state) => StoreHealth::default().with_counters(0, state.evicted),
+            Err(_) => StoreHealth::new(StoreCondition::Broken {
+                reason: BrokenReason::Poisoned,
+            }),
+        }
     }
 
     fn stats(&self) -> BoxFuture<'_, Result<QueueStats, JobStoreError>> {
@@ -539,6 +682,10 @@ struct State {
     dead: BTreeMap<DeadLetterId, DeadLetter>,
     /// Makes dead-letter ids increase even when `now` repeats or goes back.
     ids: ContextV7,
+    /// Dead letters dropped at the cap; see [`StoreHealth::evicted_dead_letters`].
+    evicted: u64,
+    /// The targets the sweeps have seen, and since when those that left the set are gone.
+    targets: BTreeMap<TargetName, KnownTarget>,
 }
 
 impl State {
@@ -730,6 +877,7 @@ impl State {
     fn trim_dead(&mut self, cap: usize) {
         while self.dead.len() > cap {
             self.dead.pop_first();
+            self.evicted += 1;
         }
     }
 

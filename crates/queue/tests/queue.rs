@@ -39,6 +39,24 @@ async fn memory_store_passes_the_contract() {
 }
 
 #[tokio::test]
+async fn memory_store_refuses_a_full_target_alone() {
+    let store = MemoryJobStore::new(1_000).with_max_jobs_per_target(3);
+    contract::target_quota_refuses_that_target_alone(&store).await;
+}
+
+#[tokio::test]
+async fn memory_store_bounds_the_active_alerts() {
+    let store = MemoryJobStore::new(1_000).with_max_active_alerts(4);
+    contract::active_alerts_are_bounded(&store).await;
+}
+
+#[tokio::test]
+async fn memory_store_counts_the_dead_letters_it_drops_at_its_cap() {
+    let store = MemoryJobStore::new(1_000).with_dead_letter_cap(4);
+    contract::evicted_dead_letters_are_counted(&store, 4).await;
+}
+
+#[tokio::test]
 async fn dead_letters_beyond_the_cap_drop_the_oldest() {
     let store = MemoryJobStore::new(100).with_dead_letter_cap(2);
     let target = TargetName::new("t").unwrap();

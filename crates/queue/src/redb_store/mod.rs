@@ -26,6 +26,11 @@
 //! opened: after a crash every job is leasable again at once, which is at-least-once delivery,
 //! and the delivery sequence lets targets drop the repeat.
 
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
+mod health;
+#[cfg(test)]
+mod health_tests;
 mod records;
 mod state;
 mod writer;
@@ -33,27 +38,37 @@ mod writer;
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alert_core::{
-    Admission, Admitted, BoxFuture, DeadLetterFilter, DeadLetterId, DeadLetterPage, DeadReason,
-    Delivery, EnrichedAlert, Fingerprint, JobError, JobId, JobStore, JobStoreError, Lease,
-    LeasedJob, LogEntry, MessageRef, MessageRefStore, QueueStats, Reschedule, SweepPlan,
-    SweepReport, TargetKind, TargetName,
+    Admission, Admitted, BoxFuture, BrokenReason, DeadLetterFilter, DeadLetterId, DeadLetterPage,
+    DeadReason, Delivery, EnrichedAlert, Fingerprint, JobError, JobId, JobStore, JobStoreError,
+    Lease, LeasedJob, LogEntry, MessageRef, MessageRefStore, QueueStats, Reschedule, StoreHealth,
+    SweepPlan, SweepReport, TargetKind, TargetName,
 };
 use chrono::{DateTime, Utc};
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, StorageError, TransactionError,
     WriteTransaction,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
-use self::records::{DEAD, MESSAGE_REFS, decode, read_dead, storage};
+use self::health::{Health, Now};
+use self::records::{
+    DEAD, MESSAGE_REFS, QUARANTINE, Quarantined, dead_id_floor, decode, read_dead, read_dead_head,
+    storage,
+};
 use self::state::State;
 use self::writer::Op;
+
+/// How many reads of the dead-letter queue run at once. Each holds a thread of tokio's blocking
+/// pool for as long as it scans, and that pool is small and shared: the HTTP client resolves
+/// host names on it, so an operator listing or replaying a large dead-letter queue from several
+/// terminals must not leave the deliveries waiting for a thread.
+pub(crate) const DLQ_SCANS: usize = 2;
 
 /// How many ops may wait for the writer. A full channel makes callers wait, which is the
 /// back-pressure ingest needs; it is far above what one group commits.
@@ -129,6 +144,10 @@ struct Shared {
     /// say) until the file is reopened, and the store should recover once the disk has room.
     reopen: Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>,
     max_jobs: u64,
+    /// The quota of each target; `u64::MAX` when there is none.
+    max_jobs_per_target: AtomicU64,
+    /// The most notification-log entries; `u64::MAX` when there is no bound.
+    max_active_alerts: AtomicU64,
     state: Mutex<State>,
     /// The last group committed durably and the last that failed ([`State::planned`] numbers
     /// them): what acknowledgements wait for.
@@ -139,6 +158,13 @@ struct Shared {
     /// Told each target that got new jobs, as soon as a lane could lease them (see
     /// [`RedbJobStore::on_new_jobs`]).
     on_new_jobs: OnceLock<NewJobsHook>,
+    /// Failed commits in a row, the reopen backoff and the counters of [`StoreHealth`].
+    health: Health,
+    /// Admits [`DLQ_SCANS`] reads of the dead-letter queue at once.
+    dlq_scans: Semaphore,
+    /// Called by each dead-letter scan as it starts, on its blocking thread.
+    #[cfg(test)]
+    scan_hook: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// See [`RedbJobStore::on_new_jobs`].
@@ -177,18 +203,35 @@ impl RedbJobStore {
         max_jobs: u64,
         reopen: Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>,
     ) -> Result<Self, JobStoreError> {
+        Self::with_opener_and_clock(path, max_jobs, reopen, Arc::new(Instant::now))
+    }
+
+    fn with_opener_and_clock(
+        path: PathBuf,
+        max_jobs: u64,
+        reopen: Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>,
+        clock: Now,
+    ) -> Result<Self, JobStoreError> {
         let db = reopen()
             .map_err(|e| JobStoreError::Storage(format!("opening {}: {e}", path.display())))?;
         let state = State::load(&db)?;
+        let health = Health::new(clock);
+        health.add_quarantined(state.quarantined);
         let shared = Arc::new(Shared {
             path,
             db: RwLock::new(Some(db)),
             reopen,
             max_jobs,
+            max_jobs_per_target: AtomicU64::new(u64::MAX),
+            max_active_alerts: AtomicU64::new(u64::MAX),
             state: Mutex::new(state),
             committed: watch::Sender::new(Committed::default()),
             holding_flush: AtomicBool::new(false),
             on_new_jobs: OnceLock::new(),
+            health,
+            dlq_scans: Semaphore::new(DLQ_SCANS),
+            #[cfg(test)]
+            scan_hook: OnceLock::new(),
         });
         let (ops, receiver) = mpsc::channel(OPS_CAPACITY);
         let for_writer = Arc::clone(&shared);
@@ -212,6 +255,35 @@ impl RedbJobStore {
     /// flight are settled as superseded.) Only the first call counts.
     pub fn on_new_jobs(&self, wake: impl Fn(&TargetName) + Send + Sync + 'static) {
         let _ = self.shared.on_new_jobs.set(Box::new(wake));
+    }
+
+    /// Reads `clock` where no caller hands the store a time (default: `SystemClock`), as
+    /// [`MemoryJobStore::with_clock`](crate::MemoryJobStore::with_clock) does: whether a lane is
+    /// behind, which paces the writer's group commits. Give it the clock that stamps the
+    /// store's jobs. (The writer thread's own short waits are OS-thread waits on real time.)
+    #[must_use]
+    pub fn with_clock(self, clock: Arc<dyn alert_core::Clock>) -> Self {
+        if let Ok(mut state) = self.shared.state() {
+            state.index.clock = crate::lanes::StoreClock(clock);
+        }
+        self
+    }
+
+    /// Holds at most `n` live jobs per target: an admission that would add a job to a target
+    /// holding `n` is refused alone ([`alert_core::Admitted::TargetFull`]), and so is a replay
+    /// ([`JobStoreError::TargetFull`]); a sweep leaves such work for a later pass.
+    #[must_use]
+    pub fn with_max_jobs_per_target(self, n: u64) -> Self {
+        self.shared.max_jobs_per_target.store(n, Ordering::Relaxed);
+        self
+    }
+
+    /// Holds at most `n` notification-log entries (one per (target, fingerprint)): a batch that
+    /// would add entries past it is refused whole ([`JobStoreError::TooManyActiveAlerts`]).
+    #[must_use]
+    pub fn with_max_active_alerts(self, n: u64) -> Self {
+        self.shared.max_active_alerts.store(n, Ordering::Relaxed);
+        self
     }
 
     /// Keeps at most `cap` dead letters; when a new one would exceed it, the oldest is dropped.
@@ -243,6 +315,36 @@ impl RedbJobStore {
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// The records set aside in the quarantine because they could not be read: for each, the
+    /// table it was in, its key there, and why it could not be read. At most `limit`.
+    ///
+    /// # Errors
+    /// [`JobStoreError::Storage`] when the database cannot be read.
+    pub fn quarantined(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String)>, JobStoreError> {
+        let txn = self.shared.begin_read()?;
+        let table = match txn.open_table(QUARANTINE) {
+            Ok(table) => table,
+            // Nothing was ever set aside.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(storage(e)),
+        };
+        let mut out = Vec::new();
+        for row in redb::ReadableTable::iter(&table)
+            .map_err(storage)?
+            .take(limit)
+        {
+            let (key, value) = row.map_err(storage)?;
+            let (from, key) = key.value();
+            let reason =
+                Quarantined::decode(value.value()).map_or_else(|e| e.to_string(), |q| q.reason);
+            out.push((from.to_owned(), key.to_owned(), reason));
+        }
+        Ok(out)
     }
 
     /// The notification log's entry for (`target`, `fingerprint`), if it has one.
@@ -494,18 +596,32 @@ impl Shared {
             }
         }
         let mut db = self.db.write().map_err(|_| poisoned())?;
+        // Reopening reads the whole file again; while it keeps failing, it is tried with a
+        // backoff rather than by every write.
+        self.health.may_reopen()?;
         // The old handle must be closed first: it holds the file's lock.
         drop(db.take());
-        let fresh = (self.reopen)().map_err(|e| {
-            JobStoreError::Storage(format!(
-                "reopening {} after an I/O failure: {e}",
-                self.path.display()
-            ))
-        })?;
-        let mut loaded = State::load(&fresh)?;
+        let reopened = (self.reopen)()
+            .map_err(|e| {
+                JobStoreError::Storage(format!(
+                    "reopening {} after an I/O failure: {e}",
+                    self.path.display()
+                ))
+            })
+            .and_then(|fresh| State::load(&fresh).map(|loaded| (fresh, loaded)));
+        let (fresh, mut loaded) = match reopened {
+            Ok(reopened) => reopened,
+            Err(e) => {
+                self.health.reopen_failed();
+                return Err(e);
+            }
+        };
+        self.health.reopened();
+        self.health.add_quarantined(loaded.quarantined);
         {
             let mut state = self.state()?;
             loaded.dead_letter_cap = state.dead_letter_cap;
+            loaded.index.clock = state.index.clock.clone();
             loaded.dead_letter_retention = state.dead_letter_retention;
             // Acknowledgements wait for group numbers counted before the reload.
             loaded.planned = state.planned;
@@ -522,43 +638,66 @@ impl Shared {
         Ok(txn)
     }
 
+    /// One page of the dead-letter queue, and the ids of the entries met that could not be
+    /// read (for the writer to move to the quarantine).
+    ///
+    /// The filter is matched on each entry's target, kind and time, read without its alert;
+    /// only the entries that pass are decoded whole. A `since` starts the scan at the first id
+    /// that can have been made then (see [`dead_id_floor`]).
     fn dead_letters(
         &self,
         filter: &DeadLetterFilter,
         cursor: Option<&DeadLetterId>,
         limit: usize,
-    ) -> Result<DeadLetterPage, JobStoreError> {
+    ) -> Result<(DeadLetterPage, Vec<DeadLetterId>), JobStoreError> {
+        #[cfg(test)]
+        if let Some(hook) = self.scan_hook.get() {
+            hook();
+        }
         let txn = self.begin_read()?;
         let table = txn.open_table(DEAD).map_err(storage)?;
-        let start = cursor.map_or(Bound::Unbounded, |c| Bound::Excluded(c.0.as_str()));
+        let floor = filter.since.map(dead_id_floor);
+        let start = match (cursor, floor.as_deref()) {
+            (Some(c), Some(f)) if f > c.0.as_str() => Bound::Included(f),
+            (Some(c), _) => Bound::Excluded(c.0.as_str()),
+            (None, Some(f)) => Bound::Included(f),
+            (None, None) => Bound::Unbounded,
+        };
         let mut entries = Vec::new();
+        let mut unreadable = Vec::new();
         let mut more = false;
         for row in table
             .range::<&str>((start, Bound::Unbounded))
             .map_err(storage)?
         {
-            let (_, value) = row.map_err(storage)?;
-            let entry = read_dead(value.value())?;
-            if !filter.matches(&entry) {
+            let (key, value) = row.map_err(storage)?;
+            let matches = read_dead_head(value.value()).map(|head| head.matches(filter));
+            if matches.as_ref().is_ok_and(|m| !m) {
                 continue;
             }
-            if entries.len() == limit {
+            if matches.is_ok() && entries.len() == limit {
                 // A cursor only when something matching follows, so the last page says it is the
                 // last.
                 more = true;
                 break;
             }
-            entries.push(entry);
+            match matches.and_then(|_| read_dead(value.value())) {
+                Ok(entry) => entries.push(entry),
+                Err(_) => unreadable.push(DeadLetterId(key.value().to_owned())),
+            }
         }
         let next_cursor = if more {
-            entries.last().map(|e| e.id.clone())
+            entries
+                .last()
+                .map(|e: &alert_core::DeadLetter| e.id.clone())
         } else {
             None
         };
-        Ok(DeadLetterPage {
+        let page = DeadLetterPage {
             entries,
             next_cursor,
-        })
+        };
+        Ok((page, unreadable))
     }
 }
 
@@ -678,6 +817,19 @@ impl JobStore for RedbJobStore {
         Box::pin(async move { stats })
     }
 
+    fn health(&self) -> StoreHealth {
+        let shared = &self.shared;
+        let broken = if shared.state.is_poisoned() || shared.db.is_poisoned() {
+            Some(BrokenReason::Poisoned)
+        } else if self.ops.as_ref().is_none_or(mpsc::Sender::is_closed) {
+            // The writer's end of the channel goes with its thread, however it ended.
+            Some(BrokenReason::WriterStopped)
+        } else {
+            None
+        };
+        shared.health.view(broken)
+    }
+
     fn dead_letters<'a>(
         &'a self,
         filter: &'a DeadLetterFilter,
@@ -686,7 +838,26 @@ impl JobStore for RedbJobStore {
     ) -> BoxFuture<'a, Result<DeadLetterPage, JobStoreError>> {
         let filter = filter.clone();
         let cursor = cursor.cloned();
-        Box::pin(self.blocking(move |shared| shared.dead_letters(&filter, cursor.as_ref(), limit)))
+        Box::pin(async move {
+            // The scan holds a blocking thread; see `DLQ_SCANS`.
+            let _permit = self
+                .shared
+                .dlq_scans
+                .acquire()
+                .await
+                .map_err(|_| writer_gone())?;
+            let (page, unreadable) = self
+                .blocking(move |shared| shared.dead_letters(&filter, cursor.as_ref(), limit))
+                .await?;
+            // Unreadable entries are left out of the page and set aside by the writer. A full
+            // channel leaves them for the next listing to find again.
+            if let Some(ops) = &self.ops {
+                for id in unreadable {
+                    let _ = ops.try_send(Op::QuarantineDead { id });
+                }
+            }
+            Ok(page)
+        })
     }
 
     fn replay<'a>(
@@ -899,10 +1070,10 @@ mod tests {
     /// A backend whose writes and syncs fail while `failing` is set, as a full disk's would, and
     /// wait while someone holds `slow`, as a slow disk's would.
     #[derive(Debug)]
-    struct FlakyDisk {
-        inner: Arc<InMemoryBackend>,
-        failing: Arc<AtomicBool>,
-        slow: Arc<Mutex<()>>,
+    pub(super) struct FlakyDisk {
+        pub(super) inner: Arc<InMemoryBackend>,
+        pub(super) failing: Arc<AtomicBool>,
+        pub(super) slow: Arc<Mutex<()>>,
     }
 
     impl FlakyDisk {
@@ -945,11 +1116,11 @@ mod tests {
         }
     }
 
-    fn at(secs: i64) -> DateTime<Utc> {
+    pub(super) fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
     }
 
-    fn admission(name: &str) -> Admission {
+    pub(super) fn admission(name: &str) -> Admission {
         let labels: Labels = [("alertname".to_owned(), name.to_owned())].into();
         let alert = Alert::build(labels, Annotations::new(), at(0), Some(at(86_400)), None);
         Admission::new(
@@ -959,8 +1130,28 @@ mod tests {
         )
     }
 
+    /// Whether the dispatcher is behind is read from the store's clock, not the system's: a
+    /// job due by the injected clock (a year the system clock has not reached) that has waited
+    /// 20 ms by its monotonic time makes the dispatcher behind.
+    #[tokio::test]
+    async fn the_writer_reads_the_injected_clock() {
+        let clock = Arc::new(alert_core::TestClock::starting_at(at(1)));
+        let (store, _) = store_on_a_flaky_disk();
+        let store = store.with_clock(clock.clone());
+        store
+            .enqueue_batch(vec![admission("Clocked")], at(0))
+            .await
+            .unwrap();
+        assert!(!store.shared.dispatch_behind(), "not yet waited 10 ms");
+        clock.advance(Duration::from_millis(20));
+        assert!(
+            store.shared.dispatch_behind(),
+            "the job is due by the store's clock and waited 20 ms by it"
+        );
+    }
+
     /// A store on an in-memory disk whose writes fail while the returned flag is set.
-    fn store_on_a_flaky_disk() -> (RedbJobStore, Arc<AtomicBool>) {
+    pub(super) fn store_on_a_flaky_disk() -> (RedbJobStore, Arc<AtomicBool>) {
         let (store, failing, _) = store_on_a_slow_flaky_disk();
         (store, failing)
     }

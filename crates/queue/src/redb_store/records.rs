@@ -33,6 +33,15 @@ pub(super) const DEAD: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("
 /// Message references by (target, fingerprint): an [`alert_core::MessageRef`] as JSON.
 pub(super) const MESSAGE_REFS: TableDefinition<'_, (&str, u64), &[u8]> =
     TableDefinition::new("message_refs");
+/// Records that failed to decode, set aside rather than failing the store: by (the table they
+/// were in, their key there as text), a [`Quarantined`] in the binary form of
+/// [`Quarantined::encode`].
+pub(super) const QUARANTINE: TableDefinition<'_, (&str, &str), &[u8]> =
+    TableDefinition::new("quarantine");
+/// The targets the sweeps have seen, by name: a [`crate::sweep::KnownTarget`] as JSON (its kind,
+/// and since when it has been gone from the set), so a removed target's grace period and the
+/// kind its dead letters take survive a restart.
+pub(super) const TARGETS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("known_targets");
 /// Counters that must survive a restart.
 pub(super) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// The [`META`] key of the last job id handed out, so ids are never reused.
@@ -458,4 +467,106 @@ pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JobStoreError> 
 pub(super) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, JobStoreError> {
     serde_json::from_slice(bytes)
         .map_err(|e| JobStoreError::Storage(format!("a stored record is unreadable: {e}")))
+}
+
+/// A record set aside in [`QUARANTINE`]: why it could not be read, and its bytes as they were.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Quarantined {
+    pub(super) reason: String,
+    pub(super) bytes: Vec<u8>,
+}
+
+impl Quarantined {
+    /// The version byte, the reason (length-prefixed, cut to fit) and the bytes.
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut reason = self.reason.as_str();
+        while reason.len() > usize::from(u16::MAX) {
+            let mut cut = usize::from(u16::MAX);
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason = &reason[..cut];
+        }
+        let mut out = Vec::with_capacity(3 + reason.len() + self.bytes.len());
+        out.push(RECORD_V1);
+        // The length fits: the reason was cut to it above.
+        let _ = put_str(&mut out, reason);
+        out.extend_from_slice(&self.bytes);
+        out
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Result<Self, JobStoreError> {
+        let mut r = Reader::new(bytes)?;
+        let reason = r.str()?.to_owned();
+        Ok(Self {
+            reason,
+            bytes: r.rest().to_vec(),
+        })
+    }
+}
+
+/// The fields of a stored dead letter that the dead-letter queue's filters look at, read
+/// without decoding the alert it holds.
+#[derive(Debug, Deserialize)]
+pub(super) struct DeadHead<'a> {
+    #[serde(borrow)]
+    pub(super) target: std::borrow::Cow<'a, str>,
+    pub(super) kind: TargetKind,
+    pub(super) dead_at: DateTime<Utc>,
+}
+
+/// Reads the [`DeadHead`] of a stored dead letter.
+pub(super) fn read_dead_head(bytes: &[u8]) -> Result<DeadHead<'_>, JobStoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| JobStoreError::Storage(format!("a stored record is unreadable: {e}")))
+}
+
+impl DeadHead<'_> {
+    /// Whether the entry passes `filter`, as [`alert_core::DeadLetterFilter::matches`] decides
+    /// for the whole entry.
+    pub(super) fn matches(&self, filter: &alert_core::DeadLetterFilter) -> bool {
+        filter.target.as_deref().is_none_or(|t| self.target == t)
+            && filter.kind.is_none_or(|k| self.kind == k)
+            && filter.since.is_none_or(|s| self.dead_at >= s)
+            && filter.until.is_none_or(|u| self.dead_at < u)
+    }
+}
+
+/// The smallest dead-letter id made at or after `at`: ids are UUIDv7s in their hyphenated text
+/// form, whose first 48 bits (12 hex digits) are the Unix time in milliseconds they were made
+/// for, so every id made for a time at or after `at` sorts at or after this prefix.
+pub(super) fn dead_id_floor(at: DateTime<Utc>) -> String {
+    let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0) & 0xffff_ffff_ffff;
+    format!("{:08x}-{:04x}", ms >> 16, ms & 0xffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_id_made_at_a_time_sorts_at_or_after_its_floor() {
+        let at = DateTime::from_timestamp(1_800_000_000, 123_456_789).unwrap();
+        let ms = u64::try_from(at.timestamp_millis()).unwrap();
+        let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            ms / 1000,
+            u32::try_from(ms % 1000).unwrap() * 1_000_000,
+        ))
+        .to_string();
+        let floor = dead_id_floor(at);
+        assert!(id.as_str() >= floor.as_str(), "{id} < {floor}");
+        assert!(id.starts_with(&floor), "{id} does not start with {floor}");
+        let later = dead_id_floor(at + chrono::Duration::milliseconds(1));
+        assert!(id.as_str() < later.as_str(), "{id} >= {later}");
+    }
+
+    #[test]
+    fn a_quarantined_record_keeps_its_bytes_and_reason() {
+        let q = Quarantined {
+            reason: "truncated".to_owned(),
+            bytes: vec![0, 255, 7],
+        };
+        assert_eq!(Quarantined::decode(&q.encode()).unwrap(), q);
+    }
 }

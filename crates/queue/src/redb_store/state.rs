@@ -6,7 +6,7 @@
 //! only after their commit succeeded, and it persists acks and reschedules (which change this
 //! state at once) with its next commit.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,10 +20,11 @@ use uuid::{ContextV7, Timestamp, Uuid};
 
 use super::records::{
     ALERTS, DEAD, JOBS, LEGACY_TABLES, LOG, LOG_BY_TARGET, MESSAGE_REFS, META, NEXT_BODY, NEXT_JOB,
-    StoredJob, StoredLog, decode_alert, storage,
+    QUARANTINE, Quarantined, StoredJob, StoredLog, TARGETS, decode, decode_alert, storage,
 };
 use crate::lanes::{Counted, Index, Place, queue_stats};
 pub(super) use crate::lanes::{Key, Slot};
+use crate::sweep::KnownTarget;
 
 /// The default cap on dead-letter entries.
 pub(super) const DEFAULT_DEAD_LETTER_CAP: usize = 100_000;
@@ -114,6 +115,56 @@ pub(super) struct State {
     pub(super) failed: bool,
     pub(super) dead_letter_cap: usize,
     pub(super) dead_letter_retention: Option<Duration>,
+    /// Records the load that made this state moved to the quarantine.
+    pub(super) quarantined: u64,
+    /// The targets the sweeps have seen (write-through: the database holds the same records).
+    pub(super) targets: BTreeMap<TargetName, KnownTarget>,
+}
+
+/// The quarantine table while the store is being loaded, and how many records it got.
+pub(super) struct Quarantine<'t> {
+    table: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    pub(super) moved: u64,
+}
+
+impl<'t> Quarantine<'t> {
+    pub(super) fn open(txn: &'t redb::WriteTransaction) -> Result<Self, JobStoreError> {
+        Ok(Self {
+            table: txn.open_table(QUARANTINE).map_err(storage)?,
+            moved: 0,
+        })
+    }
+
+    /// Sets aside the record `key` of `table`, with its bytes and why it could not be read.
+    pub(super) fn put(
+        &mut self,
+        table: &str,
+        key: &str,
+        bytes: Vec<u8>,
+        why: &JobStoreError,
+    ) -> Result<(), JobStoreError> {
+        put_quarantined(&mut self.table, table, key, bytes, why)?;
+        self.moved += 1;
+        Ok(())
+    }
+}
+
+/// Writes one record into the quarantine table.
+pub(super) fn put_quarantined(
+    table: &mut redb::Table<'_, (&'static str, &'static str), &'static [u8]>,
+    from: &str,
+    key: &str,
+    bytes: Vec<u8>,
+    why: &JobStoreError,
+) -> Result<(), JobStoreError> {
+    let record = Quarantined {
+        reason: why.to_string(),
+        bytes,
+    };
+    table
+        .insert((from, key), record.encode().as_slice())
+        .map_err(storage)?;
+    Ok(())
 }
 
 impl State {
@@ -160,10 +211,34 @@ impl State {
         {
             let mut jobs = txn.open_table(JOBS).map_err(storage)?;
             let mut alerts = txn.open_table(ALERTS).map_err(storage)?;
-            let log = txn.open_table(LOG).map_err(storage)?;
+            let mut log = txn.open_table(LOG).map_err(storage)?;
+            let mut quarantine = Quarantine::open(&txn)?;
             let mut meta = txn.open_table(META).map_err(storage)?;
             let dead = txn.open_table(DEAD).map_err(storage)?;
             txn.open_table(MESSAGE_REFS).map_err(storage)?;
+            {
+                let mut targets = txn.open_table(TARGETS).map_err(storage)?;
+                let mut unreadable = Vec::new();
+                for row in targets.iter().map_err(storage)? {
+                    let (name, value) = row.map_err(storage)?;
+                    let read = TargetName::new(name.value())
+                        .map_err(|e| JobStoreError::Storage(e.to_string()))
+                        .and_then(|n| decode::<KnownTarget>(value.value()).map(|r| (n, r)));
+                    match read {
+                        Ok((name, record)) => {
+                            state.targets.insert(name, record);
+                        }
+                        Err(e) => {
+                            unreadable.push((name.value().to_owned(), value.value().to_vec(), e))
+                        }
+                    }
+                }
+                // The next sweep records the target again (as removed now, if it is gone).
+                for (name, bytes, e) in unreadable {
+                    targets.remove(name.as_str()).map_err(storage)?;
+                    quarantine.put(TARGETS.name(), &name, bytes, &e)?;
+                }
+            }
             state.dead_count = dead.len().map_err(storage)?;
             state.next_job = meta
                 .get(NEXT_JOB)
@@ -173,36 +248,71 @@ impl State {
                 .get(NEXT_BODY)
                 .map_err(storage)?
                 .map_or(0, |v| v.value());
+            // A record that fails to decode (or refers to an alert that is not stored) is moved
+            // to the quarantine rather than failing the open: one bad record must not keep the
+            // server from starting. The rows are moved after each scan, since a table cannot
+            // change while it is read.
+            let mut bad: Vec<(u64, Vec<u8>, JobStoreError)> = Vec::new();
             for row in alerts.iter().map_err(storage)? {
                 let (id, value) = row.map_err(storage)?;
                 let id = id.value();
                 state.next_body = state.next_body.max(id);
-                let alert = Arc::new(decode_alert(value.value())?);
-                state.bodies.insert(id, Body { alert, refs: 0 });
+                match decode_alert(value.value()) {
+                    Ok(alert) => {
+                        let alert = Arc::new(alert);
+                        state.bodies.insert(id, Body { alert, refs: 0 });
+                    }
+                    Err(e) => bad.push((id, value.value().to_vec(), e)),
+                }
             }
+            for (id, bytes, e) in bad.drain(..) {
+                alerts.remove(id).map_err(storage)?;
+                quarantine.put(ALERTS.name(), &id.to_string(), bytes, &e)?;
+            }
+            let mut bad_log: Vec<((u64, String), Vec<u8>, JobStoreError)> = Vec::new();
             for row in log.iter().map_err(storage)? {
                 let (key, value) = row.map_err(storage)?;
                 let (fingerprint, target) = key.value();
-                let stored = StoredLog::decode(value.value())?;
-                let target = TargetName::new(target).map_err(|e| {
-                    JobStoreError::Storage(format!("a logged target name is invalid: {e}"))
-                })?;
-                state.check_body(stored.body)?;
-                state.set_log(
-                    (target, Fingerprint::from_u64(fingerprint)),
-                    CachedLog {
-                        entry: stored.entry(),
-                        body: stored.body,
-                    },
-                );
+                let read = StoredLog::decode(value.value()).and_then(|stored| {
+                    let target = TargetName::new(target).map_err(|e| {
+                        JobStoreError::Storage(format!("a logged target name is invalid: {e}"))
+                    })?;
+                    state.check_body(stored.body)?;
+                    Ok((target, stored))
+                });
+                match read {
+                    Ok((target, stored)) => state.set_log(
+                        (target, Fingerprint::from_u64(fingerprint)),
+                        CachedLog {
+                            entry: stored.entry(),
+                            body: stored.body,
+                        },
+                    ),
+                    Err(e) => {
+                        bad_log.push(((fingerprint, target.to_owned()), value.value().to_vec(), e))
+                    }
+                }
+            }
+            for ((fingerprint, target), bytes, e) in bad_log {
+                log.remove((fingerprint, target.as_str()))
+                    .map_err(storage)?;
+                let key = format!("{fingerprint}/{target}");
+                quarantine.put(LOG.name(), &key, bytes, &e)?;
             }
             let mut stale = Vec::new();
             for row in jobs.iter().map_err(storage)? {
                 let (id, value) = row.map_err(storage)?;
                 let id = JobId(id.value());
-                let job = StoredJob::decode(value.value())?;
                 state.next_job = state.next_job.max(id.0);
-                state.check_body(job.body)?;
+                let job = match StoredJob::decode(value.value())
+                    .and_then(|job| state.check_body(job.body).map(|()| job))
+                {
+                    Ok(job) => job,
+                    Err(e) => {
+                        bad.push((id.0, value.value().to_vec(), e));
+                        continue;
+                    }
+                };
                 // A record of the first format kept no status: ingest decided it from the
                 // alert's end when it enqueued the job.
                 let status = match job.status {
@@ -238,6 +348,11 @@ impl State {
             for id in stale {
                 jobs.remove(id.0).map_err(storage)?;
             }
+            for (id, bytes, e) in bad {
+                jobs.remove(id).map_err(storage)?;
+                quarantine.put(JOBS.name(), &id.to_string(), bytes, &e)?;
+            }
+            state.quarantined = quarantine.moved;
             let mut orphans: Vec<u64> = state
                 .bodies
                 .iter()

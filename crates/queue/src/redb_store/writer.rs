@@ -30,16 +30,16 @@ use alert_core::{
     sweep_action,
 };
 use chrono::{DateTime, Utc};
-use redb::{ReadableTable, Table, WriteTransaction};
+use redb::{ReadableTable, Table, TableHandle, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::records::{
-    ALERTS, DEAD, JOBS, LOG, MESSAGE_REFS, META, NEXT_BODY, NEXT_JOB, StoredDeadLetter, StoredLog,
-    encode, encode_alert, read_dead, storage,
+    ALERTS, DEAD, JOBS, LOG, MESSAGE_REFS, META, NEXT_BODY, NEXT_JOB, QUARANTINE, StoredDeadLetter,
+    StoredLog, TARGETS, encode, encode_alert, read_dead, read_dead_head, storage,
 };
-use super::state::{CachedLog, JobMeta, Key, Slot, State};
+use super::state::{CachedLog, JobMeta, Key, Slot, State, put_quarantined};
 use super::{SETTLE_GATHER, Shared, ingest_durability, settle_durability};
-use crate::sweep::sweep_job;
+use crate::sweep::{JobView, KnownTarget, doomed, kind_of, removal_due, sweep_job, track_targets};
 
 /// At most this many ops share one commit, which bounds how long a group holds the state.
 const GROUP_CAP: usize = 256;
@@ -128,6 +128,11 @@ pub(super) enum Op {
     /// Nothing but the settlements marked dirty since the last commit (durably, when an
     /// acknowledgement asked for it).
     Flush,
+    /// Moves a dead letter that a listing could not read to the quarantine, if it is still
+    /// there and still unreadable. Nobody waits for it.
+    QuarantineDead {
+        id: DeadLetterId,
+    },
 }
 
 /// One distinct alert of an ingest batch, prepared by the caller (off the writer thread): the
@@ -193,7 +198,8 @@ fn failed<T: Send + 'static>(reply: Reply<T>) -> Finish {
 impl Op {
     /// Whether the op's commit must be on disk before it is answered.
     pub(super) fn durable(&self) -> bool {
-        !matches!(self, Self::Flush)
+        // Losing a quarantine move in a crash only leaves the entry for a later listing.
+        !matches!(self, Self::Flush | Self::QuarantineDead { .. })
     }
 
     /// Whether the op reads the whole state, and so runs in a group of its own.
@@ -210,7 +216,7 @@ impl Op {
             Self::Replay { reply, .. } => failed(reply),
             Self::Sweep { reply, .. } => failed(reply),
             Self::Purge { reply, .. } | Self::MessageRef { reply, .. } => failed(reply),
-            Self::Flush => Box::new(|_| {}),
+            Self::Flush | Self::QuarantineDead { .. } => Box::new(|_| {}),
         }
     }
 }
@@ -333,6 +339,8 @@ struct Tables<'t> {
     dead: Table<'t, &'static str, &'static [u8]>,
     refs: Table<'t, (&'static str, u64), &'static [u8]>,
     meta: Table<'t, &'static str, u64>,
+    quarantine: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    targets: Table<'t, &'static str, &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -344,7 +352,25 @@ impl<'t> Tables<'t> {
             dead: txn.open_table(DEAD).map_err(storage)?,
             refs: txn.open_table(MESSAGE_REFS).map_err(storage)?,
             meta: txn.open_table(META).map_err(storage)?,
+            quarantine: txn.open_table(QUARANTINE).map_err(storage)?,
+            targets: txn.open_table(TARGETS).map_err(storage)?,
         })
+    }
+
+    /// Moves the dead letter `id`, whose record `bytes` could not be read (`why`), to the
+    /// quarantine.
+    fn quarantine_dead(
+        &mut self,
+        g: &mut Group,
+        id: &str,
+        bytes: Vec<u8>,
+        why: &JobStoreError,
+    ) -> Result<(), JobStoreError> {
+        self.dead.remove(id).map_err(storage)?;
+        put_quarantined(&mut self.quarantine, DEAD.name(), id, bytes, why)?;
+        g.dead_count = g.dead_count.saturating_sub(1);
+        g.quarantined += 1;
+        Ok(())
     }
 
     fn put_job(&mut self, id: JobId, job: &JobMeta) -> Result<(), JobStoreError> {
@@ -368,6 +394,8 @@ enum Effect {
     InsertBody(u64, Arc<EnrichedAlert>),
     SetLog(Key, CachedLog),
     RemoveLog(Key),
+    /// Records a target the sweep saw (`Some`), or forgets it (`None`).
+    SetTarget(TargetName, Option<KnownTarget>),
     Insert(JobId, JobMeta),
     /// A newer state replaced this job: a pending one is removed, a leased one is marked and
     /// removed when its lane settles it. Which it is is decided when the effect is applied,
@@ -395,7 +423,16 @@ struct Group {
     next_body: u64,
     /// Live jobs once the group is applied.
     live: u64,
+    /// The jobs the group added per target (its removals are not counted, which errs on the
+    /// side of the quota).
+    added_to: HashMap<TargetName, u64>,
+    /// Notification-log entries once the group is applied.
+    log_entries: u64,
     dead_count: u64,
+    /// Dead letters dropped because the queue was at its cap.
+    evicted: u64,
+    /// Records moved to the quarantine.
+    quarantined: u64,
     effects: Vec<Effect>,
 }
 
@@ -408,7 +445,11 @@ impl Group {
             next_job: state.next_job,
             next_body: state.next_body,
             live: state.jobs.len() as u64,
+            added_to: HashMap::new(),
+            log_entries: state.log.len() as u64,
             dead_count: state.dead_count,
+            evicted: 0,
+            quarantined: 0,
             effects: Vec::new(),
         }
     }
@@ -436,11 +477,15 @@ impl Group {
 
     fn set_log(
         &mut self,
+        state: &State,
         t: &mut Tables<'_>,
         key: &Key,
         cached: CachedLog,
     ) -> Result<(), JobStoreError> {
         t.put_log(key, &cached)?;
+        if self.log(state, key).is_none() {
+            self.log_entries += 1;
+        }
         self.logs.insert(key.clone(), Some(cached.clone()));
         self.effects.push(Effect::SetLog(key.clone(), cached));
         Ok(())
@@ -507,7 +552,10 @@ impl Group {
                 self.removed.insert(old);
             }
             // Replacing a pending job does not grow the queue; anything else does.
-            None => self.live += 1,
+            None => {
+                self.live += 1;
+                *self.added_to.entry(key.0.clone()).or_default() += 1;
+            }
         }
         if let Some(old) = superseded {
             self.effects.push(Effect::Supersede(old));
@@ -564,6 +612,12 @@ impl Effect {
             Effect::InsertBody(id, alert) => state.insert_body(id, alert),
             Effect::SetLog(key, cached) => state.set_log(key, cached),
             Effect::RemoveLog(key) => state.remove_log(&key),
+            Effect::SetTarget(name, Some(record)) => {
+                state.targets.insert(name, record);
+            }
+            Effect::SetTarget(name, None) => {
+                state.targets.remove(&name);
+            }
             Effect::Insert(id, job) => state.insert_job(id, job),
             Effect::Supersede(id) => match state.jobs.get_mut(&id) {
                 Some(job) if job.leased_until.is_some() => job.superseded = true,
@@ -678,9 +732,9 @@ type Planned2<T> = Result<Result<T, JobStoreError>, JobStoreError>;
 impl Shared {
     /// Whether the dispatcher is behind the queue: some lane has had due jobs pending for
     /// [`BEHIND`] without a break.
-    fn dispatch_behind(&self) -> bool {
+    pub(super) fn dispatch_behind(&self) -> bool {
         self.state()
-            .is_ok_and(|state| state.index.behind(Utc::now(), BEHIND))
+            .is_ok_and(|state| state.index.behind(state.index.clock.0.now(), BEHIND))
     }
 
     /// Runs one group: plans and writes its ops under the state lock, commits without it, then
@@ -690,8 +744,12 @@ impl Shared {
     pub(super) fn commit_group(&self, mut ops: Feed<'_>, close: bool) -> usize {
         let mut finishes: Vec<Finish> = Vec::new();
         match self.try_group(&mut ops, close, &mut finishes) {
-            Ok(()) => finishes.into_iter().for_each(|f| f(None)),
+            Ok(()) => {
+                self.health.committed();
+                finishes.into_iter().for_each(|f| f(None));
+            }
             Err(e) => {
+                self.health.failed(&e);
                 // What the group had not taken yet waits for the next group: it may succeed.
                 finishes.extend(ops.first.take().map(Op::into_failed));
                 finishes.into_iter().for_each(|f| f(Some(&e)));
@@ -787,8 +845,11 @@ impl Shared {
             return Err(e);
         }
         state.failed = false;
+        let (evicted, quarantined) = (group.evicted, group.quarantined);
         group.apply(&mut state);
         drop(state);
+        self.health.add_evicted(evicted);
+        self.health.add_quarantined(quarantined);
         if durable {
             // Every group up to this one is on disk now.
             self.committed.send_modify(|c| c.durable = number);
@@ -892,6 +953,18 @@ impl Shared {
                 settle(reply, planned.map(Ok), finishes)
             }
             Op::Flush => Ok(()),
+            Op::QuarantineDead { id } => {
+                let read = match t.dead.get(id.0.as_str()).map_err(storage)? {
+                    Some(value) => read_dead(value.value())
+                        .err()
+                        .map(|e| (value.value().to_vec(), e)),
+                    None => None,
+                };
+                if let Some((bytes, e)) = read {
+                    t.quarantine_dead(g, &id.0, bytes, &e)?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -911,6 +984,9 @@ impl Shared {
         let mut pending: HashMap<Key, bool> = HashMap::new();
         let mut verdicts = Vec::with_capacity(batch.len());
         let mut added: u64 = 0;
+        let mut added_to: HashMap<&TargetName, u64> = HashMap::new();
+        let mut new_entries: u64 = 0;
+        let quota = self.max_jobs_per_target.load(Ordering::Relaxed);
         for admission in batch {
             let key = (
                 admission.target.clone(),
@@ -922,7 +998,6 @@ impl Shared {
             let verdict = log_verdict(previous.as_ref(), admission, now);
             match &verdict {
                 LogVerdict::Enqueue { entry, .. } => {
-                    *previous = Some(entry.clone());
                     let has_pending = pending.entry(key.clone()).or_insert_with(|| {
                         g.slots
                             .get(&key)
@@ -932,16 +1007,35 @@ impl Shared {
                     });
                     // Replacing a pending job does not grow the queue.
                     if !*has_pending {
+                        let to = added_to.entry(&admission.target).or_default();
+                        let live = state.index.live(&admission.target)
+                            + g.added_to.get(&admission.target).copied().unwrap_or(0);
+                        if live + *to >= quota {
+                            // Refused alone: nothing of it is written, its log entry included.
+                            verdicts.push((key, None));
+                            continue;
+                        }
+                        *to += 1;
                         added += 1;
                         *has_pending = true;
                     }
+                    if previous.is_none() {
+                        new_entries += 1;
+                    }
+                    *previous = Some(entry.clone());
                 }
                 LogVerdict::Duplicate {
                     refresh: Some(entry),
                 } => *previous = Some(entry.clone()),
                 LogVerdict::Duplicate { refresh: None } => {}
             }
-            verdicts.push((key, verdict));
+            verdicts.push((key, Some(verdict)));
+        }
+        let max_active_alerts = self.max_active_alerts.load(Ordering::Relaxed);
+        if new_entries > 0 && g.log_entries + new_entries > max_active_alerts {
+            return Ok(Err(JobStoreError::TooManyActiveAlerts {
+                max_active_alerts,
+            }));
         }
         if added > 0 && g.live + added > self.max_jobs {
             return Ok(Err(JobStoreError::Full {
@@ -960,6 +1054,12 @@ impl Shared {
         for ((key, verdict), (admission, &index)) in
             verdicts.into_iter().zip(batch.iter().zip(body_of))
         {
+            let Some(verdict) = verdict else {
+                answers.push(Admitted::TargetFull {
+                    max_jobs_per_target: quota,
+                });
+                continue;
+            };
             match verdict {
                 LogVerdict::Duplicate { refresh: None } => answers.push(Admitted::Duplicate),
                 LogVerdict::Duplicate {
@@ -973,7 +1073,7 @@ impl Shared {
                             key.0, key.1
                         ))
                     })?;
-                    g.set_log(t, &key, CachedLog { entry, body })?;
+                    g.set_log(state, t, &key, CachedLog { entry, body })?;
                     answers.push(Admitted::Duplicate);
                 }
                 LogVerdict::Enqueue {
@@ -1022,7 +1122,7 @@ impl Shared {
                         AlertStatus::Resolved => Priority::Low,
                         AlertStatus::Firing => firing_priority,
                     };
-                    g.set_log(t, &key, CachedLog { entry, body })?;
+                    g.set_log(state, t, &key, CachedLog { entry, body })?;
                     let (job, superseded) =
                         g.new_job(state, t, &key, body, status, sequence, priority, now)?;
                     answers.push(Admitted::Enqueued {
@@ -1130,22 +1230,33 @@ impl Shared {
             .and_then(|r| now.checked_sub_signed(r));
         // Ids sort by when they were made, so the oldest entries come first.
         loop {
-            let Some((_, first)) = t.dead.first().map_err(storage)? else {
+            let Some((key, first)) = t.dead.first().map_err(storage)? else {
                 break;
             };
             let over_cap = g.dead_count > state.dead_letter_cap as u64;
-            let expired = match cutoff {
-                Some(cutoff) => {
-                    super::records::decode::<StoredDeadLetter>(first.value())?.dead_at < cutoff
+            let dead_at = cutoff
+                .map(|_| read_dead_head(first.value()).map(|head| head.dead_at))
+                .transpose();
+            let dead_at = match dead_at {
+                Ok(dead_at) => dead_at,
+                Err(e) => {
+                    // An entry that cannot be read would stop every later trim here.
+                    let (id, bytes) = (key.value().to_owned(), first.value().to_vec());
+                    drop((key, first));
+                    t.quarantine_dead(g, &id, bytes, &e)?;
+                    continue;
                 }
-                None => false,
             };
-            drop(first);
+            drop((key, first));
+            let expired = cutoff.zip(dead_at).is_some_and(|(cutoff, at)| at < cutoff);
             if !over_cap && !expired {
                 break;
             }
             t.dead.pop_first().map_err(storage)?;
             g.dead_count -= 1;
+            if !expired {
+                g.evicted += 1;
+            }
         }
         Ok(())
     }
@@ -1199,9 +1310,17 @@ impl Shared {
         id: &DeadLetterId,
         now: DateTime<Utc>,
     ) -> Planned2<JobId> {
-        let entry = match t.dead.get(id.0.as_str()).map_err(storage)? {
-            Some(value) => read_dead(value.value())?,
+        let read = match t.dead.get(id.0.as_str()).map_err(storage)? {
+            Some(value) => read_dead(value.value()).map_err(|e| (value.value().to_vec(), e)),
             None => return Ok(Err(JobStoreError::NotFound)),
+        };
+        let entry = match read {
+            Ok(entry) => entry,
+            // An entry that cannot be read is set aside; there is nothing to replay.
+            Err((bytes, e)) => {
+                t.quarantine_dead(g, &id.0, bytes, &e)?;
+                return Ok(Err(JobStoreError::NotFound));
+            }
         };
         let key = (entry.target.clone(), entry.alert.alert.fingerprint());
         let newer_accepted = g
@@ -1215,6 +1334,13 @@ impl Shared {
         if g.live >= self.max_jobs {
             return Ok(Err(JobStoreError::Full {
                 max_jobs: self.max_jobs,
+            }));
+        }
+        let quota = self.max_jobs_per_target.load(Ordering::Relaxed);
+        if self.live_of(g, state, &key.0) >= quota {
+            return Ok(Err(JobStoreError::TargetFull {
+                target: key.0,
+                max_jobs_per_target: quota,
             }));
         }
         t.dead.remove(id.0.as_str()).map_err(storage)?;
@@ -1262,9 +1388,12 @@ impl Shared {
                 .remove((key.1.as_u64(), key.0.as_str()))
                 .map_err(storage)?;
             g.logs.insert(key.clone(), None);
+            g.log_entries = g.log_entries.saturating_sub(1);
             g.effects.push(Effect::RemoveLog(key));
             report.expired_log_entries += 1;
         }
+        self.bury_old_and_removed(g, state, t, plan, &mut report, now)?;
+        let quota = self.max_jobs_per_target.load(Ordering::Relaxed);
         // Longest overdue first, so a bounded pass leaves the freshest work for the next one.
         work.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let mut made = 0_usize;
@@ -1281,7 +1410,9 @@ impl Shared {
                 continue;
             }
             // Replacing a pending job does not grow the queue.
-            if slot.pending.is_none() && g.live >= self.max_jobs {
+            if slot.pending.is_none()
+                && (g.live >= self.max_jobs || self.live_of(g, state, &key.0) >= quota)
+            {
                 continue;
             }
             let last = state.alert(cached.body).ok_or_else(|| {
@@ -1301,7 +1432,7 @@ impl Shared {
             let status = entry.status;
             let priority = Priority::of(&alert, status);
             let body = g.new_body(t, Arc::new(*alert))?;
-            g.set_log(t, &key, CachedLog { entry, body })?;
+            g.set_log(state, t, &key, CachedLog { entry, body })?;
             g.new_job(state, t, &key, body, status, sequence, priority, now)?;
             made += 1;
             if resolve {
@@ -1314,5 +1445,83 @@ impl Shared {
         report.targets.sort_unstable();
         report.targets.dedup();
         Ok(Ok(report))
+    }
+
+    /// The live jobs of `target` once the group is applied (its removals aside).
+    fn live_of(&self, g: &Group, state: &State, target: &TargetName) -> u64 {
+        state.index.live(target) + g.added_to.get(target).copied().unwrap_or(0)
+    }
+
+    /// The sweep's dead-lettering: records the target set, then moves the jobs of removed
+    /// targets past their grace and the jobs older than `max_age` to the dead-letter queue.
+    fn bury_old_and_removed(
+        &self,
+        g: &mut Group,
+        state: &State,
+        t: &mut Tables<'_>,
+        plan: &SweepPlan,
+        report: &mut SweepReport,
+        now: DateTime<Utc>,
+    ) -> Result<(), JobStoreError> {
+        let changes = match &plan.known_targets {
+            Some(known) => {
+                let with_jobs = state.index.lanes.keys().cloned().collect::<Vec<_>>();
+                track_targets(
+                    &state.targets,
+                    known,
+                    with_jobs,
+                    |n| state.index.live(n),
+                    now,
+                )
+            }
+            None => Vec::new(),
+        };
+        let removed = if plan.known_targets.is_some() {
+            removal_due(&state.targets, &changes, plan.removal_grace, now)
+        } else {
+            HashSet::new()
+        };
+        let jobs = state
+            .jobs
+            .iter()
+            .filter(|(id, _)| !g.removed.contains(id))
+            .map(|(&id, job)| JobView {
+                id,
+                target: &job.target,
+                enqueued_at: job.enqueued_at,
+                leased_until: job.leased_until,
+            });
+        let doomed = doomed(jobs, &removed, plan.max_age, plan.max_jobs_per_pass, now);
+        for (id, reason) in doomed {
+            let job = &state.jobs[&id];
+            t.jobs.remove(id.0).map_err(storage)?;
+            g.forget(state, &(job.target.clone(), job.fingerprint), id);
+            // Its successor is moved with it, or expires on its own.
+            if job.superseded {
+                continue;
+            }
+            let kind = kind_of(&state.targets, &changes, &job.target);
+            let dead_id = state.dead_letter_id(now);
+            let entry = self.dead_entry(state, job, dead_id, kind, reason, now)?;
+            self.bury(g, state, t, &entry, now)?;
+            match reason {
+                DeadReason::TargetRemoved => report.removed_jobs += 1,
+                _ => report.expired_jobs += 1,
+            }
+        }
+        for (name, change) in changes {
+            match &change {
+                Some(record) => {
+                    t.targets
+                        .insert(name.as_str(), encode(record)?.as_slice())
+                        .map_err(storage)?;
+                }
+                None => {
+                    t.targets.remove(name.as_str()).map_err(storage)?;
+                }
+            }
+            g.effects.push(Effect::SetTarget(name, change));
+        }
+        Ok(())
     }
 }

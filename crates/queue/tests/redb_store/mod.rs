@@ -17,6 +17,8 @@ use queue::RedbJobStore;
 
 use super::{admit, alert, at, sweep_makes_what_fits_under_max_jobs};
 
+mod quarantine;
+
 /// Selects the child mode of [`crash_child`]: the database path to commit to.
 const CRASH_CHILD_ENV: &str = "ALERTPUB_QUEUE_CRASH_CHILD";
 /// How many admissions the crash child commits per batch.
@@ -61,7 +63,93 @@ async fn redb_store_passes_the_contract() {
         store
     })
     .await;
-    assert_eq!(dirs.lock().unwrap().len(), 23, "one fresh file per check");
+    assert_eq!(dirs.lock().unwrap().len(), 26, "one fresh file per check");
+}
+
+#[tokio::test]
+async fn redb_store_refuses_a_full_target_alone() {
+    let dir = TempDir::new("quota");
+    let store = RedbJobStore::open(&dir.db(), 1_000)
+        .unwrap()
+        .with_max_jobs_per_target(3);
+    contract::target_quota_refuses_that_target_alone(&store).await;
+}
+
+#[tokio::test]
+async fn redb_store_bounds_the_active_alerts() {
+    let dir = TempDir::new("active");
+    let store = RedbJobStore::open(&dir.db(), 1_000)
+        .unwrap()
+        .with_max_active_alerts(4);
+    contract::active_alerts_are_bounded(&store).await;
+}
+
+/// A target removed while the store was open keeps its grace across a restart, counted from
+/// when a pass first found it gone, and its dead letters take the kind it had; a job older than
+/// `max_age` expires after a restart too.
+#[tokio::test]
+async fn removal_marks_and_ages_survive_a_restart() {
+    let dir = TempDir::new("removal");
+    let (stay, gone) = (
+        TargetName::new("stay").unwrap(),
+        TargetName::new("gone").unwrap(),
+    );
+    let set = |names: &[(&TargetName, TargetKind)]| {
+        SweepPlan::new(vec![(stay.clone(), None)], Duration::ZERO)
+            .with_known_targets(
+                names.iter().map(|&(n, k)| (n.clone(), k)).collect(),
+                Duration::from_secs(300),
+            )
+            .with_max_age(Duration::from_secs(3_600))
+    };
+    {
+        let store = RedbJobStore::open(&dir.db(), 1_000).unwrap();
+        let batch = vec![
+            admit(&gone, alert("Gone", None, 86_400)),
+            admit(&stay, alert("Old", None, 86_400)),
+        ];
+        store.enqueue_batch(batch, at(0)).await.unwrap();
+        let both = [(&stay, TargetKind::Webhook), (&gone, TargetKind::Slack)];
+        store.sweep(&set(&both), at(10)).await.unwrap();
+        let report = store
+            .sweep(&set(&[(&stay, TargetKind::Webhook)]), at(20))
+            .await
+            .unwrap();
+        assert_eq!(report.removed_jobs, 0);
+    }
+    let store = RedbJobStore::open(&dir.db(), 1_000).unwrap();
+    let one = set(&[(&stay, TargetKind::Webhook)]);
+    let report = store.sweep(&one, at(319)).await.unwrap();
+    assert_eq!(report.removed_jobs, 0, "{report:?}");
+    let report = store.sweep(&one, at(320)).await.unwrap();
+    assert_eq!(
+        report.removed_jobs, 1,
+        "gone since 20, so moved at 320: {report:?}"
+    );
+    let entries = store
+        .dead_letters(&DeadLetterFilter::default(), None, 10)
+        .await
+        .unwrap()
+        .entries;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        (entries[0].reason, entries[0].kind),
+        (DeadReason::TargetRemoved, TargetKind::Slack)
+    );
+    drop(store);
+    let store = RedbJobStore::open(&dir.db(), 1_000).unwrap();
+    let report = store.sweep(&one, at(3_601)).await.unwrap();
+    assert_eq!(report.expired_jobs, 1, "{report:?}");
+    assert_eq!(store.stats().await.unwrap().depth(), 0);
+}
+
+#[tokio::test]
+async fn redb_store_counts_the_dead_letters_it_drops_at_its_cap() {
+    let dir = TempDir::new("evicted");
+    let store = RedbJobStore::open(&dir.db(), 1_000)
+        .unwrap()
+        .with_dead_letter_cap(4);
+    contract::evicted_dead_letters_are_counted(&store, 4).await;
 }
 
 fn transient() -> JobError {
