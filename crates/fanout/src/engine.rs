@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alert_core::{
-    AlertStatus, AlwaysClosed, CircuitGate, Delivery, EnrichedAlert, ErrorKind, HealthView,
-    NoopObserver, PublishError, PublishObserver, TargetEntry, TargetSource, UnknownHealth, wire,
+    AlertStatus, AlwaysClosed, CircuitGate, Clock, Delivery, EnrichedAlert, ErrorKind, HealthView,
+    NoopObserver, PublishError, PublishObserver, SystemClock, TargetEntry, TargetSource,
+    UnknownHealth, wire,
 };
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -28,6 +29,7 @@ pub struct FanoutEngine {
     health: Arc<dyn HealthView>,
     gate: Arc<dyn CircuitGate>,
     observer: Arc<dyn PublishObserver>,
+    clock: Arc<dyn Clock>,
 }
 
 /// Builds a [`FanoutEngine`].
@@ -36,6 +38,7 @@ pub struct EngineBuilder {
     health: Arc<dyn HealthView>,
     gate: Arc<dyn CircuitGate>,
     observer: Arc<dyn PublishObserver>,
+    clock: Arc<dyn Clock>,
 }
 
 impl EngineBuilder {
@@ -60,6 +63,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Uses this clock for the instant a publish starts at, which decides the alert's status
+    /// and stamps every call (default: [`SystemClock`]).
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Builds the engine.
     #[must_use]
     pub fn build(self) -> FanoutEngine {
@@ -68,6 +79,7 @@ impl EngineBuilder {
             health: self.health,
             gate: self.gate,
             observer: self.observer,
+            clock: self.clock,
         }
     }
 }
@@ -81,6 +93,7 @@ impl FanoutEngine {
             health: Arc::new(UnknownHealth),
             gate: Arc::new(AlwaysClosed),
             observer: Arc::new(NoopObserver),
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -144,7 +157,7 @@ impl FanoutEngine {
     ) -> Result<ParallelPublishResult, FanoutError> {
         options.validate()?;
         let started = Instant::now();
-        let started_at = chrono::Utc::now();
+        let started_at = self.clock.now();
         // The status is decided once, when the publish starts, and every target gets that one.
         let status = alert.alert.status_at(started_at);
         let targets = self.source.snapshot();

@@ -63,8 +63,8 @@ mod select;
 
 pub use call::{CallResult, TargetCall};
 pub use dispatch::{
-    Clock, Dispatcher, DispatcherBuilder, DispatcherConfig, DispatcherHandle, DispatcherWaker,
-    LaneStatus, PauseReason, TokioClock, default_rate_limit,
+    Dispatcher, DispatcherBuilder, DispatcherConfig, DispatcherHandle, DispatcherWaker, LaneStatus,
+    PauseReason, default_rate_limit,
 };
 pub use engine::{EngineBuilder, FanoutEngine};
 pub use options::{HealthStrategy, MAX_CONCURRENT_LIMIT, OptionsError, PublishOptions};

@@ -33,10 +33,12 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use alert_core::{
-    CallOutcome, CircuitState, HealthStatus, ParallelOutcome, PublishObserver, SkipReason, Target,
+    CallOutcome, CircuitState, HealthStatus, ParallelOutcome, PublishObserver, SkipReason,
+    StoreCondition, StoreHealth, Target,
 };
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, MeterProvider as _, UpDownCounter};
@@ -103,8 +105,15 @@ struct Instruments {
     dlq_size: Gauge<u64>,
     ingested: Counter<u64>,
     truncated: Counter<u64>,
+    ends_capped: Counter<u64>,
+    active_refused: Counter<u64>,
+    target_full: Counter<u64>,
+    body_bytes_in_flight: Gauge<u64>,
     http_requests: Counter<u64>,
     http_duration: Histogram<f64>,
+    quarantined: Counter<u64>,
+    dlq_evicted: Counter<u64>,
+    store_condition: Gauge<i64>,
 }
 
 impl Instruments {
@@ -192,6 +201,34 @@ impl Instruments {
                      (truncatedAlerts, its receiver's max_alerts); alertpub never saw them.",
                 )
                 .build(),
+            ends_capped: meter
+                .u64_counter("alertpub_ingest_ends_at_capped")
+                .with_description(
+                    "Alerts whose endsAt lay further ahead than ingest.max_ends_ahead and was \
+                     brought back to it.",
+                )
+                .build(),
+            active_refused: meter
+                .u64_counter("alertpub_ingest_too_many_active_alerts")
+                .with_description(
+                    "Requests refused with 503 because they would take the active alerts past \
+                     ingest.max_active_alerts.",
+                )
+                .build(),
+            target_full: meter
+                .u64_counter("alertpub_queue_target_full")
+                .with_description(
+                    "Deliveries refused at ingest because their target's queue held \
+                     queue.max_jobs_per_target jobs (the request was answered 503).",
+                )
+                .build(),
+            body_bytes_in_flight: meter
+                .u64_gauge("alertpub_http_body_bytes_in_flight")
+                .with_description(
+                    "Bytes of request bodies being read and parsed (bounded by \
+                     server.max_body_bytes_in_flight).",
+                )
+                .build(),
             http_requests: meter
                 .u64_counter("alertpub_http_requests")
                 .with_description("HTTP requests served, by method, route and status.")
@@ -202,6 +239,27 @@ impl Instruments {
                 .with_unit("s")
                 .with_boundaries(HTTP_BUCKETS.to_vec())
                 .build(),
+            quarantined: meter
+                .u64_counter("alertpub_queue_quarantined_records")
+                .with_description(
+                    "Queue records (jobs, alerts, log entries, dead letters) that could not be \
+                     read and were moved to the quarantine table.",
+                )
+                .build(),
+            dlq_evicted: meter
+                .u64_counter("alertpub_dlq_evicted")
+                .with_description(
+                    "Dead letters dropped, oldest first, because the dead-letter queue was at its \
+                     cap.",
+                )
+                .build(),
+            store_condition: meter
+                .i64_gauge("alertpub_queue_store_condition")
+                .with_description(
+                    "The queue store's condition: 0 = healthy, 1 = failing (commits keep failing; \
+                     it retries by itself), 2 = broken (needs a restart).",
+                )
+                .build(),
         }
     }
 }
@@ -210,6 +268,8 @@ struct Inner {
     registry: prometheus::Registry,
     provider: SdkMeterProvider,
     instruments: Instruments,
+    /// The store's counters as last seen, so each reading adds only what is new.
+    store_seen: [AtomicU64; 2],
 }
 
 /// alertpub's metrics: every instrument of the spec, on its own Prometheus registry.
@@ -253,6 +313,7 @@ impl Metrics {
                 registry,
                 provider,
                 instruments,
+                store_seen: [AtomicU64::new(0), AtomicU64::new(0)],
             }),
         })
     }
@@ -305,7 +366,11 @@ impl Metrics {
     pub fn init_counters(&self) {
         let ins = self.ins();
         ins.queue_retries.add(0, &[]);
+        ins.quarantined.add(0, &[]);
+        ins.dlq_evicted.add(0, &[]);
         ins.truncated.add(0, &[]);
+        ins.ends_capped.add(0, &[]);
+        ins.active_refused.add(0, &[]);
         ins.in_flight.add(0, &[]);
         for source in ["api_v2", "alertmanager_webhook"] {
             ins.ingested
@@ -350,6 +415,30 @@ impl Metrics {
         self.ins().dlq_size.record(size, &[]);
     }
 
+    /// Records the queue store's health: `alertpub_queue_store_condition`, and what its
+    /// process-lifetime counters gained since the last reading in
+    /// `alertpub_queue_quarantined_records_total` and `alertpub_dlq_evicted_total`.
+    pub fn record_store_health(&self, health: &StoreHealth) {
+        let ins = self.ins();
+        let condition = match health.condition {
+            StoreCondition::Healthy => 0,
+            StoreCondition::Failing { .. } => 1,
+            _ => 2,
+        };
+        ins.store_condition.record(condition, &[]);
+        let seen = &self.inner.store_seen;
+        for (i, (counter, total)) in [
+            (&ins.quarantined, health.quarantined_records),
+            (&ins.dlq_evicted, health.evicted_dead_letters),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let before = seen[i].fetch_max(total, Ordering::SeqCst);
+            counter.add(total.saturating_sub(before), &[]);
+        }
+    }
+
     /// Adds `n` to `alertpub_ingest_alerts_total{source}`.
     pub fn add_ingested(&self, source: &str, n: u64) {
         self.ins()
@@ -361,6 +450,28 @@ impl Metrics {
     /// said it left out of a webhook message.
     pub fn add_truncated(&self, n: u64) {
         self.ins().truncated.add(n, &[]);
+    }
+
+    /// Adds `n` to `alertpub_ingest_ends_at_capped_total`.
+    pub fn add_ends_capped(&self, n: u64) {
+        self.ins().ends_capped.add(n, &[]);
+    }
+
+    /// Counts a request refused for `ingest.max_active_alerts`.
+    pub fn add_active_refused(&self) {
+        self.ins().active_refused.add(1, &[]);
+    }
+
+    /// Adds `n` to `alertpub_queue_target_full_total{target}`.
+    pub fn add_target_full(&self, target: &str, n: u64) {
+        self.ins()
+            .target_full
+            .add(n, &[KeyValue::new("target", target.to_owned())]);
+    }
+
+    /// Sets `alertpub_http_body_bytes_in_flight`.
+    pub fn set_body_bytes_in_flight(&self, bytes: u64) {
+        self.ins().body_bytes_in_flight.record(bytes, &[]);
     }
 
     /// Counts one served HTTP request in `alertpub_http_requests_total{method,route,status}` and

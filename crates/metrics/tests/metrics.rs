@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use alert_core::{
     CallOutcome, CircuitState, ErrorKind, HealthStatus, ParallelOutcome, PublishError,
-    PublishObserver, Receipt, SkipReason, Target, TargetKind, TargetName,
+    PublishObserver, Receipt, SkipReason, StoreCondition, StoreHealth, Target, TargetKind,
+    TargetName,
 };
 use metrics::Metrics;
 
@@ -456,4 +457,30 @@ fn separate_instances_do_not_share_state() {
             .any(|(n, _)| n == "alertpub_queue_retries_total"),
         "b saw a's counter"
     );
+}
+
+#[test]
+fn store_health_sets_its_condition_and_counts_only_what_is_new() {
+    let metrics = Metrics::new().expect("metrics");
+    let failing = StoreCondition::Failing {
+        consecutive_failures: 3,
+        last_error: "no space left on device".to_owned(),
+    };
+    metrics.record_store_health(&StoreHealth::new(StoreCondition::Healthy).with_counters(2, 5));
+    // The store's totals are read again at every scrape: only the growth counts.
+    metrics.record_store_health(&StoreHealth::new(StoreCondition::Healthy).with_counters(2, 5));
+    metrics.record_store_health(&StoreHealth::new(failing).with_counters(3, 9));
+    let text = String::from_utf8(metrics.render().1).expect("utf-8 exposition");
+    let exp = parse(&text).expect("valid exposition");
+    assert_eq!(
+        exp.types["alertpub_queue_quarantined_records_total"],
+        "counter"
+    );
+    assert_eq!(exp.types["alertpub_dlq_evicted_total"], "counter");
+    assert_eq!(
+        value(&exp, "alertpub_queue_quarantined_records_total", &[]),
+        3.0
+    );
+    assert_eq!(value(&exp, "alertpub_dlq_evicted_total", &[]), 9.0);
+    assert_eq!(value(&exp, "alertpub_queue_store_condition", &[]), 1.0);
 }

@@ -1,7 +1,8 @@
 //! Runs a [`Timeline`] against the real parts: the fanout dispatcher, the in-memory job store
 //! (the same contract as redb's), the webhook publisher over publisher-http, health and circuit
-//! breakers, all on tokio's clock. The targets answer in the process (publisher-http's in-memory
-//! transport), so a runtime with paused time runs hours of alert lifetime in milliseconds.
+//! breakers, all reading one [`TestClock`] on tokio's clock. The targets answer in the process
+//! (publisher-http's in-memory transport), so a runtime with paused time runs hours of alert
+//! lifetime in milliseconds.
 //!
 //! What the harness plays itself, as the server would:
 //! - ingest's normalisation of each source (Prometheus's `endsAt`, `resolve_timeout` for an API v2
@@ -14,15 +15,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use alert_core::{
-    Admission, Alert, Annotations, BoxFuture, EnrichedAlert, InMemoryMessageRefs, JobStore,
+    Admission, Alert, Annotations, BoxFuture, Clock, EnrichedAlert, InMemoryMessageRefs, JobStore,
     KindSettings, Labels, StaticTargetSource, SweepPlan, Target, TargetEntry, TargetKind,
-    TargetName, TargetSet,
+    TargetName, TargetSet, TestClock,
 };
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use fanout::{
-    CancellationToken, Dispatcher, DispatcherConfig, DispatcherHandle, DispatcherWaker, TokioClock,
-};
+use fanout::{CancellationToken, Dispatcher, DispatcherConfig, DispatcherHandle, DispatcherWaker};
 use health::{BreakerConfig, CircuitBreakers, HealthConfig, HealthRegistry};
 use publisher_http::{BuildContext, ClientConfig, HttpClient, InMemoryHandler};
 use queue::MemoryJobStore;
@@ -39,11 +38,6 @@ pub const DRAIN: Duration = Duration::from_secs(DRAIN_SECS as u64);
 /// The wall time the timeline starts at.
 fn epoch() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default()
-}
-
-/// The wall time now, on tokio's clock.
-fn now(start: Instant) -> DateTime<Utc> {
-    epoch() + chrono::Duration::from_std(start.elapsed()).unwrap_or_default()
 }
 
 fn at(secs: u32) -> DateTime<Utc> {
@@ -143,15 +137,15 @@ struct Running {
 fn start_dispatcher(
     store: &Arc<dyn JobStore>,
     source: &Arc<StaticTargetSource>,
-    start: Instant,
+    clock: &Arc<dyn Clock>,
 ) -> Running {
-    // The one clock: tokio's, from the timeline's wall-time epoch.
-    let clock = Arc::new(TokioClock::starting_at(now(start)));
     let health = Arc::new(
-        HealthRegistry::new(HealthConfig::default()).unwrap_or_else(|e| panic!("health: {e}")),
+        HealthRegistry::new(HealthConfig::default())
+            .unwrap_or_else(|e| panic!("health: {e}"))
+            .with_clock(Arc::clone(clock)),
     );
     let breakers = Arc::new(
-        CircuitBreakers::with_clock(BreakerConfig::default(), Arc::new(health::TokioClock))
+        CircuitBreakers::with_clock(BreakerConfig::default(), Arc::clone(clock))
             .unwrap_or_else(|e| panic!("breakers: {e}")),
     );
     // Lanes are woken by every enqueue and sweep; a long idle poll keeps hours of virtual time
@@ -164,7 +158,7 @@ fn start_dispatcher(
     let handle = Dispatcher::builder(Arc::clone(store), source.clone())
         .health(health)
         .gate(breakers)
-        .clock(clock)
+        .clock(Arc::clone(clock))
         .config(config)
         .build()
         .start(stop.clone());
@@ -198,6 +192,9 @@ fn message(timeline: &Timeline, send: &crate::model::Send) -> EnrichedAlert {
 /// targets received, in order.
 pub async fn run(timeline: &Timeline) -> Vec<Received> {
     let start = Instant::now();
+    // The one clock every part reads, as the server has: the timeline's wall-time epoch, on
+    // tokio's (paused) clock.
+    let clock: Arc<dyn Clock> = Arc::new(TestClock::on_tokio_time(epoch()));
     let received = Arc::new(Mutex::new(Vec::new()));
     let names: Vec<TargetName> = (0..timeline.targets)
         .map(|i| TargetName::new(&format!("t{i}")).unwrap_or_else(|e| panic!("{e}")))
@@ -225,14 +222,15 @@ pub async fn run(timeline: &Timeline) -> Vec<Received> {
     let source = Arc::new(StaticTargetSource::new(
         TargetSet::new(entries).unwrap_or_else(|e| panic!("{e}")),
     ));
-    let store: Arc<dyn JobStore> = Arc::new(MemoryJobStore::new(100_000));
-    let mut running = start_dispatcher(&store, &source, start);
+    let store: Arc<dyn JobStore> =
+        Arc::new(MemoryJobStore::new(100_000).with_clock(Arc::clone(&clock)));
+    let mut running = start_dispatcher(&store, &source, &clock);
     // The sweeper wakes the lanes of the dispatcher running now, as the server's does.
     let waker: Arc<Mutex<DispatcherWaker>> = Arc::new(Mutex::new(running.handle.waker()));
     let restart = |running: Running| {
         // kill -9: every lane and attempt is dropped where it stands.
         drop(running);
-        let fresh = start_dispatcher(&store, &source, start);
+        let fresh = start_dispatcher(&store, &source, &clock);
         *waker.lock().unwrap_or_else(PoisonError::into_inner) = fresh.handle.waker();
         fresh
     };
@@ -241,6 +239,7 @@ pub async fn run(timeline: &Timeline) -> Vec<Received> {
     let sweeper = {
         let store = Arc::clone(&store);
         let waker = Arc::clone(&waker);
+        let clock = Arc::clone(&clock);
         let plan = SweepPlan::new(
             names.iter().map(|n| (n.clone(), None)).collect(),
             Duration::from_secs(120 * 3600),
@@ -249,8 +248,7 @@ pub async fn run(timeline: &Timeline) -> Vec<Received> {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                let now = now(start);
-                if let Ok(report) = store.sweep(&plan, now).await {
+                if let Ok(report) = store.sweep(&plan, clock.now()).await {
                     let waker = waker.lock().unwrap_or_else(PoisonError::into_inner).clone();
                     for target in &report.targets {
                         waker.wake(target);
@@ -276,8 +274,7 @@ pub async fn run(timeline: &Timeline) -> Vec<Received> {
             .iter()
             .map(|n| Admission::new(n.clone(), Arc::clone(&alert), repeat))
             .collect();
-        let now = now(start);
-        if store.enqueue_batch(batch, now).await.is_ok() {
+        if store.enqueue_batch(batch, clock.now()).await.is_ok() {
             running.handle.wake_all();
         }
     }

@@ -138,12 +138,17 @@ impl Lane {
         }
     }
 
+    /// The clock's monotonic time, on tokio's timeline, for the lane's pauses and waits.
+    fn instant(&self) -> Instant {
+        Instant::from_std(self.context.clock.monotonic())
+    }
+
     /// Walks the layers from the outside in and says what to do now.
     fn next_step(&mut self, entry: &TargetEntry) -> Step {
         let config = &self.context.config;
         let target = &entry.target;
         let name = target.name.as_str();
-        let now = Instant::now();
+        let now = self.instant();
         let running = self.attempts.len();
         let mut limit = target
             .in_flight_limit
@@ -249,7 +254,7 @@ impl Lane {
 
     fn show_pause(&self, until: Option<Instant>, reason: PauseReason) {
         let until = until.map(|at| {
-            let left = at.saturating_duration_since(Instant::now());
+            let left = at.saturating_duration_since(self.instant());
             self.context.clock.now() + chrono_duration(left)
         });
         self.shared.set_pause(until, Some(reason));
@@ -288,7 +293,7 @@ impl Lane {
                 pause: Some((after, reason)),
                 ..
             }) => {
-                let until = Instant::now() + after;
+                let until = self.instant() + after;
                 // Keep the later of two pauses: a second 429 with a shorter Retry-After does not
                 // shorten the first.
                 if self.pause.is_none_or(|(current, _)| current < until) {
@@ -331,20 +336,26 @@ impl Lane {
                     config.max_backoff,
                 );
                 tracing::warn!(target = %target.name, error = %err, "leasing jobs failed; backing off");
-                self.lease_retry_at = Some(Instant::now() + delay);
+                self.lease_retry_at = Some(self.instant() + delay);
                 return;
             }
         };
         if lease.jobs.is_empty() {
-            let mut until = Instant::now() + config.idle_poll;
+            // Whether a job is due is the store's comparison with the clock's wall time, the
+            // time the job was stamped by. The lane sleeps on monotonic time until the next one
+            // is due, but never longer than `idle_poll`: the wall clock may step meanwhile
+            // (forward, and the job is due sooner; backward, and later), and each poll asks the
+            // store again with the clock's new reading.
+            let mono = self.instant();
+            let mut until = mono + config.idle_poll;
             if let Some(due) = lease.next_due {
                 let left = (due - context.clock.now()).to_std().unwrap_or_default();
-                until = until.min(Instant::now() + left);
+                until = until.min(mono + left);
             }
             self.wait(Some(until), true).await;
             return;
         }
-        let started = Instant::now();
+        let started = self.instant();
         // What the lane knows of the target, once for the whole lease: when it is known to be
         // down, each attempt probes it for the lane.
         let unhealthy = self.context.health.status(target.name.as_str()) == HealthStatus::Unhealthy;

@@ -28,8 +28,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use alert_core::{
-    AlwaysClosed, CircuitGate, HealthView, JobStore, NoopObserver, PublishObserver, TargetKind,
-    TargetName, TargetSource, UnknownHealth,
+    AlwaysClosed, CircuitGate, Clock, HealthView, JobStore, NoopObserver, PublishObserver,
+    SystemClock, TargetKind, TargetName, TargetSource, UnknownHealth,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -86,54 +86,6 @@ impl Default for DispatcherConfig {
             unhealthy_recheck: Duration::from_secs(5),
             rate_limit_backoff: Duration::from_secs(30),
         }
-    }
-}
-
-// === Clock ===
-
-/// Wall-clock time, as the job store sees it. The dispatcher passes `now` to every store call.
-pub trait Clock: Send + Sync + 'static {
-    /// The current time.
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// Wall time derived from tokio's clock: a UTC base captured at construction plus the
-/// `tokio::time::Instant` elapsed since. Tests that pause tokio's clock see wall time advance
-/// exactly as timers do.
-#[derive(Clone, Copy, Debug)]
-pub struct TokioClock {
-    base: DateTime<Utc>,
-    start: tokio::time::Instant,
-}
-
-impl TokioClock {
-    /// A clock that reads the current UTC time now and follows tokio's clock from there.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::starting_at(Utc::now())
-    }
-
-    /// A clock that reads `base` now and follows tokio's clock from there.
-    #[must_use]
-    pub fn starting_at(base: DateTime<Utc>) -> Self {
-        Self {
-            base,
-            start: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl Default for TokioClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Clock for TokioClock {
-    fn now(&self) -> DateTime<Utc> {
-        let elapsed = self.start.elapsed();
-        // An elapsed time too large for chrono (hundreds of years) saturates.
-        self.base + chrono::Duration::from_std(elapsed).unwrap_or(chrono::Duration::MAX)
     }
 }
 
@@ -305,8 +257,9 @@ impl DispatcherBuilder {
         self
     }
 
-    /// Uses this clock for the times passed to the store (default: a [`TokioClock`] made at
-    /// [`build`](Self::build)).
+    /// Uses this clock (default: [`SystemClock`]). Its wall time is what every store call is
+    /// given, so a job is due when the clock that stamped it says so; give the dispatcher the
+    /// clock ingest stamps jobs with. Its monotonic time times the lane's pauses and polls.
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
@@ -318,7 +271,7 @@ impl DispatcherBuilder {
     pub fn build(self) -> Dispatcher {
         let clock = self
             .clock
-            .unwrap_or_else(|| Arc::new(TokioClock::new()) as Arc<dyn Clock>);
+            .unwrap_or_else(|| Arc::new(SystemClock) as Arc<dyn Clock>);
         Dispatcher {
             context: Arc::new(Context {
                 store: self.store,

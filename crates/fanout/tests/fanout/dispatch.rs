@@ -7,17 +7,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use alert_core::Clock as _;
 use alert_core::{
     Admission, BoxFuture, CircuitState, DeadLetterFilter, DeadLetterId, DeadLetterPage, DeadReason,
     Delivery, DisabledReason, ErrorKind, Fingerprint, JobError, JobId, JobStore, JobStoreError,
     Lease, PermanentReason, PublishError, PublishObserver, PublishRequest, Publisher, QueueStats,
     RateLimit, Receipt, Reschedule, StaticTargetSource, Target, TargetEntry, TargetName, TargetSet,
+    TestClock,
 };
 use chrono::{DateTime, Utc};
-use fanout::{
-    CancellationToken, Clock, Dispatcher, DispatcherConfig, DispatcherHandle, PauseReason,
-    TokioClock,
-};
+use fanout::{CancellationToken, Dispatcher, DispatcherConfig, DispatcherHandle, PauseReason};
 use queue::MemoryJobStore;
 use test_support::{FakeGate, MapHealth, alert, entry};
 use tokio::sync::watch;
@@ -403,7 +402,7 @@ impl PublishObserver for Hooks {
 struct Rig {
     store: Arc<Signalling>,
     source: Arc<StaticTargetSource>,
-    clock: Arc<TokioClock>,
+    clock: Arc<TestClock>,
     hooks: Arc<Hooks>,
     gate: Arc<FakeGate>,
     health: Arc<MapHealth>,
@@ -424,7 +423,7 @@ fn with_in_flight(mut entry: TargetEntry, limit: usize) -> TargetEntry {
 fn start(entries: Vec<TargetEntry>, config: DispatcherConfig) -> Rig {
     let store = Signalling::new();
     let source = Arc::new(StaticTargetSource::new(TargetSet::new(entries).unwrap()));
-    let clock = Arc::new(TokioClock::starting_at(
+    let clock = Arc::new(TestClock::on_tokio_time(
         DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
     ));
     let hooks = Arc::new(Hooks::default());

@@ -2,6 +2,7 @@
 //! in-process fakes from `test-support` and `queue`'s in-memory job store. Time is paused, so
 //! latencies, timeouts, backoff and rate limits are exact and instant.
 
+mod clock;
 mod dispatch;
 mod engine;
 mod priority;

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use alert_core::{
-    Admission, BoxFuture, JobStore, Priority, PublishError, PublishRequest, Publisher, Receipt,
-    StaticTargetSource, TargetName, TargetSet,
+    Admission, BoxFuture, Clock, JobStore, Priority, PublishError, PublishRequest, Publisher,
+    Receipt, StaticTargetSource, TargetName, TargetSet, TestClock,
 };
 use chrono::DateTime;
-use fanout::{CancellationToken, Clock, Dispatcher, DispatcherConfig, TokioClock};
+use fanout::{CancellationToken, Dispatcher, DispatcherConfig};
 use queue::MemoryJobStore;
 use test_support::{alert, entry};
 
@@ -55,7 +55,7 @@ async fn low_priority_gets_its_share_under_a_ten_to_one_flood() {
         TargetSet::new(vec![target]).unwrap(),
     ));
     let store = Arc::new(MemoryJobStore::new(10_000));
-    let clock = Arc::new(TokioClock::starting_at(
+    let clock = Arc::new(TestClock::on_tokio_time(
         DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
     ));
     let name = TargetName::new("flooded").unwrap();
