@@ -1,10 +1,14 @@
 //! The running service: every part, built once from the config and shared by the handlers.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alert_core::{Admission, Admitted, JobStore, JobStoreError, TargetEntry, TargetSource};
+use alert_core::{
+    Admission, Admitted, Clock, JobStore, JobStoreError, SystemClock, TargetEntry, TargetName,
+    TargetSource,
+};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use discovery::{Config, FileSource, HealthStrategyName};
@@ -18,6 +22,7 @@ use queue::RedbJobStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
+use crate::budget::BodyBudget;
 use crate::ingest::AlertLimits;
 use crate::registry::PublisherRegistry;
 use crate::stats::{PublishStats, ServerObserver};
@@ -39,8 +44,13 @@ pub(crate) struct App {
     pub(crate) dispatcher: DispatcherWaker,
     pub(crate) auth: Option<Auth>,
     pub(crate) limits: AlertLimits,
+    /// The bytes of request bodies being read and parsed at once.
+    pub(crate) body_budget: BodyBudget,
     pub(crate) publish_defaults: PublishOptions,
     pub(crate) started_at: DateTime<Utc>,
+    /// The one clock: ingest, replay, the sweeper, the dispatcher, the engine, health and the
+    /// breakers all read it, so a job is due when the clock that stamped it says so.
+    pub(crate) clock: Arc<dyn Clock>,
     /// Cancelled when shutdown begins: `/readyz` then answers 503.
     pub(crate) shutdown: CancellationToken,
 }
@@ -72,6 +82,7 @@ impl App {
         let text = std::fs::read_to_string(config_path)
             .with_context(|| format!("reading {}", config_path.display()))?;
         let early = discovery::parse(&text, config_path)?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         // A target never sees more connections than its lane's in-flight limit (SPEC §9).
         let connections = early
             .targets
@@ -87,7 +98,10 @@ impl App {
         // Accepting an alert means it is on disk: the redb store commits ingest with fsync.
         let redb = RedbJobStore::open(&queue.path, queue.max_jobs)
             .with_context(|| format!("opening the queue {}", queue.path.display()))?
-            .with_dead_letter_retention(queue.dlq_retention.into());
+            .with_dead_letter_retention(queue.dlq_retention.into())
+            .with_max_jobs_per_target(queue.target_quota())
+            .with_max_active_alerts(early.ingest.max_active_alerts)
+            .with_clock(clock.clone());
         let registry = Arc::new(PublisherRegistry::new(client.clone(), redb.message_refs()));
         let source = Arc::new(FileSource::load(config_path, registry.clone())?);
         let config = source.config();
@@ -104,14 +118,16 @@ impl App {
                     .with_slow_threshold(config.health.slow_threshold.into())
                     .with_max_concurrent_probes(config.health.max_concurrent_probes),
             )
-            .context("health settings")?,
+            .context("health settings")?
+            .with_clock(clock.clone()),
         );
         let breakers = Arc::new(
-            CircuitBreakers::new(
+            CircuitBreakers::with_clock(
                 BreakerConfig::default()
                     .with_failure_threshold(config.circuit_breaker.failure_threshold)
                     .with_open_for(config.circuit_breaker.open_for.into())
                     .with_success_threshold(config.circuit_breaker.success_threshold),
+                clock.clone(),
             )
             .context("circuit_breaker settings")?,
         );
@@ -126,6 +142,7 @@ impl App {
             .health(health.clone())
             .gate(breakers.clone())
             .observer(observer.clone())
+            .clock(clock.clone())
             .build();
         let redb = Arc::new(redb);
         let store: Arc<dyn JobStore> = redb.clone();
@@ -133,6 +150,7 @@ impl App {
             .health(health.clone())
             .gate(breakers.clone())
             .observer(observer)
+            .clock(clock.clone())
             .config(dispatcher_config(&config))
             .build()
             .start(shutdown.child_token());
@@ -148,8 +166,12 @@ impl App {
         ));
         let auth = match &config.server.auth {
             Some(auth) => Some(
-                Auth::load(&auth.bearer_tokens_file, auth.protect_ingest)
-                    .context("server.auth.bearer_tokens_file")?,
+                Auth::load(
+                    &auth.bearer_tokens_file,
+                    auth.protect_ingest,
+                    auth.protect_reads,
+                )
+                .context("server.auth.bearer_tokens_file")?,
             ),
             None => None,
         };
@@ -169,10 +191,22 @@ impl App {
             store.clone(),
             targets.clone(),
             waker.clone(),
-            config.ingest.log_retention.into(),
-            config.queue.removal_grace.into(),
+            clock.clone(),
+            crate::maintenance::Settings {
+                log_retention: config.ingest.log_retention.into(),
+                removal_grace: config.queue.removal_grace.into(),
+                max_age: config.queue.max_age.into(),
+            },
             shutdown.clone(),
         ));
+        let limits = AlertLimits {
+            max_ends_ahead: config.ingest.max_ends_ahead.into(),
+            ..AlertLimits::default()
+        };
+        let body_budget = BodyBudget::new(
+            config.server.max_body_bytes_in_flight,
+            config.server.max_body_bytes,
+        );
         let app = Arc::new(Self {
             config,
             source,
@@ -186,12 +220,19 @@ impl App {
             store,
             dispatcher: waker,
             auth,
-            limits: AlertLimits::default(),
+            limits,
+            body_budget,
             publish_defaults,
-            started_at: Utc::now(),
+            started_at: clock.now(),
+            clock,
             shutdown,
         });
         Ok((app, Background { dispatcher, tasks }))
+    }
+
+    /// The current wall time, by the one clock.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// The repeat interval for `entry`: its own, or ingest's default; zero means never.
@@ -218,23 +259,50 @@ impl App {
         .with_starts_at_defaulted(starts_at_defaulted)
     }
 
-    /// Commits a batch and wakes the lanes that got work.
-    pub(crate) async fn enqueue(
-        &self,
-        batch: Vec<Admission>,
-    ) -> Result<Vec<Admitted>, JobStoreError> {
+    /// Commits a batch and wakes the lanes that got work. The admissions refused because their
+    /// target's queue is full are counted per target, in the answer and the metrics; a batch
+    /// refused for `ingest.max_active_alerts` is counted too.
+    pub(crate) async fn enqueue(&self, batch: Vec<Admission>) -> Result<Enqueued, JobStoreError> {
         if batch.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Enqueued::default());
         }
         let targets: Vec<_> = batch.iter().map(|a| a.target.clone()).collect();
-        let admitted = self.store.enqueue_batch(batch, Utc::now()).await?;
-        for (target, outcome) in targets.iter().zip(&admitted) {
-            if outcome.is_enqueued() {
-                self.dispatcher.wake(target);
+        let admitted = match self.store.enqueue_batch(batch, self.now()).await {
+            Ok(admitted) => admitted,
+            Err(err) => {
+                if matches!(err, JobStoreError::TooManyActiveAlerts { .. }) {
+                    self.metrics.add_active_refused();
+                }
+                return Err(err);
+            }
+        };
+        let mut refused: BTreeMap<TargetName, (u64, u64)> = BTreeMap::new();
+        for (target, outcome) in targets.into_iter().zip(&admitted) {
+            match outcome {
+                Admitted::TargetFull {
+                    max_jobs_per_target,
+                } => refused.entry(target).or_insert((0, *max_jobs_per_target)).0 += 1,
+                outcome if outcome.is_enqueued() => self.dispatcher.wake(&target),
+                _ => {}
             }
         }
-        Ok(admitted)
+        for (target, (n, _)) in &refused {
+            self.metrics.add_target_full(target.as_str(), *n);
+        }
+        Ok(Enqueued {
+            admitted,
+            refused: refused.into_iter().collect(),
+        })
     }
+}
+
+/// What [`App::enqueue`] committed.
+#[derive(Debug, Default)]
+pub(crate) struct Enqueued {
+    /// One answer per admission, in order.
+    pub(crate) admitted: Vec<Admitted>,
+    /// The targets whose queue was full, each with the admissions refused and its quota.
+    pub(crate) refused: Vec<(TargetName, (u64, u64))>,
 }
 
 /// The file's targets, merged with those of Kubernetes Secrets when `discovery.kubernetes` is set.

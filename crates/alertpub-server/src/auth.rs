@@ -18,6 +18,8 @@ pub(crate) struct Auth {
     path: PathBuf,
     /// Whether the two ingest endpoints need a token too.
     pub(crate) protect_ingest: bool,
+    /// Whether `/api/v1` reads need a token too.
+    pub(crate) protect_reads: bool,
     state: RwLock<Tokens>,
 }
 
@@ -31,17 +33,29 @@ impl std::fmt::Debug for Auth {
         f.debug_struct("Auth")
             .field("path", &self.path)
             .field("protect_ingest", &self.protect_ingest)
+            .field("protect_reads", &self.protect_reads)
             .finish_non_exhaustive()
     }
 }
 
 impl Auth {
-    /// Reads the token file. An empty file is an error: it would lock every write out.
-    pub(crate) fn load(path: &Path, protect_ingest: bool) -> anyhow::Result<Self> {
+    /// Reads the token file. An empty file is an error at startup: it would lock every write out
+    /// from the first request, which is a mistake rather than a decision.
+    pub(crate) fn load(
+        path: &Path,
+        protect_ingest: bool,
+        protect_reads: bool,
+    ) -> anyhow::Result<Self> {
         let tokens = read(path)?;
+        anyhow::ensure!(
+            !tokens.digests.is_empty(),
+            "the token file {} holds no token",
+            path.display()
+        );
         Ok(Self {
             path: path.to_path_buf(),
             protect_ingest,
+            protect_reads,
             state: RwLock::new(tokens),
         })
     }
@@ -61,8 +75,9 @@ impl Auth {
         found.into()
     }
 
-    /// Re-reads the file when it changed. A file that became unreadable or empty keeps the old
-    /// tokens, and says so in the log.
+    /// Re-reads the file when it changed. The file is the truth: emptied, it revokes every token;
+    /// gone or unreadable, it revokes them too (and says so), since keeping a token its operator
+    /// meant to withdraw is worse than refusing writes until the file is back.
     fn refresh(&self) {
         let modified = modified(&self.path);
         let current = self
@@ -73,19 +88,30 @@ impl Auth {
         if modified == current {
             return;
         }
-        match read(&self.path) {
+        let tokens = match read(&self.path) {
+            Ok(tokens) if tokens.digests.is_empty() => {
+                tracing::warn!(
+                    "the token file holds no token: every token is revoked, and requests that \
+                     need one are refused"
+                );
+                tokens
+            }
             Ok(tokens) => {
                 tracing::info!(tokens = tokens.digests.len(), "bearer tokens reloaded");
-                *self.state.write().unwrap_or_else(PoisonError::into_inner) = tokens;
+                tokens
             }
             Err(err) => {
-                tracing::warn!(error = %format!("{err:#}"), "keeping the previous bearer tokens");
-                self.state
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .modified = modified;
+                tracing::error!(
+                    error = %format!("{err:#}"),
+                    "the token file cannot be read: every token is revoked until it can"
+                );
+                Tokens {
+                    modified,
+                    digests: Vec::new(),
+                }
             }
-        }
+        };
+        *self.state.write().unwrap_or_else(PoisonError::into_inner) = tokens;
     }
 }
 
@@ -99,11 +125,6 @@ fn read(path: &Path) -> anyhow::Result<Tokens> {
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .map(|token| Sha256::digest(token.as_bytes()).into())
         .collect();
-    anyhow::ensure!(
-        !digests.is_empty(),
-        "the token file {} holds no token",
-        path.display()
-    );
     Ok(Tokens { modified, digests })
 }
 
@@ -128,7 +149,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("tokens");
         std::fs::write(&path, "# operators\nfirst-token\n\nsecond-token\n").unwrap();
-        let auth = Auth::load(&path, false).unwrap();
+        let auth = Auth::load(&path, false, false).unwrap();
         assert!(auth.allows(Some(b"Bearer first-token")));
         assert!(auth.allows(Some(b"bearer second-token")));
         assert!(!auth.allows(Some(b"Bearer first-toke")));
@@ -136,7 +157,42 @@ mod tests {
         assert!(!auth.allows(Some(b"Bearer ")));
         assert!(!auth.allows(None));
         std::fs::write(&path, "").unwrap();
-        assert!(Auth::load(&path, false).is_err());
+        assert!(Auth::load(&path, false, false).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn emptying_or_removing_the_token_file_revokes_every_token() {
+        let dir = std::env::temp_dir().join(format!("alertpub-revoke-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokens");
+        std::fs::write(&path, "kept-token\n").unwrap();
+        let auth = Auth::load(&path, false, false).unwrap();
+        assert!(auth.allows(Some(b"Bearer kept-token")));
+        // Emptied: a changed modification time is what the refresh looks at.
+        std::fs::write(&path, "").unwrap();
+        set_modified(&path, 1);
+        assert!(!auth.allows(Some(b"Bearer kept-token")));
+        // A new token takes effect, and the old one stays revoked.
+        std::fs::write(&path, "new-token\n").unwrap();
+        set_modified(&path, 2);
+        assert!(auth.allows(Some(b"Bearer new-token")));
+        assert!(!auth.allows(Some(b"Bearer kept-token")));
+        // Removed: nothing is allowed.
+        std::fs::remove_file(&path).unwrap();
+        assert!(!auth.allows(Some(b"Bearer new-token")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Sets the file's modification time `secs` seconds after a fixed instant, so that two writes
+    /// within the file system's timestamp granularity still count as a change.
+    fn set_modified(path: &Path, secs: u64) {
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + secs);
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
     }
 }

@@ -20,11 +20,18 @@ use serde_json::Value;
 
 /// The per-alert limits of SPEC §7.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct AlertLimits {
-    pub(crate) max_labels: usize,
-    pub(crate) max_name_bytes: usize,
-    pub(crate) max_value_bytes: usize,
-    pub(crate) max_alert_bytes: usize,
+pub struct AlertLimits {
+    /// The most labels an alert may have.
+    pub max_labels: usize,
+    /// The longest label name, in bytes.
+    pub max_name_bytes: usize,
+    /// The longest label or annotation value, in bytes.
+    pub max_value_bytes: usize,
+    /// The largest alert, serialised as compact JSON, in bytes.
+    pub max_alert_bytes: usize,
+    /// How far past the later of now and its start an alert's `endsAt` may lie; a later end is
+    /// brought back to it, so that no alert is held for ever (`endsAt: 9999-…`).
+    pub max_ends_ahead: Duration,
 }
 
 impl Default for AlertLimits {
@@ -34,13 +41,14 @@ impl Default for AlertLimits {
             max_name_bytes: 256,
             max_value_bytes: 16 * 1024,
             max_alert_bytes: 64 * 1024,
+            max_ends_ahead: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
 
 /// How a missing `endsAt` is treated.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum OpenEnd {
+pub enum OpenEnd {
     /// Ingest: the alert resolves on its own after this long without a refresh.
     ResolveAfter(Duration),
     /// The synchronous API: the alert is firing and has no end.
@@ -49,16 +57,19 @@ pub(crate) enum OpenEnd {
 
 /// An alert after normalisation.
 #[derive(Clone, Debug)]
-pub(crate) struct Normalised {
-    pub(crate) alert: EnrichedAlert,
+pub struct Normalised {
+    /// The alert, with its classification and enrichment.
+    pub alert: EnrichedAlert,
     /// The sender left `startsAt` unset or zero.
-    pub(crate) starts_at_defaulted: bool,
+    pub starts_at_defaulted: bool,
+    /// The `endsAt` lay further ahead than [`AlertLimits::max_ends_ahead`] and was brought back.
+    pub ends_at_capped: bool,
 }
 
 /// Why one alert was refused; the message names the field and the limit.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub(crate) struct InvalidAlert(pub(crate) String);
+pub struct InvalidAlert(pub String);
 
 /// The JSON fields every alert shape shares. Unknown fields are ignored, as Alertmanager's
 /// webhook payload carries `status` and `fingerprint`, which we recompute.
@@ -84,26 +95,42 @@ struct WireAlert {
 }
 
 /// Normalises one alert given as JSON.
-pub(crate) fn normalise(
+///
+/// # Errors
+/// [`InvalidAlert`] naming the field and the limit.
+pub fn normalise(
     raw: &Value,
     now: DateTime<Utc>,
     open_end: OpenEnd,
     limits: &AlertLimits,
 ) -> Result<Normalised, InvalidAlert> {
-    // The serialised size stands for the alert's size on the wire: the request body may hold
+    normalise_json(&raw.to_string(), now, open_end, limits)
+}
+
+/// Normalises one alert given as JSON text (a slice of a request body, say), without building a
+/// tree of it.
+///
+/// # Errors
+/// [`InvalidAlert`] naming the field and the limit.
+pub fn normalise_json(
+    raw: &str,
+    now: DateTime<Utc>,
+    open_end: OpenEnd,
+    limits: &AlertLimits,
+) -> Result<Normalised, InvalidAlert> {
+    // The compact size stands for the alert's size on the wire: the request body may hold
     // whitespace that we do not count against the sender.
-    let size = serde_json::to_vec(raw).map_or(usize::MAX, |bytes| bytes.len());
+    let size = crate::batch::compact_len(raw);
     if size > limits.max_alert_bytes {
         return Err(InvalidAlert(format!(
             "the alert is {size} bytes, over the limit of {} bytes",
             limits.max_alert_bytes
         )));
     }
-    if !raw.is_object() {
+    if !raw.trim_start().starts_with('{') {
         return Err(InvalidAlert("an alert must be a JSON object".to_owned()));
     }
-    let wire: WireAlert =
-        serde_json::from_value(raw.clone()).map_err(|err| InvalidAlert(err.to_string()))?;
+    let wire: WireAlert = serde_json::from_str(raw).map_err(|err| InvalidAlert(err.to_string()))?;
     check_labels(&wire.labels, limits)?;
     let annotations = wire.annotations.unwrap_or_default();
     for (name, value) in &annotations {
@@ -147,6 +174,22 @@ pub(crate) fn normalise(
             )
         }
     };
+    // No alert is held for ever: a start, and then an end, further ahead than the cap are
+    // brought back to it.
+    let ahead = |from: DateTime<Utc>| {
+        from.checked_add_signed(
+            chrono::Duration::from_std(limits.max_ends_ahead).unwrap_or(chrono::Duration::MAX),
+        )
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    };
+    let horizon = ahead(now);
+    let latest = ahead(now.max(starts.map_or(now, |start| start.min(horizon))));
+    let ends_at_capped = ends_at.is_some_and(|end| end > latest);
+    let ends_at = ends_at.map(|end| end.min(latest));
+    // A start taken from the end (the sender set only `endsAt`) comes back with it.
+    let starts_at = starts_at
+        .min(horizon)
+        .min(ends_at.unwrap_or(DateTime::<Utc>::MAX_UTC));
     if let (Some(starts), Some(ends)) = (starts, ends)
         && ends < starts
     {
@@ -170,6 +213,7 @@ pub(crate) fn normalise(
     Ok(Normalised {
         alert,
         starts_at_defaulted,
+        ends_at_capped,
     })
 }
 
@@ -350,5 +394,45 @@ mod tests {
             err(json!({"labels": {"a": "b"}, "annotations": annotations}))
                 .contains("bytes, over the limit of 65536")
         );
+    }
+
+    #[test]
+    fn an_end_far_ahead_is_brought_back_to_the_cap() {
+        let n = ok(json!({"labels": {"a": "b"}, "endsAt": "9999-12-31T23:59:59Z"}));
+        assert!(n.ends_at_capped);
+        assert_eq!(
+            n.alert.alert.ends_at(),
+            Some(now() + chrono::Duration::days(7))
+        );
+        // Counted from a start that lies ahead, so the end stays after the start.
+        let n = ok(json!({
+            "labels": {"a": "b"},
+            "startsAt": "2026-11-24T12:00:00Z",
+            "endsAt": "2027-11-24T12:00:00Z"
+        }));
+        assert!(n.ends_at_capped);
+        assert_eq!(
+            n.alert.alert.ends_at(),
+            Some(now() + chrono::Duration::days(8))
+        );
+        // A near end, and the resolve timeout's, are kept.
+        let n = ok(json!({"labels": {"a": "b"}, "endsAt": "2026-11-30T12:00:00Z"}));
+        assert!(!n.ends_at_capped);
+        assert!(!ok(json!({"labels": {"a": "b"}})).ends_at_capped);
+    }
+
+    #[test]
+    fn whitespace_does_not_count_against_the_alert_size() {
+        let limits = AlertLimits {
+            max_alert_bytes: 40,
+            ..AlertLimits::default()
+        };
+        let compact = r#"{"labels":{"alertname":"SizeCheck1"}}"#;
+        let pretty = "{\n    \"labels\": {\n        \"alertname\": \"SizeCheck1\"\n    }\n}";
+        assert!(normalise_json(compact, now(), FIVE_MIN, &limits).is_ok());
+        assert!(normalise_json(pretty, now(), FIVE_MIN, &limits).is_ok());
+        let longer = r#"{"labels":{"alertname":"SizeCheck12345"}}"#;
+        assert!(normalise_json(longer, now(), FIVE_MIN, &limits).is_err());
+        assert!(normalise_json("[1]", now(), FIVE_MIN, &limits).is_err());
     }
 }

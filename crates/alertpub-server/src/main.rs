@@ -18,11 +18,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod api;
 mod app;
 mod auth;
-mod ingest;
+mod budget;
 mod listener;
 mod maintenance;
+mod probes;
 mod registry;
 mod serve;
+mod shutdown;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +33,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alert_core::{InMemoryMessageRefs, redact_url};
+// The normalisation lives in this package's library, so the fuzz targets can reach it.
+use alertpub_server::{batch, ingest};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use publisher_http::{ClientConfig, HttpClient};

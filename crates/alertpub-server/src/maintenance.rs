@@ -1,31 +1,40 @@
 //! The queue's periodic maintenance: auto-resolve, refresh forwarding for `alertmanager` targets,
-//! notification-log retention, and the dead-lettering of removed targets' jobs after their grace
-//! period. One pass a second; each pass is one commit in the store.
+//! notification-log retention, the expiry of jobs older than `queue.max_age` (whatever their
+//! target: removed, disabled, or with a lane), and the dead-lettering of removed targets' jobs
+//! after `queue.removal_grace`. One pass a second; each pass is one commit in the store, which
+//! also records the target set and when each removed target was first found gone, so a restart
+//! neither forgets a removal nor restarts its grace.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use alert_core::{
-    DeadReason, JobStore, SweepPlan, TargetKind, TargetName, TargetSet, TargetSource,
-};
-use chrono::Utc;
+use alert_core::{Clock, JobStore, SweepPlan, TargetKind, TargetName, TargetSet, TargetSource};
 use fanout::DispatcherWaker;
 use tokio_util::sync::CancellationToken;
 
 /// How often a pass runs.
 const TICK: Duration = Duration::from_secs(1);
 
+/// What the passes apply.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    /// `ingest.log_retention`.
+    pub(crate) log_retention: Duration,
+    /// `queue.removal_grace`.
+    pub(crate) removal_grace: Duration,
+    /// `queue.max_age`.
+    pub(crate) max_age: Duration,
+}
+
 /// Runs the passes until `shutdown`.
 pub(crate) async fn run(
     store: Arc<dyn JobStore>,
     source: Arc<dyn TargetSource>,
     waker: DispatcherWaker,
-    log_retention: Duration,
-    removal_grace: Duration,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
     shutdown: CancellationToken,
 ) {
-    let mut removed = Removed::default();
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -33,16 +42,26 @@ pub(crate) async fn run(
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let targets = source.snapshot();
-        removed.update(&targets);
-        let plan = SweepPlan::new(plan_targets(&targets), log_retention);
-        match store.sweep(&plan, Utc::now()).await {
+        let plan = plan(&source.snapshot(), settings);
+        match store.sweep(&plan, clock.now()).await {
             Ok(report) => {
                 if report.resolved + report.refreshed > 0 {
                     tracing::info!(
                         resolved = report.resolved,
                         refreshed = report.refreshed,
                         "auto-resolve and refresh jobs queued"
+                    );
+                }
+                if report.expired_jobs > 0 {
+                    tracing::warn!(
+                        jobs = report.expired_jobs,
+                        "jobs older than queue.max_age moved to the dead-letter queue"
+                    );
+                }
+                if report.removed_jobs > 0 {
+                    tracing::warn!(
+                        jobs = report.removed_jobs,
+                        "removed targets' jobs moved to the dead-letter queue"
                     );
                 }
                 for target in &report.targets {
@@ -53,27 +72,19 @@ pub(crate) async fn run(
                 tracing::warn!(error = %err, "queue maintenance failed; retrying next pass")
             }
         }
-        for (name, kind) in removed.due(removal_grace) {
-            match store
-                .dead_letter_target(&name, kind, DeadReason::TargetRemoved, Utc::now())
-                .await
-            {
-                Ok(moved) => {
-                    removed.forget(&name);
-                    if moved > 0 {
-                        tracing::warn!(
-                            target = name.as_str(),
-                            jobs = moved,
-                            "removed target's jobs moved to the dead-letter queue"
-                        );
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(target = name.as_str(), error = %err, "cannot dead-letter a removed target's jobs")
-                }
-            }
-        }
     }
+}
+
+/// One pass's plan: the enabled targets for resolves and refreshes, every target of the set
+/// (enabled or not) for the removal marks, and the age bound.
+fn plan(targets: &TargetSet, settings: Settings) -> SweepPlan {
+    let known = targets
+        .iter()
+        .map(|e| (e.target.name.clone(), e.target.kind))
+        .collect();
+    SweepPlan::new(plan_targets(targets), settings.log_retention)
+        .with_known_targets(known, settings.removal_grace)
+        .with_max_age(settings.max_age)
 }
 
 /// The enabled targets, with a refresh interval for `alertmanager` ones.
@@ -93,41 +104,4 @@ fn plan_targets(targets: &TargetSet) -> Vec<(TargetName, Option<Duration>)> {
             (e.target.name.clone(), refresh.filter(|r| !r.is_zero()))
         })
         .collect()
-}
-
-/// Targets that were removed from the config, and since when.
-#[derive(Debug, Default)]
-struct Removed {
-    known: BTreeMap<TargetName, TargetKind>,
-    since: BTreeMap<TargetName, (TargetKind, Instant)>,
-}
-
-impl Removed {
-    fn update(&mut self, targets: &TargetSet) {
-        let now = Instant::now();
-        for (name, kind) in &self.known {
-            if targets.get(name.as_str()).is_none() {
-                self.since.entry(name.clone()).or_insert((*kind, now));
-            }
-        }
-        self.known = targets
-            .iter()
-            .map(|e| (e.target.name.clone(), e.target.kind))
-            .collect();
-        // A target that came back is no longer removed.
-        self.since
-            .retain(|name, _| targets.get(name.as_str()).is_none());
-    }
-
-    fn due(&self, grace: Duration) -> Vec<(TargetName, TargetKind)> {
-        self.since
-            .iter()
-            .filter(|(_, (_, since))| since.elapsed() >= grace)
-            .map(|(name, (kind, _))| (name.clone(), *kind))
-            .collect()
-    }
-
-    fn forget(&mut self, name: &TargetName) {
-        self.since.remove(name);
-    }
 }

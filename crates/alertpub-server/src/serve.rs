@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -11,6 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::listener::{self, ListenerConfig};
+use crate::probes::Draining;
+use crate::shutdown::Phases;
 
 /// The blocking pool's size (see where the runtime is built).
 const MAX_BLOCKING_THREADS: usize = 16;
@@ -88,9 +89,13 @@ fn init_logging(format: LogFormat, level: &str) {
 }
 
 async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Cancelled once the drain after the signal is over: the listener, the dispatcher and the
+    // background tasks stop (see `crate::shutdown`).
     let shutdown = CancellationToken::new();
     let (app, mut background) = App::start(&args.config, shutdown.clone()).await?;
     let server = &app.config.server;
+    let phases = Phases::new(server.shutdown_delay.into(), server.shutdown_timeout.into())
+        .map_err(anyhow::Error::msg)?;
     let listen = args.listen.clone().unwrap_or_else(|| server.listen.clone());
     let tls = match &server.tls {
         Some(tls) => Some(listener::tls_acceptor(&tls.cert_file, &tls.key_file)?),
@@ -113,18 +118,38 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         targets = app.targets.snapshot().len(),
         "alertpub listening"
     );
-    let drain: Duration = server.shutdown_timeout.into();
+    warn_if_exposed(local, tls.is_some(), app.auth.is_some());
+    listener::check_open_files(server.max_connections);
     let listener_config = ListenerConfig {
         max_connections: server.max_connections,
+        max_connections_per_peer: server.max_connections_per_peer,
+        http2_max_concurrent_streams: server.http2_max_concurrent_streams,
         header_read_timeout: server.header_read_timeout.into(),
+        idle_timeout: server.idle_timeout.into(),
     };
-    let signals = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        signals.cancel();
-    });
-    let router = crate::api::router(app.clone());
-    let left = listener::serve(tcp, router, tls, listener_config, shutdown.clone(), drain).await;
+    let draining = CancellationToken::new();
+    let phases_run = {
+        let (draining, stop) = (draining.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            crate::shutdown::run(wait_for_signal(), phases, &draining, &stop).await
+        })
+    };
+    let router = crate::api::router(app.clone()).layer(axum::Extension(Draining(draining)));
+    // The listener stops accepting once the drain is over, and has what is left until the
+    // deadline to answer the open requests.
+    let left = listener::serve(
+        tcp,
+        router,
+        tls,
+        listener_config,
+        shutdown.clone(),
+        phases.stop_budget(),
+    )
+    .await;
+    // The listener only returns once the phases have cancelled `shutdown`.
+    let deadline = phases_run
+        .await
+        .unwrap_or_else(|_| tokio::time::Instant::now());
     if left > 0 {
         tracing::warn!(
             connections = left,
@@ -133,7 +158,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     // The dispatcher stopped leasing when shutdown began; what it had in flight finishes (up to
     // the deadline) and anything not delivered stays in the queue.
-    if tokio::time::timeout(drain, background.dispatcher.join())
+    if tokio::time::timeout_at(deadline, background.dispatcher.join())
         .await
         .is_err()
     {
@@ -143,6 +168,24 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     while background.tasks.join_next().await.is_some() {}
     tracing::info!("alertpub stopped");
     Ok(())
+}
+
+/// An address other hosts can reach, with neither tokens nor TLS, lets anyone on the network
+/// post alerts, replay the DLQ and read it: legitimate behind a mesh or a private network, but
+/// worth a warning.
+fn warn_if_exposed(local: std::net::SocketAddr, tls: bool, auth: bool) {
+    if exposed(local, tls, auth) {
+        tracing::warn!(
+            address = %local,
+            "listening on a non-loopback address with no bearer tokens (server.auth) and no TLS \
+             (server.tls): anyone who can reach it can post alerts and replay or read the DLQ"
+        );
+    }
+}
+
+/// Whether the server listens where other hosts reach it with neither tokens nor TLS.
+fn exposed(local: std::net::SocketAddr, tls: bool, auth: bool) -> bool {
+    !local.ip().is_loopback() && !tls && !auth
 }
 
 /// Waits for SIGTERM or SIGINT.
@@ -159,5 +202,21 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exposed;
+
+    #[test]
+    fn a_reachable_address_without_auth_or_tls_is_exposed() {
+        let at = |text: &str| text.parse().unwrap();
+        assert!(!exposed(at("127.0.0.1:9097"), false, false));
+        assert!(!exposed(at("[::1]:9097"), false, false));
+        assert!(exposed(at("0.0.0.0:9097"), false, false));
+        assert!(exposed(at("10.1.2.3:9097"), false, false));
+        assert!(!exposed(at("0.0.0.0:9097"), true, false));
+        assert!(!exposed(at("0.0.0.0:9097"), false, true));
     }
 }

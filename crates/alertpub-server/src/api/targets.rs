@@ -1,0 +1,118 @@
+//! Targets and their health: listing, one target, a health check now, and reload.
+
+use alert_core::{CircuitState, TargetEntry, redact_url};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::app::App;
+
+use super::*;
+
+/// A target as the API shows it: common fields, health and circuit state, and the endpoint as
+/// `scheme://host:port/…` only. Kind settings are never shown, since they hold secrets.
+pub(super) fn target_view(app: &App, entry: &TargetEntry) -> Value {
+    let target = &entry.target;
+    let name = target.name.as_str();
+    let endpoint = ["url", "webhook_url"]
+        .iter()
+        .filter_map(|key| target.settings.0.get(*key).and_then(Value::as_str))
+        .find(|url| url.contains("://"))
+        .map(redact_url);
+    let health = app
+        .health
+        .get(name)
+        .unwrap_or_else(|| health::TargetHealth::unknown(name));
+    let circuit = app.breakers.get(name);
+    json!({
+        "name": name,
+        "kind": target.kind.as_str(),
+        "enabled": target.is_enabled(),
+        "disabled_reason": target.disabled,
+        "endpoint": endpoint,
+        "filter": target.filter.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "repeat_interval_ms": target.repeat_interval.map(alert_core::wire::duration_ms),
+        "timeout_ms": target.timeout.map(alert_core::wire::duration_ms),
+        "in_flight_limit": target.in_flight_limit.unwrap_or(app.config.queue.per_target_in_flight),
+        "rate_limit_per_minute": fanout::default_rate_limit(target).map(|r| r.per_minute),
+        "health": health,
+        "circuit": circuit.map_or_else(|| json!({"state": CircuitState::Closed}), |c| json!(c)),
+    })
+}
+
+pub(super) fn find_target(app: &App, name: &str) -> Result<TargetEntry, ApiError> {
+    app.targets.snapshot().get(name).cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_target",
+            format!("no target is named {name:?}"),
+        )
+    })
+}
+
+pub(super) async fn list_targets(State(app): Shared) -> Response {
+    let targets = app.targets.snapshot();
+    let views: Vec<Value> = targets.iter().map(|e| target_view(&app, e)).collect();
+    axum::Json(json!({"targets": views, "generation": app.source.status().generation}))
+        .into_response()
+}
+
+pub(super) async fn get_target(
+    State(app): Shared,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let entry = find_target(&app, &name)?;
+    Ok(axum::Json(target_view(&app, &entry)).into_response())
+}
+
+pub(super) async fn get_target_health(
+    State(app): Shared,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    find_target(&app, &name)?;
+    let health = app
+        .health
+        .get(&name)
+        .unwrap_or_else(|| health::TargetHealth::unknown(&name));
+    Ok(axum::Json(health).into_response())
+}
+
+pub(super) async fn check_target_health(
+    State(app): Shared,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    match app.prober.check_now(&name).await {
+        Ok(health) => Ok(axum::Json(health).into_response()),
+        Err(err @ health::HealthError::UnknownTarget(_)) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_target",
+            err.to_string(),
+        )),
+        Err(err) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_probeable",
+            err.to_string(),
+        )),
+    }
+}
+
+pub(super) async fn refresh_targets(State(app): Shared) -> Result<Response, ApiError> {
+    match app.source.reload() {
+        Ok(()) => {
+            let status = app.source.status();
+            Ok(axum::Json(json!({
+                "status": "reloaded",
+                "generation": status.generation,
+                "targets": app.targets.snapshot().len(),
+                "warnings": status.warnings.iter().map(|w| json!({"target": w.target, "message": w.message})).collect::<Vec<_>>(),
+            }))
+            .into_response())
+        }
+        Err(err) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_config",
+            format!("the config was not reloaded; the previous targets stay: {err}"),
+        )),
+    }
+}
