@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use alertpub_e2e::{Http, Server};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::{base_config, ok_target, webhook};
@@ -25,21 +25,8 @@ async fn assert_still_serving(http: &Http, server: &Server) {
 /// Reads until the server closes the connection; returns what it sent. Panics if the
 /// connection is still open after `within`.
 async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> String {
-    let mut received = Vec::new();
-    let read = tokio::time::timeout(within, async {
-        let mut buf = [0_u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => received.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(
-        read.is_ok(),
-        "the server kept the connection open for {within:?}"
-    );
+    let (received, closed) = crate::read_to_close(stream, within).await;
+    assert!(closed, "the server kept the connection open for {within:?}");
     String::from_utf8_lossy(&received).into_owned()
 }
 
@@ -249,7 +236,10 @@ async fn a_full_queue_answers_503_and_keeps_nothing_of_the_request() {
     target.respond(test_support::MockResponse::hang());
     let config = format!(
         "{}targets:\n{}",
-        base_config().replace("queue:\n", "queue:\n  max_jobs: 2\n"),
+        base_config().replace(
+            "queue:\n",
+            "queue:\n  max_jobs: 2\n  max_jobs_per_target: 100\n"
+        ),
         webhook("hook", &target, "")
     );
     let server = Server::start(&config).await;

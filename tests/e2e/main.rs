@@ -6,6 +6,8 @@
 
 mod auth;
 mod bad_input;
+mod bounds;
+mod hardening;
 mod ingest;
 mod interop;
 mod lifetimes;
@@ -98,4 +100,25 @@ async fn wait_for_posts(mock: &MockTarget, count: usize) -> Vec<RecordedRequest>
     })
     .await;
     posts(mock)
+}
+
+/// Reads until the server closes the connection, or `within` passes; returns what was read and
+/// whether it closed.
+pub(crate) async fn read_to_close(
+    stream: &mut tokio::net::TcpStream,
+    within: Duration,
+) -> (Vec<u8>, bool) {
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(within, async {
+        let mut buf = [0_u8; 4096];
+        loop {
+            match tokio::io::AsyncReadExt::read(stream, &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (received, closed)
 }

@@ -31,7 +31,7 @@ async fn wait_for_empty_queue(http: &Http, server: &Server, within: Duration) {
 
 /// GETs `url` every 50 ms until `done` holds of the JSON answer, or 20 s have passed; returns the
 /// last answer either way, for the caller's assertions to explain.
-async fn poll_json(http: &Http, url: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn poll_json(http: &Http, url: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let answer = http.get(url).await.json();
@@ -68,7 +68,7 @@ fn deliveries(requests: &[RecordedRequest], from: usize) -> BTreeMap<String, Vec
     by_alert
 }
 
-fn queue_config(extra_queue: &str) -> String {
+pub(crate) fn queue_config(extra_queue: &str) -> String {
     base_config().replace(
         "queue:\n",
         &format!("queue:\n  max_attempts: 100\n  initial_backoff: 50ms\n{extra_queue}"),
