@@ -1,18 +1,21 @@
 //! alertpub's developer tasks, run as `cargo xtask <task>`.
 //!
 //! One binary, one module per task. `cargo xtask ci` runs the CI steps in order — fmt, clippy,
-//! test, doc, loom, miri, deny — printing a one-line verdict and the time of each; every step also
-//! runs on its own (`cargo xtask loom`, …).
+//! test, doc, loom, miri, deny, fuzz, a short soak — printing a one-line verdict and the time of
+//! each; every step also runs on its own (`cargo xtask loom`, …).
 
 // The xtask's whole job is to print progress and verdicts for people.
 #![allow(clippy::print_stdout)]
 
 mod bench;
 mod ci;
+mod coverage;
 mod demo;
 mod deny;
+mod fuzz;
 mod loom;
 mod miri;
+mod soak;
 mod steps;
 mod tidy;
 mod util;
@@ -31,14 +34,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Runs every CI step in order: fmt, clippy, test, doc, loom, miri, deny.
+    /// Runs every CI step in order: fmt, clippy, test, doc, loom, miri, deny, fuzz, soak --short.
     #[command(long_about = ci::LONG_ABOUT)]
     Ci,
     /// Checks formatting (`cargo fmt --all --check`).
     Fmt,
     /// Lints everything with `--all-features` and `-D warnings`.
     Clippy,
-    /// Runs every test, doctest and end-to-end test with `--all-features`.
+    /// Runs every test, doctest and end-to-end test with `--all-features`, the tests under
+    /// `cargo llvm-cov`, and checks each crate's line coverage against its floor.
     Test,
     /// Builds the API docs with warnings denied.
     Doc,
@@ -48,10 +52,18 @@ enum Task {
     Miri,
     /// Runs `cargo deny check bans licenses sources` and checks that aws-lc-rs is not in the graph.
     Deny,
+    /// Runs every fuzz target (cargo-fuzz, nightly) for 30 s from its seed corpus.
+    Fuzz,
+    /// Prints the last `cargo xtask test` run's line coverage per crate and checks the floors
+    /// in xtask/coverage-floor.toml.
+    Coverage(coverage::CoverageArgs),
     /// Runs the benchmarks and reports each figure beside its same-run baseline.
     Bench(bench::BenchArgs),
     /// Runs the demo: the server and three mock targets on loopback, with a per-target table.
     Demo,
+    /// Soaks the real server: kill -9s, a full disk, faulty targets, an h2c flood and a clock
+    /// step under mixed load, then checks nothing accepted was lost (`--short` for CI).
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,8 +77,11 @@ fn main() -> ExitCode {
         Task::Loom => util::timed("loom", loom::run),
         Task::Miri => util::timed("miri", miri::run),
         Task::Deny => util::timed("deny", deny::run),
+        Task::Fuzz => util::timed("fuzz", fuzz::run),
+        Task::Coverage(args) => coverage::run(&args),
         Task::Bench(args) => bench::run(&args),
         Task::Demo => demo::run(),
+        Task::Soak(args) => soak::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

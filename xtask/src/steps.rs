@@ -3,7 +3,8 @@
 
 use anyhow::Result;
 
-use crate::util::{cargo, run, target_dir};
+use crate::coverage;
+use crate::util::{cargo, run};
 
 pub(crate) fn fmt() -> Result<()> {
     run(cargo().args(["fmt", "--all", "--check"]))
@@ -21,12 +22,11 @@ pub(crate) fn clippy() -> Result<()> {
     ]))
 }
 
-/// The end-to-end suite runs the `alertpub` binary that this same `cargo test` builds (as a
-/// binary of a workspace member, it is built before any test runs).
+/// Every test under `cargo llvm-cov`, then the per-crate line coverage floors (see
+/// `coverage`). The end-to-end suite runs the instrumented `alertpub` binary that this same run
+/// builds (as a binary of a workspace member, it is built before any test runs).
 pub(crate) fn test() -> Result<()> {
-    run(cargo()
-        .args(["test", "--workspace", "--all-features"])
-        .env("ALERTPUB_BIN", target_dir().join("debug").join("alertpub")))
+    coverage::test()
 }
 
 pub(crate) fn doc() -> Result<()> {
