@@ -68,6 +68,7 @@
 mod lanes;
 mod memory;
 mod redb_store;
+mod repeats;
 mod sweep;
 
 pub use memory::MemoryJobStore;

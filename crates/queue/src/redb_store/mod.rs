@@ -269,6 +269,22 @@ impl RedbJobStore {
         self
     }
 
+    /// Gives every firing entry of the notification log at least `grace` (the server gives
+    /// `resolve_timeout`) from now before the sweep resolves it on its own, and at least its
+    /// own lead, when the store was not closed cleanly: the re-sends that only moved an entry's
+    /// `endsAt` were kept in memory, and the crash lost them (see `docs/ARCHITECTURE.md`,
+    /// "Re-sends"). The grace counts from the first enqueue or sweep; without this call the
+    /// lead alone is granted.
+    #[must_use]
+    pub fn with_restart_grace(self, grace: Duration) -> Self {
+        if let Ok(mut state) = self.shared.state()
+            && state.restore.is_some()
+        {
+            state.restore = Some(grace);
+        }
+        self
+    }
+
     /// Holds at most `n` live jobs per target: an admission that would add a job to a target
     /// holding `n` is refused alone ([`alert_core::Admitted::TargetFull`]), and so is a replay
     /// ([`JobStoreError::TargetFull`]); a sweep leaves such work for a later pass.
@@ -630,6 +646,8 @@ impl Shared {
             loaded.next_job = loaded.next_job.max(state.next_job);
             loaded.next_body = loaded.next_body.max(state.next_body);
             loaded.sync_wanted = state.sync_wanted;
+            // The re-sends kept in memory only are not lost with the file's handle.
+            loaded.keep_ends_of(&state);
             *state = loaded;
         }
         let mut txn = fresh.begin_write().map_err(storage)?;
@@ -721,6 +739,14 @@ impl JobStore for RedbJobStore {
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<Vec<Admitted>, JobStoreError>> {
         Box::pin(async move {
+            // Re-sends that change nothing need neither the writer nor the disk.
+            {
+                let mut state = self.shared.state()?;
+                state.restore_if_pending(now);
+                if let Some(answers) = state.take_repeats(&batch, now) {
+                    return Ok(answers);
+                }
+            }
             // The distinct alerts are found and encoded here, on the caller's task, so the
             // writer (one thread for the whole store) does not spend its time on it.
             let (bodies, body_of) = writer::prepare(&batch)?;
@@ -880,7 +906,12 @@ impl JobStore for RedbJobStore {
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<SweepReport, JobStoreError>> {
         let plan = plan.clone();
-        Box::pin(self.call(move |reply| Op::Sweep { plan, now, reply }))
+        // The first sweep after an unclean close restores the log's ends before it resolves.
+        let restored = self.shared.state().map(|mut s| s.restore_if_pending(now));
+        Box::pin(async move {
+            restored?;
+            self.call(move |reply| Op::Sweep { plan, now, reply }).await
+        })
     }
 
     fn dead_letter_target<'a>(

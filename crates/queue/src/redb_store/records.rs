@@ -48,6 +48,9 @@ pub(super) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("me
 pub(super) const NEXT_JOB: &str = "next_job";
 /// The [`META`] key of the last alert-body id handed out.
 pub(super) const NEXT_BODY: &str = "next_body";
+/// The [`META`] key a clean close sets, once it has written every end kept in memory; opening
+/// removes it. Without it, the log's ends are restored as after a crash (`crate::repeats`).
+pub(super) const CLOSED_CLEANLY: &str = "closed_cleanly";
 /// The tables of the first format, which kept a whole alert in every job and log entry. A file
 /// holding them is refused rather than silently ignored.
 pub(super) const LEGACY_TABLES: [&str; 2] = ["jobs", "notification_log"];
@@ -240,10 +243,13 @@ pub(super) struct StoredLog {
     pub(super) accepted_at: DateTime<Utc>,
     /// The id of the last accepted alert in [`ALERTS`].
     pub(super) body: u64,
+    /// When `ends_at` was seen, which tells its lead (`crate::repeats`). Records written before
+    /// it was kept end without it and read as `accepted_at`.
+    pub(super) seen_at: DateTime<Utc>,
 }
 
 impl StoredLog {
-    pub(super) fn new(entry: &LogEntry, body: u64) -> Self {
+    pub(super) fn new(entry: &LogEntry, body: u64, seen_at: DateTime<Utc>) -> Self {
         Self {
             status: entry.status,
             starts_at: entry.starts_at,
@@ -251,6 +257,7 @@ impl StoredLog {
             sequence: entry.sequence,
             accepted_at: entry.accepted_at,
             body,
+            seen_at,
         }
     }
 
@@ -284,6 +291,7 @@ impl StoredLog {
         out.extend_from_slice(&self.sequence.to_le_bytes());
         put_time(&mut out, self.accepted_at);
         out.extend_from_slice(&self.body.to_le_bytes());
+        put_time(&mut out, self.seen_at);
         out
     }
 
@@ -299,13 +307,22 @@ impl StoredLog {
             0 => None,
             _ => Some(r.time()?),
         };
+        let sequence = r.u64()?;
+        let accepted_at = r.time()?;
+        let body = r.u64()?;
+        let seen_at = if r.0.is_empty() {
+            accepted_at
+        } else {
+            r.time()?
+        };
         Ok(Self {
             status,
             starts_at,
             ends_at,
-            sequence: r.u64()?,
-            accepted_at: r.time()?,
-            body: r.u64()?,
+            sequence,
+            accepted_at,
+            body,
+            seen_at,
         })
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alert_core::{
-    AlertStatus, DeadLetterId, EnrichedAlert, Fingerprint, JobError, JobId, JobStoreError,
+    Admission, Admitted, AlertStatus, DeadLetterId, LogVerdict, log_verdict, EnrichedAlert, Fingerprint, JobError, JobId, JobStoreError,
     LogEntry, Priority, QueueStats, TargetName,
 };
 use chrono::{DateTime, Utc};
@@ -19,7 +19,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableHandle};
 use uuid::{ContextV7, Timestamp, Uuid};
 
 use super::records::{
-    ALERTS, DEAD, JOBS, LEGACY_TABLES, LOG, LOG_BY_TARGET, MESSAGE_REFS, META, NEXT_BODY, NEXT_JOB,
+    ALERTS, CLOSED_CLEANLY, DEAD, JOBS, LEGACY_TABLES, LOG, LOG_BY_TARGET, MESSAGE_REFS, META, NEXT_BODY, NEXT_JOB,
     QUARANTINE, Quarantined, StoredJob, StoredLog, TARGETS, decode, decode_alert, storage,
 };
 use crate::lanes::{Counted, Index, Place, queue_stats};
@@ -72,9 +72,33 @@ impl JobMeta {
 /// The notification log's entry for one (target, fingerprint), as cached.
 #[derive(Clone, Debug)]
 pub(super) struct CachedLog {
+    /// The entry as the last re-send left it. Its `ends_at` may be ahead of the database's: a
+    /// re-send that only moves it is written only when a restart could not make up for it
+    /// (`crate::repeats`).
     pub(super) entry: LogEntry,
     /// The last accepted alert.
     pub(super) body: u64,
+    /// The `ends_at` the database holds.
+    pub(super) durable_ends_at: Option<DateTime<Utc>>,
+    /// When that `ends_at` was seen.
+    pub(super) seen_at: DateTime<Utc>,
+}
+
+impl CachedLog {
+    /// The entry as written to the database at `now`.
+    pub(super) fn written(entry: LogEntry, body: u64, now: DateTime<Utc>) -> Self {
+        Self {
+            durable_ends_at: entry.ends_at,
+            seen_at: now,
+            entry,
+            body,
+        }
+    }
+
+    /// Whether a re-send that moves `ends_at` to `new` at `now` must be written.
+    pub(super) fn must_write(&self, new: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+        crate::repeats::must_write(self.durable_ends_at, self.seen_at, new, now)
+    }
 }
 
 /// An alert body and how many jobs and log entries refer to it.
@@ -110,6 +134,12 @@ pub(super) struct State {
     /// How many groups the writer has begun; an acknowledgement made now is durable once group
     /// `planned + 1` (or a later one) has committed durably. Kept across a reload.
     pub(super) planned: u64,
+    /// The store was not closed cleanly, so the log's ends are to be restored
+    /// ([`State::restore_ends`]) with this grace, at the first enqueue or sweep.
+    pub(super) restore: Option<Duration>,
+    /// A group of fresh alerts is in memory ahead of its commit's fsync (see
+    /// `writer::Early`), so what it logged may yet be taken back.
+    pub(super) early_pending: bool,
     /// The last commit failed with a storage error, so settlements are refused (they could not
     /// be persisted) until a commit succeeds again.
     pub(super) failed: bool,
@@ -248,6 +278,10 @@ impl State {
                 .get(NEXT_BODY)
                 .map_err(storage)?
                 .map_or(0, |v| v.value());
+            // After anything but a clean close, the ends kept in memory are lost.
+            if meta.remove(CLOSED_CLEANLY).map_err(storage)?.is_none() {
+                state.restore = Some(Duration::ZERO);
+            }
             // A record that fails to decode (or refers to an alert that is not stored) is moved
             // to the quarantine rather than failing the open: one bad record must not keep the
             // server from starting. The rows are moved after each scan, since a table cannot
@@ -286,6 +320,8 @@ impl State {
                         CachedLog {
                             entry: stored.entry(),
                             body: stored.body,
+                            durable_ends_at: stored.ends_at,
+                            seen_at: stored.seen_at,
                         },
                     ),
                     Err(e) => {
@@ -430,6 +466,83 @@ impl State {
     /// writer has been asked.
     pub(super) fn settled(&self) -> bool {
         self.dirty_jobs.is_empty() && self.dirty_bodies.is_empty() && !self.sync_wanted
+    }
+
+    /// Restores the log's ends once, at `now`, if the store was not closed cleanly.
+    ///
+    /// Gives every firing entry the end a restart grants it (`crate::repeats`), since the
+    /// re-sends kept in memory before the store was loaded are gone: `loaded_at` is now, and
+    /// `grace` the time a sender that is still re-sending has to be heard again.
+    pub(super) fn restore_if_pending(&mut self, now: DateTime<Utc>) {
+        if let Some(grace) = self.restore.take() {
+            self.restore_ends(now, grace);
+        }
+    }
+
+    fn restore_ends(&mut self, loaded_at: DateTime<Utc>, grace: Duration) {
+        for cached in self.log.values_mut() {
+            if cached.entry.status != AlertStatus::Firing {
+                continue;
+            }
+            let restored = crate::repeats::restored_ends_at(
+                cached.durable_ends_at,
+                cached.seen_at,
+                loaded_at,
+                grace,
+            );
+            cached.entry.ends_at = cached.entry.ends_at.max(restored);
+        }
+    }
+
+    /// Takes a batch made only of re-sends that change nothing a target sees and need no write
+    /// (`crate::repeats`): their entries' ends move in memory, and each is answered
+    /// [`Admitted::Duplicate`]. `None` (nothing changed) when any admission needs the writer:
+    /// it would make a job or a new entry, or move an end that must be written, or the log may
+    /// still lose what it holds (a group of fresh alerts is ahead of its fsync).
+    pub(super) fn take_repeats(
+        &mut self,
+        batch: &[Admission],
+        now: DateTime<Utc>,
+    ) -> Option<Vec<Admitted>> {
+        if self.early_pending || batch.is_empty() {
+            return None;
+        }
+        let mut moved: Vec<(Key, Option<DateTime<Utc>>)> = Vec::new();
+        for admission in batch {
+            let key = (
+                admission.target.clone(),
+                admission.alert.alert.fingerprint(),
+            );
+            let cached = self.log.get(&key)?;
+            match log_verdict(Some(&cached.entry), admission, now) {
+                LogVerdict::Duplicate { refresh: None } => {}
+                LogVerdict::Duplicate {
+                    refresh: Some(entry),
+                } if !cached.must_write(entry.ends_at, now) => moved.push((key, entry.ends_at)),
+                _ => return None,
+            }
+        }
+        for (key, ends_at) in moved {
+            if let Some(cached) = self.log.get_mut(&key) {
+                cached.entry.ends_at = ends_at;
+            }
+        }
+        Some(vec![Admitted::Duplicate; batch.len()])
+    }
+
+    /// Takes the in-memory ends of `old`'s entries that this freshly loaded state holds in the
+    /// same delivery (same sequence, status and start): a reload after an I/O failure keeps what
+    /// the re-sends kept in memory.
+    pub(super) fn keep_ends_of(&mut self, old: &State) {
+        for (key, cached) in &mut self.log {
+            if let Some(before) = old.log.get(key)
+                && before.entry.sequence == cached.entry.sequence
+                && before.entry.status == cached.entry.status
+                && before.entry.starts_at == cached.entry.starts_at
+            {
+                cached.entry.ends_at = before.entry.ends_at;
+            }
+        }
     }
 
     /// Stores a log entry, moving its body reference.

@@ -34,6 +34,7 @@ use redb::{ReadableTable, Table, TableHandle, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::records::{
+    CLOSED_CLEANLY,
     ALERTS, DEAD, JOBS, LOG, MESSAGE_REFS, META, NEXT_BODY, NEXT_JOB, QUARANTINE, StoredDeadLetter,
     StoredLog, TARGETS, encode, encode_alert, read_dead, read_dead_head, storage,
 };
@@ -381,7 +382,7 @@ impl<'t> Tables<'t> {
     }
 
     fn put_log(&mut self, key: &Key, cached: &CachedLog) -> Result<(), JobStoreError> {
-        let value = StoredLog::new(&cached.entry, cached.body).encode();
+        let value = StoredLog::new(&cached.entry, cached.body, cached.seen_at).encode();
         self.log
             .insert((key.1.as_u64(), key.0.as_str()), value.as_slice())
             .map_err(storage)?;
@@ -489,6 +490,12 @@ impl Group {
         self.logs.insert(key.clone(), Some(cached.clone()));
         self.effects.push(Effect::SetLog(key.clone(), cached));
         Ok(())
+    }
+
+    /// Changes a log entry in memory only: a re-send whose move of `endsAt` need not be written.
+    fn keep_log(&mut self, key: &Key, cached: CachedLog) {
+        self.logs.insert(key.clone(), Some(cached.clone()));
+        self.effects.push(Effect::SetLog(key.clone(), cached));
     }
 
     /// Stores a new alert body; the caller makes the references to it.
@@ -792,6 +799,19 @@ impl Shared {
             for op in ops.by_ref() {
                 self.plan(&mut group, &state, &mut t, op, finishes)?;
             }
+            if close {
+                // A clean close writes the ends kept in memory, so the next open need not
+                // restore them as after a crash.
+                let now = state.index.clock.0.now();
+                for (key, cached) in &state.log {
+                    if cached.entry.ends_at != cached.durable_ends_at
+                        && !group.logs.contains_key(key)
+                    {
+                        t.put_log(key, &CachedLog::written(cached.entry.clone(), cached.body, now))?;
+                    }
+                }
+                t.meta.insert(CLOSED_CLEANLY, 1).map_err(storage)?;
+            }
             if group.next_job != state.next_job {
                 t.meta.insert(NEXT_JOB, group.next_job).map_err(storage)?;
             }
@@ -819,6 +839,7 @@ impl Shared {
         let early = if durable {
             group.take_early(&state).map(|mut early| {
                 early.apply(&mut state);
+                state.early_pending = true;
                 early
             })
         } else {
@@ -837,6 +858,7 @@ impl Shared {
             txn.commit().map_err(storage)
         };
         let mut state = self.state()?;
+        state.early_pending = false;
         if let Err(e) = committed {
             if let Some(early) = early {
                 early.undo(&mut state, &group);
@@ -1066,14 +1088,20 @@ impl Shared {
                     refresh: Some(entry),
                 } => {
                     // A refresh only extends the entry's `endsAt`; the accepted alert stays,
-                    // since the re-send was not accepted as a delivery.
-                    let body = g.log(state, &key).map(|c| c.body).ok_or_else(|| {
+                    // since the re-send was not accepted as a delivery. It is written only when
+                    // a restart could not make up for it (`crate::repeats`).
+                    let previous = g.log(state, &key).cloned().ok_or_else(|| {
                         JobStoreError::Storage(format!(
                             "the log entry of {} {} vanished",
                             key.0, key.1
                         ))
                     })?;
-                    g.set_log(state, t, &key, CachedLog { entry, body })?;
+                    if previous.must_write(entry.ends_at, now) {
+                        let cached = CachedLog::written(entry, previous.body, now);
+                        g.set_log(state, t, &key, cached)?;
+                    } else {
+                        g.keep_log(&key, CachedLog { entry, ..previous });
+                    }
                     answers.push(Admitted::Duplicate);
                 }
                 LogVerdict::Enqueue {
@@ -1122,7 +1150,7 @@ impl Shared {
                         AlertStatus::Resolved => Priority::Low,
                         AlertStatus::Firing => firing_priority,
                     };
-                    g.set_log(state, t, &key, CachedLog { entry, body })?;
+                    g.set_log(state, t, &key, CachedLog::written(entry, body, now))?;
                     let (job, superseded) =
                         g.new_job(state, t, &key, body, status, sequence, priority, now)?;
                     answers.push(Admitted::Enqueued {
@@ -1432,7 +1460,7 @@ impl Shared {
             let status = entry.status;
             let priority = Priority::of(&alert, status);
             let body = g.new_body(t, Arc::new(*alert))?;
-            g.set_log(state, t, &key, CachedLog { entry, body })?;
+            g.set_log(state, t, &key, CachedLog::written(entry, body, now))?;
             g.new_job(state, t, &key, body, status, sequence, priority, now)?;
             made += 1;
             if resolve {

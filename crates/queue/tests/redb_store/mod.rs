@@ -18,6 +18,7 @@ use queue::RedbJobStore;
 use super::{admit, alert, at, sweep_makes_what_fits_under_max_jobs};
 
 mod quarantine;
+mod repeats;
 
 /// Selects the child mode of [`crash_child`]: the database path to commit to.
 const CRASH_CHILD_ENV: &str = "ALERTPUB_QUEUE_CRASH_CHILD";
