@@ -14,6 +14,7 @@ mod lifetimes;
 mod metrics;
 mod publish;
 mod queue;
+mod repeats;
 mod shutdown;
 mod tls;
 mod vendors;

@@ -101,7 +101,9 @@ impl App {
             .with_dead_letter_retention(queue.dlq_retention.into())
             .with_max_jobs_per_target(queue.target_quota())
             .with_max_active_alerts(early.ingest.max_active_alerts)
-            .with_clock(clock.clone());
+            .with_clock(clock.clone())
+            // A sender still re-sending is heard again within resolve_timeout.
+            .with_restart_grace(early.ingest.resolve_timeout.into());
         let registry = Arc::new(PublisherRegistry::new(client.clone(), redb.message_refs()));
         let source = Arc::new(FileSource::load(config_path, registry.clone())?);
         let config = source.config();
