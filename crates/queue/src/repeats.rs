@@ -72,7 +72,9 @@ pub(crate) fn restored_ends_at(
     let lead = (durable - seen_at).max(chrono::Duration::zero());
     let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
     let granted = (lead + slack(lead)).max(grace);
-    let fresh = loaded_at.checked_add_signed(granted).unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let fresh = loaded_at
+        .checked_add_signed(granted)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     Some(durable.max(fresh))
 }
 
@@ -91,7 +93,12 @@ mod tests {
         // Written at 0 with a four-minute lead; re-sent every minute with the same lead.
         for minute in 1..100 {
             let now = at(minute * MIN);
-            assert!(!must_write(Some(at(4 * MIN)), at(0), Some(now + chrono::Duration::minutes(4)), now));
+            assert!(!must_write(
+                Some(at(4 * MIN)),
+                at(0),
+                Some(now + chrono::Duration::minutes(4)),
+                now
+            ));
         }
         // Within the slack (30 s of a four-minute lead), a re-send is still not written.
         let now = at(10 * MIN);
@@ -109,8 +116,18 @@ mod tests {
         assert!(must_write(None, at(0), Some(at(4 * MIN)), now));
         assert!(!must_write(None, at(0), None, now));
         // A lead of zero still has a second of slack.
-        assert!(!must_write(Some(at(0)), at(0), Some(now + chrono::Duration::seconds(1)), now));
-        assert!(must_write(Some(at(0)), at(0), Some(now + chrono::Duration::seconds(2)), now));
+        assert!(!must_write(
+            Some(at(0)),
+            at(0),
+            Some(now + chrono::Duration::seconds(1)),
+            now
+        ));
+        assert!(must_write(
+            Some(at(0)),
+            at(0),
+            Some(now + chrono::Duration::seconds(2)),
+            now
+        ));
     }
 
     #[test]
@@ -126,7 +143,10 @@ mod tests {
             for ahead in (0..=10 * MIN).step_by(5) {
                 let new = now + chrono::Duration::seconds(ahead);
                 if new >= durable && !must_write(Some(durable), seen_at, Some(new), now) {
-                    assert!(new <= restored, "a re-send at {secs}s ending {ahead}s later");
+                    assert!(
+                        new <= restored,
+                        "a re-send at {secs}s ending {ahead}s later"
+                    );
                 }
             }
         }

@@ -11,16 +11,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alert_core::{
-    Admission, Admitted, AlertStatus, DeadLetterId, LogVerdict, log_verdict, EnrichedAlert, Fingerprint, JobError, JobId, JobStoreError,
-    LogEntry, Priority, QueueStats, TargetName,
+    Admission, Admitted, AlertStatus, DeadLetterId, EnrichedAlert, Fingerprint, JobError, JobId,
+    JobStoreError, LogEntry, LogVerdict, Priority, QueueStats, TargetName, log_verdict,
 };
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableHandle};
 use uuid::{ContextV7, Timestamp, Uuid};
 
 use super::records::{
-    ALERTS, CLOSED_CLEANLY, DEAD, JOBS, LEGACY_TABLES, LOG, LOG_BY_TARGET, MESSAGE_REFS, META, NEXT_BODY, NEXT_JOB,
-    QUARANTINE, Quarantined, StoredJob, StoredLog, TARGETS, decode, decode_alert, storage,
+    ALERTS, CLOSED_CLEANLY, DEAD, JOBS, LEGACY_TABLES, LOG, LOG_BY_TARGET, MESSAGE_REFS, META,
+    NEXT_BODY, NEXT_JOB, QUARANTINE, Quarantined, StoredJob, StoredLog, TARGETS, decode,
+    decode_alert, storage,
 };
 use crate::lanes::{Counted, Index, Place, queue_stats};
 pub(super) use crate::lanes::{Key, Slot};

@@ -34,9 +34,8 @@ use redb::{ReadableTable, Table, TableHandle, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::records::{
-    CLOSED_CLEANLY,
-    ALERTS, DEAD, JOBS, LOG, MESSAGE_REFS, META, NEXT_BODY, NEXT_JOB, QUARANTINE, StoredDeadLetter,
-    StoredLog, TARGETS, encode, encode_alert, read_dead, read_dead_head, storage,
+    ALERTS, CLOSED_CLEANLY, DEAD, JOBS, LOG, MESSAGE_REFS, META, NEXT_BODY, NEXT_JOB, QUARANTINE,
+    StoredDeadLetter, StoredLog, TARGETS, encode, encode_alert, read_dead, read_dead_head, storage,
 };
 use super::state::{CachedLog, JobMeta, Key, Slot, State, put_quarantined};
 use super::{SETTLE_GATHER, Shared, ingest_durability, settle_durability};
@@ -807,7 +806,10 @@ impl Shared {
                     if cached.entry.ends_at != cached.durable_ends_at
                         && !group.logs.contains_key(key)
                     {
-                        t.put_log(key, &CachedLog::written(cached.entry.clone(), cached.body, now))?;
+                        t.put_log(
+                            key,
+                            &CachedLog::written(cached.entry.clone(), cached.body, now),
+                        )?;
                     }
                 }
                 t.meta.insert(CLOSED_CLEANLY, 1).map_err(storage)?;

@@ -34,9 +34,7 @@ async fn play(store: &RedbJobStore, target: &TargetName) {
         .await
         .unwrap();
     assert!(
-        first
-            .iter()
-            .all(|a| matches!(a, Admitted::Enqueued { .. })),
+        first.iter().all(|a| matches!(a, Admitted::Enqueued { .. })),
         "{first:?}"
     );
     for minute in 1..=10 {
@@ -108,7 +106,10 @@ async fn after_kill_9_the_restored_ends_cover_every_lost_re_send() {
     let status = child.wait().unwrap();
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(played, "the child did not play the timeline ({status}): {stderr}");
+    assert!(
+        played,
+        "the child did not play the timeline ({status}): {stderr}"
+    );
 
     let store = RedbJobStore::open(&path, 1_000)
         .unwrap()
@@ -129,7 +130,10 @@ async fn after_kill_9_the_restored_ends_cover_every_lost_re_send() {
     // Every end a lost re-send set (at most 840) is covered.
     assert_eq!(store.sweep(&plan, at(1_299)).await.unwrap().resolved, 0);
     let report = store.sweep(&plan, at(1_300)).await.unwrap();
-    assert_eq!(report.resolved, 1, "the stopped alert resolves at the grace");
+    assert_eq!(
+        report.resolved, 1,
+        "the stopped alert resolves at the grace"
+    );
     let report = store.sweep(&plan, at(2_125)).await.unwrap();
     assert_eq!(report.resolved, 1);
     let entry = store
@@ -153,7 +157,11 @@ async fn a_re_send_after_the_restart_keeps_an_alert_firing() {
         .unwrap()
         .with_restart_grace(GRACE);
     let steady = alert("Steady", None, 0);
-    assert_eq!(ends_of(&store, &steady), Some(at(840)), "written at the close");
+    assert_eq!(
+        ends_of(&store, &steady),
+        Some(at(840)),
+        "written at the close"
+    );
     let plan = SweepPlan::new(vec![(target.clone(), None)], Duration::ZERO);
     // No grace after a clean close: the ends are exact.
     assert_eq!(store.sweep(&plan, at(839)).await.unwrap().resolved, 0);
