@@ -6,12 +6,13 @@
 //!    a Vec (SPEC §9). Figures to `target/bench/fanout_overhead.json`.
 //! 3. `queue_throughput` (when the queue crate has it): enqueue+complete alerts/s and jobs/s of the
 //!    redb store beside a bare redb commit loop; it writes `target/bench/queue_throughput.json`.
-//! 4. The `bench` runner: end-to-end scenarios S1–S4 against the release binary and mock targets
+//! 4. The `bench` runner: end-to-end scenarios S1–S5 against the release binary and mock targets
 //!    on loopback; `target/bench/e2e.json` and `target/bench/latency.svg`, which is copied to
 //!    `docs/bench/latency.svg` for docs/BENCHMARKS.md.
 //!
 //! Then one combined table: every figure, its same-run baseline, the ratio and the acceptance bar
-//! of issue 7. `--only micro,queue,s1,s2,s3,s4` runs a subset.
+//! of issue 7. `--only micro,queue,s1,s2,s3,s4,s5` runs a subset; `--peer alertmanager` measures
+//! S5 on Alertmanager too, in the same run.
 
 use std::fs;
 use std::path::Path;
@@ -26,14 +27,21 @@ const TARGET_COUNTS: [u32; 4] = [1, 10, 50, 200];
 const RATIO_BAR_AT_50: f64 = 3.0;
 /// Issue 6, acceptance 9: 3.5k alerts/s with 10 targets each.
 const QUEUE_ALERTS_BAR: f64 = 3500.0;
-const E2E_SCENARIOS: [&str; 4] = ["s1", "s2", "s3", "s4"];
+const E2E_SCENARIOS: [&str; 5] = ["s1", "s2", "s3", "s4", "s5"];
 
 /// `cargo xtask bench` options.
 #[derive(clap::Args)]
 pub(crate) struct BenchArgs {
-    /// Run only these parts, comma-separated: micro (fanout_overhead), queue, s1, s2, s3, s4.
+    /// Run only these parts, comma-separated: micro (fanout_overhead), queue, s1, s2, s3, s4, s5.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Measure the scenarios that have a peer figure on this peer too, in the same run:
+    /// `alertmanager` (Debian's `prometheus-alertmanager`).
+    #[arg(long)]
+    peer: Option<String>,
+    /// Active alerts in S5.
+    #[arg(long, default_value_t = 20_000)]
+    s5_alerts: u64,
 }
 
 impl BenchArgs {
@@ -86,11 +94,14 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
                 .arg("--out")
                 .arg(&out)
                 .arg("--only")
-                .arg(scenarios.join(",")),
+                .arg(scenarios.join(","))
+                .arg("--s5-alerts")
+                .arg(args.s5_alerts.to_string())
+                .args(args.peer.iter().flat_map(|p| ["--peer", p.as_str()])),
         )?;
         rows.extend(e2e_rows(&out.join("e2e.json"))?);
         // The chart in the docs shows every scenario, so a partial run (`--only`) leaves it alone.
-        if scenarios.len() == 4 {
+        if scenarios.len() == E2E_SCENARIOS.len() {
             let docs = root().join("docs/bench");
             fs::create_dir_all(&docs)?;
             fs::copy(out.join("latency.svg"), docs.join("latency.svg"))

@@ -67,6 +67,23 @@ impl Sender {
         )
     }
 
+    /// GETs `url`; true on a 200.
+    pub(crate) async fn get_ok(&self, url: &str) -> bool {
+        let Ok(request) = http::Request::get(url).body(Full::new(Bytes::new())) else {
+            return false;
+        };
+        let exchange = async {
+            let response = self.client.request(request).await.ok()?;
+            let ok = response.status() == http::StatusCode::OK;
+            response.into_body().collect().await.ok()?;
+            Some(ok)
+        };
+        matches!(
+            tokio::time::timeout(REQUEST_TIMEOUT, exchange).await,
+            Ok(Some(true))
+        )
+    }
+
     /// GETs `url` and parses the answer as JSON; `None` on any failure (it is only reported).
     pub(crate) async fn get_json(&self, url: &str) -> Option<serde_json::Value> {
         let request = http::Request::get(url).body(Full::new(Bytes::new())).ok()?;

@@ -14,6 +14,8 @@
 //! - **S3**: 3 healthy targets at 20 ms, 2 answering 500, 1 refusing connections; 10 alerts/s
 //!   for 15 s; baseline: S1's 0 ms p99.
 //! - **S4**: 100 instant targets, 200 alerts from 8 concurrent senders.
+//! - **S5**: the fleet's steady state: `--s5-alerts` active alerts on 10 instant targets,
+//!   primed once, then re-sent in 1 000-alert POSTs from 8 connections for 20 s ([`s5`]).
 //!
 //! It prints a table, and writes `e2e.json` and `latency.svg` to `--out`. Everything binds to
 //! 127.0.0.1; every loop is bounded in count and time; the server is stopped by PID.
@@ -23,7 +25,9 @@
 
 mod load;
 mod mock;
+mod peer;
 mod report;
+mod s5;
 mod server;
 
 use std::collections::HashMap;
@@ -57,7 +61,7 @@ struct Args {
     /// Where `e2e.json` and `latency.svg` go.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
-    /// Run only these scenarios, comma-separated (s1,s2,s3,s4).
+    /// Run only these scenarios, comma-separated (s1,s2,s3,s4,s5).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Alerts in S2 (fewer when profiling: the profiler slows the server fifty-fold).
@@ -68,6 +72,13 @@ struct Args {
     /// round's direct limit by a third; every round is printed and in the JSON.
     #[arg(long, default_value_t = 3)]
     s2_rounds: usize,
+    /// Run the scenarios that have a peer figure (S5) on this peer too, in the same run:
+    /// `alertmanager`.
+    #[arg(long)]
+    peer: Option<String>,
+    /// Active alerts in S5.
+    #[arg(long, default_value_t = 20_000)]
+    s5_alerts: u64,
     /// A command to start the server under, split on spaces, e.g.
     /// `valgrind --tool=callgrind --callgrind-out-file=target/bench/s2.callgrind`.
     #[arg(long)]
@@ -247,6 +258,69 @@ async fn main() -> Result<()> {
         ));
         figures.push(complete_figure("S4", &run));
         details.push(("s4", run.to_json()));
+    }
+
+    if wanted("s5") {
+        println!(
+            "S5: {} active alerts on 10 targets, primed, then re-sent for 20 s",
+            args.s5_alerts
+        );
+        let am = match args.peer.as_deref() {
+            Some("alertmanager") => {
+                let program = peer::alertmanager_binary()?;
+                Some(s5::alertmanager(&program, args.s5_alerts).await?)
+            }
+            Some(other) => bail!("unknown peer {other}: the one peer is alertmanager"),
+            None => None,
+        };
+        let run = s5::alertpub(bin, args.s5_alerts).await?;
+        let mut repeats = Figure::new("S5", "repeats absorbed/s", run.repeats_per_s, "/s");
+        let mut rss = Figure::new("S5", "RSS after the re-sends", run.rss_after, "MiB");
+        if let Some(am) = &am {
+            repeats = repeats.baseline("Alertmanager", am.repeats_per_s).bar(
+                ">= 3x Alertmanager",
+                run.repeats_per_s >= 3.0 * am.repeats_per_s,
+            );
+            rss = rss.baseline("Alertmanager", am.rss_after).bar(
+                "<= 1/5 of Alertmanager",
+                run.rss_after * 5.0 <= am.rss_after,
+            );
+            figures.push(Figure::new(
+                "S5",
+                "Alertmanager deliveries caused by re-sends",
+                am.new_deliveries as f64,
+                "",
+            ));
+            details.push(("s5_alertmanager", am.to_json()));
+        }
+        figures.push(repeats);
+        figures.push(rss);
+        figures.push(Figure::new(
+            "S5",
+            "p99 of a 1 000-alert POST",
+            run.post_p99,
+            "ms",
+        ));
+        figures.push(Figure::new(
+            "S5",
+            "RSS after priming",
+            run.rss_primed,
+            "MiB",
+        ));
+        figures.push(
+            Figure::new(
+                "S5",
+                "deliveries caused by re-sends",
+                run.new_deliveries as f64,
+                "",
+            )
+            .bar("0", run.new_deliveries == 0),
+        );
+        figures.push(Figure::new("S5", "time to prime", run.prime_s, "s"));
+        if let Some(mib) = run.queue_file_mib {
+            figures.push(Figure::new("S5", "queue file", mib, "MiB"));
+        }
+        details.push(("s5", run.to_json()));
     }
 
     println!();

@@ -169,6 +169,11 @@ impl MockPool {
         self.lock().arrivals.clone()
     }
 
+    /// How many deliveries arrived so far.
+    pub(crate) fn arrivals_count(&self) -> u64 {
+        self.lock().arrivals.len() as u64
+    }
+
     /// Unique (target, id) deliveries so far, per target.
     pub(crate) fn unique_per_target(&self) -> Vec<u64> {
         self.lock().unique_per_target.clone()
@@ -279,18 +284,19 @@ async fn handle(
             .log
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match bench_id(&body) {
-            Some(id) => {
-                log.arrivals.push(Arrival {
-                    target: index,
-                    id,
-                    at,
-                });
-                if log.unique.insert((index, id)) {
-                    log.unique_per_target[index] += 1;
-                }
+        let ids = bench_ids(&body);
+        if ids.is_empty() {
+            log.others_per_target[index] += 1;
+        }
+        for id in ids {
+            log.arrivals.push(Arrival {
+                target: index,
+                id,
+                at,
+            });
+            if log.unique.insert((index, id)) {
+                log.unique_per_target[index] += 1;
             }
-            None => log.others_per_target[index] += 1,
         }
     }
     shared.changed.send_modify(|n| *n += 1);
@@ -302,8 +308,15 @@ async fn handle(
     Ok(response)
 }
 
-/// `labels.bench_id` of a generic webhook body (or of the direct baseline's body, same shape).
-fn bench_id(body: &[u8]) -> Option<u64> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    value["labels"]["bench_id"].as_str()?.parse().ok()
+/// The `labels.bench_id` of a generic webhook body (or of the direct baseline's body, same
+/// shape), or of each alert of an Alertmanager webhook body (`alerts: [...]`).
+fn bench_ids(body: &[u8]) -> Vec<u64> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let id = |alert: &serde_json::Value| alert["labels"]["bench_id"].as_str()?.parse().ok();
+    match value["alerts"].as_array() {
+        Some(alerts) => alerts.iter().filter_map(id).collect(),
+        None => id(&value).into_iter().collect(),
+    }
 }

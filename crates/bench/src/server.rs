@@ -101,6 +101,11 @@ impl Alertpub {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Peak RSS and CPU time so far, from `/proc/<pid>/status` and `/proc/<pid>/stat`.
     pub(crate) fn resources(&self) -> Result<Resources> {
         let pid = self.child.id();
@@ -185,6 +190,17 @@ impl Drop for Alertpub {
 }
 
 /// `CLK_TCK`, from `getconf` (no libc call); 100 on every Linux we run on.
+/// The resident set of process `pid` now (`VmRSS`), in KiB.
+pub(crate) fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .context("no VmRSS in /proc/<pid>/status")
+}
+
 fn clock_ticks_per_second() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
