@@ -138,9 +138,10 @@ pub(super) struct State {
     /// The store was not closed cleanly, so the log's ends are to be restored
     /// ([`State::restore_ends`]) with this grace, at the first enqueue or sweep.
     pub(super) restore: Option<Duration>,
-    /// A group of fresh alerts is in memory ahead of its commit's fsync (see
-    /// `writer::Early`), so what it logged may yet be taken back.
-    pub(super) early_pending: bool,
+    /// The writer is committing a group that changes the log: its changes are not applied yet
+    /// or, for a group of fresh alerts handed to the lanes ahead of its fsync (`writer::Early`),
+    /// may yet be taken back.
+    pub(super) log_unsettled: bool,
     /// The last commit failed with a storage error, so settlements are refused (they could not
     /// be persisted) until a commit succeeds again.
     pub(super) failed: bool,
@@ -498,14 +499,14 @@ impl State {
     /// Takes a batch made only of re-sends that change nothing a target sees and need no write
     /// (`crate::repeats`): their entries' ends move in memory, and each is answered
     /// [`Admitted::Duplicate`]. `None` (nothing changed) when any admission needs the writer:
-    /// it would make a job or a new entry, or move an end that must be written, or the log may
-    /// still lose what it holds (a group of fresh alerts is ahead of its fsync).
+    /// it would make a job or a new entry, or move an end that must be written, or the writer is
+    /// committing a change to the log (a sweep's resolve, say), which must come first.
     pub(super) fn take_repeats(
         &mut self,
         batch: &[Admission],
         now: DateTime<Utc>,
     ) -> Option<Vec<Admitted>> {
-        if self.early_pending || batch.is_empty() {
+        if self.log_unsettled || batch.is_empty() {
             return None;
         }
         let mut moved: Vec<(Key, Option<DateTime<Utc>>)> = Vec::new();

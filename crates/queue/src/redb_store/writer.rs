@@ -841,12 +841,14 @@ impl Shared {
         let early = if durable {
             group.take_early(&state).map(|mut early| {
                 early.apply(&mut state);
-                state.early_pending = true;
                 early
             })
         } else {
             None
         };
+        // Until the group is applied (or taken back), the log in memory is not the whole truth,
+        // so re-sends wait for the writer rather than being answered from it.
+        state.log_unsettled = early.is_some() || !group.logs.is_empty();
         // The fsync runs without the lock, so lanes lease and ack meanwhile.
         drop(state);
         if let (Some(early), Some(wake)) = (&early, self.on_new_jobs.get()) {
@@ -860,7 +862,7 @@ impl Shared {
             txn.commit().map_err(storage)
         };
         let mut state = self.state()?;
-        state.early_pending = false;
+        state.log_unsettled = false;
         if let Err(e) = committed {
             if let Some(early) = early {
                 early.undo(&mut state, &group);
