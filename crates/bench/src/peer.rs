@@ -1,6 +1,6 @@
 //! The peer measured in the same run (`--peer alertmanager`): the Alertmanager binary (Debian's
-//! `prometheus-alertmanager`, or upstream's `alertmanager` on the `PATH`) with one webhook
-//! receiver per mock target, `group_by: ['...']` (every alert its own group, as alertpub treats
+//! `prometheus-alertmanager`, or upstream's `alertmanager` on the `PATH`) with one receiver that
+//! has a webhook per mock target, `group_by: ['...']` (every alert its own group, as alertpub treats
 //! them), `group_wait: 0s`, `group_interval: 1s` and `send_resolved: false`, clustering off, on a
 //! free loopback port in a fresh directory, stopped by PID.
 
@@ -53,17 +53,17 @@ impl Alertmanager {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        let mut routes = String::new();
-        let mut receivers = String::from("  - name: none\n");
+        // One receiver with a webhook per target: each alert is one group that notifies them all,
+        // as alertpub fans one alert out.
+        let mut webhooks = String::new();
         for i in 0..pool.len() {
-            routes.push_str(&format!("    - receiver: t{i:03}\n      continue: true\n"));
-            receivers.push_str(&format!(
-                "  - name: t{i:03}\n    webhook_configs:\n      - url: {}\n        send_resolved: false\n",
+            webhooks.push_str(&format!(
+                "      - url: {}\n        send_resolved: false\n",
                 pool.url(i)
             ));
         }
         let config = format!(
-            "route:\n  receiver: none\n  group_by: ['...']\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 4h\n  routes:\n{routes}receivers:\n{receivers}"
+            "route:\n  receiver: all\n  group_by: ['...']\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 4h\nreceivers:\n  - name: all\n    webhook_configs:\n{webhooks}"
         );
         std::fs::write(dir.join("alertmanager.yml"), config)?;
         // A port that was free a moment ago; Alertmanager binds it itself.

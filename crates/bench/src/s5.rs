@@ -35,13 +35,18 @@ const REPEATS_FOR: Duration = Duration::from_secs(20);
 /// Targets.
 const TARGETS: usize = 10;
 /// The most priming may take before the scenario gives up.
-const PRIME_TIMEOUT: Duration = Duration::from_secs(900);
+const PRIME_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What S5 measured.
 pub(crate) struct S5 {
     pub(crate) alerts: u64,
-    /// Seconds from the first priming POST until every target had every alert.
+    /// Seconds from the first priming POST until every target had every alert (or the wait
+    /// gave up: see `primed`).
     pub(crate) prime_s: f64,
+    /// Whether every target got every alert before the re-sends began.
+    pub(crate) primed: bool,
+    /// Priming POSTs that failed.
+    pub(crate) failed_prime_posts: u64,
     /// Re-sent alerts answered 2xx per second.
     pub(crate) repeats_per_s: f64,
     /// POSTs that failed during the re-sends.
@@ -61,7 +66,8 @@ pub(crate) struct S5 {
 impl S5 {
     pub(crate) fn to_json(&self) -> Value {
         json!({
-            "alerts": self.alerts, "prime_s": self.prime_s, "repeats_per_s": self.repeats_per_s,
+            "alerts": self.alerts, "prime_s": self.prime_s, "primed": self.primed,
+            "failed_prime_posts": self.failed_prime_posts, "repeats_per_s": self.repeats_per_s,
             "failed_posts": self.failed_posts, "post_p50_ms": self.post_p50,
             "post_p99_ms": self.post_p99, "rss_primed_mib": self.rss_primed,
             "rss_after_mib": self.rss_after, "new_deliveries": self.new_deliveries,
@@ -109,8 +115,8 @@ fn body(first: u64, alerts: u64, starts_at: &str) -> Bytes {
     Bytes::from(out)
 }
 
-/// Posts every alert once, from [`CONNECTIONS`] loops; returns whether all were answered 2xx.
-async fn prime(sender: &Sender, url: &str, alerts: u64, starts_at: &str) -> bool {
+/// Posts every alert once, from [`CONNECTIONS`] loops; returns how many POSTs failed.
+async fn prime(sender: &Sender, url: &str, alerts: u64, starts_at: &str) -> u64 {
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let mut tasks = JoinSet::new();
@@ -135,7 +141,7 @@ async fn prime(sender: &Sender, url: &str, alerts: u64, starts_at: &str) -> bool
         });
     }
     while tasks.join_next().await.is_some() {}
-    failed.load(Ordering::Relaxed) == 0
+    failed.load(Ordering::Relaxed)
 }
 
 /// Re-sends every alert, round after round, from [`CONNECTIONS`] loops for [`REPEATS_FOR`].
@@ -210,13 +216,19 @@ pub(crate) async fn run<P: Peer>(alerts: u64, pool: &MockPool, peer: &P) -> Resu
     let url = peer.ingest_url();
     let starts_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     let started = Instant::now();
-    if !prime(&sender, &url, alerts, &starts_at).await {
-        println!("  some priming POSTs failed");
+    let failed = prime(&sender, &url, alerts, &starts_at).await;
+    let posted_s = started.elapsed().as_secs_f64();
+    if failed > 0 {
+        println!("  {failed} priming POSTs failed (after {posted_s:.1} s)");
     }
-    if !pool.wait_for(&all, alerts, PRIME_TIMEOUT).await {
-        println!("  not every primed alert was delivered within {PRIME_TIMEOUT:?}");
-    }
+    let primed = pool.wait_for(&all, alerts, PRIME_TIMEOUT).await;
     let prime_s = started.elapsed().as_secs_f64();
+    if !primed {
+        println!(
+            "  not every primed alert was delivered within {PRIME_TIMEOUT:?} (POSTs took {posted_s:.1} s); unique deliveries per target: {:?}",
+            pool.unique_per_target()
+        );
+    }
     let rss_primed = rss_kib(peer.pid())? as f64 / MIB;
     let delivered = pool.arrivals_count();
     let (absorbed, failed_posts, times, elapsed) = repeat(&sender, &url, alerts, &starts_at).await;
@@ -226,6 +238,8 @@ pub(crate) async fn run<P: Peer>(alerts: u64, pool: &MockPool, peer: &P) -> Resu
     Ok(S5 {
         alerts,
         prime_s,
+        primed,
+        failed_prime_posts: failed,
         repeats_per_s: absorbed as f64 / elapsed.as_secs_f64(),
         failed_posts,
         post_p50: percentile(&times, 0.50),
