@@ -73,6 +73,9 @@ pub(crate) const DLQ_SCANS: usize = 2;
 /// How many ops may wait for the writer. A full channel makes callers wait, which is the
 /// back-pressure ingest needs; it is far above what one group commits.
 const OPS_CAPACITY: usize = 1_024;
+/// redb's own page cache (its default is 1 GiB). The state the store reads lives in memory, so
+/// the cache serves only the pages a commit rewrites; the kernel's page cache holds the rest.
+const PAGE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// How long settlements wait for a commit to ride on before they ask the writer for one of their
 /// own. Under load, ingest's commits come every few milliseconds and carry them, so they cost no
@@ -194,7 +197,11 @@ impl RedbJobStore {
             })?;
         }
         let owned = path.to_owned();
-        let reopen = move || Database::create(&owned);
+        let reopen = move || {
+            redb::Builder::new()
+                .set_cache_size(PAGE_CACHE_BYTES)
+                .create(&owned)
+        };
         Self::with_opener(path.to_owned(), max_jobs, Box::new(reopen))
     }
 

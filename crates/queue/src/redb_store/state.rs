@@ -509,24 +509,37 @@ impl State {
         if self.log_unsettled || batch.is_empty() {
             return None;
         }
-        let mut moved: Vec<(Key, Option<DateTime<Utc>>)> = Vec::new();
-        for admission in batch {
-            let key = (
+        // One lookup per admission: each end is moved at once, and put back should a later
+        // admission need the writer (rare at steady state).
+        let key = |admission: &Admission| {
+            (
                 admission.target.clone(),
                 admission.alert.alert.fingerprint(),
-            );
-            let cached = self.log.get(&key)?;
-            match log_verdict(Some(&cached.entry), admission, now) {
-                LogVerdict::Duplicate { refresh: None } => {}
-                LogVerdict::Duplicate {
-                    refresh: Some(entry),
-                } if !cached.must_write(entry.ends_at, now) => moved.push((key, entry.ends_at)),
-                _ => return None,
-            }
-        }
-        for (key, ends_at) in moved {
-            if let Some(cached) = self.log.get_mut(&key) {
-                cached.entry.ends_at = ends_at;
+            )
+        };
+        let mut moved: Vec<(usize, Option<DateTime<Utc>>)> = Vec::new();
+        for (i, admission) in batch.iter().enumerate() {
+            let verdict = self.log.get_mut(&key(admission)).map(|cached| {
+                match log_verdict(Some(&cached.entry), admission, now) {
+                    LogVerdict::Duplicate { refresh: None } => true,
+                    LogVerdict::Duplicate {
+                        refresh: Some(entry),
+                    } if !cached.must_write(entry.ends_at, now) => {
+                        moved.push((i, cached.entry.ends_at));
+                        cached.entry.ends_at = entry.ends_at;
+                        true
+                    }
+                    _ => false,
+                }
+            });
+            if verdict != Some(true) {
+                // Latest first, so an alert moved twice in the batch gets its first end back.
+                for (i, ends_at) in moved.into_iter().rev() {
+                    if let Some(cached) = self.log.get_mut(&key(&batch[i])) {
+                        cached.entry.ends_at = ends_at;
+                    }
+                }
+                return None;
             }
         }
         Some(vec![Admitted::Duplicate; batch.len()])

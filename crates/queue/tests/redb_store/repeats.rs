@@ -176,3 +176,30 @@ async fn a_re_send_after_the_restart_keeps_an_alert_firing() {
     assert_eq!(store.sweep(&plan, at(1_078)).await.unwrap().resolved, 0);
     assert_eq!(store.sweep(&plan, at(1_079)).await.unwrap().resolved, 1);
 }
+
+#[tokio::test]
+async fn a_refused_batch_moves_no_end() {
+    let dir = TempDir::new("repeats-refused");
+    let store = RedbJobStore::open(&dir.db(), 1_000)
+        .unwrap()
+        .with_max_active_alerts(1);
+    let target = TargetName::new("t").unwrap();
+    let steady = alert("Steady", None, 240);
+    store
+        .enqueue_batch(vec![admit(&target, steady.clone())], at(0))
+        .await
+        .unwrap();
+    // The re-send alone would be kept in memory; with a new alert beside it the batch goes to
+    // the writer, which refuses it whole.
+    let refused = store
+        .enqueue_batch(
+            vec![
+                admit(&target, alert("Steady", None, 300)),
+                admit(&target, alert("New", None, 300)),
+            ],
+            at(60),
+        )
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(ends_of(&store, &steady), Some(at(240)), "nothing partial");
+}
