@@ -27,12 +27,13 @@ const TARGET_COUNTS: [u32; 4] = [1, 10, 50, 200];
 const RATIO_BAR_AT_50: f64 = 3.0;
 /// Issue 6, acceptance 9: 3.5k alerts/s with 10 targets each.
 const QUEUE_ALERTS_BAR: f64 = 3500.0;
-const E2E_SCENARIOS: [&str; 5] = ["s1", "s2", "s3", "s4", "s5"];
+const E2E_SCENARIOS: [&str; 6] = ["s1", "s2", "s3", "s4", "s5", "targets"];
 
 /// `cargo xtask bench` options.
 #[derive(clap::Args)]
 pub(crate) struct BenchArgs {
-    /// Run only these parts, comma-separated: micro (fanout_overhead), queue, s1, s2, s3, s4, s5.
+    /// Run only these parts, comma-separated: micro (fanout_overhead), queue, s1, s2, s3, s4, s5,
+    /// targets (memory per target).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Measure the scenarios that have a peer figure on this peer too, in the same run:

@@ -119,17 +119,29 @@ pub(crate) async fn at_rate(
     per_second: u32,
     seconds: u32,
 ) -> Vec<Sent> {
+    let (sender, url) = (sender.clone(), url.to_owned());
+    at_rate_by(per_second, seconds, move |id| {
+        let (sender, url) = (sender.clone(), url.clone());
+        async move { sender.post(&url, ingest_body(id)).await }
+    })
+    .await
+}
+
+/// [`at_rate`] with `send(id)` doing one alert's work and reporting success.
+pub(crate) async fn at_rate_by<F, Fut>(per_second: u32, seconds: u32, send: F) -> Vec<Sent>
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = bool> + Send + 'static,
+{
     let count = u64::from(per_second) * u64::from(seconds);
     let mut ticker = tokio::time::interval(Duration::from_secs(1) / per_second);
     let mut tasks = JoinSet::new();
     for id in 0..count {
         ticker.tick().await;
-        let sender = sender.clone();
-        let url = url.to_owned();
+        let work = send(id);
         tasks.spawn(async move {
-            let body = ingest_body(id);
             let at = Instant::now();
-            let ok = sender.post(&url, body).await;
+            let ok = work.await;
             Sent {
                 id,
                 at,

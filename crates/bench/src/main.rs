@@ -6,7 +6,8 @@
 //! is sent to the moment its request headers reach the mock target, "to the last target" being
 //! the latest of that alert's targets.
 //!
-//! - **S1**: 5 targets at 50 ms, 20 alerts/s for 15 s; baseline: the same with 0 ms targets.
+//! - **S1**: 5 targets at 50 ms, 20 alerts/s for 15 s; baseline: the same with 0 ms targets, and
+//!   the same 5 targets called one after another by the runner (sequential).
 //! - **S2**: 10 instant targets, 5 000 alerts from 32 concurrent senders; baseline: the same
 //!   requests sent straight to the mocks with the same client (the loopback limit). It runs in
 //!   rounds (`--s2-rounds`, 3), each the direct limit and then alertpub; the ratio is the median
@@ -14,6 +15,8 @@
 //! - **S3**: 3 healthy targets at 20 ms, 2 answering 500, 1 refusing connections; 10 alerts/s
 //!   for 15 s; baseline: S1's 0 ms p99.
 //! - **S4**: 100 instant targets, 200 alerts from 8 concurrent senders.
+//! - **targets**: RSS with 10 and with 1 000 configured targets, idle and after 200 alerts, as
+//!   bytes per target.
 //! - **S5**: the fleet's steady state: `--s5-alerts` active alerts on 10 instant targets,
 //!   primed once, then re-sent in 1 000-alert POSTs from 8 connections for 20 s ([`s5`]).
 //!
@@ -61,7 +64,7 @@ struct Args {
     /// Where `e2e.json` and `latency.svg` go.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
-    /// Run only these scenarios, comma-separated (s1,s2,s3,s4,s5).
+    /// Run only these scenarios, comma-separated (s1,s2,s3,s4,s5,targets).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Alerts in S2 (fewer when profiling: the profiler slows the server fifty-fold).
@@ -72,7 +75,7 @@ struct Args {
     /// round's direct limit by a third; every round is printed and in the JSON.
     #[arg(long, default_value_t = 3)]
     s2_rounds: usize,
-    /// Run the scenarios that have a peer figure (S5) on this peer too, in the same run:
+    /// Run the scenarios that have a peer figure (S2, S5) on this peer too, in the same run:
     /// `alertmanager`.
     #[arg(long)]
     peer: Option<String>,
@@ -108,6 +111,11 @@ async fn main() -> Result<()> {
     let mut details = Vec::new();
     let mut chart = Vec::new();
     let mut s1_base_p99 = None;
+    let peer_program = match args.peer.as_deref() {
+        Some("alertmanager") => Some(peer::alertmanager_binary()?),
+        Some(other) => bail!("unknown peer {other}: the one peer is alertmanager"),
+        None => None,
+    };
 
     if wanted("s1") || wanted("s3") {
         println!("S1 baseline: 5 targets at 0 ms, 20 alerts/s for 15 s");
@@ -129,7 +137,22 @@ async fn main() -> Result<()> {
                     .bar("<= 1.5x baseline and <= 10 ms", pass),
             );
             figures.push(complete_figure("S1", &run));
+            println!("S1 sequential: the same 5 targets at 50 ms called one after another");
+            let (seq_p50, seq_p99) = s1_sequential(50).await?;
+            println!(
+                "  sequential: p50 {} p99 {} to the last target",
+                show(seq_p50, "ms"),
+                show(seq_p99, "ms")
+            );
+            figures.push(
+                Figure::new("S1", "p50 to the last target vs sequential", run.p50, "ms")
+                    .baseline("5 calls one after another", seq_p50),
+            );
             details.push(("s1", run.to_json()));
+            details.push((
+                "s1_sequential",
+                json!({"p50_ms": seq_p50, "p99_ms": seq_p99}),
+            ));
         }
         details.push(("s1_baseline", base.to_json()));
     }
@@ -176,6 +199,20 @@ async fn main() -> Result<()> {
             (a.deliveries_per_s / da).total_cmp(&(b.deliveries_per_s / db))
         });
         let (run, direct) = rounds.swap_remove(rounds.len() / 2);
+        if let Some(program) = &peer_program {
+            let am = s2_alertmanager(program, args.s2_alerts).await?;
+            figures.push(
+                Figure::new(
+                    "S2",
+                    "deliveries/s vs Alertmanager",
+                    run.deliveries_per_s,
+                    "/s",
+                )
+                .baseline("Alertmanager", am)
+                .bar(">= 2x Alertmanager", run.deliveries_per_s >= 2.0 * am),
+            );
+            details.push(("s2_alertmanager", json!({"deliveries_per_s": am})));
+        }
         chart.push(run.row("S2 (32 senders, 10 targets)"));
         figures.push(
             Figure::new("S2", "deliveries/s", run.deliveries_per_s, "/s")
@@ -260,17 +297,31 @@ async fn main() -> Result<()> {
         details.push(("s4", run.to_json()));
     }
 
+    if wanted("targets") {
+        println!(
+            "Memory per target: RSS with 10 and with 1 000 webhook targets, idle and after 200 alerts"
+        );
+        let (idle, loaded) = per_target_memory(bin).await?;
+        figures.push(
+            Figure::new("targets", "RSS per target, idle", idle, "B").bar("< 3 KB", idle < 3_000.0),
+        );
+        figures.push(
+            Figure::new("targets", "RSS per target, after S4-like load", loaded, "B")
+                .bar("< 3 KB", loaded < 3_000.0),
+        );
+        details.push((
+            "per_target_bytes",
+            json!({"idle": idle, "after_load": loaded}),
+        ));
+    }
+
     if wanted("s5") {
         println!(
             "S5: {} active alerts on 10 targets, primed, then re-sent for 20 s",
             args.s5_alerts
         );
-        let am = match args.peer.as_deref() {
-            Some("alertmanager") => {
-                let program = peer::alertmanager_binary()?;
-                Some(s5::alertmanager(&program, args.s5_alerts).await?)
-            }
-            Some(other) => bail!("unknown peer {other}: the one peer is alertmanager"),
+        let am = match &peer_program {
+            Some(program) => Some(s5::alertmanager(program, args.s5_alerts).await?),
             None => None,
         };
         let run = s5::alertpub(bin, args.s5_alerts).await?;
@@ -636,4 +687,91 @@ async fn s4(bin: &Binary) -> Result<Run> {
     .await;
     let all: Vec<usize> = (0..100).collect();
     finish(server, &pool, &sender, &sent, &all).await
+}
+
+/// S1's sequential baseline: each alert POSTed straight to the 5 targets at `delay_ms`, one after
+/// another, at S1's rate; the p50 and p99 to the last target, in ms.
+async fn s1_sequential(delay_ms: u64) -> Result<(f64, f64)> {
+    let pool = MockPool::start(&[Behaviour::ok_after(delay_ms); 5]).await?;
+    let urls: std::sync::Arc<Vec<String>> =
+        std::sync::Arc::new((0..5).map(|i| pool.url(i)).collect());
+    let sender = Sender::new();
+    let sent = load::at_rate_by(20, 15, move |id| {
+        let (sender, urls) = (sender.clone(), std::sync::Arc::clone(&urls));
+        async move {
+            let body = load::webhook_body(id);
+            let mut ok = true;
+            for url in urls.iter() {
+                ok &= sender.post(url, body.clone()).await;
+            }
+            ok
+        }
+    })
+    .await;
+    let (lat, _) = latencies(&sent, &pool.arrivals(), &[0, 1, 2, 3, 4]);
+    Ok((percentile(&lat, 0.50), percentile(&lat, 0.99)))
+}
+
+/// RSS per configured target, in bytes: the difference between 1 000 and 10 webhook targets,
+/// idle (once the server is up) and after 200 alerts from 8 senders reached every target.
+async fn per_target_memory(bin: &Binary) -> Result<(f64, f64)> {
+    let mut measured = Vec::new();
+    for targets in [10_usize, 1_000] {
+        let pool = MockPool::start(&vec![Behaviour::ok_after(0); targets]).await?;
+        let server = Alertpub::start(bin, &config(&pool)).await?;
+        let idle = server::rss_kib(server.pid())?;
+        let sender = Sender::new();
+        let url = server.url("/api/v2/alerts");
+        let client = sender.clone();
+        let sent = load::concurrent(200, 8, SEND_TIMEOUT, move |id| {
+            let (client, url) = (client.clone(), url.clone());
+            async move { client.post(&url, load::ingest_body(id)).await }
+        })
+        .await;
+        let accepted = sent.iter().filter(|s| s.ok).count() as u64;
+        let all: Vec<usize> = (0..targets).collect();
+        if !pool.wait_for(&all, accepted, DRAIN_TIMEOUT).await {
+            println!("  {targets} targets: not every delivery arrived within {DRAIN_TIMEOUT:?}");
+        }
+        let loaded = server::rss_kib(server.pid())?;
+        println!(
+            "  {targets} targets: RSS {} idle, {} after {accepted} alerts",
+            show(idle as f64 / MIB, "MiB"),
+            show(loaded as f64 / MIB, "MiB")
+        );
+        server.stop().await?;
+        measured.push((idle, loaded));
+    }
+    let per = |small: u64, large: u64| (large as f64 - small as f64) * 1024.0 / 990.0;
+    Ok((
+        per(measured[0].0, measured[1].0),
+        per(measured[0].1, measured[1].1),
+    ))
+}
+
+/// S2's load against Alertmanager on its own 10 instant mocks: deliveries/s from the first send
+/// to the last arrival.
+async fn s2_alertmanager(program: &PathBuf, alerts: u64) -> Result<f64> {
+    let pool = MockPool::start(&[Behaviour::ok_after(0); 10]).await?;
+    let am = peer::Alertmanager::start(program, &pool).await?;
+    let sender = Sender::new();
+    let url = s5::Peer::ingest_url(&am);
+    let client = sender.clone();
+    let sent = load::concurrent(alerts, 32, SEND_TIMEOUT, move |id| {
+        let (client, url) = (client.clone(), url.clone());
+        async move { client.post(&url, load::ingest_body(id)).await }
+    })
+    .await;
+    let accepted = sent.iter().filter(|s| s.ok).count() as u64;
+    let all: Vec<usize> = (0..10).collect();
+    if !pool.wait_for(&all, accepted, DRAIN_TIMEOUT).await {
+        println!("  Alertmanager: not every delivery arrived within {DRAIN_TIMEOUT:?}");
+    }
+    let per_s = rate(&sent, &pool.arrivals());
+    println!(
+        "  Alertmanager: {accepted} of {alerts} alerts accepted, {} deliveries/s",
+        show(per_s, "")
+    );
+    am.stop();
+    Ok(per_s)
 }
