@@ -164,7 +164,7 @@ impl App {
             health.clone(),
             targets.clone(),
             client,
-            |entry: &TargetEntry| entry.publisher.health_probe(),
+            TargetProbes(registry.clone()),
         ));
         let auth = match &config.server.auth {
             Some(auth) => Some(
@@ -380,4 +380,18 @@ fn publish_defaults(config: &Config) -> anyhow::Result<PublishOptions> {
         .with_health_strategy(strategy);
     options.validate().context("publishing settings")?;
     Ok(options)
+}
+
+/// Each target's health probe, sent through the target's own connection pool, so a probe never
+/// opens a connection beyond the target's cap.
+struct TargetProbes(Arc<PublisherRegistry>);
+
+impl health::ProbeLookup for TargetProbes {
+    fn probe_for(&self, entry: &TargetEntry) -> Option<alert_core::HealthProbe> {
+        entry.publisher.health_probe()
+    }
+
+    fn client_for(&self, entry: &TargetEntry) -> Option<publisher_http::HttpClient> {
+        self.0.client_of(&entry.target.name)
+    }
 }

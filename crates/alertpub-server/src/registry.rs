@@ -1,8 +1,9 @@
 //! Which publisher crate builds which kind of target.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use alert_core::{MessageRefStore, Publisher, Target, TargetKind};
+use alert_core::{MessageRefStore, Publisher, Target, TargetKind, TargetName};
 use discovery::PublisherFactory;
 use publisher_http::{BuildContext, BuildError, HttpClient};
 
@@ -14,6 +15,9 @@ type Build = fn(&alert_core::KindSettings, &BuildContext) -> Result<Arc<dyn Publ
 pub(crate) struct PublisherRegistry {
     client: HttpClient,
     message_refs: Arc<dyn MessageRefStore>,
+    /// The client (with its own connection pool) each target was last built with, so its health
+    /// probes share the target's connection cap.
+    clients: Mutex<HashMap<TargetName, HttpClient>>,
 }
 
 impl PublisherRegistry {
@@ -21,7 +25,14 @@ impl PublisherRegistry {
         Self {
             client,
             message_refs,
+            clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The client `target` was last built with.
+    pub(crate) fn client_of(&self, target: &TargetName) -> Option<HttpClient> {
+        let clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        clients.get(target).cloned()
     }
 
     fn constructor(kind: TargetKind) -> Option<Build> {
@@ -46,6 +57,9 @@ impl PublisherFactory for PublisherRegistry {
             self.client.clone(),
             self.message_refs.clone(),
         );
-        build(&target.settings, &context)
+        let publisher = build(&target.settings, &context)?;
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        clients.insert(target.name.clone(), context.client);
+        Ok(publisher)
     }
 }

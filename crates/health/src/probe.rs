@@ -22,6 +22,14 @@ use crate::state::{HealthRegistry, ProbeResult, TargetHealth};
 pub trait ProbeLookup: Send + Sync + 'static {
     /// The probe for this target, or `None` when it cannot be probed.
     fn probe_for(&self, entry: &TargetEntry) -> Option<HealthProbe>;
+
+    /// The client the target's own calls go through (its own connection pool), so that a probe
+    /// shares the target's connection cap instead of opening a connection beside it; `None` (the
+    /// default) sends it through the prober's shared client.
+    fn client_for(&self, entry: &TargetEntry) -> Option<HttpClient> {
+        let _ = entry;
+        None
+    }
 }
 
 impl<F> ProbeLookup for F
@@ -46,8 +54,9 @@ impl Classify for AnyStatus {
 /// Probes targets, periodically and on demand, and records what it finds in a
 /// [`HealthRegistry`].
 ///
-/// A probe is a `GET` of the target's [`HealthProbe`] URL with its headers, through the shared
-/// [`HttpClient`], within the configured timeout. Any HTTP answer means reachable (a success, with
+/// A probe is a `GET` of the target's [`HealthProbe`] URL with its headers, through the target's
+/// own client when the lookup gives one ([`ProbeLookup::client_for`]) and the shared
+/// [`HttpClient`] otherwise, within the configured timeout. Any HTTP answer means reachable (a success, with
 /// its latency); a DNS, TCP or TLS failure, or no answer in time, is a failure; a 401 or 403 to a
 /// probe that carries credentials, or an answer whose body the probe's
 /// [`auth_refused`](HealthProbe::auth_refused) check recognises (Slack's
@@ -138,20 +147,22 @@ impl Prober {
     /// `max_concurrent_probes` at a time, and returns how many were probed.
     pub async fn probe_all(&self) -> usize {
         let targets = self.source.snapshot();
-        let due: Vec<(&str, HealthProbe)> = targets
+        let due: Vec<(&str, HealthProbe, Option<HttpClient>)> = targets
             .iter()
             .filter(|entry| entry.target.is_enabled())
             .filter_map(|entry| {
                 let probe = self.probes.probe_for(entry)?;
-                Some((entry.target.name.as_str(), probe))
+                let client = self.probes.client_for(entry);
+                Some((entry.target.name.as_str(), probe, client))
             })
             .collect();
-        let mut running: FuturesUnordered<_> =
-            due.iter()
-                .map(|(target, probe)| async move {
-                    (*target, self.probe_and_record(target, probe).await)
-                })
-                .collect();
+        let mut running: FuturesUnordered<_> = due
+            .iter()
+            .map(|(target, probe, client)| async move {
+                let client = client.as_ref().unwrap_or(&self.client);
+                (*target, self.probe_and_record(target, probe, client).await)
+            })
+            .collect();
         let mut probed = 0;
         while let Some((target, result)) = running.next().await {
             match result {
@@ -181,23 +192,31 @@ impl Prober {
             .probes
             .probe_for(entry)
             .ok_or_else(|| HealthError::NotProbeable(target.to_owned()))?;
-        self.probe_and_record(target, &probe).await
+        let client = self.probes.client_for(entry);
+        let client = client.as_ref().unwrap_or(&self.client);
+        self.probe_and_record(target, &probe, client).await
     }
 
     async fn probe_and_record(
         &self,
         target: &str,
         probe: &HealthProbe,
+        client: &HttpClient,
     ) -> Result<TargetHealth, HealthError> {
         // The semaphore is never closed, so this always yields a permit; were it closed, probing
         // unbounded would still be better than not probing.
         let _permit = self.permits.acquire().await.ok();
-        let result = self.probe(target, probe).await?;
+        let result = self.probe(target, probe, client).await?;
         tracing::debug!(target_name = target, ?result, "health probe finished");
         Ok(self.registry.record_probe(target, &result))
     }
 
-    async fn probe(&self, target: &str, probe: &HealthProbe) -> Result<ProbeResult, HealthError> {
+    async fn probe(
+        &self,
+        target: &str,
+        probe: &HealthProbe,
+        client: &HttpClient,
+    ) -> Result<ProbeResult, HealthError> {
         let invalid = |error: RequestError| HealthError::InvalidProbe {
             target: target.to_owned(),
             message: error.to_string(),
@@ -209,7 +228,7 @@ impl Prober {
         let shown_url = request.redacted_url().to_owned();
         let timeout = self.registry.config().timeout;
         let started = Instant::now();
-        let answer = tokio::time::timeout(timeout, self.client.send(request, &AnyStatus)).await;
+        let answer = tokio::time::timeout(timeout, client.send(request, &AnyStatus)).await;
         let latency = started.elapsed();
         let (status, body_refuses_auth) = match answer {
             // The body was read whole, within the client's response-size limit, so a check of

@@ -526,3 +526,71 @@ async fn probes_never_exceed_max_concurrent_probes() {
         assert_eq!(fx.registry.status(name), HealthStatus::Healthy);
     }
 }
+
+/// Answers every request with 200 and counts them: a target's own connection pool, in the process.
+#[derive(Default)]
+struct OwnPool {
+    requests: AtomicUsize,
+}
+
+impl publisher_http::InMemoryHandler for OwnPool {
+    fn handle(
+        &self,
+        _request: http::Request<bytes::Bytes>,
+    ) -> alert_core::BoxFuture<'static, http::Response<bytes::Bytes>> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        Box::pin(std::future::ready(http::Response::new(bytes::Bytes::new())))
+    }
+}
+
+/// Gives each target's probe, and sends it through the client `own` answers for.
+struct OwnClients {
+    probe: alert_core::HealthProbe,
+    own: publisher_http::HttpClient,
+}
+
+impl health::ProbeLookup for OwnClients {
+    fn probe_for(&self, _entry: &alert_core::TargetEntry) -> Option<alert_core::HealthProbe> {
+        Some(self.probe.clone())
+    }
+
+    fn client_for(&self, _entry: &alert_core::TargetEntry) -> Option<publisher_http::HttpClient> {
+        Some(self.own.clone())
+    }
+}
+
+#[tokio::test]
+async fn a_probe_goes_through_the_targets_own_client_when_the_lookup_gives_one() {
+    // The shared client would find nothing listening at the probe's URL; the target's own client
+    // (its connection pool, capped like its calls) answers. Periodic and on-demand probes both
+    // take the target's client, so a probe never opens a connection beside the target's cap.
+    let pool = Arc::new(OwnPool::default());
+    let own = publisher_http::HttpClient::in_memory(
+        &publisher_http::ClientConfig::default(),
+        pool.clone(),
+    );
+    let url = closed_port_url();
+    let shared = client(None);
+    let publisher = HttpPublisher::new(&shared, &url, None);
+    let base = fixture(
+        fast_config(),
+        &shared,
+        vec![Spec::enabled("ops", publisher)],
+    );
+    let prober = health::Prober::new(
+        base.registry.clone(),
+        base.source.clone(),
+        shared,
+        OwnClients {
+            probe: probe(&url, None),
+            own,
+        },
+    );
+
+    let health = prober.check_now("ops").await.unwrap();
+    assert_eq!(health.status, HealthStatus::Healthy);
+    assert_eq!(pool.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(prober.probe_all().await, 1);
+    assert_eq!(pool.requests.load(Ordering::SeqCst), 2);
+    assert_eq!(base.registry.get("ops").unwrap().consecutive_failures, 0);
+}
