@@ -648,6 +648,54 @@ pub fn sweep_action(
     }
 }
 
+/// The first instant at which [`sweep_action`] stops answering [`SweepAction::Keep`] for this
+/// entry, as long as the entry and the plan do not change: `None` when that never happens. An
+/// entry that is due already has a `due` at or before `now`.
+///
+/// A store that keeps many entries uses it to skip whole sweeps: the earliest `due` of all its
+/// entries is when the next pass can find work, and a change of an entry (or of the plan) can
+/// only bring that instant forward through the changed entry's own `due`.
+#[must_use]
+pub fn sweep_due(
+    entry: &LogEntry,
+    target: Option<Option<Duration>>,
+    retention: Duration,
+) -> Option<DateTime<Utc>> {
+    let plus = |at: DateTime<Utc>, d: Duration| {
+        chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| at.checked_add_signed(d))
+    };
+    let mut due: Option<DateTime<Utc>> = None;
+    let mut earliest = |at: Option<DateTime<Utc>>| {
+        if let Some(at) = at {
+            due = Some(due.map_or(at, |d| d.min(at)));
+        }
+    };
+    if let Some(interval) = target
+        && entry.status == AlertStatus::Firing
+    {
+        earliest(entry.ends_at);
+        earliest(
+            interval
+                .filter(|i| !i.is_zero())
+                .and_then(|i| plus(entry.accepted_at, i)),
+        );
+    }
+    if !retention.is_zero() {
+        let kept_until = plus(entry.accepted_at, retention);
+        let expires = match entry.status {
+            AlertStatus::Resolved => kept_until,
+            AlertStatus::Firing => entry
+                .ends_at
+                .and_then(|ends_at| plus(ends_at, retention))
+                .and_then(|after_end| kept_until.map(|k| k.max(after_end))),
+        };
+        earliest(expires);
+    }
+    due
+}
+
 // === Errors ===
 
 /// Why a job store call failed.
@@ -1028,6 +1076,60 @@ mod tests {
             LogDecision::Enqueue { entry, .. } => entry.clone(),
             LogDecision::Duplicate { .. } => panic!("expected an enqueue, got {decision:?}"),
         }
+    }
+
+    #[test]
+    fn sweep_due_is_the_first_instant_sweep_action_acts() {
+        let retentions = [0, 3_600, 86_400];
+        let intervals = [
+            None,
+            Some(None),
+            Some(Some(0)),
+            Some(Some(120)),
+            Some(Some(900)),
+        ];
+        let mut checked = 0;
+        for status in [AlertStatus::Firing, AlertStatus::Resolved] {
+            for ends in [None, Some(-50), Some(0), Some(300), Some(5_000)] {
+                for accepted in [-7_200, -10, 0, 40] {
+                    for interval in intervals {
+                        for retention in retentions {
+                            let entry = LogEntry {
+                                status,
+                                starts_at: at(-10_000),
+                                ends_at: ends.map(at),
+                                sequence: 1,
+                                accepted_at: at(accepted),
+                            };
+                            let target = interval.map(|i: Option<u64>| i.map(Duration::from_secs));
+                            let retention = Duration::from_secs(retention);
+                            let due = sweep_due(&entry, target, retention);
+                            let acts =
+                                |t| sweep_action(&entry, target, retention, t) != SweepAction::Keep;
+                            match due {
+                                Some(due) => {
+                                    assert!(
+                                        acts(due),
+                                        "{entry:?} {target:?} {retention:?} due {due}"
+                                    );
+                                    assert!(
+                                        !acts(due - chrono::Duration::nanoseconds(1)),
+                                        "{entry:?} {target:?} {retention:?} acts before {due}"
+                                    );
+                                }
+                                None => {
+                                    for t in [0, 1_000, 100_000, 10_000_000] {
+                                        assert!(!acts(at(t)), "{entry:?} {target:?} acts at {t}");
+                                    }
+                                }
+                            }
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 2 * 5 * 4 * 5 * 3);
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub(crate) mod fuzzing;
 mod health;
 #[cfg(test)]
 mod health_tests;
+mod log_map;
 mod records;
 mod state;
 mod writer;
@@ -383,10 +384,7 @@ impl RedbJobStore {
             return Ok(None);
         };
         let state = self.shared.state()?;
-        Ok(state
-            .log
-            .get(&(target, fingerprint))
-            .map(|c| c.entry.clone()))
+        Ok(state.log.get(&(target, fingerprint)).map(|c| c.entry))
     }
 
     /// The last alert the notification log accepted for (`target`, `fingerprint`), kept so a
@@ -402,12 +400,21 @@ impl RedbJobStore {
         let Ok(target) = TargetName::new(target) else {
             return Ok(None);
         };
-        let state = self.shared.state()?;
-        Ok(state
-            .log
-            .get(&(target, fingerprint))
-            .and_then(|c| state.alert(c.body))
-            .map(|a| EnrichedAlert::clone(a)))
+        let body = {
+            let state = self.shared.state()?;
+            let Some(cached) = state.log.get(&(target, fingerprint)) else {
+                return Ok(None);
+            };
+            if let Some(alert) = state.alert(cached.body) {
+                return Ok(Some(EnrichedAlert::clone(alert)));
+            }
+            cached.body
+        };
+        // A delivered alert's body is kept only in the database.
+        let txn = self.shared.begin_read()?;
+        let alerts = txn.open_table(records::ALERTS).map_err(storage)?;
+        let alert = state::read_alert(&alerts, body)?;
+        Ok(Some(EnrichedAlert::clone(&alert)))
     }
 
     /// The durable [`MessageRefStore`] in this store's file, so Slack `ts` values and Rootly

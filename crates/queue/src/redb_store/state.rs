@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableHandle};
 use uuid::{ContextV7, Timestamp, Uuid};
 
+use super::log_map::LogMap;
 use super::records::{
     ALERTS, CLOSED_CLEANLY, DEAD, JOBS, LEGACY_TABLES, LOG, LOG_BY_TARGET, MESSAGE_REFS, META,
     NEXT_BODY, NEXT_JOB, QUARANTINE, Quarantined, StoredJob, StoredLog, TARGETS, decode,
@@ -102,11 +103,15 @@ impl CachedLog {
     }
 }
 
-/// An alert body and how many jobs and log entries refer to it.
-#[derive(Debug)]
+/// An alert body and how many jobs and log entries refer to it. The alert is held in memory
+/// only while a job refers to it: a log entry needs its last accepted alert only to make a
+/// sweep's job, and then reads it from the database, so the bodies of a fleet's active alerts,
+/// once delivered, cost memory only for their counts.
+#[derive(Debug, Default)]
 pub(super) struct Body {
-    pub(super) alert: Arc<EnrichedAlert>,
-    pub(super) refs: u32,
+    pub(super) alert: Option<Arc<EnrichedAlert>>,
+    pub(super) jobs: u32,
+    pub(super) logs: u32,
 }
 
 /// The state in memory; see the module docs.
@@ -118,7 +123,7 @@ pub(super) struct State {
     /// Where the live jobs are filed for leasing.
     pub(super) index: Index,
     /// The notification log, write-through: the database holds the same entries.
-    pub(super) log: HashMap<Key, CachedLog>,
+    pub(super) log: LogMap,
     pub(super) bodies: HashMap<u64, Body>,
     pub(super) dead_count: u64,
     /// Makes dead-letter ids increase even when `now` repeats or goes back.
@@ -151,6 +156,41 @@ pub(super) struct State {
     pub(super) quarantined: u64,
     /// The targets the sweeps have seen (write-through: the database holds the same records).
     pub(super) targets: BTreeMap<TargetName, KnownTarget>,
+    /// When a sweep can next find work in the log; `None` until a pass has scanned it.
+    pub(super) sweep_wake: Option<SweepWake>,
+}
+
+/// The earliest instant at which a sweep pass under this plan can find work in the log: the
+/// earliest [`alert_core::sweep_due`] of its entries, brought forward by every entry set since
+/// (see [`State::set_log`]). A pass before it, under the same plan, skips the log: with a million
+/// active alerts a scan of every entry each second would cost more than everything else the
+/// store does.
+#[derive(Debug, PartialEq)]
+pub(super) struct SweepWake {
+    pub(super) targets: HashMap<TargetName, Option<Duration>>,
+    pub(super) retention: Duration,
+    /// `None`: no entry will ever be due.
+    pub(super) at: Option<DateTime<Utc>>,
+}
+
+impl SweepWake {
+    /// When `cached` can first be due for the sweep. A re-send kept in memory only
+    /// ([`State::take_repeats`]) may move an entry's end earlier, but never before the end the
+    /// database holds, so the earlier of the two ends is taken and such moves need not wake it.
+    pub(super) fn due(&self, target: &TargetName, cached: &CachedLog) -> Option<DateTime<Utc>> {
+        let mut entry = cached.entry.clone();
+        if let (Some(ends_at), Some(durable)) = (entry.ends_at, cached.durable_ends_at) {
+            entry.ends_at = Some(ends_at.min(durable));
+        }
+        alert_core::sweep_due(&entry, self.targets.get(target).copied(), self.retention)
+    }
+
+    /// Brings the wake forward to `due`.
+    pub(super) fn lower(&mut self, due: Option<DateTime<Utc>>) {
+        if let Some(due) = due {
+            self.at = Some(self.at.map_or(due, |at| at.min(due)));
+        }
+    }
 }
 
 /// The quarantine table while the store is being loaded, and how many records it got.
@@ -293,10 +333,11 @@ impl State {
                 let (id, value) = row.map_err(storage)?;
                 let id = id.value();
                 state.next_body = state.next_body.max(id);
+                // Every body is decoded, so an unreadable one is found now, but its alert is
+                // kept only once a job refers to it.
                 match decode_alert(value.value()) {
-                    Ok(alert) => {
-                        let alert = Arc::new(alert);
-                        state.bodies.insert(id, Body { alert, refs: 0 });
+                    Ok(_) => {
+                        state.bodies.insert(id, Body::default());
                     }
                     Err(e) => bad.push((id, value.value().to_vec(), e)),
                 }
@@ -342,9 +383,11 @@ impl State {
                 let (id, value) = row.map_err(storage)?;
                 let id = JobId(id.value());
                 state.next_job = state.next_job.max(id.0);
-                let job = match StoredJob::decode(value.value())
-                    .and_then(|job| state.check_body(job.body).map(|()| job))
-                {
+                let job = match StoredJob::decode(value.value()).and_then(|job| {
+                    state.check_body(job.body)?;
+                    state.load_alert(&alerts, job.body)?;
+                    Ok(job)
+                }) {
                     Ok(job) => job,
                     Err(e) => {
                         bad.push((id.0, value.value().to_vec(), e));
@@ -394,7 +437,7 @@ impl State {
             let mut orphans: Vec<u64> = state
                 .bodies
                 .iter()
-                .filter(|(_, b)| b.refs == 0)
+                .filter(|(_, b)| b.jobs == 0 && b.logs == 0)
                 .map(|(&id, _)| id)
                 .collect();
             for id in &orphans {
@@ -436,32 +479,81 @@ impl State {
         self.index.slot(key)
     }
 
-    /// The body's alert; bodies referred to are always present.
+    /// The body's alert, when it is in memory: always for a job's body, since a job is made
+    /// with its alert and a loaded job's is read ([`State::load_alert`]). A body that only log
+    /// entries refer to is read from the database ([`read_alert`]).
     pub(super) fn alert(&self, body: u64) -> Option<&Arc<EnrichedAlert>> {
-        self.bodies.get(&body).map(|b| &b.alert)
+        self.bodies.get(&body).and_then(|b| b.alert.as_ref())
     }
 
-    fn retain_body(&mut self, body: u64) {
+    /// Reads the alert of `body` from `alerts` into memory, unless it is there already.
+    fn load_alert(
+        &mut self,
+        alerts: &impl ReadableTable<u64, &'static [u8]>,
+        body: u64,
+    ) -> Result<(), JobStoreError> {
+        if self.alert(body).is_some() {
+            return Ok(());
+        }
+        let alert = read_alert(alerts, body)?;
         if let Some(b) = self.bodies.get_mut(&body) {
-            b.refs += 1;
+            b.alert = Some(alert);
+        }
+        Ok(())
+    }
+
+    fn retain_log_body(&mut self, body: u64) {
+        if let Some(b) = self.bodies.get_mut(&body) {
+            b.logs += 1;
         }
     }
 
-    /// Drops one reference to `body`; the last one removes it, here and (with the next commit)
-    /// on disk.
-    fn release_body(&mut self, body: u64) {
+    fn retain_job_body(&mut self, body: u64) {
         if let Some(b) = self.bodies.get_mut(&body) {
-            b.refs = b.refs.saturating_sub(1);
-            if b.refs == 0 {
-                self.bodies.remove(&body);
-                self.dirty_bodies.push(body);
+            b.jobs += 1;
+        }
+    }
+
+    fn release_log_body(&mut self, body: u64) {
+        if let Some(b) = self.bodies.get_mut(&body) {
+            b.logs = b.logs.saturating_sub(1);
+        }
+        self.drop_body_if_unused(body);
+    }
+
+    /// Drops a job's reference to `body`: with the last job its alert leaves memory.
+    fn release_job_body(&mut self, body: u64) {
+        if let Some(b) = self.bodies.get_mut(&body) {
+            b.jobs = b.jobs.saturating_sub(1);
+            if b.jobs == 0 {
+                b.alert = None;
             }
+        }
+        self.drop_body_if_unused(body);
+    }
+
+    /// The last reference removes a body, here and (with the next commit) on disk.
+    fn drop_body_if_unused(&mut self, body: u64) {
+        if self
+            .bodies
+            .get(&body)
+            .is_some_and(|b| b.jobs == 0 && b.logs == 0)
+        {
+            self.bodies.remove(&body);
+            crate::lanes::shrink_if_sparse(&mut self.bodies);
+            self.dirty_bodies.push(body);
         }
     }
 
     /// Adds a body no one refers to yet.
     pub(super) fn insert_body(&mut self, id: u64, alert: Arc<EnrichedAlert>) {
-        self.bodies.insert(id, Body { alert, refs: 0 });
+        self.bodies.insert(
+            id,
+            Body {
+                alert: Some(alert),
+                ..Body::default()
+            },
+        );
     }
 
     /// Whether every settlement made in memory is written, and every ack durable, as far as the
@@ -482,9 +574,9 @@ impl State {
     }
 
     fn restore_ends(&mut self, loaded_at: DateTime<Utc>, grace: Duration) {
-        for cached in self.log.values_mut() {
+        self.log.update_each(|_, _, cached| {
             if cached.entry.status != AlertStatus::Firing {
-                continue;
+                return;
             }
             let restored = crate::repeats::restored_ends_at(
                 cached.durable_ends_at,
@@ -493,7 +585,7 @@ impl State {
                 grace,
             );
             cached.entry.ends_at = cached.entry.ends_at.max(restored);
-        }
+        });
     }
 
     /// Takes a batch made only of re-sends that change nothing a target sees and need no write
@@ -519,7 +611,7 @@ impl State {
         };
         let mut moved: Vec<(usize, Option<DateTime<Utc>>)> = Vec::new();
         for (i, admission) in batch.iter().enumerate() {
-            let verdict = self.log.get_mut(&key(admission)).map(|cached| {
+            let verdict = self.log.update(&key(admission), |cached| {
                 match log_verdict(Some(&cached.entry), admission, now) {
                     LogVerdict::Duplicate { refresh: None } => true,
                     LogVerdict::Duplicate {
@@ -535,9 +627,8 @@ impl State {
             if verdict != Some(true) {
                 // Latest first, so an alert moved twice in the batch gets its first end back.
                 for (i, ends_at) in moved.into_iter().rev() {
-                    if let Some(cached) = self.log.get_mut(&key(&batch[i])) {
-                        cached.entry.ends_at = ends_at;
-                    }
+                    self.log
+                        .update(&key(&batch[i]), |cached| cached.entry.ends_at = ends_at);
                 }
                 return None;
             }
@@ -549,34 +640,38 @@ impl State {
     /// same delivery (same sequence, status and start): a reload after an I/O failure keeps what
     /// the re-sends kept in memory.
     pub(super) fn keep_ends_of(&mut self, old: &State) {
-        for (key, cached) in &mut self.log {
-            if let Some(before) = old.log.get(key)
+        self.log.update_each(|target, fingerprint, cached| {
+            if let Some(before) = old.log.get(&(target.clone(), fingerprint))
                 && before.entry.sequence == cached.entry.sequence
                 && before.entry.status == cached.entry.status
                 && before.entry.starts_at == cached.entry.starts_at
             {
                 cached.entry.ends_at = before.entry.ends_at;
             }
-        }
+        });
     }
 
     /// Stores a log entry, moving its body reference.
     pub(super) fn set_log(&mut self, key: Key, cached: CachedLog) {
-        self.retain_body(cached.body);
+        if let Some(wake) = &mut self.sweep_wake {
+            let due = wake.due(&key.0, &cached);
+            wake.lower(due);
+        }
+        self.retain_log_body(cached.body);
         if let Some(old) = self.log.insert(key, cached) {
-            self.release_body(old.body);
+            self.release_log_body(old.body);
         }
     }
 
     pub(super) fn remove_log(&mut self, key: &Key) {
         if let Some(old) = self.log.remove(key) {
-            self.release_body(old.body);
+            self.release_log_body(old.body);
         }
     }
 
-    /// Adds a job as pending.
+    /// Adds a job as pending. Its body's alert is in memory: see [`State::alert`].
     pub(super) fn insert_job(&mut self, id: JobId, job: JobMeta) {
-        self.retain_body(job.body);
+        self.retain_job_body(job.body);
         self.jobs.insert(id, job);
         self.index_job(id);
     }
@@ -600,7 +695,8 @@ impl State {
         }
         self.unindex(id);
         let job = self.jobs.remove(&id)?;
-        self.release_body(job.body);
+        crate::lanes::shrink_if_sparse(&mut self.jobs);
+        self.release_job_body(job.body);
         Some(job)
     }
 
@@ -702,4 +798,16 @@ fn place(job: &JobMeta) -> Place<'_> {
         due: job.due,
         leased_until: job.leased_until,
     }
+}
+
+/// Reads and decodes the alert `body` from the alerts table.
+pub(super) fn read_alert(
+    alerts: &impl ReadableTable<u64, &'static [u8]>,
+    body: u64,
+) -> Result<Arc<EnrichedAlert>, JobStoreError> {
+    let value = alerts
+        .get(body)
+        .map_err(storage)?
+        .ok_or_else(|| JobStoreError::Storage(format!("the alert {body} is not stored")))?;
+    decode_alert(value.value()).map(Arc::new)
 }

@@ -37,7 +37,7 @@ use super::records::{
     ALERTS, CLOSED_CLEANLY, DEAD, JOBS, LOG, MESSAGE_REFS, META, NEXT_BODY, NEXT_JOB, QUARANTINE,
     StoredDeadLetter, StoredLog, TARGETS, encode, encode_alert, read_dead, read_dead_head, storage,
 };
-use super::state::{CachedLog, JobMeta, Key, Slot, State, put_quarantined};
+use super::state::{CachedLog, JobMeta, Key, Slot, State, SweepWake, put_quarantined, read_alert};
 use super::{SETTLE_GATHER, Shared, ingest_durability, settle_durability};
 use crate::sweep::{JobView, KnownTarget, doomed, kind_of, removal_due, sweep_job, track_targets};
 
@@ -403,6 +403,8 @@ enum Effect {
     Supersede(JobId),
     /// The job went to the dead-letter queue (or was dropped); the commit removed its record.
     Remove(JobId),
+    /// A sweep scanned the log: when the next pass can find work there.
+    SweepWake(SweepWake),
 }
 
 /// One (target, fingerprint) as a group sees it while it is being planned.
@@ -454,9 +456,9 @@ impl Group {
         }
     }
 
-    fn log<'a>(&'a self, state: &'a State, key: &Key) -> Option<&'a CachedLog> {
+    fn log(&self, state: &State, key: &Key) -> Option<CachedLog> {
         match self.logs.get(key) {
-            Some(planned) => planned.as_ref(),
+            Some(planned) => planned.clone(),
             None => state.log.get(key),
         }
     }
@@ -635,6 +637,7 @@ impl Effect {
             Effect::Remove(id) => {
                 state.remove(id);
             }
+            Effect::SweepWake(wake) => state.sweep_wake = Some(wake),
         }
     }
 }
@@ -777,6 +780,10 @@ impl Shared {
         let number = state.planned;
         let sync = std::mem::take(&mut state.sync_wanted);
         let dirty_jobs: Vec<JobId> = state.dirty_jobs.drain().collect();
+        if state.dirty_jobs.capacity() > 1_024 {
+            // A backlog's room, given back (see `crate::lanes::shrink_if_sparse`).
+            state.dirty_jobs.shrink_to(0);
+        }
         let dirty_bodies = std::mem::take(&mut state.dirty_bodies);
         ops.settled = dirty_jobs.len();
         let mut group = Group::new(&state);
@@ -802,15 +809,17 @@ impl Shared {
                 // A clean close writes the ends kept in memory, so the next open need not
                 // restore them as after a crash.
                 let now = state.index.clock.0.now();
-                for (key, cached) in &state.log {
+                let mut unwritten = Vec::new();
+                state.log.for_each(|target, fingerprint, cached| {
+                    let key = (target.clone(), fingerprint);
                     if cached.entry.ends_at != cached.durable_ends_at
-                        && !group.logs.contains_key(key)
+                        && !group.logs.contains_key(&key)
                     {
-                        t.put_log(
-                            key,
-                            &CachedLog::written(cached.entry.clone(), cached.body, now),
-                        )?;
+                        unwritten.push((key, CachedLog::written(cached.entry, cached.body, now)));
                     }
+                });
+                for (key, cached) in unwritten {
+                    t.put_log(&key, &cached)?;
                 }
                 t.meta.insert(CLOSED_CLEANLY, 1).map_err(storage)?;
             }
@@ -1020,7 +1029,7 @@ impl Shared {
             );
             let previous = logs
                 .entry(key.clone())
-                .or_insert_with(|| g.log(state, &key).map(|c| c.entry.clone()));
+                .or_insert_with(|| g.log(state, &key).map(|c| c.entry));
             let verdict = log_verdict(previous.as_ref(), admission, now);
             match &verdict {
                 LogVerdict::Enqueue { entry, .. } => {
@@ -1094,7 +1103,7 @@ impl Shared {
                     // A refresh only extends the entry's `endsAt`; the accepted alert stays,
                     // since the re-send was not accepted as a delivery. It is written only when
                     // a restart could not make up for it (`crate::repeats`).
-                    let previous = g.log(state, &key).cloned().ok_or_else(|| {
+                    let previous = g.log(state, &key).ok_or_else(|| {
                         JobStoreError::Storage(format!(
                             "the log entry of {} {} vanished",
                             key.0, key.1
@@ -1400,19 +1409,50 @@ impl Shared {
             .collect();
         let mut work = Vec::new();
         let mut expired = Vec::new();
-        for (key, cached) in &state.log {
+        let mut wake = SweepWake {
+            targets: plan.targets.iter().cloned().collect(),
+            retention: plan.log_retention,
+            at: None,
+        };
+        let asleep = state.sweep_wake.as_ref().is_some_and(|w| {
+            w.targets == wake.targets
+                && w.retention == wake.retention
+                && w.at.is_none_or(|at| now < at)
+        });
+        let scan = !asleep;
+        if scan {
+            // The entries this group set before the sweep are not in `state.log` yet, and
+            // applying them comes before this wake: fold them in.
+            for (key, cached) in &g.logs {
+                if let Some(cached) = cached {
+                    let due = wake.due(&key.0, cached);
+                    wake.lower(due);
+                }
+            }
+        }
+        let mut visit = |target: &TargetName, fingerprint: Fingerprint, cached: CachedLog| {
+            let due = wake.due(target, &cached);
+            wake.lower(due);
             let action = sweep_action(
                 &cached.entry,
-                targets.get(key.0.as_str()).copied(),
+                targets.get(target.as_str()).copied(),
                 plan.log_retention,
                 now,
             );
+            let key = || (target.clone(), fingerprint);
             match action {
-                SweepAction::Resolve { since } => work.push((since, key.clone(), true)),
-                SweepAction::Refresh { since } => work.push((since, key.clone(), false)),
-                SweepAction::Expire => expired.push(key.clone()),
+                SweepAction::Resolve { since } => work.push((since, key(), true)),
+                SweepAction::Refresh { since } => work.push((since, key(), false)),
+                SweepAction::Expire => expired.push(key()),
                 _ => {}
             }
+        };
+        if scan {
+            state.log.for_each(&mut visit);
+        }
+        if scan {
+            // Before this pass's own entries, which bring it forward as they are applied.
+            g.effects.push(Effect::SweepWake(wake));
         }
         let mut report = SweepReport::default();
         for key in expired {
@@ -1433,7 +1473,7 @@ impl Shared {
             if made >= plan.max_jobs_per_pass {
                 break;
             }
-            let Some(cached) = g.log(state, &key).cloned() else {
+            let Some(cached) = g.log(state, &key) else {
                 continue;
             };
             let slot = g.planned(state, &key).slot;
@@ -1447,17 +1487,21 @@ impl Shared {
             {
                 continue;
             }
-            let last = state.alert(cached.body).ok_or_else(|| {
-                JobStoreError::Storage(format!(
-                    "the alert of a log entry ({}) is missing",
-                    cached.body
-                ))
-            })?;
+            // A delivered alert's body is not kept in memory: read it back.
+            let last = match state.alert(cached.body) {
+                Some(alert) => Arc::clone(alert),
+                None => read_alert(&t.alerts, cached.body).map_err(|e| {
+                    JobStoreError::Storage(format!(
+                        "the alert of a log entry ({}): {e}",
+                        cached.body
+                    ))
+                })?,
+            };
             let LogDecision::Enqueue {
                 alert,
                 sequence,
                 entry,
-            } = sweep_job(&cached.entry, last, now)?
+            } = sweep_job(&cached.entry, &last, now)?
             else {
                 unreachable!("a sweep job is always an enqueue")
             };
