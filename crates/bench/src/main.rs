@@ -344,8 +344,19 @@ async fn main() -> Result<()> {
             ));
             details.push(("s5_alertmanager", am.to_json()));
         }
+        // Issue 18's bars for a million active alerts: a million re-sends a minute, in 1 GB.
+        if args.s5_alerts >= 1_000_000 {
+            repeats = repeats.bar(">= 17k/s at 1M", run.repeats_per_s >= 17_000.0);
+            rss = rss.bar("<= 1 GB at 1M", run.rss_after <= 1_024.0);
+        }
         figures.push(repeats);
         figures.push(rss);
+        figures.push(Figure::new(
+            "S5",
+            "peak RSS (priming included)",
+            run.rss_peak,
+            "MiB",
+        ));
         figures.push(Figure::new(
             "S5",
             "p99 of a 1 000-alert POST",

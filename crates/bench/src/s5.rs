@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use crate::load::Sender;
 use crate::mock::{Behaviour, MockPool};
 use crate::report::{percentile, show};
-use crate::server::{Alertpub, Binary, rss_kib};
+use crate::server::{Alertpub, Binary, peak_rss_kib, rss_kib};
 use crate::{MIB, config};
 
 /// Alerts per POST.
@@ -34,8 +34,11 @@ const CONNECTIONS: usize = 8;
 const REPEATS_FOR: Duration = Duration::from_secs(20);
 /// Targets.
 const TARGETS: usize = 10;
-/// The most priming may take before the scenario gives up.
-const PRIME_TIMEOUT: Duration = Duration::from_secs(300);
+/// The most priming may take before the scenario gives up: five minutes, plus a second per
+/// thousand alerts (ten thousand deliveries), so a million alerts get 22 minutes.
+fn prime_timeout(alerts: u64) -> Duration {
+    Duration::from_secs(300 + alerts / 1_000)
+}
 
 /// What S5 measured.
 pub(crate) struct S5 {
@@ -45,7 +48,7 @@ pub(crate) struct S5 {
     pub(crate) prime_s: f64,
     /// Whether every target got every alert before the re-sends began.
     pub(crate) primed: bool,
-    /// Priming POSTs that failed.
+    /// Priming POSTs refused (the queue full) or failed, each sent again.
     pub(crate) failed_prime_posts: u64,
     /// Re-sent alerts answered 2xx per second.
     pub(crate) repeats_per_s: f64,
@@ -57,6 +60,8 @@ pub(crate) struct S5 {
     /// RSS once priming was delivered, and after the re-sends, in MiB.
     pub(crate) rss_primed: f64,
     pub(crate) rss_after: f64,
+    /// The peak resident set over the whole run (priming's backlog included), in MiB.
+    pub(crate) rss_peak: f64,
     /// Deliveries the targets received during the re-sends.
     pub(crate) new_deliveries: u64,
     /// The queue file's size after the re-sends, in MiB (`None` for a peer without one).
@@ -70,14 +75,15 @@ impl S5 {
             "failed_prime_posts": self.failed_prime_posts, "repeats_per_s": self.repeats_per_s,
             "failed_posts": self.failed_posts, "post_p50_ms": self.post_p50,
             "post_p99_ms": self.post_p99, "rss_primed_mib": self.rss_primed,
-            "rss_after_mib": self.rss_after, "new_deliveries": self.new_deliveries,
+            "rss_after_mib": self.rss_after, "rss_peak_mib": self.rss_peak,
+            "new_deliveries": self.new_deliveries,
             "queue_file_mib": self.queue_file_mib,
         })
     }
 
     fn print(&self, who: &str) {
         println!(
-            "  {who}: primed {} alerts in {}, {} repeats/s (POST p50 {} p99 {}, {} failed), RSS {} primed / {} after, {} new deliveries{}",
+            "  {who}: primed {} alerts in {}, {} repeats/s (POST p50 {} p99 {}, {} failed), RSS {} primed / {} after / {} peak, {} new deliveries{}",
             self.alerts,
             show(self.prime_s, "s"),
             show(self.repeats_per_s, ""),
@@ -86,6 +92,7 @@ impl S5 {
             self.failed_posts,
             show(self.rss_primed, "MiB"),
             show(self.rss_after, "MiB"),
+            show(self.rss_peak, "MiB"),
             self.new_deliveries,
             self.queue_file_mib
                 .map(|m| format!(", queue file {}", show(m, "MiB")))
@@ -115,8 +122,15 @@ fn body(first: u64, alerts: u64, starts_at: &str) -> Bytes {
     Bytes::from(out)
 }
 
-/// Posts every alert once, from [`CONNECTIONS`] loops; returns how many POSTs failed.
-async fn prime(sender: &Sender, url: &str, alerts: u64, starts_at: &str) -> u64 {
+/// How long a priming loop waits before it sends a refused POST again.
+const PRIME_RETRY_AFTER: Duration = Duration::from_millis(250);
+
+/// Posts every alert once, from [`CONNECTIONS`] loops; returns how many POSTs were refused (or
+/// failed). A refused POST is sent again after [`PRIME_RETRY_AFTER`], as Prometheus sends the
+/// same firing alerts again at its next evaluation, until `deadline`: the server's queue bound
+/// (`queue.max_jobs`, a million jobs by default) refuses a fleet's first send while its backlog
+/// is full, and that bound, not the size of the fleet, is what the backlog may cost.
+async fn prime(sender: &Sender, url: &str, alerts: u64, starts_at: &str, deadline: Instant) -> u64 {
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let mut tasks = JoinSet::new();
@@ -134,8 +148,12 @@ async fn prime(sender: &Sender, url: &str, alerts: u64, starts_at: &str) -> u64 
                 if first >= alerts {
                     break;
                 }
-                if !sender.post(&url, body(first, alerts, &starts_at)).await {
+                while !sender.post(&url, body(first, alerts, &starts_at)).await {
                     failed.fetch_add(1, Ordering::Relaxed);
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep(PRIME_RETRY_AFTER).await;
                 }
             }
         });
@@ -216,16 +234,25 @@ pub(crate) async fn run<P: Peer>(alerts: u64, pool: &MockPool, peer: &P) -> Resu
     let url = peer.ingest_url();
     let starts_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     let started = Instant::now();
-    let failed = prime(&sender, &url, alerts, &starts_at).await;
+    let failed = prime(
+        &sender,
+        &url,
+        alerts,
+        &starts_at,
+        started + prime_timeout(alerts),
+    )
+    .await;
     let posted_s = started.elapsed().as_secs_f64();
     if failed > 0 {
-        println!("  {failed} priming POSTs failed (after {posted_s:.1} s)");
+        println!("  {failed} priming POSTs refused and sent again (after {posted_s:.1} s)");
     }
-    let primed = pool.wait_for(&all, alerts, PRIME_TIMEOUT).await;
+    let left = prime_timeout(alerts).saturating_sub(started.elapsed());
+    let primed = pool.wait_for(&all, alerts, left).await;
     let prime_s = started.elapsed().as_secs_f64();
     if !primed {
         println!(
-            "  not every primed alert was delivered within {PRIME_TIMEOUT:?} (POSTs took {posted_s:.1} s); unique deliveries per target: {:?}",
+            "  not every primed alert was delivered within {:?} (POSTs took {posted_s:.1} s); unique deliveries per target: {:?}",
+            prime_timeout(alerts),
             pool.unique_per_target()
         );
     }
@@ -246,6 +273,7 @@ pub(crate) async fn run<P: Peer>(alerts: u64, pool: &MockPool, peer: &P) -> Resu
         post_p99: percentile(&times, 0.99),
         rss_primed,
         rss_after: rss_kib(peer.pid())? as f64 / MIB,
+        rss_peak: peak_rss_kib(peer.pid())? as f64 / MIB,
         new_deliveries,
         queue_file_mib: peer.queue_file_bytes().map(|b| b as f64 / MIB / MIB),
     })
@@ -254,13 +282,12 @@ pub(crate) async fn run<P: Peer>(alerts: u64, pool: &MockPool, peer: &P) -> Resu
 /// S5 against alertpub.
 pub(crate) async fn alertpub(bin: &Binary, alerts: u64) -> Result<S5> {
     let pool = MockPool::start(&[Behaviour::ok_after(0); TARGETS]).await?;
-    // Room for every active alert on every target.
+    // Room for every active alert on every target; the queue keeps its default bound.
     let config = config(&pool).replace(
         "queue:\n",
         &format!(
-            "ingest:\n  max_active_alerts: {}\nqueue:\n  max_jobs: {}\n",
+            "ingest:\n  max_active_alerts: {}\nqueue:\n",
             alerts * TARGETS as u64 * 2,
-            alerts * TARGETS as u64 * 2
         ),
     );
     let server = Alertpub::start(bin, &config).await?;

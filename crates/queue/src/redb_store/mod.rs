@@ -1175,6 +1175,127 @@ mod tests {
         )
     }
 
+    fn ending(name: &str, ends: i64) -> Admission {
+        let labels: Labels = [("alertname".to_owned(), name.to_owned())].into();
+        let alert = Alert::build(labels, Annotations::new(), at(0), Some(at(ends)), None);
+        Admission::new(
+            TargetName::new("t").unwrap(),
+            EnrichedAlert::new(alert.unwrap()),
+            None,
+        )
+    }
+
+    async fn deliver(store: &RedbJobStore, now: DateTime<Utc>) -> Vec<LeasedJob> {
+        let target = TargetName::new("t").unwrap();
+        let lease = store
+            .lease(&target, 10, Duration::from_secs(30), now)
+            .await
+            .unwrap();
+        for job in &lease.jobs {
+            store.ack(job.id, now).await.unwrap();
+        }
+        lease.jobs
+    }
+
+    /// An alert's body is held in memory only while a job refers to it: once delivered, only the
+    /// database has it, and the sweep's resolve (and `last_accepted_alert`) read it back.
+    #[tokio::test]
+    async fn a_delivered_alert_leaves_memory_and_its_resolve_reads_it_back() {
+        let (store, _) = store_on_a_flaky_disk();
+        let gone = ending("Gone", 300);
+        store
+            .enqueue_batch(vec![gone.clone()], at(0))
+            .await
+            .unwrap();
+        let body = {
+            let state = store.shared.state().unwrap();
+            let key = (gone.target.clone(), gone.alert.alert.fingerprint());
+            let body = state.log.get(&key).unwrap().body;
+            assert!(state.alert(body).is_some(), "its job holds it");
+            body
+        };
+        assert_eq!(deliver(&store, at(1)).await.len(), 1);
+        {
+            let state = store.shared.state().unwrap();
+            assert!(state.alert(body).is_none(), "no job refers to it any more");
+            assert_eq!((state.bodies[&body].jobs, state.bodies[&body].logs), (0, 1));
+        }
+        assert_eq!(
+            store
+                .last_accepted_alert("t", gone.alert.alert.fingerprint())
+                .unwrap()
+                .as_ref(),
+            Some(&*gone.alert)
+        );
+        let plan = SweepPlan::new(vec![(gone.target.clone(), None)], Duration::ZERO);
+        let report = store.sweep(&plan, at(301)).await.unwrap();
+        assert_eq!(report.resolved, 1);
+        let resolve = deliver(&store, at(302)).await;
+        assert_eq!(resolve.len(), 1);
+        assert_eq!(resolve[0].status, alert_core::AlertStatus::Resolved);
+        assert_eq!(resolve[0].alert.alert.labels(), gone.alert.alert.labels());
+        assert_eq!(resolve[0].alert.alert.ends_at(), Some(at(300)));
+    }
+
+    /// A sweep skips the log until an entry can be due, and an entry set since brings that
+    /// moment forward: a re-send that moves an end earlier is resolved at its new end.
+    #[tokio::test]
+    async fn a_sweep_wakes_for_the_earliest_end_even_one_moved_earlier_since() {
+        let (store, _) = store_on_a_flaky_disk();
+        let target = TargetName::new("t").unwrap();
+        let plan = SweepPlan::new(vec![(target.clone(), None)], Duration::ZERO);
+        store
+            .enqueue_batch(vec![ending("Early", 300), ending("Late", 600)], at(0))
+            .await
+            .unwrap();
+        deliver(&store, at(1)).await;
+        assert_eq!(store.sweep(&plan, at(10)).await.unwrap().resolved, 0);
+        let wake = |store: &RedbJobStore| {
+            store
+                .shared
+                .state()
+                .unwrap()
+                .sweep_wake
+                .as_ref()
+                .and_then(|w| w.at)
+        };
+        assert_eq!(wake(&store), Some(at(300)));
+        // Re-sent with an end before the one on disk: written, and the wake comes forward.
+        store
+            .enqueue_batch(vec![ending("Late", 250)], at(100))
+            .await
+            .unwrap();
+        assert_eq!(wake(&store), Some(at(250)));
+        assert_eq!(store.sweep(&plan, at(200)).await.unwrap().resolved, 0);
+        assert_eq!(store.sweep(&plan, at(251)).await.unwrap().resolved, 1);
+        deliver(&store, at(252)).await;
+        // The pass that made the resolve saw the entry due; the next one rescans, and the
+        // resolved entry is due for nothing more.
+        assert_eq!(store.sweep(&plan, at(260)).await.unwrap().resolved, 0);
+        assert_eq!(wake(&store), Some(at(300)));
+        assert_eq!(store.sweep(&plan, at(300)).await.unwrap().resolved, 1);
+    }
+
+    /// The wake holds for the plan it was computed under: a pass under another plan scans.
+    #[tokio::test]
+    async fn a_sweep_under_a_changed_plan_scans_the_log() {
+        let (store, _) = store_on_a_flaky_disk();
+        let target = TargetName::new("t").unwrap();
+        store
+            .enqueue_batch(vec![ending("Forwarded", 3_600)], at(0))
+            .await
+            .unwrap();
+        deliver(&store, at(1)).await;
+        let plain = SweepPlan::new(vec![(target.clone(), None)], Duration::ZERO);
+        assert_eq!(store.sweep(&plain, at(10)).await.unwrap().refreshed, 0);
+        // Now the target forwards to an Alertmanager, refreshed every minute.
+        let refreshing = SweepPlan::new(
+            vec![(target, Some(Duration::from_secs(60)))],
+            Duration::ZERO,
+        );
+        assert_eq!(store.sweep(&refreshing, at(61)).await.unwrap().refreshed, 1);
+    }
+
     /// Whether the dispatcher is behind is read from the store's clock, not the system's: a
     /// job due by the injected clock (a year the system clock has not reached) that has waited
     /// 20 ms by its monotonic time makes the dispatcher behind.
