@@ -4,7 +4,7 @@
 //! N alerts labelled like a node-exporter fleet (`alertname`, `instance`, `job`, `severity`, a
 //! `summary` annotation, and the runner's `bench_id`) go to 10 instant webhook targets. They are
 //! primed once, in 1 000-alert POSTs from 8 connections, until every target has all of them;
-//! then the same alerts are re-sent, with `endsAt` four minutes ahead as Prometheus sets it, in
+//! then the same alerts are re-sent, with `endsAt` four minutes ahead as Prometheus sets it ([`lead`]), in
 //! 1 000-alert POSTs from 8 connections for 20 s. A re-send changes nothing a target sees, so the
 //! figures are how many it absorbs per second, the p99 of a POST, the memory it holds (after
 //! priming and after the re-sends), the deliveries the re-sends caused (which must be none), and
@@ -101,11 +101,24 @@ impl S5 {
     }
 }
 
+/// How far ahead each alert's `endsAt` is set (its lead): four minutes, as Prometheus sets it
+/// with its defaults. Prometheus re-sends every firing alert each minute, so an alert never
+/// outlives its lead; this runner sends each alert once while it primes, and priming a million
+/// alerts (ten million deliveries) takes longer than four minutes here, so above 100 000
+/// alerts the lead is 30 minutes, as a Prometheus with a longer evaluation interval sets it.
+/// The re-sends keep the same lead, so either way they change nothing a target sees.
+fn lead(alerts: u64) -> chrono::Duration {
+    if alerts > 100_000 {
+        chrono::Duration::minutes(30)
+    } else {
+        chrono::Duration::minutes(4)
+    }
+}
+
 /// One POST's body: alerts `first..first + PER_POST` (bounded by `alerts`), as Prometheus sends
-/// them, starting at `starts_at` and ending four minutes from now.
+/// them, starting at `starts_at` and ending [`lead`] from now.
 fn body(first: u64, alerts: u64, starts_at: &str) -> Bytes {
-    let ends_at =
-        (Utc::now() + chrono::Duration::minutes(4)).to_rfc3339_opts(SecondsFormat::Millis, true);
+    let ends_at = (Utc::now() + lead(alerts)).to_rfc3339_opts(SecondsFormat::Millis, true);
     let mut out = String::with_capacity(260 * PER_POST as usize);
     out.push('[');
     for id in first..(first + PER_POST).min(alerts) {

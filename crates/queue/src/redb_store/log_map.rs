@@ -9,8 +9,8 @@
 //! - A target is a `u32` index into a table of names that only grows (the names the log has
 //!   ever held; a handful in practice), and every time is an `i64` of nanoseconds, so an entry
 //!   is 64 bytes and its key costs nothing beyond its group's.
-//! - A time outside what nanoseconds since 1970 can hold in an `i64` (before 1677 or after 2262)
-//!   cannot be packed; such an entry is kept whole in a small overflow map instead, so nothing
+//! - A time outside what nanoseconds since 1970 can hold in an `i64` (before 1677 or after 2262),
+//!   or a leap second, cannot be packed; such an entry is kept whole in a small overflow map instead, so nothing
 //!   is rounded or lost.
 //!
 //! Entries are handed out by value ([`CachedLog`]), decoded from their packed form, and written
@@ -43,7 +43,12 @@ const RESOLVED: u8 = 1;
 const HAS_END: u8 = 2;
 const HAS_DURABLE_END: u8 = 4;
 
+/// `None` for a time nanoseconds cannot hold, and for a leap second (chrono's sub-second
+/// nanoseconds of 1e9 and more), which nanoseconds since 1970 would turn into the next second.
 fn nanos(t: DateTime<Utc>) -> Option<i64> {
+    if t.timestamp_subsec_nanos() >= 1_000_000_000 {
+        return None;
+    }
     t.timestamp_nanos_opt()
 }
 

@@ -1276,6 +1276,76 @@ mod tests {
         assert_eq!(store.sweep(&plan, at(300)).await.unwrap().resolved, 1);
     }
 
+    /// At steady state the wake sleeps: an alert re-sent with the same lead has its end moved in
+    /// memory only, and the next pass wakes for that end, not for the one on disk.
+    #[tokio::test]
+    async fn the_wake_follows_the_ends_re_sends_keep_in_memory() {
+        let (store, _) = store_on_a_flaky_disk();
+        let target = TargetName::new("t").unwrap();
+        let plan = SweepPlan::new(vec![(target.clone(), None)], Duration::ZERO);
+        store
+            .enqueue_batch(vec![ending("Steady", 300)], at(0))
+            .await
+            .unwrap();
+        deliver(&store, at(1)).await;
+        assert_eq!(store.sweep(&plan, at(10)).await.unwrap().resolved, 0);
+        // Re-sent each minute with the same five-minute lead: kept in memory only.
+        for minute in 1..=4 {
+            let now = at(minute * 60);
+            assert_eq!(
+                store
+                    .enqueue_batch(vec![ending("Steady", minute * 60 + 300)], now)
+                    .await
+                    .unwrap(),
+                [Admitted::Duplicate]
+            );
+        }
+        assert_eq!(store.sweep(&plan, at(301)).await.unwrap().resolved, 0);
+        let wake = store
+            .shared
+            .state()
+            .unwrap()
+            .sweep_wake
+            .as_ref()
+            .and_then(|w| w.at);
+        assert_eq!(
+            wake,
+            Some(at(540)),
+            "the end the re-sends gave, past the one on disk"
+        );
+        // A re-send that brings the end back (still after the one on disk) wakes it sooner.
+        store
+            .enqueue_batch(vec![ending("Steady", 320)], at(305))
+            .await
+            .unwrap();
+        assert_eq!(store.sweep(&plan, at(321)).await.unwrap().resolved, 1);
+    }
+
+    /// A batch that holds an alert twice with another state of it between them stores the
+    /// alert once: the middle state supersedes the first job, and the last refers to the body
+    /// again, which must still be there when its job is leased.
+    #[tokio::test]
+    async fn a_body_a_group_releases_and_takes_again_stays() {
+        let (store, _) = store_on_a_flaky_disk();
+        let restarted = {
+            let labels: Labels = [("alertname".to_owned(), "Flap".to_owned())].into();
+            let alert = Alert::build(labels, Annotations::new(), at(10), Some(at(300)), None);
+            Admission::new(
+                TargetName::new("t").unwrap(),
+                EnrichedAlert::new(alert.unwrap()),
+                None,
+            )
+        };
+        let first = ending("Flap", 300);
+        store
+            .enqueue_batch(vec![first.clone(), restarted, first.clone()], at(1))
+            .await
+            .unwrap();
+        let delivered = deliver(&store, at(2)).await;
+        assert_eq!(delivered.len(), 1);
+        assert_eq!(delivered[0].alert.alert.starts_at(), at(0));
+    }
+
     /// The wake holds for the plan it was computed under: a pass under another plan scans.
     #[tokio::test]
     async fn a_sweep_under_a_changed_plan_scans_the_log() {

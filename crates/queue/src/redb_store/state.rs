@@ -158,6 +158,12 @@ pub(super) struct State {
     pub(super) targets: BTreeMap<TargetName, KnownTarget>,
     /// When a sweep can next find work in the log; `None` until a pass has scanned it.
     pub(super) sweep_wake: Option<SweepWake>,
+    /// The earliest end a re-send kept in memory gave an entry since the writer began planning
+    /// its current group ([`State::take_repeats`]): a sweep in that group scanned before such a
+    /// move, and the wake it applies after its commit must not forget it.
+    pub(super) repeats_low: Option<DateTime<Utc>>,
+    /// Bodies released while a group is applied, tidied once it is ([`State::with_bodies_held`]).
+    held_bodies: Option<Vec<u64>>,
 }
 
 /// The earliest instant at which a sweep pass under this plan can find work in the log: the
@@ -174,15 +180,13 @@ pub(super) struct SweepWake {
 }
 
 impl SweepWake {
-    /// When `cached` can first be due for the sweep. A re-send kept in memory only
-    /// ([`State::take_repeats`]) may move an entry's end earlier, but never before the end the
-    /// database holds, so the earlier of the two ends is taken and such moves need not wake it.
+    /// When `cached` can first be due for the sweep.
     pub(super) fn due(&self, target: &TargetName, cached: &CachedLog) -> Option<DateTime<Utc>> {
-        let mut entry = cached.entry.clone();
-        if let (Some(ends_at), Some(durable)) = (entry.ends_at, cached.durable_ends_at) {
-            entry.ends_at = Some(ends_at.min(durable));
-        }
-        alert_core::sweep_due(&entry, self.targets.get(target).copied(), self.retention)
+        alert_core::sweep_due(
+            &cached.entry,
+            self.targets.get(target).copied(),
+            self.retention,
+        )
     }
 
     /// Brings the wake forward to `due`.
@@ -518,30 +522,51 @@ impl State {
         if let Some(b) = self.bodies.get_mut(&body) {
             b.logs = b.logs.saturating_sub(1);
         }
-        self.drop_body_if_unused(body);
+        self.tidy_body_later(body);
     }
 
     /// Drops a job's reference to `body`: with the last job its alert leaves memory.
     fn release_job_body(&mut self, body: u64) {
         if let Some(b) = self.bodies.get_mut(&body) {
             b.jobs = b.jobs.saturating_sub(1);
-            if b.jobs == 0 {
-                b.alert = None;
-            }
         }
-        self.drop_body_if_unused(body);
+        self.tidy_body_later(body);
     }
 
-    /// The last reference removes a body, here and (with the next commit) on disk.
-    fn drop_body_if_unused(&mut self, body: u64) {
-        if self
-            .bodies
-            .get(&body)
-            .is_some_and(|b| b.jobs == 0 && b.logs == 0)
-        {
+    fn tidy_body_later(&mut self, body: u64) {
+        match &mut self.held_bodies {
+            Some(held) => held.push(body),
+            None => self.tidy_body(body),
+        }
+    }
+
+    /// With no job left the alert leaves memory; with no reference at all the body goes, here
+    /// and (with the next commit) on disk.
+    fn tidy_body(&mut self, body: u64) {
+        let Some(b) = self.bodies.get_mut(&body) else {
+            return;
+        };
+        if b.jobs == 0 {
+            b.alert = None;
+        }
+        if b.jobs == 0 && b.logs == 0 {
             self.bodies.remove(&body);
             crate::lanes::shrink_if_sparse(&mut self.bodies);
             self.dirty_bodies.push(body);
+        }
+    }
+
+    /// Runs `apply` with the bodies whose references it releases held until it is done. A
+    /// group's effects may release a body's last reference before a later effect takes a new
+    /// one (a batch that holds the same alert twice, with another state of it between them,
+    /// makes one body that the middle state supersedes and the last one refers to again): the
+    /// body must outlive the group's passing zero.
+    pub(super) fn with_bodies_held(&mut self, apply: impl FnOnce(&mut Self)) {
+        let outer = self.held_bodies.replace(Vec::new());
+        apply(self);
+        let held = std::mem::replace(&mut self.held_bodies, outer).unwrap_or_default();
+        for body in held {
+            self.tidy_body_later(body);
         }
     }
 
@@ -610,6 +635,7 @@ impl State {
             )
         };
         let mut moved: Vec<(usize, Option<DateTime<Utc>>)> = Vec::new();
+        let mut wake_at = DateTime::<Utc>::MAX_UTC;
         for (i, admission) in batch.iter().enumerate() {
             let verdict = self.log.update(&key(admission), |cached| {
                 match log_verdict(Some(&cached.entry), admission, now) {
@@ -619,6 +645,9 @@ impl State {
                     } if !cached.must_write(entry.ends_at, now) => {
                         moved.push((i, cached.entry.ends_at));
                         cached.entry.ends_at = entry.ends_at;
+                        // The entry's new end is the earliest it can be due (a resolve; an
+                        // expiry comes later): the sweep's wake must not be after it.
+                        wake_at = wake_at.min(entry.ends_at.unwrap_or(DateTime::<Utc>::MAX_UTC));
                         true
                     }
                     _ => false,
@@ -632,6 +661,12 @@ impl State {
                 }
                 return None;
             }
+        }
+        if !moved.is_empty() {
+            if let Some(wake) = &mut self.sweep_wake {
+                wake.lower(Some(wake_at));
+            }
+            self.repeats_low = Some(self.repeats_low.map_or(wake_at, |low| low.min(wake_at)));
         }
         Some(vec![Admitted::Duplicate; batch.len()])
     }

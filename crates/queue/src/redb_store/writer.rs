@@ -607,9 +607,11 @@ impl Group {
         state.next_job = self.next_job;
         state.next_body = self.next_body;
         state.dead_count = self.dead_count;
-        for effect in self.effects {
-            effect.apply(state);
-        }
+        state.with_bodies_held(|state| {
+            for effect in self.effects {
+                effect.apply(state);
+            }
+        });
     }
 }
 
@@ -637,7 +639,12 @@ impl Effect {
             Effect::Remove(id) => {
                 state.remove(id);
             }
-            Effect::SweepWake(wake) => state.sweep_wake = Some(wake),
+            Effect::SweepWake(mut wake) => {
+                // A re-send kept in memory while the pass was being committed may have moved an
+                // end before what the pass saw.
+                wake.lower(state.repeats_low.take());
+                state.sweep_wake = Some(wake);
+            }
         }
     }
 }
@@ -701,9 +708,12 @@ impl Group {
 impl Early {
     /// Applies the effects, in order, so lanes can lease the jobs at once.
     fn apply(&mut self, state: &mut State) {
-        for effect in std::mem::take(&mut self.effects) {
-            effect.apply(state);
-        }
+        let effects = std::mem::take(&mut self.effects);
+        state.with_bodies_held(|state| {
+            for effect in effects {
+                effect.apply(state);
+            }
+        });
     }
 
     /// Takes the effects back after the commit failed: the log entries and the pending jobs go
@@ -775,6 +785,8 @@ impl Shared {
     ) -> Result<(), JobStoreError> {
         let mut txn = self.begin_write(settle_durability())?;
         let mut state = self.state()?;
+        // What re-sends move from now on, while this group commits, a sweep in it cannot see.
+        state.repeats_low = None;
         state.flush_queued = false;
         state.planned += 1;
         let number = state.planned;
