@@ -357,6 +357,11 @@ async fn main() -> Result<()> {
             run.rss_peak,
             "MiB",
         ));
+        let mut cpu = Figure::new("S5", "server CPU per re-send", run.cpu_us_per_repeat, "µs");
+        if let Some(am) = &am {
+            cpu = cpu.baseline("Alertmanager", am.cpu_us_per_repeat);
+        }
+        figures.push(cpu);
         figures.push(Figure::new(
             "S5",
             "p99 of a 1 000-alert POST",

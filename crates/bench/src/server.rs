@@ -121,22 +121,7 @@ impl Alertpub {
             .find_map(|line| line.strip_prefix("Threads:"))
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or(0);
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // The command name (field 2) may hold spaces; the fields after its closing parenthesis
-        // are plain. utime and stime are fields 14 and 15, so 12th and 13th after it.
-        let rest = stat
-            .rsplit_once(')')
-            .context("malformed /proc/<pid>/stat")?
-            .1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = fields
-            .get(11..13)
-            .context("short /proc/<pid>/stat")?
-            .iter()
-            .map(|f| f.parse::<u64>().unwrap_or(0))
-            .sum();
-        #[allow(clippy::cast_precision_loss)] // ticks are far below 2^52
-        let cpu_seconds = ticks as f64 / clock_ticks_per_second();
+        let cpu_seconds = cpu_seconds(pid)?;
         Ok(Resources {
             peak_rss_kib,
             cpu_seconds,
@@ -190,6 +175,26 @@ impl Drop for Alertpub {
 }
 
 /// `CLK_TCK`, from `getconf` (no libc call); 100 on every Linux we run on.
+/// The user plus system CPU time process `pid` has used so far, in seconds.
+pub(crate) fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis
+    // are plain. utime and stime are fields 14 and 15, so 12th and 13th after it.
+    let rest = stat
+        .rsplit_once(')')
+        .context("malformed /proc/<pid>/stat")?
+        .1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .context("short /proc/<pid>/stat")?
+        .iter()
+        .map(|f| f.parse::<u64>().unwrap_or(0))
+        .sum();
+    #[allow(clippy::cast_precision_loss)] // ticks are far below 2^52
+    Ok(ticks as f64 / clock_ticks_per_second())
+}
+
 /// The resident set of process `pid` now (`VmRSS`), in KiB.
 pub(crate) fn rss_kib(pid: u32) -> Result<u64> {
     status_kib(pid, "VmRSS:")

@@ -95,7 +95,10 @@ pub(super) async fn ingest_items(
         health_strategy: HealthStrategy::PublishToAll,
         respect_circuit_breakers: false,
     };
-    let mut batch = Vec::new();
+    // An admission per alert and matching target: room for one per target, up to a bound, so
+    // the vector does not grow step by step as it fills.
+    let mut batch =
+        Vec::with_capacity(items.len().saturating_mul(targets.len().max(1)).min(16_384));
     let mut invalid = Vec::new();
     let (mut accepted, mut capped) = (0_usize, 0_u64);
     for (index, raw) in items.iter().enumerate() {
