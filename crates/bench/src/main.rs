@@ -735,8 +735,12 @@ async fn per_target_memory(bin: &Binary) -> Result<(f64, f64)> {
     for targets in [10_usize, 1_000] {
         let pool = MockPool::start(&vec![Behaviour::ok_after(0); targets]).await?;
         let server = Alertpub::start(bin, &config(&pool)).await?;
-        let idle = server::rss_kib(server.pid())?;
         let sender = Sender::new();
+        // Idle means after the startup probes: every target's health is known.
+        if !probed(&sender, &server, targets).await {
+            println!("  {targets} targets: not every startup probe was recorded within 60 s");
+        }
+        let idle = server::rss_kib(server.pid())?;
         let url = server.url("/api/v2/alerts");
         let client = sender.clone();
         let sent = load::concurrent(200, 8, SEND_TIMEOUT, move |id| {
@@ -763,6 +767,27 @@ async fn per_target_memory(bin: &Binary) -> Result<(f64, f64)> {
         per(measured[0].0, measured[1].0),
         per(measured[0].1, measured[1].1),
     ))
+}
+
+/// Waits (polling, at most 60 s) until the server has recorded a probe of each of its
+/// `targets`.
+async fn probed(sender: &Sender, server: &Alertpub, targets: usize) -> bool {
+    let url = server.url("/api/v1/targets");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Some(view) = sender.get_json(&url).await {
+            let known = view["targets"].as_array().map_or(0, |all| {
+                all.iter()
+                    .filter(|t| t["health"]["status"].as_str() != Some("unknown"))
+                    .count()
+            });
+            if known >= targets {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// S2's load against Alertmanager on its own 10 instant mocks: deliveries/s from the first send

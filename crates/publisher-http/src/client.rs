@@ -217,6 +217,11 @@ impl HttpClient {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
+        // HTTP/2 when the server offers it, else HTTP/1.1 (what hyper-rustls's builder sets for
+        // `enable_http1().enable_http2()`), set once here: every target's connector shares
+        // this configuration rather than holding a copy of its own.
+        let mut tls = tls;
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let tls = Arc::new(tls);
         Ok(Self {
             transport: Transport::Network(Box::new(Network {
@@ -367,12 +372,12 @@ fn pool(config: &ClientConfig, tls: &Arc<rustls::ClientConfig>) -> Pooled {
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(config.connect_timeout));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(rustls::ClientConfig::clone(tls))
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(LimitedConnector::new(http, config.max_connections_per_host));
+    // `https` and `http` URLs both, over the shared TLS configuration (its ALPN offers h2 and
+    // HTTP/1.1).
+    let https = HttpsConnector::from((
+        LimitedConnector::new(http, config.max_connections_per_host),
+        Arc::clone(tls),
+    ));
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(config.pool_idle_timeout)
         .pool_max_idle_per_host(config.pool_max_idle_per_host)
