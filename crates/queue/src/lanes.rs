@@ -313,6 +313,19 @@ pub(crate) fn queue_stats<'a>(
     }
 }
 
+/// Gives back a map's room once it is mostly empty. A map keeps the capacity of its peak: after
+/// a backlog (a fleet's first send of a million alerts, say) that is hundreds of MiB holding
+/// nothing. Shrinking to twice the length once it is under an eighth of the capacity costs each
+/// removal O(1), amortised.
+pub(crate) fn shrink_if_sparse<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher>(
+    map: &mut HashMap<K, V, S>,
+) {
+    let capacity = map.capacity();
+    if capacity > 1_024 && map.len() < capacity / 8 {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,18 +378,5 @@ mod tests {
         );
         index.leased(&target, cycle, now);
         assert!(!index.behind(now, Duration::ZERO));
-    }
-}
-
-/// Gives back a map's room once it is mostly empty. A map keeps the capacity of its peak: after
-/// a backlog (a fleet's first send of a million alerts, say) that is hundreds of MiB holding
-/// nothing. Shrinking to twice the length once it is under an eighth of the capacity costs each
-/// removal O(1), amortised.
-pub(crate) fn shrink_if_sparse<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher>(
-    map: &mut HashMap<K, V, S>,
-) {
-    let capacity = map.capacity();
-    if capacity > 1_024 && map.len() < capacity / 8 {
-        map.shrink_to(map.len() * 2);
     }
 }
