@@ -221,12 +221,7 @@ impl Prober {
             target: target.to_owned(),
             message: error.to_string(),
         };
-        // A probe's connection is not kept: a target that is only probed then holds no idle
-        // connection (and its buffers) between probes, and each probe finds the target the way
-        // a first delivery would. (HTTP/2 drops the header; its connection is shared anyway.)
-        let mut request = HttpRequest::secret_url(Method::GET, &probe.url)
-            .and_then(|r| r.header("connection", "close"))
-            .map_err(invalid)?;
+        let mut request = HttpRequest::secret_url(Method::GET, &probe.url).map_err(invalid)?;
         for (name, value) in &probe.headers {
             request = request.secret_header(name, value).map_err(invalid)?;
         }
