@@ -207,6 +207,18 @@ impl Op {
         matches!(self, Self::Sweep { .. } | Self::DeadLetterTarget { .. })
     }
 
+    /// What the op does to live jobs, for keeping apart in groups what [`Early`] cannot carry:
+    /// fresh alerts go to the lanes before their group's fsync only when nothing in the group
+    /// removes or replaces a job, so an enqueue does not share a group with a dead-letter move,
+    /// a replay or a purge, and its deliveries never wait for the disk because of one.
+    fn class(&self) -> OpClass {
+        match self {
+            Self::Enqueue { .. } => OpClass::Accepts,
+            Self::DeadLetter { .. } | Self::Replay { .. } | Self::Purge { .. } => OpClass::Removes,
+            _ => OpClass::Neutral,
+        }
+    }
+
     /// The answer of an op that a failed group never got to.
     fn into_failed(self) -> Finish {
         match self {
@@ -272,6 +284,7 @@ pub(super) fn run(shared: &Shared, mut ops: mpsc::Receiver<Op>) {
         let solo = first.solo();
         let feed = Feed {
             first: Some(first),
+            class: None,
             more: (!solo).then_some(&mut ops),
             held: &mut held,
             taken: 0,
@@ -284,6 +297,7 @@ pub(super) fn run(shared: &Shared, mut ops: mpsc::Receiver<Op>) {
     shared.commit_group(
         Feed {
             first: None,
+            class: None,
             more: None,
             held: &mut held,
             taken: 0,
@@ -294,11 +308,22 @@ pub(super) fn run(shared: &Shared, mut ops: mpsc::Receiver<Op>) {
     );
 }
 
+/// See [`Op::class`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OpClass {
+    Accepts,
+    Removes,
+    Neutral,
+}
+
 /// The ops of one group: the first, then whatever is queued behind it, taken while the group is
 /// being planned, so the ops that arrive meanwhile share its commit too. A solo op ends the
-/// group and waits in `held` for a group of its own.
+/// group and waits in `held` for a group of its own, and so does an op whose class the group
+/// must not mix with its own ([`Op::class`]).
 pub(super) struct Feed<'a> {
     first: Option<Op>,
+    /// The class of the ops taken that is not neutral, if any.
+    class: Option<OpClass>,
     more: Option<&'a mut mpsc::Receiver<Op>>,
     held: &'a mut Option<Op>,
     taken: usize,
@@ -316,7 +341,12 @@ impl Iterator for Feed<'_> {
             Some(op) => op,
             None if self.taken >= GROUP_CAP => return None,
             None => match self.more.as_mut()?.try_recv() {
-                Ok(op) if op.solo() => {
+                Ok(op)
+                    if op.solo()
+                        || self
+                            .class
+                            .is_some_and(|c| c != op.class() && op.class() != OpClass::Neutral) =>
+                {
                     *self.held = Some(op);
                     self.more = None;
                     return None;
@@ -325,6 +355,9 @@ impl Iterator for Feed<'_> {
                 Err(_) => return None,
             },
         };
+        if op.class() != OpClass::Neutral {
+            self.class = Some(op.class());
+        }
         self.taken += 1;
         self.durable |= op.durable();
         Some(op)
@@ -1611,5 +1644,76 @@ impl Shared {
             g.effects.push(Effect::SetTarget(name, change));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enqueue() -> Op {
+        let (reply, _) = oneshot::channel();
+        Op::Enqueue {
+            batch: Arc::new(Vec::new()),
+            bodies: Vec::new(),
+            body_of: Vec::new(),
+            now: DateTime::<Utc>::UNIX_EPOCH,
+            reply,
+        }
+    }
+
+    fn dead_letter() -> Op {
+        let (reply, _) = oneshot::channel();
+        Op::DeadLetter {
+            job: JobId(1),
+            kind: TargetKind::Webhook,
+            reason: DeadReason::Exhausted,
+            error: None,
+            now: DateTime::<Utc>::UNIX_EPOCH,
+            reply,
+        }
+    }
+
+    /// Fresh alerts reach the lanes before their fsync only in a group that removes nothing, so
+    /// a dead-letter move queued between two enqueues starts a group of its own, and the
+    /// enqueue after it the next; a flush rides along with either.
+    #[test]
+    fn an_enqueue_and_a_dead_letter_move_are_never_in_one_group() {
+        let (sender, mut receiver) = mpsc::channel(8);
+        for op in [enqueue(), Op::Flush, dead_letter(), enqueue()] {
+            assert!(sender.try_send(op).is_ok());
+        }
+        let mut held = None;
+        let mut groups = Vec::new();
+        let mut first = Some(enqueue());
+        while let Some(op) = first.take() {
+            let feed = Feed {
+                first: Some(op),
+                class: None,
+                more: Some(&mut receiver),
+                held: &mut held,
+                taken: 0,
+                settled: 0,
+                durable: false,
+            };
+            let kinds: Vec<&str> = feed
+                .map(|op| match op {
+                    Op::Enqueue { .. } => "enqueue",
+                    Op::DeadLetter { .. } => "dead letter",
+                    Op::Flush => "flush",
+                    _ => "other",
+                })
+                .collect();
+            groups.push(kinds);
+            first = held.take().or_else(|| receiver.try_recv().ok());
+        }
+        assert_eq!(
+            groups,
+            [
+                vec!["enqueue", "enqueue", "flush"],
+                vec!["dead letter"],
+                vec!["enqueue"]
+            ]
+        );
     }
 }
