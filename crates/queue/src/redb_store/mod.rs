@@ -1176,8 +1176,12 @@ mod tests {
     }
 
     fn ending(name: &str, ends: i64) -> Admission {
+        between(name, 0, ends)
+    }
+
+    fn between(name: &str, starts: i64, ends: i64) -> Admission {
         let labels: Labels = [("alertname".to_owned(), name.to_owned())].into();
-        let alert = Alert::build(labels, Annotations::new(), at(0), Some(at(ends)), None);
+        let alert = Alert::build(labels, Annotations::new(), at(starts), Some(at(ends)), None);
         Admission::new(
             TargetName::new("t").unwrap(),
             EnrichedAlert::new(alert.unwrap()),
@@ -1327,15 +1331,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_a_group_releases_and_takes_again_stays() {
         let (store, _) = store_on_a_flaky_disk();
-        let restarted = {
-            let labels: Labels = [("alertname".to_owned(), "Flap".to_owned())].into();
-            let alert = Alert::build(labels, Annotations::new(), at(10), Some(at(300)), None);
-            Admission::new(
-                TargetName::new("t").unwrap(),
-                EnrichedAlert::new(alert.unwrap()),
-                None,
-            )
-        };
+        let restarted = between("Flap", 10, 300);
         let first = ending("Flap", 300);
         store
             .enqueue_batch(vec![first.clone(), restarted, first.clone()], at(1))

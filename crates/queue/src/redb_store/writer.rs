@@ -640,15 +640,21 @@ impl Group {
         state.next_job = self.next_job;
         state.next_body = self.next_body;
         state.dead_count = self.dead_count;
-        state.with_bodies_held(|state| {
-            for effect in self.effects {
-                effect.apply(state);
-            }
-        });
+        Effect::apply_all(self.effects, state);
     }
 }
 
 impl Effect {
+    /// Applies a group's effects in order, holding the bodies they release until all are
+    /// applied ([`State::with_bodies_held`]).
+    fn apply_all(effects: Vec<Effect>, state: &mut State) {
+        state.with_bodies_held(|state| {
+            for effect in effects {
+                effect.apply(state);
+            }
+        });
+    }
+
     /// Applies one effect to the state.
     fn apply(self, state: &mut State) {
         match self {
@@ -741,12 +747,7 @@ impl Group {
 impl Early {
     /// Applies the effects, in order, so lanes can lease the jobs at once.
     fn apply(&mut self, state: &mut State) {
-        let effects = std::mem::take(&mut self.effects);
-        state.with_bodies_held(|state| {
-            for effect in effects {
-                effect.apply(state);
-            }
-        });
+        Effect::apply_all(std::mem::take(&mut self.effects), state);
     }
 
     /// Takes the effects back after the commit failed: the log entries and the pending jobs go
@@ -825,9 +826,11 @@ impl Shared {
         let number = state.planned;
         let sync = std::mem::take(&mut state.sync_wanted);
         let dirty_jobs: Vec<JobId> = state.dirty_jobs.drain().collect();
-        if state.dirty_jobs.capacity() > 1_024 {
-            // A backlog's room, given back (see `crate::lanes::shrink_if_sparse`).
-            state.dirty_jobs.shrink_to(0);
+        if state.dirty_jobs.capacity() > 1_024 && dirty_jobs.len() < state.dirty_jobs.capacity() / 8
+        {
+            // A backlog's room, given back once groups carry far fewer settlements (as
+            // `crate::lanes::shrink_if_sparse` does), so a steady load does not regrow it.
+            state.dirty_jobs.shrink_to(dirty_jobs.len() * 2);
         }
         let dirty_bodies = std::mem::take(&mut state.dirty_bodies);
         ops.settled = dirty_jobs.len();
