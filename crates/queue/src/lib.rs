@@ -65,11 +65,9 @@
 //! # }
 //! ```
 
-mod lanes;
 mod memory;
+mod model;
 mod redb_store;
-mod repeats;
-mod sweep;
 
 pub use memory::MemoryJobStore;
 /// The record decoders' fuzz entry point (feature `fuzzing`), not part of the API.

@@ -31,9 +31,8 @@ pub(crate) mod fuzzing;
 mod health;
 #[cfg(test)]
 mod health_tests;
-mod log_map;
+mod load;
 mod records;
-mod state;
 mod writer;
 
 use std::fmt;
@@ -46,9 +45,9 @@ use std::time::{Duration, Instant};
 
 use alert_core::{
     Admission, Admitted, BoxFuture, BrokenReason, DeadLetterFilter, DeadLetterId, DeadLetterPage,
-    DeadReason, Delivery, EnrichedAlert, Fingerprint, JobError, JobId, JobStore, JobStoreError,
-    Lease, LeasedJob, LogEntry, MessageRef, MessageRefStore, QueueStats, Reschedule, StoreHealth,
-    SweepPlan, SweepReport, TargetKind, TargetName,
+    DeadReason, EnrichedAlert, Fingerprint, JobError, JobId, JobStore, JobStoreError, Lease,
+    LogEntry, MessageRef, MessageRefStore, QueueStats, Reschedule, StoreHealth, SweepPlan,
+    SweepReport, TargetKind, TargetName,
 };
 use chrono::{DateTime, Utc};
 use redb::{
@@ -62,8 +61,8 @@ use self::records::{
     DEAD, MESSAGE_REFS, QUARANTINE, Quarantined, dead_id_floor, decode, read_dead, read_dead_head,
     storage,
 };
-use self::state::State;
 use self::writer::Op;
+use crate::model::State;
 
 /// How many reads of the dead-letter queue run at once. Each holds a thread of tokio's blocking
 /// pool for as long as it scans, and that pool is small and shared: the HTTP client resolves
@@ -272,7 +271,7 @@ impl RedbJobStore {
     #[must_use]
     pub fn with_clock(self, clock: Arc<dyn alert_core::Clock>) -> Self {
         if let Ok(mut state) = self.shared.state() {
-            state.index.clock = crate::lanes::StoreClock(clock);
+            state.index.clock = crate::model::lanes::StoreClock(clock);
         }
         self
     }
@@ -413,7 +412,7 @@ impl RedbJobStore {
         // A delivered alert's body is kept only in the database.
         let txn = self.shared.begin_read()?;
         let alerts = txn.open_table(records::ALERTS).map_err(storage)?;
-        let alert = state::read_alert(&alerts, body)?;
+        let alert = load::read_alert(&alerts, body)?;
         Ok(Some(EnrichedAlert::clone(&alert)))
     }
 
@@ -483,46 +482,10 @@ impl RedbJobStore {
         now: DateTime<Utc>,
     ) -> Result<Lease, JobStoreError> {
         let mut state = self.shared.state()?;
-        // Expired leases go back to the ready set; a superseded job whose lease expired is
-        // settled by the expiry and removed.
-        for id in state.expired(target, now) {
-            let job = &state.jobs[&id];
-            if job.superseded {
-                state.settle_remove(id);
-            } else {
-                // The lane may have sent the job before it lost the lease, so the attempt counts.
-                let (due, attempts) = (job.due, job.attempts.saturating_add(1));
-                state.requeue(id, due, attempts);
-            }
-        }
+        let lease = state.lease(target, n, ttl, now);
+        // Expired leases may have settled superseded jobs.
         self.wake_writer(&mut state);
-        let until = chrono::Duration::from_std(ttl)
-            .ok()
-            .and_then(|ttl| now.checked_add_signed(ttl))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        let (picked, cycle) = state.pick(target, n, now);
-        let mut jobs = Vec::with_capacity(picked.len());
-        for id in picked {
-            let job = &state.jobs[&id];
-            let alert = state.alert(job.body).ok_or_else(|| {
-                JobStoreError::Storage(format!("the alert of job {id} is missing"))
-            })?;
-            jobs.push(LeasedJob::new(
-                id,
-                job.target.clone(),
-                Arc::clone(alert),
-                job.status,
-                Delivery::new(job.sequence, job.attempts.saturating_add(1)),
-                job.priority,
-                job.enqueued_at,
-            ));
-            state.mark_leased(id, until);
-        }
-        state.index.leased(target, cycle, now);
-        Ok(Lease {
-            jobs,
-            next_due: state.next_due(target, now),
-        })
+        lease
     }
 
     /// Settles a job in memory: rescheduled with `how`, or acked with `None`. The writer
@@ -540,28 +503,7 @@ impl RedbJobStore {
         // Even a job already gone waits for the next group: its removal may not be on disk yet.
         state.sync_wanted |= how.is_none();
         let next_group = state.planned + 1;
-        let Some(job) = state.jobs.get(&id) else {
-            self.wake_writer(&mut state);
-            return Ok(next_group);
-        };
-        match how {
-            Some(how) if !job.superseded => {
-                let attempts = if how.consume_attempt {
-                    job.attempts.saturating_add(1)
-                } else {
-                    job.attempts
-                };
-                state.requeue(id, how.not_before, attempts);
-                if let Some(job) = state.jobs.get_mut(&id)
-                    && how.error.is_some()
-                {
-                    job.last_error = how.error;
-                }
-                state.dirty_jobs.insert(id);
-            }
-            // Acked, or superseded while in flight: its newer state is already queued.
-            _ => state.settle_remove(id),
-        }
+        state.settle(id, how);
         self.wake_writer(&mut state);
         Ok(next_group)
     }
@@ -763,7 +705,8 @@ impl JobStore for RedbJobStore {
             }
             // The distinct alerts are found and encoded here, on the caller's task, so the
             // writer (one thread for the whole store) does not spend its time on it.
-            let (bodies, body_of) = writer::prepare(&batch)?;
+            let (bodies, body_of) =
+                crate::model::plan::prepare(&batch, Some(records::encode_alert))?;
             let batch = Arc::new(batch);
             let mine = Arc::clone(&batch);
             let answer = self
@@ -1189,7 +1132,7 @@ mod tests {
         )
     }
 
-    async fn deliver(store: &RedbJobStore, now: DateTime<Utc>) -> Vec<LeasedJob> {
+    async fn deliver(store: &RedbJobStore, now: DateTime<Utc>) -> Vec<alert_core::LeasedJob> {
         let target = TargetName::new("t").unwrap();
         let lease = store
             .lease(&target, 10, Duration::from_secs(30), now)
@@ -1487,7 +1430,7 @@ mod tests {
         let mut woken = new_jobs(&store);
         let target = TargetName::new("t").unwrap();
         let ttl = Duration::from_secs(60);
-        let name = |job: &LeasedJob| job.alert.alert.name().unwrap().to_owned();
+        let name = |job: &alert_core::LeasedJob| job.alert.alert.name().unwrap().to_owned();
         store
             .enqueue_batch(vec![admission("Before")], at(0))
             .await
@@ -1613,7 +1556,7 @@ mod tests {
             .await
             .unwrap();
         let jobs = store.lease(&target, 10, ttl, at(1)).await.unwrap().jobs;
-        let name = |job: &LeasedJob| job.alert.alert.name().unwrap().to_owned();
+        let name = |job: &alert_core::LeasedJob| job.alert.alert.name().unwrap().to_owned();
         assert_eq!(jobs.iter().map(name).collect::<Vec<_>>(), ["A", "B"]);
 
         // A healthy disk: the ack is answered once a durable commit carried it.

@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
-/// Live jobs by id: a [`StoredJob`] as JSON. The alert is not in the record: it is in [`ALERTS`],
+use crate::model::Job;
+
+/// Live jobs by id: a job record ([`encode_job`]). The alert is not in the record: it is in [`ALERTS`],
 /// stored once for every job and log entry of an ingest batch that carries it.
 pub(super) const JOBS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("queue_jobs");
 /// Alert bodies by their id: a [`StoredAlert`] as JSON. A body is removed once no job and no log
@@ -55,26 +57,13 @@ pub(super) const CLOSED_CLEANLY: &str = "closed_cleanly";
 /// holding them is refused rather than silently ignored.
 pub(super) const LEGACY_TABLES: [&str; 2] = ["jobs", "notification_log"];
 
-/// One live job as the jobs table holds it, in the binary form of [`StoredJob::encode`]. Leases
-/// are not stored: a restart forgets them.
+/// A job decoded from the jobs table; `status_kept` is false for a record of the first
+/// format, which did not keep the job's status: the store then takes its alert's status when it
+/// was enqueued, which is what ingest decided then.
 #[derive(Debug)]
-pub(super) struct StoredJob {
-    pub(super) target: TargetName,
-    pub(super) fingerprint: Fingerprint,
-    /// The id of its alert in [`ALERTS`].
-    pub(super) body: u64,
-    pub(super) sequence: u64,
-    /// Attempts consumed so far.
-    pub(super) attempts: u32,
-    pub(super) priority: Priority,
-    /// The state it was made for. `None` only for a record of the first format, which did not
-    /// keep it: the store then takes its alert's status when it was enqueued, which is what
-    /// ingest decided then.
-    pub(super) status: Option<AlertStatus>,
-    pub(super) enqueued_at: DateTime<Utc>,
-    /// When it may be leased.
-    pub(super) due: DateTime<Utc>,
-    pub(super) last_error: Option<JobError>,
+pub(crate) struct DecodedJob {
+    pub(crate) job: Job,
+    pub(crate) status_kept: bool,
 }
 
 /// The first byte of every binary record, so a later format can be told apart.
@@ -82,81 +71,83 @@ const RECORD_V1: u8 = 1;
 /// The first byte of a job record that keeps the job's status after its priority.
 const RECORD_V2: u8 = 2;
 
-impl StoredJob {
-    /// A compact binary form: every job is written once at ingest and again at each
-    /// settlement, so this is on the hot path, and JSON (with its text timestamps) cost more
-    /// than the rest of the write. The rare last error stays JSON, at the end.
-    pub(super) fn encode(&self) -> Result<Vec<u8>, JobStoreError> {
-        let mut out = Vec::with_capacity(64 + self.target.as_str().len());
-        out.push(RECORD_V2);
-        put_str(&mut out, self.target.as_str())?;
-        out.extend_from_slice(&self.fingerprint.as_u64().to_le_bytes());
-        out.extend_from_slice(&self.body.to_le_bytes());
-        out.extend_from_slice(&self.sequence.to_le_bytes());
-        out.extend_from_slice(&self.attempts.to_le_bytes());
-        out.push(match self.priority {
-            Priority::High => 0,
-            Priority::Medium => 1,
-            Priority::Low => 2,
-        });
-        out.push(match self.status {
-            Some(AlertStatus::Firing) => 0,
-            Some(AlertStatus::Resolved) => 1,
-            None => 2,
-        });
-        put_time(&mut out, self.enqueued_at);
-        put_time(&mut out, self.due);
-        if let Some(error) = &self.last_error {
-            out.extend_from_slice(&encode(error)?);
-        }
-        Ok(out)
+/// A compact binary form of a live job (leases are not stored: a restart forgets them). Every job is written once at ingest and again at each
+/// settlement, so this is on the hot path, and JSON (with its text timestamps) cost more than
+/// the rest of the write. The rare last error stays JSON, at the end.
+pub(crate) fn encode_job(job: &Job) -> Result<Vec<u8>, JobStoreError> {
+    let mut out = Vec::with_capacity(64 + job.target.as_str().len());
+    out.push(RECORD_V2);
+    put_str(&mut out, job.target.as_str())?;
+    out.extend_from_slice(&job.fingerprint.as_u64().to_le_bytes());
+    out.extend_from_slice(&job.body.to_le_bytes());
+    out.extend_from_slice(&job.sequence.to_le_bytes());
+    out.extend_from_slice(&job.attempts.to_le_bytes());
+    out.push(match job.priority {
+        Priority::High => 0,
+        Priority::Medium => 1,
+        Priority::Low => 2,
+    });
+    out.push(match job.status {
+        AlertStatus::Firing => 0,
+        AlertStatus::Resolved => 1,
+    });
+    put_time(&mut out, job.enqueued_at);
+    put_time(&mut out, job.due);
+    if let Some(error) = &job.last_error {
+        out.extend_from_slice(&encode(error)?);
     }
+    Ok(out)
+}
 
-    pub(super) fn decode(bytes: &[u8]) -> Result<Self, JobStoreError> {
-        let mut r = Reader::new(bytes)?;
-        let target = TargetName::new(r.str()?)
-            .map_err(|e| JobStoreError::Storage(format!("a stored target name is invalid: {e}")))?;
-        let fingerprint = Fingerprint::from_u64(r.u64()?);
-        let body = r.u64()?;
-        let sequence = r.u64()?;
-        let attempts = r.u32()?;
-        let priority = match r.u8()? {
-            0 => Priority::High,
-            1 => Priority::Medium,
-            2 => Priority::Low,
-            other => return Err(unreadable(&format!("priority {other}"))),
-        };
-        let status = if r.1 == RECORD_V1 {
-            None
-        } else {
-            match r.u8()? {
-                0 => Some(AlertStatus::Firing),
-                1 => Some(AlertStatus::Resolved),
-                2 => None,
-                other => return Err(unreadable(&format!("status {other}"))),
-            }
-        };
-        let enqueued_at = r.time()?;
-        let due = r.time()?;
-        let rest = r.rest();
-        let last_error = if rest.is_empty() {
-            None
-        } else {
-            Some(decode(rest)?)
-        };
-        Ok(Self {
+pub(crate) fn decode_job(bytes: &[u8]) -> Result<DecodedJob, JobStoreError> {
+    let mut r = Reader::new(bytes)?;
+    let target = TargetName::new(r.str()?)
+        .map_err(|e| JobStoreError::Storage(format!("a stored target name is invalid: {e}")))?;
+    let fingerprint = Fingerprint::from_u64(r.u64()?);
+    let body = r.u64()?;
+    let sequence = r.u64()?;
+    let attempts = r.u32()?;
+    let priority = match r.u8()? {
+        0 => Priority::High,
+        1 => Priority::Medium,
+        2 => Priority::Low,
+        other => return Err(unreadable(&format!("priority {other}"))),
+    };
+    let status = if r.1 == RECORD_V1 {
+        None
+    } else {
+        match r.u8()? {
+            0 => Some(AlertStatus::Firing),
+            1 => Some(AlertStatus::Resolved),
+            2 => None,
+            other => return Err(unreadable(&format!("status {other}"))),
+        }
+    };
+    let enqueued_at = r.time()?;
+    let due = r.time()?;
+    let rest = r.rest();
+    let last_error = if rest.is_empty() {
+        None
+    } else {
+        Some(decode(rest)?)
+    };
+    Ok(DecodedJob {
+        status_kept: status.is_some(),
+        job: Job {
             target,
             fingerprint,
             body,
+            status: status.unwrap_or(AlertStatus::Firing),
             sequence,
             attempts,
             priority,
-            status,
             enqueued_at,
             due,
             last_error,
-        })
-    }
+            leased_until: None,
+            superseded: false,
+        },
+    })
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), JobStoreError> {
@@ -271,7 +262,7 @@ impl StoredLog {
         }
     }
 
-    /// A compact binary form, for the same reason as [`StoredJob::encode`]: ingest writes one
+    /// A compact binary form, for the same reason as [`encode_job`]: ingest writes one
     /// entry per admission.
     pub(super) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);

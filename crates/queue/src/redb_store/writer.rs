@@ -18,28 +18,29 @@
 //!   the dirty jobs (or removes those that are gone) before its ops, so they ride on whatever
 //!   commits next.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use alert_core::{
-    Admission, Admitted, AlertStatus, DeadLetter, DeadLetterId, DeadReason, EnrichedAlert,
-    Fingerprint, JobError, JobId, JobStoreError, LogDecision, LogEntry, LogVerdict, MessageRef,
-    Priority, SweepAction, SweepPlan, SweepReport, TargetKind, TargetName, log_verdict,
-    sweep_action,
+    Admission, Admitted, DeadLetter, DeadLetterId, DeadReason, EnrichedAlert, Fingerprint,
+    JobError, JobId, JobStoreError, MessageRef, SweepPlan, SweepReport, TargetKind, TargetName,
 };
 use chrono::{DateTime, Utc};
 use redb::{ReadableTable, Table, TableHandle, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
+use super::load::{put_quarantined, read_alert};
 use super::records::{
     ALERTS, CLOSED_CLEANLY, DEAD, JOBS, LOG, MESSAGE_REFS, META, NEXT_BODY, NEXT_JOB, QUARANTINE,
-    StoredDeadLetter, StoredLog, TARGETS, encode, encode_alert, read_dead, read_dead_head, storage,
+    StoredDeadLetter, StoredLog, TARGETS, encode, encode_alert, encode_job, read_dead,
+    read_dead_head, storage,
 };
-use super::state::{CachedLog, JobMeta, Key, Slot, State, SweepWake, put_quarantined, read_alert};
 use super::{SETTLE_GATHER, Shared, ingest_durability, settle_durability};
-use crate::sweep::{JobView, KnownTarget, doomed, kind_of, removal_due, sweep_job, track_targets};
+use crate::model::ops::Planner;
+use crate::model::plan::{DeadRead, Group, Oldest, Planned2, Prepared, Tables};
+use crate::model::state::{CachedLog, Job, Key, State};
+use crate::model::sweep::KnownTarget;
 
 /// At most this many ops share one commit, which bounds how long a group holds the state.
 const GROUP_CAP: usize = 256;
@@ -133,43 +134,6 @@ pub(super) enum Op {
     QuarantineDead {
         id: DeadLetterId,
     },
-}
-
-/// One distinct alert of an ingest batch, prepared by the caller (off the writer thread): the
-/// encoding of its body and its priority when firing.
-pub(super) struct Prepared {
-    alert: Arc<EnrichedAlert>,
-    encoded: Vec<u8>,
-    firing_priority: Priority,
-}
-
-/// Finds the batch's distinct alerts and encodes each once. Returns them and, for each
-/// admission, the index of its alert.
-pub(super) fn prepare(batch: &[Admission]) -> Result<(Vec<Prepared>, Vec<usize>), JobStoreError> {
-    let mut bodies: Vec<Prepared> = Vec::new();
-    let mut body_of = Vec::with_capacity(batch.len());
-    for admission in batch {
-        let alert = &admission.alert;
-        // Ingest shares one alert between its targets' admissions, so the pointer usually
-        // settles it.
-        let found = bodies.iter().position(|p| {
-            Arc::ptr_eq(&p.alert, alert)
-                || (p.alert.alert.fingerprint() == alert.alert.fingerprint() && p.alert == *alert)
-        });
-        let index = match found {
-            Some(index) => index,
-            None => {
-                bodies.push(Prepared {
-                    encoded: encode_alert(alert)?,
-                    firing_priority: Priority::of(alert, AlertStatus::Firing),
-                    alert: Arc::clone(alert),
-                });
-                bodies.len() - 1
-            }
-        };
-        body_of.push(index);
-    }
-    Ok((bodies, body_of))
 }
 
 /// Sends an op's answer once the group's fate is known: the op's own answer when the group
@@ -365,7 +329,7 @@ impl Iterator for Feed<'_> {
 }
 
 /// The tables a group writes, opened once per group.
-struct Tables<'t> {
+struct RedbTables<'t> {
     jobs: Table<'t, u64, &'static [u8]>,
     alerts: Table<'t, u64, &'static [u8]>,
     log: Table<'t, (u64, &'static str), &'static [u8]>,
@@ -376,7 +340,7 @@ struct Tables<'t> {
     targets: Table<'t, &'static str, &'static [u8]>,
 }
 
-impl<'t> Tables<'t> {
+impl<'t> RedbTables<'t> {
     fn open(txn: &'t WriteTransaction) -> Result<Self, JobStoreError> {
         Ok(Self {
             jobs: txn.open_table(JOBS).map_err(storage)?,
@@ -392,25 +356,52 @@ impl<'t> Tables<'t> {
 
     /// Moves the dead letter `id`, whose record `bytes` could not be read (`why`), to the
     /// quarantine.
+    /// (The caller counts it: one dead letter fewer, one record more in the quarantine.)
     fn quarantine_dead(
         &mut self,
-        g: &mut Group,
         id: &str,
         bytes: Vec<u8>,
         why: &JobStoreError,
     ) -> Result<(), JobStoreError> {
         self.dead.remove(id).map_err(storage)?;
         put_quarantined(&mut self.quarantine, DEAD.name(), id, bytes, why)?;
-        g.dead_count = g.dead_count.saturating_sub(1);
-        g.quarantined += 1;
+        Ok(())
+    }
+}
+
+impl Tables for RedbTables<'_> {
+    fn put_job(&mut self, id: JobId, job: &Job) -> Result<(), JobStoreError> {
+        self.jobs
+            .insert(id.0, encode_job(job)?.as_slice())
+            .map_err(storage)?;
         Ok(())
     }
 
-    fn put_job(&mut self, id: JobId, job: &JobMeta) -> Result<(), JobStoreError> {
-        self.jobs
-            .insert(id.0, job.record().encode()?.as_slice())
-            .map_err(storage)?;
+    fn remove_job(&mut self, id: JobId) -> Result<(), JobStoreError> {
+        self.jobs.remove(id.0).map_err(storage)?;
         Ok(())
+    }
+
+    fn put_body(
+        &mut self,
+        id: u64,
+        alert: &Arc<EnrichedAlert>,
+        encoded: Option<&[u8]>,
+    ) -> Result<(), JobStoreError> {
+        let owned;
+        let encoded = match encoded {
+            Some(encoded) => encoded,
+            None => {
+                owned = encode_alert(alert)?;
+                &owned
+            }
+        };
+        self.alerts.insert(id, encoded).map_err(storage)?;
+        Ok(())
+    }
+
+    fn read_body(&mut self, id: u64) -> Result<Arc<EnrichedAlert>, JobStoreError> {
+        read_alert(&self.alerts, id)
     }
 
     fn put_log(&mut self, key: &Key, cached: &CachedLog) -> Result<(), JobStoreError> {
@@ -420,367 +411,89 @@ impl<'t> Tables<'t> {
             .map_err(storage)?;
         Ok(())
     }
-}
 
-/// What a group changes in the state, applied in order once its commit succeeded.
-enum Effect {
-    InsertBody(u64, Arc<EnrichedAlert>),
-    SetLog(Key, CachedLog),
-    RemoveLog(Key),
-    /// Records a target the sweep saw (`Some`), or forgets it (`None`).
-    SetTarget(TargetName, Option<KnownTarget>),
-    Insert(JobId, JobMeta),
-    /// A newer state replaced this job: a pending one is removed, a leased one is marked and
-    /// removed when its lane settles it. Which it is is decided when the effect is applied,
-    /// since a lane may have leased or put back the job while the group was being committed.
-    Supersede(JobId),
-    /// The job went to the dead-letter queue (or was dropped); the commit removed its record.
-    Remove(JobId),
-    /// A sweep scanned the log: when the next pass can find work there.
-    SweepWake(SweepWake),
-}
-
-/// One (target, fingerprint) as a group sees it while it is being planned.
-#[derive(Clone, Copy)]
-struct Planned {
-    slot: Slot,
-    /// Whether the slot's leased job has already been superseded.
-    leased_superseded: bool,
-}
-
-/// A group's view: the state as it will be once the ops planned so far are applied.
-struct Group {
-    slots: HashMap<Key, Planned>,
-    logs: HashMap<Key, Option<CachedLog>>,
-    /// Jobs this group removed (dead-lettered or superseded while pending).
-    removed: HashSet<JobId>,
-    next_job: u64,
-    next_body: u64,
-    /// Live jobs once the group is applied.
-    live: u64,
-    /// The jobs the group added per target (its removals are not counted, which errs on the
-    /// side of the quota).
-    added_to: HashMap<TargetName, u64>,
-    /// Notification-log entries once the group is applied.
-    log_entries: u64,
-    dead_count: u64,
-    /// Dead letters dropped because the queue was at its cap.
-    evicted: u64,
-    /// Records moved to the quarantine.
-    quarantined: u64,
-    effects: Vec<Effect>,
-}
-
-impl Group {
-    fn new(state: &State) -> Self {
-        Self {
-            slots: HashMap::new(),
-            logs: HashMap::new(),
-            removed: HashSet::new(),
-            next_job: state.next_job,
-            next_body: state.next_body,
-            live: state.jobs.len() as u64,
-            added_to: HashMap::new(),
-            log_entries: state.log.len() as u64,
-            dead_count: state.dead_count,
-            evicted: 0,
-            quarantined: 0,
-            effects: Vec::new(),
-        }
-    }
-
-    fn log(&self, state: &State, key: &Key) -> Option<CachedLog> {
-        match self.logs.get(key) {
-            Some(planned) => planned.clone(),
-            None => state.log.get(key),
-        }
-    }
-
-    fn planned(&mut self, state: &State, key: &Key) -> &mut Planned {
-        self.slots.entry(key.clone()).or_insert_with(|| {
-            let slot = state.slot(key);
-            let leased_superseded = slot
-                .leased
-                .and_then(|id| state.jobs.get(&id))
-                .is_some_and(|j| j.superseded);
-            Planned {
-                slot,
-                leased_superseded,
-            }
-        })
-    }
-
-    fn set_log(
-        &mut self,
-        state: &State,
-        t: &mut Tables<'_>,
-        key: &Key,
-        cached: CachedLog,
-    ) -> Result<(), JobStoreError> {
-        t.put_log(key, &cached)?;
-        if self.log(state, key).is_none() {
-            self.log_entries += 1;
-        }
-        self.logs.insert(key.clone(), Some(cached.clone()));
-        self.effects.push(Effect::SetLog(key.clone(), cached));
+    fn remove_log(&mut self, key: &Key) -> Result<(), JobStoreError> {
+        self.log
+            .remove((key.1.as_u64(), key.0.as_str()))
+            .map_err(storage)?;
         Ok(())
     }
 
-    /// Changes a log entry in memory only: a re-send whose move of `endsAt` need not be written.
-    fn keep_log(&mut self, key: &Key, cached: CachedLog) {
-        self.logs.insert(key.clone(), Some(cached.clone()));
-        self.effects.push(Effect::SetLog(key.clone(), cached));
-    }
-
-    /// Stores a new alert body; the caller makes the references to it.
-    fn new_body(
+    fn put_target(
         &mut self,
-        t: &mut Tables<'_>,
-        alert: Arc<EnrichedAlert>,
-    ) -> Result<u64, JobStoreError> {
-        let encoded = encode_alert(&alert)?;
-        self.store_body(t, alert, &encoded)
-    }
-
-    /// Stores a new alert body, already encoded.
-    fn store_body(
-        &mut self,
-        t: &mut Tables<'_>,
-        alert: Arc<EnrichedAlert>,
-        encoded: &[u8],
-    ) -> Result<u64, JobStoreError> {
-        self.next_body += 1;
-        let id = self.next_body;
-        t.alerts.insert(id, encoded).map_err(storage)?;
-        self.effects.push(Effect::InsertBody(id, alert));
-        Ok(id)
-    }
-
-    /// Makes a pending job of `key`, due now, superseding the live job of the key as
-    /// `enqueue_batch` does. Returns its id and the job it superseded.
-    #[allow(clippy::too_many_arguments)]
-    fn new_job(
-        &mut self,
-        state: &State,
-        t: &mut Tables<'_>,
-        key: &Key,
-        body: u64,
-        status: AlertStatus,
-        sequence: u64,
-        priority: Priority,
-        now: DateTime<Utc>,
-    ) -> Result<(JobId, Option<JobId>), JobStoreError> {
-        self.next_job += 1;
-        let id = JobId(self.next_job);
-        let planned = self.planned(state, key);
-        let mut replaced_pending = None;
-        let superseded = if let Some(old) = planned.slot.pending {
-            replaced_pending = Some(old);
-            Some(old)
-        } else if let Some(old) = planned.slot.leased
-            && !planned.leased_superseded
-        {
-            // It stays until its lane settles it, and this job waits for that.
-            planned.leased_superseded = true;
-            Some(old)
-        } else {
-            None
-        };
-        planned.slot.pending = Some(id);
-        match replaced_pending {
-            Some(old) => {
-                t.jobs.remove(old.0).map_err(storage)?;
-                self.removed.insert(old);
+        name: &TargetName,
+        record: Option<&KnownTarget>,
+    ) -> Result<(), JobStoreError> {
+        match record {
+            Some(record) => {
+                self.targets
+                    .insert(name.as_str(), encode(record)?.as_slice())
+                    .map_err(storage)?;
             }
-            // Replacing a pending job does not grow the queue; anything else does.
             None => {
-                self.live += 1;
-                *self.added_to.entry(key.0.clone()).or_default() += 1;
+                self.targets.remove(name.as_str()).map_err(storage)?;
             }
         }
-        if let Some(old) = superseded {
-            self.effects.push(Effect::Supersede(old));
-        }
-        let job = JobMeta {
-            target: key.0.clone(),
-            fingerprint: key.1,
-            body,
-            status,
-            sequence,
-            attempts: 0,
-            priority,
-            enqueued_at: now,
-            due: now,
-            last_error: None,
-            leased_until: None,
-            superseded: false,
+        Ok(())
+    }
+
+    fn put_dead(&mut self, entry: &DeadLetter) -> Result<(), JobStoreError> {
+        self.dead
+            .insert(
+                entry.id.0.as_str(),
+                encode(&StoredDeadLetter::new(entry))?.as_slice(),
+            )
+            .map_err(storage)?;
+        Ok(())
+    }
+
+    fn has_dead(&mut self, id: &DeadLetterId) -> Result<bool, JobStoreError> {
+        Ok(self.dead.get(id.0.as_str()).map_err(storage)?.is_some())
+    }
+
+    fn read_dead(&mut self, id: &DeadLetterId) -> Result<DeadRead, JobStoreError> {
+        let read = match self.dead.get(id.0.as_str()).map_err(storage)? {
+            Some(value) => read_dead(value.value()).map_err(|e| (value.value().to_vec(), e)),
+            None => return Ok(DeadRead::Missing),
         };
-        t.put_job(id, &job)?;
-        self.effects.push(Effect::Insert(id, job));
-        Ok((id, superseded))
+        match read {
+            Ok(entry) => Ok(DeadRead::Found(Box::new(entry))),
+            Err((bytes, e)) => {
+                self.quarantine_dead(&id.0, bytes, &e)?;
+                Ok(DeadRead::SetAside)
+            }
+        }
     }
 
-    /// Takes `job` out of its key's planned slot, as removing it does.
-    fn forget(&mut self, state: &State, key: &Key, job: JobId) {
-        let planned = self.planned(state, key);
-        if planned.slot.pending == Some(job) {
-            planned.slot.pending = None;
-        }
-        if planned.slot.leased == Some(job) {
-            planned.slot.leased = None;
-            planned.leased_superseded = false;
-        }
-        self.removed.insert(job);
-        self.live = self.live.saturating_sub(1);
-        self.effects.push(Effect::Remove(job));
+    fn remove_dead(&mut self, id: &DeadLetterId) -> Result<bool, JobStoreError> {
+        Ok(self.dead.remove(id.0.as_str()).map_err(storage)?.is_some())
     }
 
-    /// Applies the group to the state, after its commit.
-    fn apply(self, state: &mut State) {
-        state.next_job = self.next_job;
-        state.next_body = self.next_body;
-        state.dead_count = self.dead_count;
-        Effect::apply_all(self.effects, state);
+    fn oldest_dead(&mut self, with_time: bool) -> Result<Oldest, JobStoreError> {
+        let Some((key, first)) = self.dead.first().map_err(storage)? else {
+            return Ok(Oldest::None);
+        };
+        if !with_time {
+            return Ok(Oldest::Entry { dead_at: None });
+        }
+        match read_dead_head(first.value()) {
+            Ok(head) => Ok(Oldest::Entry {
+                dead_at: Some(head.dead_at),
+            }),
+            Err(e) => {
+                let (id, bytes) = (key.value().to_owned(), first.value().to_vec());
+                drop((key, first));
+                self.quarantine_dead(&id, bytes, &e)?;
+                Ok(Oldest::SetAside)
+            }
+        }
+    }
+
+    fn pop_oldest_dead(&mut self) -> Result<(), JobStoreError> {
+        self.dead.pop_first().map_err(storage)?;
+        Ok(())
     }
 }
-
-impl Effect {
-    /// Applies a group's effects in order, holding the bodies they release until all are
-    /// applied ([`State::with_bodies_held`]).
-    fn apply_all(effects: Vec<Effect>, state: &mut State) {
-        state.with_bodies_held(|state| {
-            for effect in effects {
-                effect.apply(state);
-            }
-        });
-    }
-
-    /// Applies one effect to the state.
-    fn apply(self, state: &mut State) {
-        match self {
-            Effect::InsertBody(id, alert) => state.insert_body(id, alert),
-            Effect::SetLog(key, cached) => state.set_log(key, cached),
-            Effect::RemoveLog(key) => state.remove_log(&key),
-            Effect::SetTarget(name, Some(record)) => {
-                state.targets.insert(name, record);
-            }
-            Effect::SetTarget(name, None) => {
-                state.targets.remove(&name);
-            }
-            Effect::Insert(id, job) => state.insert_job(id, job),
-            Effect::Supersede(id) => match state.jobs.get_mut(&id) {
-                Some(job) if job.leased_until.is_some() => job.superseded = true,
-                // Pending now: removed, and (should a lane have put it back since the
-                // group removed its record) removed on disk again by the next commit.
-                Some(_) => state.settle_remove(id),
-                None => {}
-            },
-            Effect::Remove(id) => {
-                state.remove(id);
-            }
-            Effect::SweepWake(mut wake) => {
-                // A re-send kept in memory while the pass was being committed may have moved an
-                // end before what the pass saw.
-                wake.lower(state.repeats_low.take());
-                state.sweep_wake = Some(wake);
-            }
-        }
-    }
-}
-
-/// The part of a group handed to the lanes before its commit's fsync: fresh alerts only, that
-/// is new bodies, log entries for keys that had none, and jobs of those bodies. Nothing in it
-/// replaces or removes anything, so a failed commit can take it all back (see [`Early::undo`]).
-/// A group that also supersedes, removes or rewrites something is applied only after its
-/// commit, as a whole.
-struct Early {
-    effects: Vec<Effect>,
-    logs: Vec<Key>,
-    jobs: Vec<JobId>,
-    targets: Vec<TargetName>,
-}
-
-impl Group {
-    /// Takes the group's effects out as an [`Early`] when all of them are fresh alerts' and
-    /// there is at least one job among them.
-    fn take_early(&mut self, state: &State) -> Option<Early> {
-        let fresh: HashSet<u64> = self
-            .effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::InsertBody(id, _) => Some(*id),
-                _ => None,
-            })
-            .collect();
-        let mut jobs = Vec::new();
-        let mut logs = Vec::new();
-        let mut targets: Vec<TargetName> = Vec::new();
-        for effect in &self.effects {
-            match effect {
-                Effect::InsertBody(..) => {}
-                Effect::SetLog(key, cached)
-                    if fresh.contains(&cached.body) && !state.log.contains_key(key) =>
-                {
-                    logs.push(key.clone());
-                }
-                Effect::Insert(id, job) if fresh.contains(&job.body) => {
-                    jobs.push(*id);
-                    if !targets.contains(&job.target) {
-                        targets.push(job.target.clone());
-                    }
-                }
-                _ => return None,
-            }
-        }
-        if jobs.is_empty() {
-            return None;
-        }
-        Some(Early {
-            effects: std::mem::take(&mut self.effects),
-            logs,
-            jobs,
-            targets,
-        })
-    }
-}
-
-impl Early {
-    /// Applies the effects, in order, so lanes can lease the jobs at once.
-    fn apply(&mut self, state: &mut State) {
-        Effect::apply_all(std::mem::take(&mut self.effects), state);
-    }
-
-    /// Takes the effects back after the commit failed: the log entries and the pending jobs go
-    /// (and with their last reference, the bodies). A job a lane holds is marked superseded, so
-    /// its settlement removes it; its id and its body's are then never handed out again, since
-    /// that lane will still settle it by id.
-    fn undo(self, state: &mut State, group: &Group) {
-        for key in &self.logs {
-            state.remove_log(key);
-        }
-        let mut held = false;
-        for id in self.jobs {
-            match state.jobs.get_mut(&id) {
-                Some(job) if job.leased_until.is_some() => {
-                    job.superseded = true;
-                    held = true;
-                }
-                Some(_) => {
-                    state.remove(id);
-                }
-                // Delivered and acked already.
-                None => {}
-            }
-        }
-        if held {
-            state.next_job = state.next_job.max(group.next_job);
-            state.next_body = state.next_body.max(group.next_body);
-        }
-    }
-}
-
-/// The op's own answer, or a storage error that fails its whole group.
-type Planned2<T> = Result<Result<T, JobStoreError>, JobStoreError>;
 
 impl Shared {
     /// Whether the dispatcher is behind the queue: some lane has had due jobs pending for
@@ -788,6 +501,17 @@ impl Shared {
     pub(super) fn dispatch_behind(&self) -> bool {
         self.state()
             .is_ok_and(|state| state.index.behind(state.index.clock.0.now(), BEHIND))
+    }
+
+    /// The planners under the store's bounds as they stand.
+    fn planner(&self, state: &State) -> Planner {
+        Planner {
+            max_jobs: self.max_jobs,
+            max_jobs_per_target: self.max_jobs_per_target.load(Ordering::Relaxed),
+            max_active_alerts: self.max_active_alerts.load(Ordering::Relaxed),
+            dead_letter_cap: state.dead_letter_cap,
+            dead_letter_retention: state.dead_letter_retention,
+        }
     }
 
     /// Runs one group: plans and writes its ops under the state lock, commits without it, then
@@ -836,7 +560,7 @@ impl Shared {
         ops.settled = dirty_jobs.len();
         let mut group = Group::new(&state);
         let planned = (|| {
-            let mut t = Tables::open(&txn)?;
+            let mut t = RedbTables::open(&txn)?;
             for &id in &dirty_jobs {
                 match state.jobs.get(&id) {
                     Some(job) => t.put_job(id, job)?,
@@ -945,7 +669,7 @@ impl Shared {
         &self,
         g: &mut Group,
         state: &State,
-        t: &mut Tables<'_>,
+        t: &mut RedbTables<'_>,
         op: Op,
         finishes: &mut Vec<Finish>,
     ) -> Result<(), JobStoreError> {
@@ -965,6 +689,7 @@ impl Shared {
                 }
             }
         }
+        let planner = self.planner(state);
         match op {
             Op::Enqueue {
                 batch,
@@ -974,7 +699,7 @@ impl Shared {
                 reply,
             } => settle(
                 reply,
-                self.enqueue(g, state, t, &batch, bodies, &body_of, now),
+                planner.enqueue(g, state, t, &batch, bodies, &body_of, now),
                 finishes,
             ),
             Op::DeadLetter {
@@ -986,7 +711,7 @@ impl Shared {
                 reply,
             } => settle(
                 reply,
-                self.dead_letter(g, state, t, job, kind, reason, error, now),
+                planner.dead_letter(g, state, t, job, kind, reason, error, now),
                 finishes,
             ),
             Op::DeadLetterTarget {
@@ -997,25 +722,15 @@ impl Shared {
                 reply,
             } => settle(
                 reply,
-                self.dead_letter_target(g, state, t, &target, kind, reason, now),
+                planner.dead_letter_target(g, state, t, &target, kind, reason, now),
                 finishes,
             ),
             Op::Replay { id, now, reply } => {
-                settle(reply, self.replay(g, state, t, &id, now), finishes)
+                settle(reply, planner.replay(g, state, t, &id, now), finishes)
             }
-            Op::Purge { id, reply } => {
-                let planned = match t.dead.remove(id.0.as_str()) {
-                    Ok(Some(_)) => {
-                        g.dead_count = g.dead_count.saturating_sub(1);
-                        Ok(Ok(()))
-                    }
-                    Ok(None) => Ok(Err(JobStoreError::NotFound)),
-                    Err(e) => Err(storage(e)),
-                };
-                settle(reply, planned, finishes)
-            }
+            Op::Purge { id, reply } => settle(reply, planner.purge(g, t, &id), finishes),
             Op::Sweep { plan, now, reply } => {
-                settle(reply, self.sweep(g, state, t, &plan, now), finishes)
+                settle(reply, planner.sweep(g, state, t, &plan, now), finishes)
             }
             Op::MessageRef {
                 target,
@@ -1044,609 +759,13 @@ impl Shared {
                     None => None,
                 };
                 if let Some((bytes, e)) = read {
-                    t.quarantine_dead(g, &id.0, bytes, &e)?;
+                    t.quarantine_dead(&id.0, bytes, &e)?;
+                    g.dead_count = g.dead_count.saturating_sub(1);
+                    g.quarantined += 1;
                 }
                 Ok(())
             }
         }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn enqueue(
-        &self,
-        g: &mut Group,
-        state: &State,
-        t: &mut Tables<'_>,
-        batch: &[Admission],
-        prepared: Vec<Prepared>,
-        body_of: &[usize],
-        now: DateTime<Utc>,
-    ) -> Planned2<Vec<Admitted>> {
-        // First the decisions alone, so a refusal (`Full`) is known before anything is written.
-        let mut logs: HashMap<Key, Option<LogEntry>> = HashMap::new();
-        let mut pending: HashMap<Key, bool> = HashMap::new();
-        let mut verdicts = Vec::with_capacity(batch.len());
-        let mut added: u64 = 0;
-        let mut added_to: HashMap<&TargetName, u64> = HashMap::new();
-        let mut new_entries: u64 = 0;
-        let quota = self.max_jobs_per_target.load(Ordering::Relaxed);
-        for admission in batch {
-            let key = (
-                admission.target.clone(),
-                admission.alert.alert.fingerprint(),
-            );
-            let previous = logs
-                .entry(key.clone())
-                .or_insert_with(|| g.log(state, &key).map(|c| c.entry));
-            let verdict = log_verdict(previous.as_ref(), admission, now);
-            match &verdict {
-                LogVerdict::Enqueue { entry, .. } => {
-                    let has_pending = pending.entry(key.clone()).or_insert_with(|| {
-                        g.slots
-                            .get(&key)
-                            .map_or_else(|| state.slot(&key), |p| p.slot)
-                            .pending
-                            .is_some()
-                    });
-                    // Replacing a pending job does not grow the queue.
-                    if !*has_pending {
-                        let to = added_to.entry(&admission.target).or_default();
-                        let live = state.index.live(&admission.target)
-                            + g.added_to.get(&admission.target).copied().unwrap_or(0);
-                        if live + *to >= quota {
-                            // Refused alone: nothing of it is written, its log entry included.
-                            verdicts.push((key, None));
-                            continue;
-                        }
-                        *to += 1;
-                        added += 1;
-                        *has_pending = true;
-                    }
-                    if previous.is_none() {
-                        new_entries += 1;
-                    }
-                    *previous = Some(entry.clone());
-                }
-                LogVerdict::Duplicate {
-                    refresh: Some(entry),
-                } => *previous = Some(entry.clone()),
-                LogVerdict::Duplicate { refresh: None } => {}
-            }
-            verdicts.push((key, Some(verdict)));
-        }
-        let max_active_alerts = self.max_active_alerts.load(Ordering::Relaxed);
-        if new_entries > 0 && g.log_entries + new_entries > max_active_alerts {
-            return Ok(Err(JobStoreError::TooManyActiveAlerts {
-                max_active_alerts,
-            }));
-        }
-        if added > 0 && g.live + added > self.max_jobs {
-            return Ok(Err(JobStoreError::Full {
-                max_jobs: self.max_jobs,
-            }));
-        }
-
-        // Then the writes. Each distinct alert of the batch is stored once, however many
-        // targets it goes to; the body ids are given out as the bodies are first used.
-        let priorities: Vec<Priority> = prepared.iter().map(|p| p.firing_priority).collect();
-        let mut stored: Vec<Option<u64>> = vec![None; prepared.len()];
-        let mut prepared: Vec<Option<Prepared>> = prepared.into_iter().map(Some).collect();
-        // Alerts whose `startsAt` the log merged, which the caller could not prepare.
-        let mut merged: Vec<(Arc<EnrichedAlert>, u64)> = Vec::new();
-        let mut answers = Vec::with_capacity(verdicts.len());
-        for ((key, verdict), (admission, &index)) in
-            verdicts.into_iter().zip(batch.iter().zip(body_of))
-        {
-            let Some(verdict) = verdict else {
-                answers.push(Admitted::TargetFull {
-                    max_jobs_per_target: quota,
-                });
-                continue;
-            };
-            match verdict {
-                LogVerdict::Duplicate { refresh: None } => answers.push(Admitted::Duplicate),
-                LogVerdict::Duplicate {
-                    refresh: Some(entry),
-                } => {
-                    // A refresh only extends the entry's `endsAt`; the accepted alert stays,
-                    // since the re-send was not accepted as a delivery. It is written only when
-                    // a restart could not make up for it (`crate::repeats`).
-                    let previous = g.log(state, &key).ok_or_else(|| {
-                        JobStoreError::Storage(format!(
-                            "the log entry of {} {} vanished",
-                            key.0, key.1
-                        ))
-                    })?;
-                    if previous.must_write(entry.ends_at, now) {
-                        let cached = CachedLog::written(entry, previous.body, now);
-                        g.set_log(state, t, &key, cached)?;
-                    } else {
-                        g.keep_log(&key, CachedLog { entry, ..previous });
-                    }
-                    answers.push(Admitted::Duplicate);
-                }
-                LogVerdict::Enqueue {
-                    merged_starts_at,
-                    sequence,
-                    entry,
-                } => {
-                    let (body, firing_priority) = match merged_starts_at {
-                        None => {
-                            let body = match stored[index] {
-                                Some(body) => body,
-                                None => {
-                                    let p = prepared[index].take().ok_or_else(|| {
-                                        JobStoreError::Storage("a prepared alert vanished".into())
-                                    })?;
-                                    let body = g.store_body(t, p.alert, &p.encoded)?;
-                                    stored[index] = Some(body);
-                                    body
-                                }
-                            };
-                            (body, priorities[index])
-                        }
-                        Some(starts_at) => {
-                            let mut alert = EnrichedAlert::clone(&admission.alert);
-                            alert.alert = alert.alert.with_starts_at(starts_at).map_err(|e| {
-                                JobStoreError::Storage(format!("merging startsAt: {e}"))
-                            })?;
-                            let priority = priorities[index];
-                            let found = merged.iter().find(|(a, _)| **a == alert);
-                            let body = match found {
-                                Some(&(_, body)) => body,
-                                None => {
-                                    let alert = Arc::new(alert);
-                                    let encoded = encode_alert(&alert)?;
-                                    let body = g.store_body(t, Arc::clone(&alert), &encoded)?;
-                                    merged.push((alert, body));
-                                    body
-                                }
-                            };
-                            (body, priority)
-                        }
-                    };
-                    // The job's status is the log entry's: decided now, not when it is sent.
-                    let status = entry.status;
-                    let priority = match status {
-                        AlertStatus::Resolved => Priority::Low,
-                        AlertStatus::Firing => firing_priority,
-                    };
-                    g.set_log(state, t, &key, CachedLog::written(entry, body, now))?;
-                    let (job, superseded) =
-                        g.new_job(state, t, &key, body, status, sequence, priority, now)?;
-                    answers.push(Admitted::Enqueued {
-                        job,
-                        sequence,
-                        superseded,
-                    });
-                }
-            }
-        }
-        Ok(Ok(answers))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn dead_letter(
-        &self,
-        g: &mut Group,
-        state: &State,
-        t: &mut Tables<'_>,
-        id: JobId,
-        kind: TargetKind,
-        reason: DeadReason,
-        error: Option<JobError>,
-        now: DateTime<Utc>,
-    ) -> Planned2<Option<DeadLetterId>> {
-        if g.removed.contains(&id) {
-            return Ok(Ok(None));
-        }
-        let Some(job) = state.jobs.get(&id) else {
-            return Ok(Ok(None));
-        };
-        let key = (job.target.clone(), job.fingerprint);
-        let superseded = job.superseded
-            || g.slots
-                .get(&key)
-                .is_some_and(|p| p.slot.leased == Some(id) && p.leased_superseded);
-        t.jobs.remove(id.0).map_err(storage)?;
-        g.forget(state, &key, id);
-        if superseded {
-            return Ok(Ok(None));
-        }
-        let dead_id = state.dead_letter_id(now);
-        let mut entry = self.dead_entry(state, job, dead_id.clone(), kind, reason, now)?;
-        if error.is_some() {
-            entry.last_error = error;
-        }
-        self.bury(g, state, t, &entry, now)?;
-        let kept = t.dead.get(dead_id.0.as_str()).map_err(storage)?.is_some();
-        Ok(Ok(kept.then_some(dead_id)))
-    }
-
-    /// The dead-letter entry of a live job. The attempt in flight counts: the lane may have
-    /// sent it.
-    fn dead_entry(
-        &self,
-        state: &State,
-        job: &JobMeta,
-        id: DeadLetterId,
-        kind: TargetKind,
-        reason: DeadReason,
-        now: DateTime<Utc>,
-    ) -> Result<DeadLetter, JobStoreError> {
-        let alert = state.alert(job.body).ok_or_else(|| {
-            JobStoreError::Storage(format!("the alert of a job ({}) is missing", job.body))
-        })?;
-        let mut entry = DeadLetter::new(
-            id,
-            job.target.clone(),
-            kind,
-            EnrichedAlert::clone(alert),
-            reason,
-            now,
-        );
-        entry.last_error.clone_from(&job.last_error);
-        entry.status = job.status;
-        entry.attempts = if job.leased_until.is_some() {
-            job.attempts.saturating_add(1)
-        } else {
-            job.attempts
-        };
-        entry.sequence = job.sequence;
-        entry.enqueued_at = job.enqueued_at;
-        Ok(entry)
-    }
-
-    /// Stores a dead-letter entry and drops the oldest beyond the cap or the retention window.
-    fn bury(
-        &self,
-        g: &mut Group,
-        state: &State,
-        t: &mut Tables<'_>,
-        entry: &DeadLetter,
-        now: DateTime<Utc>,
-    ) -> Result<(), JobStoreError> {
-        t.dead
-            .insert(
-                entry.id.0.as_str(),
-                encode(&StoredDeadLetter::new(entry))?.as_slice(),
-            )
-            .map_err(storage)?;
-        g.dead_count += 1;
-        let cutoff = state
-            .dead_letter_retention
-            .and_then(|r| chrono::Duration::from_std(r).ok())
-            .and_then(|r| now.checked_sub_signed(r));
-        // Ids sort by when they were made, so the oldest entries come first.
-        loop {
-            let Some((key, first)) = t.dead.first().map_err(storage)? else {
-                break;
-            };
-            let over_cap = g.dead_count > state.dead_letter_cap as u64;
-            let dead_at = cutoff
-                .map(|_| read_dead_head(first.value()).map(|head| head.dead_at))
-                .transpose();
-            let dead_at = match dead_at {
-                Ok(dead_at) => dead_at,
-                Err(e) => {
-                    // An entry that cannot be read would stop every later trim here.
-                    let (id, bytes) = (key.value().to_owned(), first.value().to_vec());
-                    drop((key, first));
-                    t.quarantine_dead(g, &id, bytes, &e)?;
-                    continue;
-                }
-            };
-            drop((key, first));
-            let expired = cutoff.zip(dead_at).is_some_and(|(cutoff, at)| at < cutoff);
-            if !over_cap && !expired {
-                break;
-            }
-            t.dead.pop_first().map_err(storage)?;
-            g.dead_count -= 1;
-            if !expired {
-                g.evicted += 1;
-            }
-        }
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn dead_letter_target(
-        &self,
-        g: &mut Group,
-        state: &State,
-        t: &mut Tables<'_>,
-        target: &TargetName,
-        kind: TargetKind,
-        reason: DeadReason,
-        now: DateTime<Utc>,
-    ) -> Planned2<u64> {
-        let Some(lane) = state.index.lanes.get(target) else {
-            return Ok(Ok(0));
-        };
-        let mut ids: Vec<JobId> = lane
-            .ready
-            .iter()
-            .flatten()
-            .chain(&lane.leased)
-            .map(|&(_, id)| id)
-            .filter(|id| !g.removed.contains(id))
-            .collect();
-        // In the order they were made, so the entries' ids sort the same way.
-        ids.sort_unstable();
-        let mut moved = 0;
-        for id in ids {
-            let job = &state.jobs[&id];
-            t.jobs.remove(id.0).map_err(storage)?;
-            g.forget(state, &(job.target.clone(), job.fingerprint), id);
-            // Its successor is moved with it; the older state would only be replayed over it.
-            if job.superseded {
-                continue;
-            }
-            let dead_id = state.dead_letter_id(now);
-            let entry = self.dead_entry(state, job, dead_id, kind, reason, now)?;
-            self.bury(g, state, t, &entry, now)?;
-            moved += 1;
-        }
-        Ok(Ok(moved))
-    }
-
-    fn replay(
-        &self,
-        g: &mut Group,
-        state: &State,
-        t: &mut Tables<'_>,
-        id: &DeadLetterId,
-        now: DateTime<Utc>,
-    ) -> Planned2<JobId> {
-        let read = match t.dead.get(id.0.as_str()).map_err(storage)? {
-            Some(value) => read_dead(value.value()).map_err(|e| (value.value().to_vec(), e)),
-            None => return Ok(Err(JobStoreError::NotFound)),
-        };
-        let entry = match read {
-            Ok(entry) => entry,
-            // An entry that cannot be read is set aside; there is nothing to replay.
-            Err((bytes, e)) => {
-                t.quarantine_dead(g, &id.0, bytes, &e)?;
-                return Ok(Err(JobStoreError::NotFound));
-            }
-        };
-        let key = (entry.target.clone(), entry.alert.alert.fingerprint());
-        let newer_accepted = g
-            .log(state, &key)
-            .is_some_and(|log| log.entry.sequence > entry.sequence);
-        // A live job of the same (target, fingerprint) is the same state or a newer one.
-        let slot = g.planned(state, &key).slot;
-        if newer_accepted || slot.pending.is_some() || slot.leased.is_some() {
-            return Ok(Err(JobStoreError::Superseded));
-        }
-        if g.live >= self.max_jobs {
-            return Ok(Err(JobStoreError::Full {
-                max_jobs: self.max_jobs,
-            }));
-        }
-        let quota = self.max_jobs_per_target.load(Ordering::Relaxed);
-        if self.live_of(g, state, &key.0) >= quota {
-            return Ok(Err(JobStoreError::TargetFull {
-                target: key.0,
-                max_jobs_per_target: quota,
-            }));
-        }
-        t.dead.remove(id.0.as_str()).map_err(storage)?;
-        g.dead_count = g.dead_count.saturating_sub(1);
-        // A replay sends the state the job was made for, as its first attempt would have.
-        let status = entry.status;
-        let priority = Priority::of(&entry.alert, status);
-        let body = g.new_body(t, Arc::new(entry.alert))?;
-        let (job, _) = g.new_job(state, t, &key, body, status, entry.sequence, priority, now)?;
-        Ok(Ok(job))
-    }
-
-    fn sweep(
-        &self,
-        g: &mut Group,
-        state: &State,
-        t: &mut Tables<'_>,
-        plan: &SweepPlan,
-        now: DateTime<Utc>,
-    ) -> Planned2<SweepReport> {
-        let targets: HashMap<&str, Option<Duration>> = plan
-            .targets
-            .iter()
-            .map(|(name, interval)| (name.as_str(), *interval))
-            .collect();
-        let mut work = Vec::new();
-        let mut expired = Vec::new();
-        let mut wake = SweepWake {
-            targets: plan.targets.iter().cloned().collect(),
-            retention: plan.log_retention,
-            at: None,
-        };
-        let asleep = state.sweep_wake.as_ref().is_some_and(|w| {
-            w.targets == wake.targets
-                && w.retention == wake.retention
-                && w.at.is_none_or(|at| now < at)
-        });
-        let scan = !asleep;
-        if scan {
-            // The entries this group set before the sweep are not in `state.log` yet, and
-            // applying them comes before this wake: fold them in.
-            for (key, cached) in &g.logs {
-                if let Some(cached) = cached {
-                    let due = wake.due(&key.0, cached);
-                    wake.lower(due);
-                }
-            }
-        }
-        let mut visit = |target: &TargetName, fingerprint: Fingerprint, cached: CachedLog| {
-            let due = wake.due(target, &cached);
-            wake.lower(due);
-            let action = sweep_action(
-                &cached.entry,
-                targets.get(target.as_str()).copied(),
-                plan.log_retention,
-                now,
-            );
-            let key = || (target.clone(), fingerprint);
-            match action {
-                SweepAction::Resolve { since } => work.push((since, key(), true)),
-                SweepAction::Refresh { since } => work.push((since, key(), false)),
-                SweepAction::Expire => expired.push(key()),
-                _ => {}
-            }
-        };
-        if scan {
-            state.log.for_each(&mut visit);
-        }
-        if scan {
-            // Before this pass's own entries, which bring it forward as they are applied.
-            g.effects.push(Effect::SweepWake(wake));
-        }
-        let mut report = SweepReport::default();
-        for key in expired {
-            t.log
-                .remove((key.1.as_u64(), key.0.as_str()))
-                .map_err(storage)?;
-            g.logs.insert(key.clone(), None);
-            g.log_entries = g.log_entries.saturating_sub(1);
-            g.effects.push(Effect::RemoveLog(key));
-            report.expired_log_entries += 1;
-        }
-        self.bury_old_and_removed(g, state, t, plan, &mut report, now)?;
-        let quota = self.max_jobs_per_target.load(Ordering::Relaxed);
-        // Longest overdue first, so a bounded pass leaves the freshest work for the next one.
-        work.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        let mut made = 0_usize;
-        for (_, key, resolve) in work {
-            if made >= plan.max_jobs_per_pass {
-                break;
-            }
-            let Some(cached) = g.log(state, &key) else {
-                continue;
-            };
-            let slot = g.planned(state, &key).slot;
-            // A refresh is for an alert that is not on its way already.
-            if !resolve && (slot.pending.is_some() || slot.leased.is_some()) {
-                continue;
-            }
-            // Replacing a pending job does not grow the queue.
-            if slot.pending.is_none()
-                && (g.live >= self.max_jobs || self.live_of(g, state, &key.0) >= quota)
-            {
-                continue;
-            }
-            // A delivered alert's body is not kept in memory: read it back.
-            let last = match state.alert(cached.body) {
-                Some(alert) => Arc::clone(alert),
-                None => read_alert(&t.alerts, cached.body).map_err(|e| {
-                    JobStoreError::Storage(format!(
-                        "the alert of a log entry ({}): {e}",
-                        cached.body
-                    ))
-                })?,
-            };
-            let LogDecision::Enqueue {
-                alert,
-                sequence,
-                entry,
-            } = sweep_job(&cached.entry, &last, now)?
-            else {
-                unreachable!("a sweep job is always an enqueue")
-            };
-            let status = entry.status;
-            let priority = Priority::of(&alert, status);
-            let body = g.new_body(t, Arc::new(*alert))?;
-            g.set_log(state, t, &key, CachedLog::written(entry, body, now))?;
-            g.new_job(state, t, &key, body, status, sequence, priority, now)?;
-            made += 1;
-            if resolve {
-                report.resolved += 1;
-            } else {
-                report.refreshed += 1;
-            }
-            report.targets.push(key.0);
-        }
-        report.targets.sort_unstable();
-        report.targets.dedup();
-        Ok(Ok(report))
-    }
-
-    /// The live jobs of `target` once the group is applied (its removals aside).
-    fn live_of(&self, g: &Group, state: &State, target: &TargetName) -> u64 {
-        state.index.live(target) + g.added_to.get(target).copied().unwrap_or(0)
-    }
-
-    /// The sweep's dead-lettering: records the target set, then moves the jobs of removed
-    /// targets past their grace and the jobs older than `max_age` to the dead-letter queue.
-    fn bury_old_and_removed(
-        &self,
-        g: &mut Group,
-        state: &State,
-        t: &mut Tables<'_>,
-        plan: &SweepPlan,
-        report: &mut SweepReport,
-        now: DateTime<Utc>,
-    ) -> Result<(), JobStoreError> {
-        let changes = match &plan.known_targets {
-            Some(known) => {
-                let with_jobs = state.index.lanes.keys().cloned().collect::<Vec<_>>();
-                track_targets(
-                    &state.targets,
-                    known,
-                    with_jobs,
-                    |n| state.index.live(n),
-                    now,
-                )
-            }
-            None => Vec::new(),
-        };
-        let removed = if plan.known_targets.is_some() {
-            removal_due(&state.targets, &changes, plan.removal_grace, now)
-        } else {
-            HashSet::new()
-        };
-        let jobs = state
-            .jobs
-            .iter()
-            .filter(|(id, _)| !g.removed.contains(id))
-            .map(|(&id, job)| JobView {
-                id,
-                target: &job.target,
-                enqueued_at: job.enqueued_at,
-                leased_until: job.leased_until,
-            });
-        let doomed = doomed(jobs, &removed, plan.max_age, plan.max_jobs_per_pass, now);
-        for (id, reason) in doomed {
-            let job = &state.jobs[&id];
-            t.jobs.remove(id.0).map_err(storage)?;
-            g.forget(state, &(job.target.clone(), job.fingerprint), id);
-            // Its successor is moved with it, or expires on its own.
-            if job.superseded {
-                continue;
-            }
-            let kind = kind_of(&state.targets, &changes, &job.target);
-            let dead_id = state.dead_letter_id(now);
-            let entry = self.dead_entry(state, job, dead_id, kind, reason, now)?;
-            self.bury(g, state, t, &entry, now)?;
-            match reason {
-                DeadReason::TargetRemoved => report.removed_jobs += 1,
-                _ => report.expired_jobs += 1,
-            }
-        }
-        for (name, change) in changes {
-            match &change {
-                Some(record) => {
-                    t.targets
-                        .insert(name.as_str(), encode(record)?.as_slice())
-                        .map_err(storage)?;
-                }
-                None => {
-                    t.targets.remove(name.as_str()).map_err(storage)?;
-                }
-            }
-            g.effects.push(Effect::SetTarget(name, change));
-        }
-        Ok(())
     }
 }
 
