@@ -738,8 +738,8 @@ pub enum JobStoreError {
 
 // === The trait ===
 
-/// The durable queue contract. See the module docs; [`contract`] holds the tests every backend
-/// must pass (behind the `contract-tests` feature).
+/// The durable queue contract. See the module docs; the `job-contract` crate holds the tests
+/// every backend must pass.
 ///
 /// Times are passed in (`now`), so stores never read a clock of their own and tests control time.
 pub trait JobStore: Send + Sync + fmt::Debug + 'static {
@@ -1037,8 +1037,6 @@ pub fn log_verdict(
     LogVerdict::Duplicate { refresh }
 }
 
-#[cfg(feature = "contract-tests")]
-pub mod contract;
 mod health;
 
 pub use health::{BrokenReason, FAILING_AFTER, StoreCondition, StoreHealth};

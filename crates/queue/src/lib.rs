@@ -1,6 +1,6 @@
 //! The job queue, the notification log and the dead-letter queue: backends of
-//! [`alert_core::JobStore`]. Every backend passes the contract suite in
-//! `alert_core::job::contract`.
+//! [`alert_core::JobStore`]. Every backend passes the contract suite of the `job-contract`
+//! crate.
 //!
 //! - [`RedbJobStore`] is the durable store that ingest commits to: an embedded redb database
 //!   file holding the jobs, the alert bodies they refer to, the notification log, the

@@ -7,12 +7,12 @@ mod redb_store;
 
 use std::time::Duration;
 
-use alert_core::job::contract;
 use alert_core::{
     Admission, Alert, AlertStatus, Annotations, DeadLetterFilter, DeadReason, EnrichedAlert,
     JobStore, Labels, Priority, SweepPlan, TargetKind, TargetName,
 };
 use chrono::{DateTime, Utc};
+use job_contract as contract;
 use queue::MemoryJobStore;
 
 fn at(secs: i64) -> DateTime<Utc> {

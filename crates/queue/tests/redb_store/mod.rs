@@ -8,11 +8,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use alert_core::job::contract;
 use alert_core::{
     Admitted, AlertStatus, DeadLetterFilter, DeadReason, ErrorKind, JobError, JobStore, Priority,
     Reschedule, SweepPlan, TargetKind, TargetName,
 };
+use job_contract as contract;
 use queue::RedbJobStore;
 
 use super::{admit, alert, at, sweep_makes_what_fits_under_max_jobs};

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use super::{
-    Admitted, DeadLetterFilter, DeadReason, JobStore, JobStoreError, SweepPlan, TargetKind,
-    TargetQueueStats, ack, admit, at, dead_letter, drain, enqueue, enqueue_new, firing, lease_jobs,
-    list, plan, resolved, stats, sweep, target,
+    Admitted, DeadReason, JobStore, JobStoreError, SweepPlan, TargetKind, TargetQueueStats, ack,
+    admit, at, dead_letter, drain, enqueue, enqueue_new, filter_of, firing, lease_jobs, list, plan,
+    resolved, stats, sweep, target,
 };
 
 /// A plan that expires jobs older than `max_age` seconds and knows `known` as the target set.
@@ -24,10 +24,7 @@ fn aging(known: Option<&[(&str, TargetKind)]>, max_age: u64, grace: u64) -> Swee
 
 /// The dead letters of `to`, as (alert name, reason, kind).
 async fn dead_of(store: &dyn JobStore, to: &str) -> Vec<(String, DeadReason, TargetKind)> {
-    let filter = DeadLetterFilter {
-        target: Some(to.to_owned()),
-        ..DeadLetterFilter::default()
-    };
+    let filter = filter_of(Some(to), None, None, None);
     let mut out: Vec<_> = list(store, &filter)
         .await
         .into_iter()

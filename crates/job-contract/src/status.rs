@@ -3,9 +3,8 @@
 
 use super::{
     AlertStatus, DeadReason, JobStore, Reschedule, TargetKind, admit, alert, at, enqueue_new,
-    lease_jobs, list, plan, sweep, transient,
+    filter_of, lease_jobs, list, plan, sweep, transient,
 };
-use crate::job::DeadLetterFilter;
 
 /// A firing job leased after its alert's `endsAt` has passed (its target was down meanwhile) is
 /// still a firing, through reschedules, the dead-letter queue and a replay; a resolve is a
@@ -48,10 +47,7 @@ pub async fn status_is_fixed_when_the_job_is_made(store: &dyn JobStore) {
         )
         .await
         .unwrap_or_else(|e| panic!("dead_letter failed: {e}"));
-    let filter = DeadLetterFilter {
-        target: Some("status-a".to_owned()),
-        ..DeadLetterFilter::default()
-    };
+    let filter = filter_of(Some("status-a"), None, None, None);
     let entries = list(store, &filter).await;
     assert_eq!(entries.len(), 1, "one dead letter, got {entries:?}");
     assert_eq!(

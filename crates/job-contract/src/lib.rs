@@ -1,4 +1,5 @@
-//! The contract every [`JobStore`] backend must pass.
+//! The contract every [`JobStore`] backend must pass: the suite each store's tests run, kept
+//! out of `alert-core` (which holds the contract's vocabulary) so that it builds only for tests.
 //!
 //! Each function takes a fresh store and panics with a readable message when the store breaks the
 //! contract. A backend's tests call [`run_all`] (or the functions one by one) from its own
@@ -14,14 +15,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{
-    Admission, Admitted, DeadLetter, DeadLetterFilter, DeadLetterId, DeadReason, JobError, JobId,
-    JobStore, JobStoreError, Lease, LeasedJob, Priority, QueueStats, Reschedule, StoreCondition,
-    SweepPlan, SweepReport, TargetQueueStats,
+use alert_core::{
+    Admission, Admitted, Alert, AlertStatus, Annotations, DeadLetter, DeadLetterFilter,
+    DeadLetterId, DeadReason, EnrichedAlert, ErrorKind, JobError, JobId, JobStore, JobStoreError,
+    Labels, Lease, LeasedJob, Priority, QueueStats, Reschedule, StoreCondition, SweepPlan,
+    SweepReport, TargetKind, TargetName, TargetQueueStats,
 };
-use crate::alert::{Alert, AlertStatus, Annotations, EnrichedAlert, Labels};
-use crate::error::ErrorKind;
-use crate::target::{TargetKind, TargetName};
 
 mod bounds;
 mod health;
@@ -143,7 +142,23 @@ async fn enqueue_new(
         Admitted::TargetFull { .. } => {
             panic!("{what} should have been enqueued, but its target's queue was full")
         }
+        other => panic!("{what} should have been enqueued, but was {other:?}"),
     }
+}
+
+/// A dead-letter filter, built field by field (the type is non-exhaustive).
+fn filter_of(
+    target: Option<&str>,
+    kind: Option<TargetKind>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> DeadLetterFilter {
+    let mut filter = DeadLetterFilter::default();
+    filter.target = target.map(str::to_owned);
+    filter.kind = kind;
+    filter.since = since;
+    filter.until = until;
+    filter
 }
 
 fn describe(admission: &Admission, now: DateTime<Utc>) -> String {
@@ -993,41 +1008,15 @@ pub async fn dead_letter_queue(store: &dyn JobStore) {
     );
 
     let cases = [
+        (filter_of(Some("dl-b"), None, None, None), vec![2]),
         (
-            DeadLetterFilter {
-                target: Some("dl-b".to_owned()),
-                ..DeadLetterFilter::default()
-            },
-            vec![2],
-        ),
-        (
-            DeadLetterFilter {
-                kind: Some(TargetKind::Webhook),
-                ..DeadLetterFilter::default()
-            },
+            filter_of(None, Some(TargetKind::Webhook), None, None),
             vec![0, 1, 3],
         ),
+        (filter_of(None, None, Some(at(2)), None), vec![1, 2, 3]),
+        (filter_of(None, None, None, Some(at(3))), vec![0, 1]),
         (
-            DeadLetterFilter {
-                since: Some(at(2)),
-                ..DeadLetterFilter::default()
-            },
-            vec![1, 2, 3],
-        ),
-        (
-            DeadLetterFilter {
-                until: Some(at(3)),
-                ..DeadLetterFilter::default()
-            },
-            vec![0, 1],
-        ),
-        (
-            DeadLetterFilter {
-                target: Some("dl-a".to_owned()),
-                since: Some(at(2)),
-                until: Some(at(4)),
-                ..DeadLetterFilter::default()
-            },
+            filter_of(Some("dl-a"), None, Some(at(2)), Some(at(4))),
             vec![1],
         ),
     ];
@@ -1041,10 +1030,7 @@ pub async fn dead_letter_queue(store: &dyn JobStore) {
         assert_eq!(got, want, "filter {filter:?}");
     }
     // A filtered page's cursor continues within the filter.
-    let webhook = DeadLetterFilter {
-        kind: Some(TargetKind::Webhook),
-        ..DeadLetterFilter::default()
-    };
+    let webhook = filter_of(None, Some(TargetKind::Webhook), None, None);
     let page = store
         .dead_letters(&webhook, None, 1)
         .await
