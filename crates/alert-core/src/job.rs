@@ -725,8 +725,9 @@ pub enum JobStoreError {
         max_jobs_per_target: u64,
     },
     /// The storage failed (for example, the disk is full); nothing of the call was persisted.
-    #[error("the queue's storage failed: {0}")]
-    Storage(String),
+    /// [`StorageError::kind`] says which way it failed, and its source is the cause, if any.
+    #[error(transparent)]
+    Storage(StorageError),
     /// No such job or dead-letter entry.
     #[error("not found")]
     NotFound,
@@ -735,6 +736,127 @@ pub enum JobStoreError {
     #[error("a newer state of this alert has been accepted since")]
     Superseded,
 }
+
+impl JobStoreError {
+    /// A storage failure of this kind.
+    #[must_use]
+    pub fn storage(kind: StorageKind, message: impl Into<String>) -> Self {
+        Self::Storage(StorageError::new(kind, message))
+    }
+
+    /// The storage failure's kind, if this is one.
+    #[must_use]
+    pub fn storage_kind(&self) -> Option<StorageKind> {
+        match self {
+            Self::Storage(e) => Some(e.kind()),
+            _ => None,
+        }
+    }
+}
+
+/// Which way a store's storage failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StorageKind {
+    /// Reading or writing the store's files failed: a full disk, an I/O error.
+    Io,
+    /// The store's database cannot be reached, or refuses the store's connections, for now.
+    Unavailable,
+    /// A record or the file is damaged, or in a format this build does not read.
+    Corrupt,
+    /// A value could not be encoded for storage.
+    Encoding,
+    /// The store cannot work until it heals or is restarted: its writer stopped, its state is
+    /// poisoned, or its last commit failed and nothing can be persisted until one succeeds.
+    Broken,
+}
+
+impl StorageKind {
+    /// The kind's name, as in JSON.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Io => "io",
+            Self::Unavailable => "unavailable",
+            Self::Corrupt => "corrupt",
+            Self::Encoding => "encoding",
+            Self::Broken => "broken",
+        }
+    }
+}
+
+impl fmt::Display for StorageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A storage failure: its kind, what failed, and the underlying error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the queue's storage failed: {message}")]
+pub struct StorageError {
+    kind: StorageKind,
+    message: String,
+    #[source]
+    source: Option<StorageCause>,
+}
+
+impl StorageError {
+    /// A failure of `kind`, described by `message`.
+    #[must_use]
+    pub fn new(kind: StorageKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The same failure, caused by `cause`.
+    #[must_use]
+    pub fn with_source(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(StorageCause(Arc::new(cause)));
+        self
+    }
+
+    /// Which way the storage failed.
+    #[must_use]
+    pub fn kind(&self) -> StorageKind {
+        self.kind
+    }
+
+    /// What failed, without the kind or the cause.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// The underlying error of a [`StorageError`], shared so the error stays `Clone`. Two causes are
+/// equal when they read the same.
+#[derive(Clone, Debug)]
+pub struct StorageCause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl fmt::Display for StorageCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for StorageCause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for StorageCause {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for StorageCause {}
 
 // === The trait ===
 
@@ -1044,6 +1166,23 @@ pub use health::{BrokenReason, FAILING_AFTER, StoreCondition, StoreHealth};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_storage_error_keeps_its_kind_its_text_and_its_cause() {
+        let cause = std::io::Error::other("no space left on device");
+        let err = JobStoreError::Storage(
+            StorageError::new(StorageKind::Io, "writing the jobs").with_source(cause),
+        );
+        assert_eq!(err.storage_kind(), Some(StorageKind::Io));
+        assert_eq!(
+            err.to_string(),
+            "the queue's storage failed: writing the jobs"
+        );
+        let source = std::error::Error::source(&err).expect("the cause");
+        assert_eq!(source.to_string(), "no space left on device");
+        assert_eq!(err.clone(), err, "a clone is equal");
+        assert_eq!(JobStoreError::NotFound.storage_kind(), None);
+    }
     use crate::alert::{Alert, Labels};
 
     fn at(secs: i64) -> DateTime<Utc> {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use alert_core::{
     Admission, Admitted, BoxFuture, BrokenReason, DeadLetter, DeadLetterFilter, DeadLetterId,
     DeadLetterPage, DeadReason, EnrichedAlert, Fingerprint, JobError, JobId, JobStore,
-    JobStoreError, Lease, LogEntry, QueueStats, Reschedule, StoreCondition, StoreHealth, SweepPlan,
-    SweepReport, TargetKind, TargetName,
+    JobStoreError, Lease, LogEntry, QueueStats, Reschedule, StorageKind, StoreCondition,
+    StoreHealth, SweepPlan, SweepReport, TargetKind, TargetName,
 };
 use chrono::{DateTime, Utc};
 
@@ -77,10 +77,12 @@ impl Tables for MemoryTables {
     }
 
     fn read_body(&mut self, id: u64) -> Result<Arc<EnrichedAlert>, JobStoreError> {
-        self.alerts
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| JobStoreError::Storage(format!("the alert {id} is not stored")))
+        self.alerts.get(&id).cloned().ok_or_else(|| {
+            JobStoreError::storage(
+                StorageKind::Corrupt,
+                format!("the alert {id} is not stored"),
+            )
+        })
     }
 
     fn put_log(&mut self, _key: &Key, _cached: &CachedLog) -> Result<(), JobStoreError> {
@@ -255,9 +257,9 @@ impl MemoryJobStore {
     fn inner(&self) -> Result<MutexGuard<'_, Inner>, JobStoreError> {
         // A panic while the lock was held may have left the indexes half updated, so a poisoned
         // store refuses to work rather than serve inconsistent jobs.
-        self.inner
-            .lock()
-            .map_err(|_| JobStoreError::Storage("the in-memory store is poisoned".to_owned()))
+        self.inner.lock().map_err(|_| {
+            JobStoreError::storage(StorageKind::Broken, "the in-memory store is poisoned")
+        })
     }
 
     /// Plans one op under the lock and applies it.

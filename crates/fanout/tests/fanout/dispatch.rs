@@ -278,7 +278,10 @@ impl JobStore for Signalling {
                 .is_ok();
             if fail {
                 self.settled.send_modify(|s| s.failed_acks += 1);
-                return Err(JobStoreError::Storage("scripted disk failure".into()));
+                return Err(JobStoreError::storage(
+                    alert_core::StorageKind::Io,
+                    "scripted disk failure",
+                ));
             }
             let latency = *self
                 .ack_latency

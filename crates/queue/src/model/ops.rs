@@ -14,7 +14,8 @@ use std::time::Duration;
 use alert_core::{
     Admission, Admitted, AlertStatus, DeadLetter, DeadLetterId, DeadReason, EnrichedAlert,
     Fingerprint, JobError, JobId, JobStoreError, LogDecision, LogEntry, LogVerdict, Priority,
-    SweepAction, SweepPlan, SweepReport, TargetKind, TargetName, log_verdict, sweep_action,
+    StorageKind, SweepAction, SweepPlan, SweepReport, TargetKind, TargetName, log_verdict,
+    sweep_action,
 };
 use chrono::{DateTime, Utc};
 
@@ -139,10 +140,10 @@ impl Planner {
                     // since the re-send was not accepted as a delivery. It is written only when
                     // a restart could not make up for it (`crate::repeats`).
                     let previous = g.log(state, &key).ok_or_else(|| {
-                        JobStoreError::Storage(format!(
-                            "the log entry of {} {} vanished",
-                            key.0, key.1
-                        ))
+                        JobStoreError::storage(
+                            StorageKind::Broken,
+                            format!("the log entry of {} {} vanished", key.0, key.1),
+                        )
                     })?;
                     if previous.must_write(entry.ends_at, now) {
                         let cached = CachedLog::written(entry, previous.body, now);
@@ -163,7 +164,10 @@ impl Planner {
                                 Some(body) => body,
                                 None => {
                                     let p = prepared[index].take().ok_or_else(|| {
-                                        JobStoreError::Storage("a prepared alert vanished".into())
+                                        JobStoreError::storage(
+                                            StorageKind::Broken,
+                                            "a prepared alert vanished",
+                                        )
                                     })?;
                                     let body = g.store_body(t, p.alert, p.encoded.as_deref())?;
                                     stored[index] = Some(body);
@@ -175,7 +179,10 @@ impl Planner {
                         Some(starts_at) => {
                             let mut alert = EnrichedAlert::clone(&admission.alert);
                             alert.alert = alert.alert.with_starts_at(starts_at).map_err(|e| {
-                                JobStoreError::Storage(format!("merging startsAt: {e}"))
+                                JobStoreError::storage(
+                                    StorageKind::Corrupt,
+                                    format!("merging startsAt: {e}"),
+                                )
                             })?;
                             let priority = priorities[index];
                             let found = merged.iter().find(|(a, _)| **a == alert);
@@ -261,7 +268,10 @@ impl Planner {
         now: DateTime<Utc>,
     ) -> Result<DeadLetter, JobStoreError> {
         let alert = state.alert(job.body).ok_or_else(|| {
-            JobStoreError::Storage(format!("the alert of a job ({}) is missing", job.body))
+            JobStoreError::storage(
+                StorageKind::Corrupt,
+                format!("the alert of a job ({}) is missing", job.body),
+            )
         })?;
         let mut entry = DeadLetter::new(
             id,
@@ -509,10 +519,10 @@ impl Planner {
             let last = match state.alert(cached.body) {
                 Some(alert) => Arc::clone(alert),
                 None => t.read_body(cached.body).map_err(|e| {
-                    JobStoreError::Storage(format!(
-                        "the alert of a log entry ({}): {e}",
-                        cached.body
-                    ))
+                    JobStoreError::storage(
+                        StorageKind::Corrupt,
+                        format!("the alert of a log entry ({}): {e}", cached.body),
+                    )
                 })?,
             };
             let LogDecision::Enqueue {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use alert_core::{
     Admission, Admitted, AlertStatus, DeadLetterId, Delivery, EnrichedAlert, Fingerprint, JobError,
     JobId, JobStoreError, Lease, LeasedJob, LogEntry, LogVerdict, Priority, QueueStats, Reschedule,
-    TargetName, log_verdict,
+    StorageKind, TargetName, log_verdict,
 };
 use chrono::{DateTime, Utc};
 use uuid::{ContextV7, Timestamp, Uuid};
@@ -511,7 +511,10 @@ impl State {
         for id in picked {
             let job = &self.jobs[&id];
             let alert = self.alert(job.body).ok_or_else(|| {
-                JobStoreError::Storage(format!("the alert of job {id} is missing"))
+                JobStoreError::storage(
+                    StorageKind::Corrupt,
+                    format!("the alert of job {id} is missing"),
+                )
             })?;
             jobs.push(LeasedJob::new(
                 id,

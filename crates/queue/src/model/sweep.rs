@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use alert_core::{
-    DeadReason, EnrichedAlert, JobId, JobStoreError, LogDecision, LogEntry, TargetKind, TargetName,
+    DeadReason, EnrichedAlert, JobId, JobStoreError, LogDecision, LogEntry, StorageKind,
+    TargetKind, TargetName,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,10 +20,12 @@ pub(crate) fn sweep_job(
     now: DateTime<Utc>,
 ) -> Result<LogDecision, JobStoreError> {
     let mut alert = last.clone();
-    alert.alert = alert
-        .alert
-        .with_ends_at(entry.ends_at)
-        .map_err(|e| JobStoreError::Storage(format!("a logged alert is invalid: {e}")))?;
+    alert.alert = alert.alert.with_ends_at(entry.ends_at).map_err(|e| {
+        JobStoreError::storage(
+            StorageKind::Corrupt,
+            format!("a logged alert is invalid: {e}"),
+        )
+    })?;
     let sequence = entry.sequence + 1;
     Ok(LogDecision::Enqueue {
         entry: LogEntry {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alert_core::job::FAILING_AFTER;
-use alert_core::{BrokenReason, JobStoreError, StoreCondition, StoreHealth};
+use alert_core::{BrokenReason, JobStoreError, StorageKind, StoreCondition, StoreHealth};
 
 /// The wait after the first failed attempt to reopen the database. Each further failure doubles
 /// it, up to [`REOPEN_BACKOFF_CAP`].
@@ -78,12 +78,15 @@ impl Health {
     pub(super) fn may_reopen(&self) -> Result<(), JobStoreError> {
         let backoff = self.reopen.lock().map_err(|_| super::poisoned())?;
         match backoff.retry_at {
-            Some(at) if (self.clock)() < at => Err(JobStoreError::Storage(format!(
-                "the queue's database could not be reopened after an I/O failure ({} attempts \
+            Some(at) if (self.clock)() < at => Err(JobStoreError::storage(
+                StorageKind::Io,
+                format!(
+                    "the queue's database could not be reopened after an I/O failure ({} attempts \
                  failed); the next attempt is in {} ms",
-                backoff.failures,
-                at.saturating_duration_since((self.clock)()).as_millis()
-            ))),
+                    backoff.failures,
+                    at.saturating_duration_since((self.clock)()).as_millis()
+                ),
+            )),
             _ => Ok(()),
         }
     }

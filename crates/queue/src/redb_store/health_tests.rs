@@ -162,7 +162,7 @@ async fn reopening_after_an_io_failure_backs_off_exponentially() {
     for _ in 0..20 {
         let refused = write().await;
         assert!(
-            matches!(&refused, Err(JobStoreError::Storage(m)) if m.contains("next attempt")),
+            matches!(&refused, Err(JobStoreError::Storage(m)) if m.to_string().contains("next attempt")),
             "{refused:?}"
         );
     }

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alert_core::{AlertStatus, EnrichedAlert, Fingerprint, JobId, JobStoreError, TargetName};
+use alert_core::{
+    AlertStatus, EnrichedAlert, Fingerprint, JobId, JobStoreError, StorageKind, TargetName,
+};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableHandle};
 
 use super::records::{
@@ -93,10 +95,13 @@ impl State {
             }
             .map_err(storage)?;
             if !empty {
-                return Err(JobStoreError::Storage(format!(
-                    "the queue file holds a table ({name}) in the format of an earlier alertpub \
+                return Err(JobStoreError::storage(
+                    StorageKind::Corrupt,
+                    format!(
+                        "the queue file holds a table ({name}) in the format of an earlier alertpub \
                      build; drain the queue with that build, or move the file aside"
-                )));
+                    ),
+                ));
             }
             txn.delete_table(def).map_err(storage)?;
         }
@@ -115,7 +120,7 @@ impl State {
                 for row in targets.iter().map_err(storage)? {
                     let (name, value) = row.map_err(storage)?;
                     let read = TargetName::new(name.value())
-                        .map_err(|e| JobStoreError::Storage(e.to_string()))
+                        .map_err(|e| JobStoreError::storage(StorageKind::Corrupt, e.to_string()))
                         .and_then(|n| decode::<KnownTarget>(value.value()).map(|r| (n, r)));
                     match read {
                         Ok((name, record)) => {
@@ -173,7 +178,10 @@ impl State {
                 let (fingerprint, target) = key.value();
                 let read = StoredLog::decode(value.value()).and_then(|stored| {
                     let target = TargetName::new(target).map_err(|e| {
-                        JobStoreError::Storage(format!("a logged target name is invalid: {e}"))
+                        JobStoreError::storage(
+                            StorageKind::Corrupt,
+                            format!("a logged target name is invalid: {e}"),
+                        )
                     })?;
                     state.check_body(stored.body)?;
                     Ok((target, stored))
@@ -264,9 +272,10 @@ impl State {
         if self.bodies.contains_key(&body) {
             Ok(())
         } else {
-            Err(JobStoreError::Storage(format!(
-                "a stored record refers to alert {body}, which is not stored"
-            )))
+            Err(JobStoreError::storage(
+                StorageKind::Corrupt,
+                format!("a stored record refers to alert {body}, which is not stored"),
+            ))
         }
     }
 
@@ -317,9 +326,11 @@ pub(crate) fn read_alert(
     alerts: &impl ReadableTable<u64, &'static [u8]>,
     body: u64,
 ) -> Result<Arc<EnrichedAlert>, JobStoreError> {
-    let value = alerts
-        .get(body)
-        .map_err(storage)?
-        .ok_or_else(|| JobStoreError::Storage(format!("the alert {body} is not stored")))?;
+    let value = alerts.get(body).map_err(storage)?.ok_or_else(|| {
+        JobStoreError::storage(
+            StorageKind::Corrupt,
+            format!("the alert {body} is not stored"),
+        )
+    })?;
     decode_alert(value.value()).map(Arc::new)
 }

@@ -46,8 +46,8 @@ use std::time::{Duration, Instant};
 use alert_core::{
     Admission, Admitted, BoxFuture, BrokenReason, DeadLetterFilter, DeadLetterId, DeadLetterPage,
     DeadReason, EnrichedAlert, Fingerprint, JobError, JobId, JobStore, JobStoreError, Lease,
-    LogEntry, MessageRef, MessageRefStore, QueueStats, Reschedule, StoreHealth, SweepPlan,
-    SweepReport, TargetKind, TargetName,
+    LogEntry, MessageRef, MessageRefStore, QueueStats, Reschedule, StorageKind, StoreHealth,
+    SweepPlan, SweepReport, TargetKind, TargetName,
 };
 use chrono::{DateTime, Utc};
 use redb::{
@@ -193,7 +193,13 @@ impl RedbJobStore {
     pub fn open(path: &Path, max_jobs: u64) -> Result<Self, JobStoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
-                JobStoreError::Storage(format!("creating {}: {e}", parent.display()))
+                JobStoreError::Storage(
+                    alert_core::StorageError::new(
+                        StorageKind::Io,
+                        format!("creating {}: {e}", parent.display()),
+                    )
+                    .with_source(e),
+                )
             })?;
         }
         let owned = path.to_owned();
@@ -220,7 +226,7 @@ impl RedbJobStore {
         clock: Now,
     ) -> Result<Self, JobStoreError> {
         let db = reopen()
-            .map_err(|e| JobStoreError::Storage(format!("opening {}: {e}", path.display())))?;
+            .map_err(|e| records::storage_while(&format!("opening {}", path.display()), e))?;
         let state = State::load(&db)?;
         let health = Health::new(clock);
         health.add_quarantined(state.quarantined);
@@ -245,7 +251,12 @@ impl RedbJobStore {
         let writer = std::thread::Builder::new()
             .name("queue-writer".to_owned())
             .spawn(move || writer::run(&for_writer, receiver))
-            .map_err(|e| JobStoreError::Storage(format!("starting the writer thread: {e}")))?;
+            .map_err(|e| {
+                JobStoreError::storage(
+                    StorageKind::Broken,
+                    format!("starting the writer thread: {e}"),
+                )
+            })?;
         Ok(Self {
             shared,
             ops: Some(ops),
@@ -456,7 +467,12 @@ impl RedbJobStore {
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || work(&shared))
             .await
-            .map_err(|e| JobStoreError::Storage(format!("the store's reader failed: {e}")))?
+            .map_err(|e| {
+                JobStoreError::storage(
+                    StorageKind::Broken,
+                    format!("the store's reader failed: {e}"),
+                )
+            })?
     }
 
     /// Asks the writer to persist the settlements made in memory, unless it has been asked
@@ -494,7 +510,8 @@ impl RedbJobStore {
     fn settle(&self, id: JobId, how: Option<Reschedule>) -> Result<u64, JobStoreError> {
         let mut state = self.shared.state()?;
         if state.failed {
-            return Err(JobStoreError::Storage(
+            return Err(JobStoreError::storage(
+                StorageKind::Broken,
                 "the queue's last commit failed, so settlements cannot be persisted until one \
                  succeeds"
                     .to_owned(),
@@ -510,17 +527,20 @@ impl RedbJobStore {
 }
 
 fn writer_gone() -> JobStoreError {
-    JobStoreError::Storage("the store's writer has stopped".to_owned())
+    JobStoreError::storage(StorageKind::Broken, "the store's writer has stopped")
 }
 
 /// A panic while a lock was held may have left the state half updated, so a poisoned store
 /// refuses to work rather than serve inconsistent jobs.
 fn poisoned() -> JobStoreError {
-    JobStoreError::Storage("the store's state is poisoned".to_owned())
+    JobStoreError::storage(StorageKind::Broken, "the store's state is poisoned")
 }
 
 fn reopen_failed() -> JobStoreError {
-    JobStoreError::Storage("the database could not be reopened after an I/O failure".to_owned())
+    JobStoreError::storage(
+        StorageKind::Io,
+        "the database could not be reopened after an I/O failure",
+    )
 }
 
 impl Drop for RedbJobStore {
@@ -575,10 +595,10 @@ impl Shared {
         drop(db.take());
         let reopened = (self.reopen)()
             .map_err(|e| {
-                JobStoreError::Storage(format!(
-                    "reopening {} after an I/O failure: {e}",
-                    self.path.display()
-                ))
+                records::storage_while(
+                    &format!("reopening {} after an I/O failure", self.path.display()),
+                    e,
+                )
             })
             .and_then(|fresh| State::load(&fresh).map(|loaded| (fresh, loaded)));
         let (fresh, mut loaded) = match reopened {
@@ -758,7 +778,8 @@ impl JobStore for RedbJobStore {
             // A failed group may have carried the ack, and the reload that follows an I/O
             // failure forgets it, so the lane must settle the job again.
             if outcome.failed >= durable_at {
-                return Err(JobStoreError::Storage(
+                return Err(JobStoreError::storage(
+                    StorageKind::Io,
                     "the queue's commit failed, so the acknowledgement was not persisted"
                         .to_owned(),
                 ));
@@ -1016,7 +1037,7 @@ mod tests {
         let err = RedbJobStore::with_opener(PathBuf::from("old"), 10, Box::new(opener(&memory)))
             .unwrap_err();
         assert!(
-            matches!(&err, JobStoreError::Storage(m) if m.contains("earlier alertpub build")),
+            matches!(&err, JobStoreError::Storage(m) if m.to_string().contains("earlier alertpub build")),
             "{err:?}"
         );
         {

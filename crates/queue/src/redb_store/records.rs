@@ -1,11 +1,9 @@
 //! What the database holds: the tables, their records and how they are encoded.
 
-use std::fmt;
-
 use alert_core::{
     Alert, AlertStatus, Annotations, Classification, DeadLetter, DeadLetterId, DeadReason,
-    EnrichedAlert, Fingerprint, JobError, JobStoreError, Labels, LogEntry, Priority, TargetKind,
-    TargetName,
+    EnrichedAlert, Fingerprint, JobError, JobStoreError, Labels, LogEntry, Priority, StorageError,
+    StorageKind, TargetKind, TargetName,
 };
 use chrono::{DateTime, Utc};
 use redb::TableDefinition;
@@ -101,8 +99,12 @@ pub(crate) fn encode_job(job: &Job) -> Result<Vec<u8>, JobStoreError> {
 
 pub(crate) fn decode_job(bytes: &[u8]) -> Result<DecodedJob, JobStoreError> {
     let mut r = Reader::new(bytes)?;
-    let target = TargetName::new(r.str()?)
-        .map_err(|e| JobStoreError::Storage(format!("a stored target name is invalid: {e}")))?;
+    let target = TargetName::new(r.str()?).map_err(|e| {
+        JobStoreError::storage(
+            StorageKind::Corrupt,
+            format!("a stored target name is invalid: {e}"),
+        )
+    })?;
     let fingerprint = Fingerprint::from_u64(r.u64()?);
     let body = r.u64()?;
     let sequence = r.u64()?;
@@ -164,7 +166,10 @@ fn put_time(out: &mut Vec<u8>, at: DateTime<Utc>) {
 }
 
 fn unreadable(what: &str) -> JobStoreError {
-    JobStoreError::Storage(format!("a stored record is unreadable: {what}"))
+    JobStoreError::storage(
+        StorageKind::Corrupt,
+        format!("a stored record is unreadable: {what}"),
+    )
 }
 
 /// Reads a binary record.
@@ -386,7 +391,12 @@ impl StoredAlert {
             self.ends_at,
             self.generator_url,
         )
-        .map_err(|e| JobStoreError::Storage(format!("a stored alert is invalid: {e}")))?;
+        .map_err(|e| {
+            JobStoreError::storage(
+                StorageKind::Corrupt,
+                format!("a stored alert is invalid: {e}"),
+            )
+        })?;
         let mut alert = EnrichedAlert::new(alert);
         if let Some(classification) = self.classification {
             alert = alert.with_classification(classification);
@@ -464,17 +474,51 @@ pub(super) fn read_dead(bytes: &[u8]) -> Result<DeadLetter, JobStoreError> {
     decode::<StoredDeadLetter>(bytes)?.into_entry()
 }
 
-pub(super) fn storage(e: impl fmt::Display) -> JobStoreError {
-    JobStoreError::Storage(e.to_string())
+/// A redb error as the store's: its kind, its text, and the error itself as the cause.
+pub(crate) fn storage(e: impl Into<redb::Error>) -> JobStoreError {
+    let e: redb::Error = e.into();
+    let message = e.to_string();
+    redb_error(message, e)
+}
+
+/// A redb error met while doing `what`, as [`storage`] makes it.
+pub(crate) fn storage_while(what: &str, e: impl Into<redb::Error>) -> JobStoreError {
+    let e: redb::Error = e.into();
+    let message = format!("{what}: {e}");
+    redb_error(message, e)
+}
+
+fn redb_error(message: String, e: redb::Error) -> JobStoreError {
+    use redb::Error as E;
+    let kind = match &e {
+        E::Io(_) | E::PreviousIo | E::Backend(_) => StorageKind::Io,
+        E::Corrupted(_)
+        | E::UpgradeRequired(_)
+        | E::ValueTooLarge(_)
+        | E::TableTypeMismatch { .. }
+        | E::TypeDefinitionChanged { .. }
+        | E::TableIsMultimap(_)
+        | E::TableIsNotMultimap(_) => StorageKind::Corrupt,
+        E::DatabaseAlreadyOpen | E::LockProtocolMismatch | E::WouldBlock => {
+            StorageKind::Unavailable
+        }
+        _ => StorageKind::Broken,
+    };
+    JobStoreError::Storage(StorageError::new(kind, message).with_source(e))
 }
 
 pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JobStoreError> {
-    serde_json::to_vec(value).map_err(|e| JobStoreError::Storage(format!("encoding: {e}")))
+    serde_json::to_vec(value)
+        .map_err(|e| JobStoreError::storage(StorageKind::Encoding, format!("encoding: {e}")))
 }
 
 pub(super) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, JobStoreError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| JobStoreError::Storage(format!("a stored record is unreadable: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| {
+        JobStoreError::storage(
+            StorageKind::Corrupt,
+            format!("a stored record is unreadable: {e}"),
+        )
+    })
 }
 
 /// A record set aside in [`QUARANTINE`]: why it could not be read, and its bytes as they were.
@@ -525,8 +569,12 @@ pub(super) struct DeadHead<'a> {
 
 /// Reads the [`DeadHead`] of a stored dead letter.
 pub(super) fn read_dead_head(bytes: &[u8]) -> Result<DeadHead<'_>, JobStoreError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| JobStoreError::Storage(format!("a stored record is unreadable: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| {
+        JobStoreError::storage(
+            StorageKind::Corrupt,
+            format!("a stored record is unreadable: {e}"),
+        )
+    })
 }
 
 impl DeadHead<'_> {

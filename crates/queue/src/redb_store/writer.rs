@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use alert_core::{
     Admission, Admitted, DeadLetter, DeadLetterId, DeadReason, EnrichedAlert, Fingerprint,
-    JobError, JobId, JobStoreError, MessageRef, SweepPlan, SweepReport, TargetKind, TargetName,
+    JobError, JobId, JobStoreError, MessageRef, StorageKind, SweepPlan, SweepReport, TargetKind,
+    TargetName,
 };
 use chrono::{DateTime, Utc};
 use redb::{ReadableTable, Table, TableHandle, WriteTransaction};
@@ -153,7 +154,10 @@ fn finish<T: Send + 'static>(reply: Reply<T>, answer: Result<T, JobStoreError>) 
 fn failed<T: Send + 'static>(reply: Reply<T>) -> Finish {
     Box::new(move |group_error| {
         let error = group_error.cloned().unwrap_or_else(|| {
-            JobStoreError::Storage("the store's writer dropped the request".to_owned())
+            JobStoreError::storage(
+                StorageKind::Broken,
+                "the store's writer dropped the request",
+            )
         });
         let _ = reply.send(Err(error));
     })
