@@ -3,15 +3,15 @@
 //!
 //! A [`JobStore`] keeps one job per (target, fingerprint) and the notification log beside it. It is
 //! batch- and lease-shaped:
-//! - ingest calls [`JobStore::enqueue_batch`] once per request; the notification-log check, the
+//! - ingest calls [`IngestQueue::enqueue_batch`] once per request; the notification-log check, the
 //!   supersede of an older pending state and the log update happen in the same commit as the jobs;
-//! - each dispatcher lane calls [`JobStore::lease`] for its own target, and settles every leased
-//!   job with exactly one of [`ack`](JobStore::ack), [`reschedule`](JobStore::reschedule) or
-//!   [`dead_letter`](JobStore::dead_letter);
+//! - each dispatcher lane calls [`LaneQueue::lease`] for its own target, and settles every leased
+//!   job with exactly one of [`ack`](LaneQueue::ack), [`reschedule`](LaneQueue::reschedule) or
+//!   [`dead_letter`](LaneQueue::dead_letter);
 //! - operators read and replay the dead-letter queue;
-//! - a maintenance task calls [`JobStore::sweep`] every few seconds to auto-resolve firing alerts
+//! - a maintenance task calls [`QueueMaintenance::sweep`] every few seconds to auto-resolve firing alerts
 //!   that stopped arriving, re-forward firing alerts to Alertmanager targets, and expire old log
-//!   entries; config reload calls [`JobStore::dead_letter_target`] once a removed target's grace
+//!   entries; config reload calls [`QueueMaintenance::dead_letter_target`] once a removed target's grace
 //!   period is over.
 //!
 //! The decision of whether an incoming alert becomes a job is the pure function
@@ -205,7 +205,7 @@ impl Admitted {
     }
 }
 
-/// A job handed to a dispatcher lane by [`JobStore::lease`].
+/// A job handed to a dispatcher lane by [`LaneQueue::lease`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct LeasedJob {
@@ -274,7 +274,7 @@ pub struct JobError {
     pub message: String,
 }
 
-/// How a job is put back by [`JobStore::reschedule`].
+/// How a job is put back by [`LaneQueue::reschedule`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Reschedule {
@@ -473,7 +473,7 @@ pub struct TargetQueueStats {
 /// The default for [`SweepPlan::max_jobs_per_pass`].
 const DEFAULT_MAX_JOBS_PER_PASS: usize = 1_000;
 
-/// What one maintenance pass does; see [`JobStore::sweep`].
+/// What one maintenance pass does; see [`QueueMaintenance::sweep`].
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct SweepPlan {
@@ -556,7 +556,7 @@ impl SweepPlan {
     }
 }
 
-/// What one [`JobStore::sweep`] pass did.
+/// What one [`QueueMaintenance::sweep`] pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SweepReport {
@@ -858,13 +858,25 @@ impl PartialEq for StorageCause {
 
 impl Eq for StorageCause {}
 
-// === The trait ===
+// === The traits ===
 
-/// The durable queue contract. See the module docs; the `job-contract` crate holds the tests
-/// every backend must pass.
+/// Where a store announces new work: it calls this with each target that got jobs it can lease
+/// now (an ingest batch's, a replay's, a sweep's resolves and refreshes), once they can be leased.
+pub type NewWork = Arc<dyn Fn(&TargetName) + Send + Sync>;
+
+/// The durable queue contract, as one store offers it: the union of what each caller uses,
+/// ingest ([`IngestQueue`]), the dispatcher's lanes ([`LaneQueue`]), the dead-letter admin
+/// ([`DeadLetterQueue`]) and maintenance ([`QueueMaintenance`]). Every type that implements the
+/// four is a `JobStore`. See the module docs; the `job-contract` crate holds the tests every
+/// backend must pass.
 ///
 /// Times are passed in (`now`), so stores never read a clock of their own and tests control time.
-pub trait JobStore: Send + Sync + fmt::Debug + 'static {
+pub trait JobStore: IngestQueue + LaneQueue + DeadLetterQueue + QueueMaintenance {}
+
+impl<T: IngestQueue + LaneQueue + DeadLetterQueue + QueueMaintenance + ?Sized> JobStore for T {}
+
+/// What ingest uses of a [`JobStore`]: committing admitted alerts.
+pub trait IngestQueue: Send + Sync + fmt::Debug + 'static {
     /// Commits one batch: for each admission, the notification-log check ([`log_decision`]), the
     /// job, the supersede of a pending job of the same (target, fingerprint), and the log update,
     /// all in one commit. Either the whole batch is committed or, on error, nothing is.
@@ -883,7 +895,11 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
         batch: Vec<Admission>,
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<Vec<Admitted>, JobStoreError>>;
+}
 
+/// What the dispatcher's lanes use of a [`JobStore`]: leasing due jobs and settling them, and
+/// hearing of new work.
+pub trait LaneQueue: Send + Sync + fmt::Debug + 'static {
     /// Leases up to `n` due jobs of `target` for `ttl`. A job whose lease expires without being
     /// settled becomes leasable again (after a crash, for example). Jobs are returned by
     /// priority, with each level's [`share`](Priority::share), then by due time. A job is never
@@ -925,9 +941,14 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<Option<DeadLetterId>, JobStoreError>>;
 
-    /// Counts of live jobs and dead letters.
-    fn stats(&self) -> BoxFuture<'_, Result<QueueStats, JobStoreError>>;
+    /// Calls `announce` from now on with each target that gets jobs it can lease now, once they
+    /// can be leased (see [`NewWork`]), so a lane need not poll for them. A store announces
+    /// only to the last `announce` it was given.
+    fn on_new_work(&self, announce: NewWork);
+}
 
+/// What the dead-letter admin uses of a [`JobStore`].
+pub trait DeadLetterQueue: Send + Sync + fmt::Debug + 'static {
     /// Lists dead letters matching `filter`, oldest first, after `cursor`, at most `limit`.
     fn dead_letters<'a>(
         &'a self,
@@ -948,9 +969,16 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
 
     /// Removes dead letter `id`. [`JobStoreError::NotFound`] when there is no such entry.
     fn purge<'a>(&'a self, id: &'a DeadLetterId) -> BoxFuture<'a, Result<(), JobStoreError>>;
+}
+
+/// What maintenance (the sweeper, the removal of targets, health and metrics) uses of a
+/// [`JobStore`].
+pub trait QueueMaintenance: Send + Sync + fmt::Debug + 'static {
+    /// Counts of live jobs and dead letters.
+    fn stats(&self) -> BoxFuture<'_, Result<QueueStats, JobStoreError>>;
 
     /// One maintenance pass over the notification log, committed at once with the same
-    /// durability as [`enqueue_batch`](Self::enqueue_batch). Each entry is handled as
+    /// durability as [`enqueue_batch`](IngestQueue::enqueue_batch). Each entry is handled as
     /// [`sweep_action`] says:
     /// - **auto-resolve:** a firing entry of a target in `plan.targets` whose effective `ends_at`
     ///   is at or before `now` (it was not refreshed) becomes a resolve job: the last accepted
@@ -996,7 +1024,7 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// it with [`DeadReason::TargetRemoved`] once a removed target's grace period is over), in
     /// one commit with full durability. Leased jobs are moved too; settling one later is a no-op.
     /// A leased job that a newer state superseded is removed without an entry, as
-    /// [`dead_letter`](Self::dead_letter) does, since its successor is moved. Each entry keeps
+    /// [`dead_letter`](LaneQueue::dead_letter) does, since its successor is moved. Each entry keeps
     /// the job's attempts (counting the one in flight, as `dead_letter` does) and its recorded
     /// last error. Returns how many jobs were moved.
     fn dead_letter_target<'a>(

@@ -56,10 +56,11 @@ pub use gate::{AlwaysClosed, CircuitGate, CircuitState, GateDecision, GateOutcom
 pub use health::{HealthStatus, HealthView, UnknownHealth};
 pub use job::{
     Admission, Admitted, BrokenReason, DeadLetter, DeadLetterFilter, DeadLetterId, DeadLetterPage,
-    DeadReason, JobError, JobId, JobStore, JobStoreError, Lease, LeasedJob, LogDecision, LogEntry,
-    LogVerdict, Priority, QueueStats, Reschedule, StorageCause, StorageError, StorageKind,
-    StoreCondition, StoreHealth, SweepAction, SweepPlan, SweepReport, TargetQueueStats,
-    log_decision, log_verdict, sweep_action, sweep_due,
+    DeadLetterQueue, DeadReason, IngestQueue, JobError, JobId, JobStore, JobStoreError, LaneQueue,
+    Lease, LeasedJob, LogDecision, LogEntry, LogVerdict, NewWork, Priority, QueueMaintenance,
+    QueueStats, Reschedule, StorageCause, StorageError, StorageKind, StoreCondition, StoreHealth,
+    SweepAction, SweepPlan, SweepReport, TargetQueueStats, log_decision, log_verdict, sweep_action,
+    sweep_due,
 };
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use message_ref::{InMemoryMessageRefs, MessageRef, MessageRefStore};

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alert_core::{
-    Admission, Admitted, Clock, JobStore, JobStoreError, SystemClock, TargetEntry, TargetName,
-    TargetSource,
+    Admission, Admitted, Clock, JobStore, JobStoreError, LaneQueue, SystemClock, TargetEntry,
+    TargetName, TargetSource,
 };
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -147,8 +147,9 @@ impl App {
             .clock(clock.clone())
             .build();
         let redb = Arc::new(redb);
-        let store: Arc<dyn JobStore> = redb.clone();
-        let dispatcher = Dispatcher::builder(store.clone(), targets.clone())
+        let lanes: Arc<dyn LaneQueue> = redb.clone();
+        let store: Arc<dyn JobStore> = redb;
+        let dispatcher = Dispatcher::builder(lanes, targets.clone())
             .health(health.clone())
             .gate(breakers.clone())
             .observer(observer)
@@ -157,9 +158,6 @@ impl App {
             .build()
             .start(shutdown.child_token());
         let waker = dispatcher.waker();
-        // The lanes hear of fresh alerts before ingest's fsync returns.
-        let wake = waker.clone();
-        redb.on_new_jobs(move |target| wake.wake(target));
         let prober = Arc::new(Prober::new(
             health.clone(),
             targets.clone(),
@@ -192,7 +190,6 @@ impl App {
         tasks.spawn(crate::maintenance::run(
             store.clone(),
             targets.clone(),
-            waker.clone(),
             clock.clone(),
             crate::maintenance::Settings {
                 log_retention: config.ingest.log_retention.into(),
@@ -261,7 +258,7 @@ impl App {
         .with_starts_at_defaulted(starts_at_defaulted)
     }
 
-    /// Commits a batch and wakes the lanes that got work. The admissions refused because their
+    /// Commits a batch (the store tells the lanes that got work). The admissions refused because their
     /// target's queue is full are counted per target, in the answer and the metrics; a batch
     /// refused for `ingest.max_active_alerts` is counted too.
     pub(crate) async fn enqueue(&self, batch: Vec<Admission>) -> Result<Enqueued, JobStoreError> {
@@ -280,12 +277,11 @@ impl App {
         };
         let mut refused: BTreeMap<TargetName, (u64, u64)> = BTreeMap::new();
         for (target, outcome) in targets.into_iter().zip(&admitted) {
-            match outcome {
-                Admitted::TargetFull {
-                    max_jobs_per_target,
-                } => refused.entry(target).or_insert((0, *max_jobs_per_target)).0 += 1,
-                outcome if outcome.is_enqueued() => self.dispatcher.wake(&target),
-                _ => {}
+            if let Admitted::TargetFull {
+                max_jobs_per_target,
+            } = outcome
+            {
+                refused.entry(target).or_insert((0, *max_jobs_per_target)).0 += 1;
             }
         }
         for (target, (n, _)) in &refused {

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alert_core::{Clock, JobStore, SweepPlan, TargetKind, TargetName, TargetSet, TargetSource};
-use fanout::DispatcherWaker;
 use tokio_util::sync::CancellationToken;
 
 /// How often a pass runs.
@@ -30,7 +29,6 @@ pub(crate) struct Settings {
 pub(crate) async fn run(
     store: Arc<dyn JobStore>,
     source: Arc<dyn TargetSource>,
-    waker: DispatcherWaker,
     clock: Arc<dyn Clock>,
     settings: Settings,
     shutdown: CancellationToken,
@@ -63,9 +61,6 @@ pub(crate) async fn run(
                         jobs = report.removed_jobs,
                         "removed targets' jobs moved to the dead-letter queue"
                     );
-                }
-                for target in &report.targets {
-                    waker.wake(target);
                 }
             }
             Err(err) => {

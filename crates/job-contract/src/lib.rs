@@ -22,9 +22,11 @@ use alert_core::{
     SweepReport, TargetKind, TargetName, TargetQueueStats,
 };
 
+mod announce;
 mod bounds;
 mod health;
 mod status;
+pub use announce::new_work_is_announced;
 pub use bounds::{
     active_alerts_are_bounded, removed_targets_jobs_move_after_the_grace, sweep_expires_old_jobs,
     target_quota_refuses_that_target_alone,
@@ -68,6 +70,7 @@ pub async fn run_all<S: JobStore>(make: impl Fn() -> S) {
     a_working_store_is_healthy(&make()).await;
     sweep_expires_old_jobs(&make()).await;
     removed_targets_jobs_move_after_the_grace(&make()).await;
+    new_work_is_announced(&make()).await;
 }
 
 // === Helpers ===

@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use alert_core::{Admission, Alert, Annotations, EnrichedAlert, JobStore, Labels, TargetName};
+use alert_core::{
+    Admission, Alert, Annotations, EnrichedAlert, IngestQueue, Labels, LaneQueue, TargetName,
+};
 use chrono::Utc;
 use criterion::{Criterion, SamplingMode, Throughput};
 use queue::RedbJobStore;

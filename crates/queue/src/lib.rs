@@ -41,7 +41,7 @@
 //! ```
 //! use std::time::Duration;
 //!
-//! use alert_core::{Admission, Alert, EnrichedAlert, JobStore, Labels, TargetName};
+//! use alert_core::{Admission, Alert, EnrichedAlert, IngestQueue, Labels, LaneQueue, TargetName};
 //! use queue::MemoryJobStore;
 //!
 //! # tokio_test_block_on(async {

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use alert_core::{
     Admission, Admitted, BoxFuture, BrokenReason, DeadLetter, DeadLetterFilter, DeadLetterId,
-    DeadLetterPage, DeadReason, EnrichedAlert, Fingerprint, JobError, JobId, JobStore,
-    JobStoreError, Lease, LogEntry, QueueStats, Reschedule, StorageKind, StoreCondition,
-    StoreHealth, SweepPlan, SweepReport, TargetKind, TargetName,
+    DeadLetterPage, DeadLetterQueue, DeadReason, EnrichedAlert, Fingerprint, IngestQueue, JobError,
+    JobId, JobStoreError, LaneQueue, Lease, LogEntry, NewWork, QueueMaintenance, QueueStats,
+    Reschedule, StorageKind, StoreCondition, StoreHealth, SweepPlan, SweepReport, TargetKind,
+    TargetName,
 };
 use chrono::{DateTime, Utc};
 
@@ -46,6 +47,8 @@ struct Inner {
     tables: MemoryTables,
     /// Dead letters dropped at the cap; see [`StoreHealth::evicted_dead_letters`].
     evicted: u64,
+    /// Told each target that gets jobs; see [`LaneQueue::on_new_work`].
+    announce: Option<NewWork>,
 }
 
 /// The in-memory store's "tables": only what the state does not hold itself.
@@ -136,18 +139,20 @@ impl Tables for MemoryTables {
 }
 
 impl Inner {
-    /// Plans one op and applies it: there is nothing to persist.
+    /// Plans one op and applies it (there is nothing to persist). Returns its answer and the
+    /// targets that got jobs.
     fn run<T>(
         &mut self,
         planner: &Planner,
         plan: impl FnOnce(&Planner, &mut Group, &State, &mut MemoryTables) -> Planned2<T>,
-    ) -> Result<T, JobStoreError> {
+    ) -> Result<(Result<T, JobStoreError>, Vec<TargetName>), JobStoreError> {
         let mut group = Group::new(&self.state);
         let answer = plan(planner, &mut group, &self.state, &mut self.tables)?;
         self.evicted += group.evicted;
+        let new_work = group.new_work();
         group.apply(&mut self.state);
         self.tidy();
-        answer
+        Ok((answer, new_work))
     }
 
     /// Drops what the state let go of: the bodies no job and no log entry refers to, and the
@@ -178,6 +183,7 @@ impl MemoryJobStore {
                 state: State::default(),
                 tables: MemoryTables::default(),
                 evicted: 0,
+                announce: None,
             }),
         }
     }
@@ -262,12 +268,19 @@ impl MemoryJobStore {
         })
     }
 
-    /// Plans one op under the lock and applies it.
+    /// Plans one op under the lock and applies it, then announces the targets that got jobs.
     fn run<T>(
         &self,
         plan: impl FnOnce(&Planner, &mut Group, &State, &mut MemoryTables) -> Planned2<T>,
     ) -> Result<T, JobStoreError> {
-        self.inner()?.run(&self.planner, plan)
+        let mut inner = self.inner()?;
+        let (answer, new_work) = inner.run(&self.planner, plan)?;
+        let announce = inner.announce.clone();
+        drop(inner);
+        if let Some(announce) = announce {
+            new_work.iter().for_each(|target| announce(target));
+        }
+        answer
     }
 
     fn enqueue_now(
@@ -327,7 +340,7 @@ impl fmt::Debug for MemoryJobStore {
     }
 }
 
-impl JobStore for MemoryJobStore {
+impl IngestQueue for MemoryJobStore {
     fn enqueue_batch<'a>(
         &'a self,
         batch: Vec<Admission>,
@@ -335,7 +348,9 @@ impl JobStore for MemoryJobStore {
     ) -> BoxFuture<'a, Result<Vec<Admitted>, JobStoreError>> {
         Box::pin(async move { self.enqueue_now(&batch, now) })
     }
+}
 
+impl LaneQueue for MemoryJobStore {
     fn lease<'a>(
         &'a self,
         target: &'a TargetName,
@@ -381,23 +396,14 @@ impl JobStore for MemoryJobStore {
         })
     }
 
-    fn health(&self) -> StoreHealth {
-        // Nothing is written anywhere, so only a panic under the lock can break this store.
-        match self.inner.lock() {
-            Ok(inner) => StoreHealth::default().with_counters(0, inner.evicted),
-            Err(_) => StoreHealth::new(StoreCondition::Broken {
-                reason: BrokenReason::Poisoned,
-            }),
+    fn on_new_work(&self, announce: NewWork) {
+        if let Ok(mut inner) = self.inner() {
+            inner.announce = Some(announce);
         }
     }
+}
 
-    fn stats(&self) -> BoxFuture<'_, Result<QueueStats, JobStoreError>> {
-        Box::pin(async move {
-            // The planners keep the state's count of dead letters.
-            Ok(self.inner()?.state.stats())
-        })
-    }
-
+impl DeadLetterQueue for MemoryJobStore {
     fn dead_letters<'a>(
         &'a self,
         filter: &'a DeadLetterFilter,
@@ -418,6 +424,15 @@ impl JobStore for MemoryJobStore {
     fn purge<'a>(&'a self, id: &'a DeadLetterId) -> BoxFuture<'a, Result<(), JobStoreError>> {
         Box::pin(async move { self.run(|p, g, _, t| p.purge(g, t, id)) })
     }
+}
+
+impl QueueMaintenance for MemoryJobStore {
+    fn stats(&self) -> BoxFuture<'_, Result<QueueStats, JobStoreError>> {
+        Box::pin(async move {
+            // The planners keep the state's count of dead letters.
+            Ok(self.inner()?.state.stats())
+        })
+    }
 
     fn sweep<'a>(
         &'a self,
@@ -425,6 +440,16 @@ impl JobStore for MemoryJobStore {
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<SweepReport, JobStoreError>> {
         Box::pin(async move { self.run(|p, g, state, t| p.sweep(g, state, t, plan, now)) })
+    }
+
+    fn health(&self) -> StoreHealth {
+        // Nothing is written anywhere, so only a panic under the lock can break this store.
+        match self.inner.lock() {
+            Ok(inner) => StoreHealth::default().with_counters(0, inner.evicted),
+            Err(_) => StoreHealth::new(StoreCondition::Broken {
+                reason: BrokenReason::Poisoned,
+            }),
+        }
     }
 
     fn dead_letter_target<'a>(

@@ -8,8 +8,9 @@ mod redb_store;
 use std::time::Duration;
 
 use alert_core::{
-    Admission, Alert, AlertStatus, Annotations, DeadLetterFilter, DeadReason, EnrichedAlert,
-    JobStore, Labels, Priority, SweepPlan, TargetKind, TargetName,
+    Admission, Alert, AlertStatus, Annotations, DeadLetterFilter, DeadLetterQueue, DeadReason,
+    EnrichedAlert, IngestQueue, JobStore, Labels, LaneQueue, Priority, QueueMaintenance, SweepPlan,
+    TargetKind, TargetName,
 };
 use chrono::{DateTime, Utc};
 use job_contract as contract;

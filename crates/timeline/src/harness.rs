@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use alert_core::{
     Admission, Alert, Annotations, BoxFuture, Clock, EnrichedAlert, InMemoryMessageRefs, JobStore,
-    KindSettings, Labels, StaticTargetSource, SweepPlan, Target, TargetEntry, TargetKind,
-    TargetName, TargetSet, TestClock,
+    KindSettings, Labels, LaneQueue, StaticTargetSource, SweepPlan, Target, TargetEntry,
+    TargetKind, TargetName, TargetSet, TestClock,
 };
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use fanout::{CancellationToken, Dispatcher, DispatcherConfig, DispatcherHandle, DispatcherWaker};
+use fanout::{CancellationToken, Dispatcher, DispatcherConfig, DispatcherHandle};
 use health::{BreakerConfig, CircuitBreakers, HealthConfig, HealthRegistry};
 use publisher_http::{BuildContext, ClientConfig, HttpClient, InMemoryHandler};
 use queue::MemoryJobStore;
@@ -130,7 +130,7 @@ impl InMemoryHandler for MockTarget {
 
 /// The parts a restart rebuilds.
 struct Running {
-    handle: DispatcherHandle,
+    _handle: DispatcherHandle,
     _stop: CancellationToken,
 }
 
@@ -155,7 +155,8 @@ fn start_dispatcher(
         ..DispatcherConfig::default()
     };
     let stop = CancellationToken::new();
-    let handle = Dispatcher::builder(Arc::clone(store), source.clone())
+    let lanes: Arc<dyn LaneQueue> = store.clone();
+    let handle = Dispatcher::builder(lanes, source.clone())
         .health(health)
         .gate(breakers)
         .clock(Arc::clone(clock))
@@ -163,7 +164,7 @@ fn start_dispatcher(
         .build()
         .start(stop.clone());
     Running {
-        handle,
+        _handle: handle,
         _stop: stop,
     }
 }
@@ -224,21 +225,18 @@ pub async fn run(timeline: &Timeline) -> Vec<Received> {
     ));
     let store: Arc<dyn JobStore> =
         Arc::new(MemoryJobStore::new(100_000).with_clock(Arc::clone(&clock)));
+    // The store tells the lanes of the dispatcher running now of new work (each dispatcher
+    // registers itself as it starts), as the server's does.
     let mut running = start_dispatcher(&store, &source, &clock);
-    // The sweeper wakes the lanes of the dispatcher running now, as the server's does.
-    let waker: Arc<Mutex<DispatcherWaker>> = Arc::new(Mutex::new(running.handle.waker()));
     let restart = |running: Running| {
         // kill -9: every lane and attempt is dropped where it stands.
         drop(running);
-        let fresh = start_dispatcher(&store, &source, &clock);
-        *waker.lock().unwrap_or_else(PoisonError::into_inner) = fresh.handle.waker();
-        fresh
+        start_dispatcher(&store, &source, &clock)
     };
 
     // The maintenance pass, once a second, as the server runs it.
     let sweeper = {
         let store = Arc::clone(&store);
-        let waker = Arc::clone(&waker);
         let clock = Arc::clone(&clock);
         let plan = SweepPlan::new(
             names.iter().map(|n| (n.clone(), None)).collect(),
@@ -248,12 +246,8 @@ pub async fn run(timeline: &Timeline) -> Vec<Received> {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                if let Ok(report) = store.sweep(&plan, clock.now()).await {
-                    let waker = waker.lock().unwrap_or_else(PoisonError::into_inner).clone();
-                    for target in &report.targets {
-                        waker.wake(target);
-                    }
-                }
+                // A failed pass is retried at the next tick.
+                let _ = store.sweep(&plan, clock.now()).await;
             }
         })
     };
@@ -274,9 +268,8 @@ pub async fn run(timeline: &Timeline) -> Vec<Received> {
             .iter()
             .map(|n| Admission::new(n.clone(), Arc::clone(&alert), repeat))
             .collect();
-        if store.enqueue_batch(batch, clock.now()).await.is_ok() {
-            running.handle.wake_all();
-        }
+        // The store tells the lanes of the jobs; a refused batch is not retried here.
+        let _ = store.enqueue_batch(batch, clock.now()).await;
     }
     let end = start + Duration::from_secs(u64::from(timeline.length)) + DRAIN;
     for r in restarts {

@@ -134,9 +134,8 @@ pub(super) async fn replay_dead_letter(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let id = DeadLetterId(id);
+    // The store tells the entry's lane of the job.
     let job = app.store.replay(&id, app.now()).await?;
-    // The entry's target is not known here without another read; waking every lane is cheap.
-    app.dispatcher.wake_all();
     Ok(axum::Json(json!({"status": "replayed", "id": id, "job": job})).into_response())
 }
 
@@ -204,7 +203,6 @@ pub(super) async fn replay_dead_letters(
             Err(err) => return Err(err.into()),
         }
     }
-    app.dispatcher.wake_all();
     Ok(axum::Json(json!({
         "replayed": replayed.len(),
         "superseded": superseded.len(),

@@ -1,6 +1,7 @@
 //! The dispatcher: delivers queued jobs, one lane per target.
 //!
-//! Ingest commits jobs to a [`JobStore`] and wakes the target's lane. Each lane is layered from
+//! Ingest commits jobs to a [`JobStore`](alert_core::JobStore), which tells the target's lane
+//! ([`LaneQueue::on_new_work`]). Each lane is layered from
 //! the outside in, as the style guide's per-target stack: gate (breaker, health, a 429 pause; a
 //! delay, never a failure) → rate limit (a token bucket) → in-flight limit → [`TargetCall`]. It
 //! settles every job it leases exactly once: ack, reschedule (with backoff, or without consuming
@@ -28,7 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use alert_core::{
-    AlwaysClosed, CircuitGate, Clock, HealthView, JobStore, NoopObserver, PublishObserver,
+    AlwaysClosed, CircuitGate, Clock, HealthView, LaneQueue, NoopObserver, PublishObserver,
     SystemClock, TargetKind, TargetName, TargetSource, UnknownHealth,
 };
 use chrono::{DateTime, Utc};
@@ -198,7 +199,7 @@ type Registry = Arc<Mutex<BTreeMap<TargetName, Arc<LaneShared>>>>;
 
 /// Everything a lane and its attempts need, shared by all lanes.
 struct Context {
-    store: Arc<dyn JobStore>,
+    store: Arc<dyn LaneQueue>,
     gate: Arc<dyn CircuitGate>,
     health: Arc<dyn HealthView>,
     observer: Arc<dyn PublishObserver>,
@@ -219,7 +220,7 @@ pub struct Dispatcher {
 
 /// Builds a [`Dispatcher`].
 pub struct DispatcherBuilder {
-    store: Arc<dyn JobStore>,
+    store: Arc<dyn LaneQueue>,
     source: Arc<dyn TargetSource>,
     health: Arc<dyn HealthView>,
     gate: Arc<dyn CircuitGate>,
@@ -289,7 +290,7 @@ impl DispatcherBuilder {
 impl Dispatcher {
     /// Starts building a dispatcher over this store and these targets.
     #[must_use]
-    pub fn builder(store: Arc<dyn JobStore>, source: Arc<dyn TargetSource>) -> DispatcherBuilder {
+    pub fn builder(store: Arc<dyn LaneQueue>, source: Arc<dyn TargetSource>) -> DispatcherBuilder {
         DispatcherBuilder {
             store,
             source,
@@ -308,6 +309,13 @@ impl Dispatcher {
     #[must_use]
     pub fn start(self, shutdown: CancellationToken) -> DispatcherHandle {
         let registry: Registry = Arc::default();
+        // The store tells the lanes of new work itself, as soon as they can lease it.
+        let waker = DispatcherWaker {
+            registry: Arc::clone(&registry),
+        };
+        self.context
+            .store
+            .on_new_work(Arc::new(move |target: &TargetName| waker.wake(target)));
         let supervisor =
             supervisor::Supervisor::new(self.context, self.source, Arc::clone(&registry), shutdown);
         DispatcherHandle {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alert_core::{
-    Admission, BoxFuture, Clock, JobStore, PublishError, PublishRequest, Publisher, Receipt,
+    Admission, BoxFuture, Clock, IngestQueue, PublishError, PublishRequest, Publisher, Receipt,
     StaticTargetSource, TargetName, TargetSet, TestClock,
 };
 use chrono::DateTime;

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use alert_core::Clock as _;
 use alert_core::{
-    Admission, BoxFuture, CircuitState, DeadLetterFilter, DeadLetterId, DeadLetterPage, DeadReason,
-    Delivery, DisabledReason, ErrorKind, Fingerprint, JobError, JobId, JobStore, JobStoreError,
-    Lease, PermanentReason, PublishError, PublishObserver, PublishRequest, Publisher, QueueStats,
-    RateLimit, Receipt, Reschedule, StaticTargetSource, Target, TargetEntry, TargetName, TargetSet,
-    TestClock,
+    Admission, BoxFuture, CircuitState, DeadLetterFilter, DeadLetterId, DeadLetterPage,
+    DeadLetterQueue, DeadReason, Delivery, DisabledReason, ErrorKind, Fingerprint, IngestQueue,
+    JobError, JobId, JobStoreError, LaneQueue, Lease, PermanentReason, PublishError,
+    PublishObserver, PublishRequest, Publisher, QueueMaintenance, QueueStats, RateLimit, Receipt,
+    Reschedule, StaticTargetSource, Target, TargetEntry, TargetName, TargetSet, TestClock,
 };
 use chrono::{DateTime, Utc};
 use fanout::{CancellationToken, Dispatcher, DispatcherConfig, DispatcherHandle, PauseReason};
@@ -238,7 +238,7 @@ impl Signalling {
     }
 }
 
-impl JobStore for Signalling {
+impl IngestQueue for Signalling {
     fn enqueue_batch<'a>(
         &'a self,
         batch: Vec<Admission>,
@@ -246,7 +246,9 @@ impl JobStore for Signalling {
     ) -> BoxFuture<'a, Result<Vec<alert_core::Admitted>, JobStoreError>> {
         self.inner.enqueue_batch(batch, now)
     }
+}
 
+impl LaneQueue for Signalling {
     fn lease<'a>(
         &'a self,
         target: &'a TargetName,
@@ -332,10 +334,12 @@ impl JobStore for Signalling {
         })
     }
 
-    fn stats(&self) -> BoxFuture<'_, Result<QueueStats, JobStoreError>> {
-        self.inner.stats()
+    fn on_new_work(&self, announce: alert_core::NewWork) {
+        self.inner.on_new_work(announce);
     }
+}
 
+impl DeadLetterQueue for Signalling {
     fn dead_letters<'a>(
         &'a self,
         filter: &'a DeadLetterFilter,
@@ -355,6 +359,12 @@ impl JobStore for Signalling {
 
     fn purge<'a>(&'a self, id: &'a DeadLetterId) -> BoxFuture<'a, Result<(), JobStoreError>> {
         self.inner.purge(id)
+    }
+}
+
+impl QueueMaintenance for Signalling {
+    fn stats(&self) -> BoxFuture<'_, Result<QueueStats, JobStoreError>> {
+        self.inner.stats()
     }
 
     fn sweep<'a>(

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use alert_core::{
-    Admission, BoxFuture, Clock, JobStore, Priority, PublishError, PublishRequest, Publisher,
+    Admission, BoxFuture, Clock, IngestQueue, Priority, PublishError, PublishRequest, Publisher,
     Receipt, StaticTargetSource, TargetName, TargetSet, TestClock,
 };
 use chrono::DateTime;

@@ -336,6 +336,19 @@ impl Group {
         self.effects.push(Effect::Remove(job));
     }
 
+    /// The targets whose lanes get jobs when the group is applied, each once.
+    pub(crate) fn new_work(&self) -> Vec<TargetName> {
+        let mut targets: Vec<TargetName> = Vec::new();
+        for effect in &self.effects {
+            if let Effect::Insert(_, job) = effect
+                && !targets.contains(&job.target)
+            {
+                targets.push(job.target.clone());
+            }
+        }
+        targets
+    }
+
     /// Applies the group to the state, after its commit.
     pub(crate) fn apply(self, state: &mut State) {
         state.next_job = self.next_job;

@@ -4,7 +4,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use alert_core::{BrokenReason, DeadLetterFilter, JobStore, JobStoreError, StoreCondition};
+use alert_core::{
+    BrokenReason, DeadLetterFilter, DeadLetterQueue, IngestQueue, JobStoreError, QueueMaintenance,
+    StoreCondition,
+};
 use redb::Database;
 use redb::backends::InMemoryBackend;
 

@@ -39,15 +39,16 @@ use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use alert_core::{
     Admission, Admitted, BoxFuture, BrokenReason, DeadLetterFilter, DeadLetterId, DeadLetterPage,
-    DeadReason, EnrichedAlert, Fingerprint, JobError, JobId, JobStore, JobStoreError, Lease,
-    LogEntry, MessageRef, MessageRefStore, QueueStats, Reschedule, StorageKind, StoreHealth,
-    SweepPlan, SweepReport, TargetKind, TargetName,
+    DeadLetterQueue, DeadReason, EnrichedAlert, Fingerprint, IngestQueue, JobError, JobId,
+    JobStoreError, LaneQueue, Lease, LogEntry, MessageRef, MessageRefStore, NewWork,
+    QueueMaintenance, QueueStats, Reschedule, StorageKind, StoreHealth, SweepPlan, SweepReport,
+    TargetKind, TargetName,
 };
 use chrono::{DateTime, Utc};
 use redb::{
@@ -159,19 +160,16 @@ struct Shared {
     /// op at once.
     holding_flush: AtomicBool,
     /// Told each target that got new jobs, as soon as a lane could lease them (see
-    /// [`RedbJobStore::on_new_jobs`]).
-    on_new_jobs: OnceLock<NewJobsHook>,
+    /// [`LaneQueue::on_new_work`] below).
+    new_work: RwLock<Option<NewWork>>,
     /// Failed commits in a row, the reopen backoff and the counters of [`StoreHealth`].
     health: Health,
     /// Admits [`DLQ_SCANS`] reads of the dead-letter queue at once.
     dlq_scans: Semaphore,
     /// Called by each dead-letter scan as it starts, on its blocking thread.
     #[cfg(test)]
-    scan_hook: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    scan_hook: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
-
-/// See [`RedbJobStore::on_new_jobs`].
-type NewJobsHook = Box<dyn Fn(&TargetName) + Send + Sync>;
 
 /// See [`Shared::committed`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -240,11 +238,11 @@ impl RedbJobStore {
             state: Mutex::new(state),
             committed: watch::Sender::new(Committed::default()),
             holding_flush: AtomicBool::new(false),
-            on_new_jobs: OnceLock::new(),
+            new_work: RwLock::new(None),
             health,
             dlq_scans: Semaphore::new(DLQ_SCANS),
             #[cfg(test)]
-            scan_hook: OnceLock::new(),
+            scan_hook: std::sync::OnceLock::new(),
         });
         let (ops, receiver) = mpsc::channel(OPS_CAPACITY);
         let for_writer = Arc::clone(&shared);
@@ -262,17 +260,6 @@ impl RedbJobStore {
             ops: Some(ops),
             writer: Some(writer),
         })
-    }
-
-    /// Calls `wake` with the name of each target that gets new jobs, from the writer's thread, as
-    /// soon as its lane could lease them. A group of fresh alerts is handed to the lanes before
-    /// its commit's fsync returns, so a dispatcher's waker here lets the lanes deliver while the
-    /// disk syncs, and a slow fsync delays the answer to ingest but not the deliveries. (A crash
-    /// in between delivers an alert whose sender got no answer and sends it again, as with any
-    /// at-least-once delivery; a commit that fails takes the jobs back, and those already in
-    /// flight are settled as superseded.) Only the first call counts.
-    pub fn on_new_jobs(&self, wake: impl Fn(&TargetName) + Send + Sync + 'static) {
-        let _ = self.shared.on_new_jobs.set(Box::new(wake));
     }
 
     /// Reads `clock` where no caller hands the store a time (default: `SystemClock`), as
@@ -708,7 +695,7 @@ impl fmt::Debug for RedbJobStore {
     }
 }
 
-impl JobStore for RedbJobStore {
+impl IngestQueue for RedbJobStore {
     fn enqueue_batch<'a>(
         &'a self,
         batch: Vec<Admission>,
@@ -742,7 +729,9 @@ impl JobStore for RedbJobStore {
             answer
         })
     }
+}
 
+impl LaneQueue for RedbJobStore {
     fn lease<'a>(
         &'a self,
         target: &'a TargetName,
@@ -816,24 +805,22 @@ impl JobStore for RedbJobStore {
         }))
     }
 
-    fn stats(&self) -> BoxFuture<'_, Result<QueueStats, JobStoreError>> {
-        let stats = self.shared.state().map(|state| state.stats());
-        Box::pin(async move { stats })
+    fn on_new_work(&self, announce: NewWork) {
+        // Called from the writer's thread as soon as a lane could lease the jobs: a group of
+        // fresh alerts is handed to the lanes before its commit's fsync returns, so the lanes
+        // deliver while the disk syncs, and a slow fsync delays the answer to ingest but not
+        // the deliveries. (A crash in between delivers an alert whose sender got no answer and
+        // sends it again, as with any at-least-once delivery; a commit that fails takes the
+        // jobs back, and those already in flight are settled as superseded.)
+        *self
+            .shared
+            .new_work
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(announce);
     }
+}
 
-    fn health(&self) -> StoreHealth {
-        let shared = &self.shared;
-        let broken = if shared.state.is_poisoned() || shared.db.is_poisoned() {
-            Some(BrokenReason::Poisoned)
-        } else if self.ops.as_ref().is_none_or(mpsc::Sender::is_closed) {
-            // The writer's end of the channel goes with its thread, however it ended.
-            Some(BrokenReason::WriterStopped)
-        } else {
-            None
-        };
-        shared.health.view(broken)
-    }
-
+impl DeadLetterQueue for RedbJobStore {
     fn dead_letters<'a>(
         &'a self,
         filter: &'a DeadLetterFilter,
@@ -877,6 +864,13 @@ impl JobStore for RedbJobStore {
         let id = id.clone();
         Box::pin(self.call(move |reply| Op::Purge { id, reply }))
     }
+}
+
+impl QueueMaintenance for RedbJobStore {
+    fn stats(&self) -> BoxFuture<'_, Result<QueueStats, JobStoreError>> {
+        let stats = self.shared.state().map(|state| state.stats());
+        Box::pin(async move { stats })
+    }
 
     fn sweep<'a>(
         &'a self,
@@ -890,6 +884,19 @@ impl JobStore for RedbJobStore {
             restored?;
             self.call(move |reply| Op::Sweep { plan, now, reply }).await
         })
+    }
+
+    fn health(&self) -> StoreHealth {
+        let shared = &self.shared;
+        let broken = if shared.state.is_poisoned() || shared.db.is_poisoned() {
+            Some(BrokenReason::Poisoned)
+        } else if self.ops.as_ref().is_none_or(mpsc::Sender::is_closed) {
+            // The writer's end of the channel goes with its thread, however it ended.
+            Some(BrokenReason::WriterStopped)
+        } else {
+            None
+        };
+        shared.health.view(broken)
     }
 
     fn dead_letter_target<'a>(
@@ -1373,9 +1380,9 @@ mod tests {
     /// Hands the names of the targets `store` reports new jobs for to the returned receiver.
     fn new_jobs(store: &RedbJobStore) -> mpsc::UnboundedReceiver<TargetName> {
         let (sender, receiver) = mpsc::unbounded_channel();
-        store.on_new_jobs(move |target| {
+        store.on_new_work(Arc::new(move |target: &TargetName| {
             let _ = sender.send(target.clone());
-        });
+        }));
         receiver
     }
 

@@ -507,6 +507,21 @@ impl Shared {
             .is_ok_and(|state| state.index.behind(state.index.clock.0.now(), BEHIND))
     }
 
+    /// Tells the lanes of `targets` that they have new jobs (see `LaneQueue::on_new_work`).
+    fn announce(&self, targets: &[TargetName]) {
+        if targets.is_empty() {
+            return;
+        }
+        let announce = self
+            .new_work
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(announce) = announce {
+            targets.iter().for_each(|target| announce(target));
+        }
+    }
+
     /// The planners under the store's bounds as they stand.
     fn planner(&self, state: &State) -> Planner {
         Planner {
@@ -636,8 +651,8 @@ impl Shared {
         state.log_unsettled = early.is_some() || !group.logs.is_empty();
         // The fsync runs without the lock, so lanes lease and ack meanwhile.
         drop(state);
-        if let (Some(early), Some(wake)) = (&early, self.on_new_jobs.get()) {
-            early.targets.iter().for_each(wake);
+        if let Some(early) = &early {
+            self.announce(&early.targets);
         }
         let committed = if durable {
             txn.set_durability(ingest_durability())
@@ -657,8 +672,11 @@ impl Shared {
         }
         state.failed = false;
         let (evicted, quarantined) = (group.evicted, group.quarantined);
+        // (A group handed to the lanes early has no effects left: its jobs were announced.)
+        let new_work = group.new_work();
         group.apply(&mut state);
         drop(state);
+        self.announce(&new_work);
         self.health.add_evicted(evicted);
         self.health.add_quarantined(quarantined);
         if durable {

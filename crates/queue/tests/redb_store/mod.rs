@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use alert_core::{
-    Admitted, AlertStatus, DeadLetterFilter, DeadReason, ErrorKind, JobError, JobStore, Priority,
-    Reschedule, SweepPlan, TargetKind, TargetName,
+    Admitted, AlertStatus, DeadLetterFilter, DeadLetterQueue, DeadReason, ErrorKind, IngestQueue,
+    JobError, LaneQueue, Priority, QueueMaintenance, Reschedule, SweepPlan, TargetKind, TargetName,
 };
 use job_contract as contract;
 use queue::RedbJobStore;
@@ -64,7 +64,7 @@ async fn redb_store_passes_the_contract() {
         store
     })
     .await;
-    assert_eq!(dirs.lock().unwrap().len(), 26, "one fresh file per check");
+    assert_eq!(dirs.lock().unwrap().len(), 27, "one fresh file per check");
 }
 
 #[tokio::test]

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use alert_core::{DeadLetterFilter, DeadReason, JobStore, JobStoreError, TargetKind, TargetName};
+use alert_core::{
+    DeadLetterFilter, DeadLetterQueue, DeadReason, IngestQueue, JobStoreError, LaneQueue,
+    QueueMaintenance, TargetKind, TargetName,
+};
 use redb::{Database, TableDefinition};
 
 use super::TempDir;

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use alert_core::{Admitted, AlertStatus, EnrichedAlert, JobStore, SweepPlan, TargetName};
+use alert_core::{
+    Admitted, AlertStatus, EnrichedAlert, IngestQueue, QueueMaintenance, SweepPlan, TargetName,
+};
 use queue::RedbJobStore;
 
 use super::TempDir;
