@@ -20,7 +20,7 @@ pub async fn a_working_store_is_healthy(store: &dyn JobStore) {
 }
 
 /// A store built with a dead-letter cap of `cap` (at least 1, at most 50) counts every entry it
-/// drops to stay within it in [`evicted_dead_letters`](crate::StoreHealth::evicted_dead_letters).
+/// drops to stay within it in [`evicted_dead_letters`](alert_core::StoreHealth::evicted_dead_letters).
 pub async fn evicted_dead_letters_are_counted(store: &dyn JobStore, cap: usize) {
     assert!((1..=50).contains(&cap), "a cap between 1 and 50, not {cap}");
     let made = cap + 3;

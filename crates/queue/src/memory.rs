@@ -1,4 +1,4 @@
-//! [`MemoryJobStore`]: the whole [`JobStore`] contract in memory, behind one mutex, on the
+//! [`MemoryJobStore`]: the whole [`JobStore`](alert_core::JobStore) contract in memory, behind one mutex, on the
 //! queue's one model ([`crate::model`]): each op is planned by the same planners as the redb
 //! store's, with nothing to persist but the alert bodies and the dead letters.
 
@@ -24,7 +24,7 @@ use crate::model::sweep::KnownTarget;
 use crate::model::{State, lanes};
 
 /// A job store in memory: the job queue, the notification log and the dead-letter queue of the
-/// [`JobStore`] contract, with no durability.
+/// [`JobStore`](alert_core::JobStore) contract, with no durability.
 ///
 /// It holds at most `max_jobs` live jobs and a capped number of dead letters (the oldest are
 /// dropped first). All state sits behind one mutex that is never held across an `.await`.

@@ -10,6 +10,7 @@
 //!   start-up) that records every request and answers as the test scripts it.
 
 mod mock;
+pub mod postgres;
 
 pub use mock::{MockResponse, MockTarget, RecordedRequest, closed_port_url};
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 /// stays full.
 pub const FAILING_AFTER: u64 = 3;
 
-/// A job store's health, from [`JobStore::health`](super::JobStore::health). It is cheap to
+/// A job store's health, from [`QueueMaintenance::health`](super::QueueMaintenance::health). It is cheap to
 /// read: a store answers it from memory, never from its disk.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]

@@ -79,7 +79,7 @@ impl Planner {
                     // Replacing a pending job does not grow the queue.
                     if !*has_pending {
                         let to = added_to.entry(&admission.target).or_default();
-                        let live = state.index.live(&admission.target)
+                        let live = state.live(&admission.target)
                             + g.added_to.get(&admission.target).copied().unwrap_or(0);
                         if live + *to >= quota {
                             // Refused alone: nothing of it is written, its log entry included.
@@ -553,7 +553,7 @@ impl Planner {
 
     /// The live jobs of `target` once the group is applied (its removals aside).
     fn live_of(&self, g: &Group, state: &State, target: &TargetName) -> u64 {
-        state.index.live(target) + g.added_to.get(target).copied().unwrap_or(0)
+        state.live(target) + g.added_to.get(target).copied().unwrap_or(0)
     }
 
     /// The sweep's dead-lettering: records the target set, then moves the jobs of removed
@@ -569,12 +569,12 @@ impl Planner {
     ) -> Result<(), JobStoreError> {
         let changes = match &plan.known_targets {
             Some(known) => {
-                let with_jobs = state.index.lanes.keys().cloned().collect::<Vec<_>>();
+                let with_jobs = state.targets_with_jobs();
                 track_targets(
                     &state.targets,
                     known,
                     with_jobs,
-                    |n| state.index.live(n),
+                    |n| state.live(n),
                     now,
                 )
             }

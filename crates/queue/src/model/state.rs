@@ -142,6 +142,10 @@ pub(crate) struct State {
     pub(crate) repeats_low: Option<DateTime<Utc>>,
     /// Bodies released while a group is applied, tidied once it is ([`State::with_bodies_held`]).
     held_bodies: Option<Vec<u64>>,
+    /// For a store whose state holds only the jobs an op needs (the PostgreSQL store loads
+    /// them per op), the live jobs of each target as the store counted them; `None` when the
+    /// state holds every live job.
+    pub(crate) live_counts: Option<HashMap<TargetName, u64>>,
 }
 
 /// The earliest instant at which a sweep pass under this plan can find work in the log: the
@@ -184,6 +188,26 @@ impl State {
             leased: job.leased_until.is_some(),
         });
         queue_stats(jobs, self.dead_count)
+    }
+
+    /// The live jobs of `target` (see [`State::live_counts`]).
+    pub(crate) fn live(&self, target: &TargetName) -> u64 {
+        match &self.live_counts {
+            Some(counts) => counts.get(target).copied().unwrap_or(0),
+            None => self.index.live(target),
+        }
+    }
+
+    /// The targets that have live jobs (or had, in a lane the index still keeps).
+    pub(crate) fn targets_with_jobs(&self) -> Vec<TargetName> {
+        match &self.live_counts {
+            Some(counts) => counts
+                .iter()
+                .filter(|&(_, &n)| n > 0)
+                .map(|(target, _)| target.clone())
+                .collect(),
+            None => self.index.lanes.keys().cloned().collect(),
+        }
     }
 
     pub(crate) fn slot(&self, key: &Key) -> Slot {

@@ -1,4 +1,4 @@
-//! [`RedbJobStore`]: the [`JobStore`] contract on an embedded redb database, durable across
+//! [`RedbJobStore`]: the [`JobStore`](alert_core::JobStore) contract on an embedded redb database, durable across
 //! crashes, and [`RedbMessageRefs`], the durable message references in the same file.
 //!
 //! # Design
@@ -106,9 +106,9 @@ pub(crate) const fn settle_durability() -> Durability {
 }
 
 /// A job store in a redb database file: the job queue, the notification log and the dead-letter
-/// queue of the [`JobStore`] contract, durable across crashes.
+/// queue of the [`JobStore`](alert_core::JobStore) contract, durable across crashes.
 ///
-/// Ingest ([`JobStore::enqueue_batch`]), sweeps, dead-lettering, replays and purges are answered
+/// Ingest ([`IngestQueue::enqueue_batch`]), sweeps, dead-lettering, replays and purges are answered
 /// once their commit is on disk (fsync). Concurrent calls share commits: a single writer thread
 /// commits whatever is queued in one transaction. Leases, acks and reschedules are answered from
 /// memory without waiting for the disk; acks and reschedules are written with the writer's next
