@@ -67,9 +67,11 @@
 
 mod memory;
 mod model;
+mod postgres;
 mod redb_store;
 
 pub use memory::MemoryJobStore;
+pub use postgres::{PgJobStore, PgMessageRefs};
 /// The record decoders' fuzz entry point (feature `fuzzing`), not part of the API.
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

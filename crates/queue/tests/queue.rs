@@ -3,6 +3,7 @@
 //! `MemoryJobStore`: the dead-letter cap, the notification log's inspection and the lease share
 //! across small leases. `RedbJobStore` (in `redb_store`): a clean reopen and a real crash.
 
+mod postgres;
 mod redb_store;
 
 use std::time::Duration;

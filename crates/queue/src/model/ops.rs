@@ -570,13 +570,7 @@ impl Planner {
         let changes = match &plan.known_targets {
             Some(known) => {
                 let with_jobs = state.targets_with_jobs();
-                track_targets(
-                    &state.targets,
-                    known,
-                    with_jobs,
-                    |n| state.live(n),
-                    now,
-                )
+                track_targets(&state.targets, known, with_jobs, |n| state.live(n), now)
             }
             None => Vec::new(),
         };

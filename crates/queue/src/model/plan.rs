@@ -28,6 +28,12 @@ pub(crate) trait Tables {
     fn put_job(&mut self, id: JobId, job: &Job) -> Result<(), JobStoreError>;
     /// Removes a live job's record.
     fn remove_job(&mut self, id: JobId) -> Result<(), JobStoreError>;
+    /// Removes the record of a pending job that a newer state of its (target, fingerprint)
+    /// replaced. A store whose lanes may lease the job while the op is planned (a shared
+    /// database) marks it superseded instead when it finds it leased.
+    fn remove_superseded_job(&mut self, id: JobId) -> Result<(), JobStoreError> {
+        self.remove_job(id)
+    }
     /// Stores a new alert body; `encoded` is its encoding when the caller made it already.
     fn put_body(
         &mut self,
@@ -290,7 +296,7 @@ impl Group {
         planned.slot.pending = Some(id);
         match replaced_pending {
             Some(old) => {
-                t.remove_job(old)?;
+                t.remove_superseded_job(old)?;
                 self.removed.insert(old);
             }
             // Replacing a pending job does not grow the queue; anything else does.

@@ -32,7 +32,7 @@ mod health;
 #[cfg(test)]
 mod health_tests;
 mod load;
-mod records;
+pub(crate) mod records;
 mod writer;
 
 use std::fmt;

@@ -13,47 +13,47 @@ use crate::model::Job;
 
 /// Live jobs by id: a job record ([`encode_job`]). The alert is not in the record: it is in [`ALERTS`],
 /// stored once for every job and log entry of an ingest batch that carries it.
-pub(super) const JOBS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("queue_jobs");
+pub(crate) const JOBS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("queue_jobs");
 /// Alert bodies by their id: a [`StoredAlert`] as JSON. A body is removed once no job and no log
 /// entry refers to it any more.
-pub(super) const ALERTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("alerts");
+pub(crate) const ALERTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("alerts");
 /// The notification log by (fingerprint, target): a [`StoredLog`]. The fingerprint comes first
 /// so the entries an alert makes for its targets, written in one commit, share a leaf page: an
 /// alert sent to ten targets dirties one page of this table rather than ten. (The whole table
 /// is read into memory when the store is opened, so the key's order serves only the writes.)
-pub(super) const LOG: TableDefinition<'_, (u64, &str), &[u8]> =
+pub(crate) const LOG: TableDefinition<'_, (u64, &str), &[u8]> =
     TableDefinition::new("notification_log_by_fingerprint");
 /// The notification log of earlier builds, keyed by (target, fingerprint); opening the store
 /// moves its entries into [`LOG`].
-pub(super) const LOG_BY_TARGET: TableDefinition<'_, (&str, u64), &[u8]> =
+pub(crate) const LOG_BY_TARGET: TableDefinition<'_, (&str, u64), &[u8]> =
     TableDefinition::new("queue_notification_log");
 /// The dead-letter queue by UUIDv7 id, so the table's order is the order they were made in: a
 /// [`StoredDeadLetter`] as JSON. An entry holds its own alert, since it outlives the jobs.
-pub(super) const DEAD: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("dead_letters");
+pub(crate) const DEAD: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("dead_letters");
 /// Message references by (target, fingerprint): an [`alert_core::MessageRef`] as JSON.
-pub(super) const MESSAGE_REFS: TableDefinition<'_, (&str, u64), &[u8]> =
+pub(crate) const MESSAGE_REFS: TableDefinition<'_, (&str, u64), &[u8]> =
     TableDefinition::new("message_refs");
 /// Records that failed to decode, set aside rather than failing the store: by (the table they
 /// were in, their key there as text), a [`Quarantined`] in the binary form of
 /// [`Quarantined::encode`].
-pub(super) const QUARANTINE: TableDefinition<'_, (&str, &str), &[u8]> =
+pub(crate) const QUARANTINE: TableDefinition<'_, (&str, &str), &[u8]> =
     TableDefinition::new("quarantine");
 /// The targets the sweeps have seen, by name: a [`crate::sweep::KnownTarget`] as JSON (its kind,
 /// and since when it has been gone from the set), so a removed target's grace period and the
 /// kind its dead letters take survive a restart.
-pub(super) const TARGETS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("known_targets");
+pub(crate) const TARGETS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("known_targets");
 /// Counters that must survive a restart.
-pub(super) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// The [`META`] key of the last job id handed out, so ids are never reused.
-pub(super) const NEXT_JOB: &str = "next_job";
+pub(crate) const NEXT_JOB: &str = "next_job";
 /// The [`META`] key of the last alert-body id handed out.
-pub(super) const NEXT_BODY: &str = "next_body";
+pub(crate) const NEXT_BODY: &str = "next_body";
 /// The [`META`] key a clean close sets, once it has written every end kept in memory; opening
 /// removes it. Without it, the log's ends are restored as after a crash (`crate::repeats`).
-pub(super) const CLOSED_CLEANLY: &str = "closed_cleanly";
+pub(crate) const CLOSED_CLEANLY: &str = "closed_cleanly";
 /// The tables of the first format, which kept a whole alert in every job and log entry. A file
 /// holding them is refused rather than silently ignored.
-pub(super) const LEGACY_TABLES: [&str; 2] = ["jobs", "notification_log"];
+pub(crate) const LEGACY_TABLES: [&str; 2] = ["jobs", "notification_log"];
 
 /// A job decoded from the jobs table; `status_kept` is false for a record of the first
 /// format, which did not keep the job's status: the store then takes its alert's status when it
@@ -231,21 +231,21 @@ impl<'a> Reader<'a> {
 /// milliseconds, so a `startsAt` with finer precision still compares equal to itself after a
 /// round trip.
 #[derive(Debug)]
-pub(super) struct StoredLog {
-    pub(super) status: AlertStatus,
-    pub(super) starts_at: DateTime<Utc>,
-    pub(super) ends_at: Option<DateTime<Utc>>,
-    pub(super) sequence: u64,
-    pub(super) accepted_at: DateTime<Utc>,
+pub(crate) struct StoredLog {
+    pub(crate) status: AlertStatus,
+    pub(crate) starts_at: DateTime<Utc>,
+    pub(crate) ends_at: Option<DateTime<Utc>>,
+    pub(crate) sequence: u64,
+    pub(crate) accepted_at: DateTime<Utc>,
     /// The id of the last accepted alert in [`ALERTS`].
-    pub(super) body: u64,
+    pub(crate) body: u64,
     /// When `ends_at` was seen, which tells its lead (`crate::repeats`). Records written before
     /// it was kept end without it and read as `accepted_at`.
-    pub(super) seen_at: DateTime<Utc>,
+    pub(crate) seen_at: DateTime<Utc>,
 }
 
 impl StoredLog {
-    pub(super) fn new(entry: &LogEntry, body: u64, seen_at: DateTime<Utc>) -> Self {
+    pub(crate) fn new(entry: &LogEntry, body: u64, seen_at: DateTime<Utc>) -> Self {
         Self {
             status: entry.status,
             starts_at: entry.starts_at,
@@ -257,7 +257,7 @@ impl StoredLog {
         }
     }
 
-    pub(super) fn entry(&self) -> LogEntry {
+    pub(crate) fn entry(&self) -> LogEntry {
         LogEntry {
             status: self.status,
             starts_at: self.starts_at,
@@ -269,7 +269,7 @@ impl StoredLog {
 
     /// A compact binary form, for the same reason as [`encode_job`]: ingest writes one
     /// entry per admission.
-    pub(super) fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
         out.push(RECORD_V1);
         out.push(match self.status {
@@ -291,7 +291,7 @@ impl StoredLog {
         out
     }
 
-    pub(super) fn decode(bytes: &[u8]) -> Result<Self, JobStoreError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, JobStoreError> {
         let mut r = Reader::new(bytes)?;
         let status = match r.u8()? {
             0 => AlertStatus::Firing,
@@ -327,7 +327,7 @@ impl StoredLog {
 /// which writes the computed fingerprint but refuses it on input, and keeps times to the
 /// millisecond; this form reads back exactly what was written.
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) struct StoredAlert {
+pub(crate) struct StoredAlert {
     labels: Labels,
     annotations: Annotations,
     starts_at: DateTime<Utc>,
@@ -356,7 +356,7 @@ struct StoredAlertRef<'a> {
 }
 
 /// Encodes `alert` in the [`StoredAlert`] form.
-pub(super) fn encode_alert(alert: &EnrichedAlert) -> Result<Vec<u8>, JobStoreError> {
+pub(crate) fn encode_alert(alert: &EnrichedAlert) -> Result<Vec<u8>, JobStoreError> {
     let a = &alert.alert;
     encode(&StoredAlertRef {
         labels: a.labels(),
@@ -383,7 +383,7 @@ impl StoredAlert {
         }
     }
 
-    pub(super) fn into_alert(self) -> Result<EnrichedAlert, JobStoreError> {
+    pub(crate) fn into_alert(self) -> Result<EnrichedAlert, JobStoreError> {
         let alert = Alert::build(
             self.labels,
             self.annotations,
@@ -409,13 +409,13 @@ impl StoredAlert {
 }
 
 /// Decodes an alert body written by [`encode_alert`].
-pub(super) fn decode_alert(bytes: &[u8]) -> Result<EnrichedAlert, JobStoreError> {
+pub(crate) fn decode_alert(bytes: &[u8]) -> Result<EnrichedAlert, JobStoreError> {
     decode::<StoredAlert>(bytes)?.into_alert()
 }
 
 /// A dead letter as the database holds it, with its alert as a [`StoredAlert`].
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) struct StoredDeadLetter {
+pub(crate) struct StoredDeadLetter {
     id: DeadLetterId,
     target: TargetName,
     kind: TargetKind,
@@ -430,11 +430,11 @@ pub(super) struct StoredDeadLetter {
     attempts: u32,
     sequence: u64,
     enqueued_at: DateTime<Utc>,
-    pub(super) dead_at: DateTime<Utc>,
+    pub(crate) dead_at: DateTime<Utc>,
 }
 
 impl StoredDeadLetter {
-    pub(super) fn new(entry: &DeadLetter) -> Self {
+    pub(crate) fn new(entry: &DeadLetter) -> Self {
         Self {
             id: entry.id.clone(),
             target: entry.target.clone(),
@@ -470,7 +470,7 @@ impl StoredDeadLetter {
     }
 }
 
-pub(super) fn read_dead(bytes: &[u8]) -> Result<DeadLetter, JobStoreError> {
+pub(crate) fn read_dead(bytes: &[u8]) -> Result<DeadLetter, JobStoreError> {
     decode::<StoredDeadLetter>(bytes)?.into_entry()
 }
 
@@ -507,12 +507,12 @@ fn redb_error(message: String, e: redb::Error) -> JobStoreError {
     JobStoreError::Storage(StorageError::new(kind, message).with_source(e))
 }
 
-pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JobStoreError> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JobStoreError> {
     serde_json::to_vec(value)
         .map_err(|e| JobStoreError::storage(StorageKind::Encoding, format!("encoding: {e}")))
 }
 
-pub(super) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, JobStoreError> {
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, JobStoreError> {
     serde_json::from_slice(bytes).map_err(|e| {
         JobStoreError::storage(
             StorageKind::Corrupt,
@@ -523,14 +523,14 @@ pub(super) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Jo
 
 /// A record set aside in [`QUARANTINE`]: why it could not be read, and its bytes as they were.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Quarantined {
-    pub(super) reason: String,
-    pub(super) bytes: Vec<u8>,
+pub(crate) struct Quarantined {
+    pub(crate) reason: String,
+    pub(crate) bytes: Vec<u8>,
 }
 
 impl Quarantined {
     /// The version byte, the reason (length-prefixed, cut to fit) and the bytes.
-    pub(super) fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut reason = self.reason.as_str();
         while reason.len() > usize::from(u16::MAX) {
             let mut cut = usize::from(u16::MAX);
@@ -547,7 +547,7 @@ impl Quarantined {
         out
     }
 
-    pub(super) fn decode(bytes: &[u8]) -> Result<Self, JobStoreError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, JobStoreError> {
         let mut r = Reader::new(bytes)?;
         let reason = r.str()?.to_owned();
         Ok(Self {
@@ -560,15 +560,15 @@ impl Quarantined {
 /// The fields of a stored dead letter that the dead-letter queue's filters look at, read
 /// without decoding the alert it holds.
 #[derive(Debug, Deserialize)]
-pub(super) struct DeadHead<'a> {
+pub(crate) struct DeadHead<'a> {
     #[serde(borrow)]
-    pub(super) target: std::borrow::Cow<'a, str>,
-    pub(super) kind: TargetKind,
-    pub(super) dead_at: DateTime<Utc>,
+    pub(crate) target: std::borrow::Cow<'a, str>,
+    pub(crate) kind: TargetKind,
+    pub(crate) dead_at: DateTime<Utc>,
 }
 
 /// Reads the [`DeadHead`] of a stored dead letter.
-pub(super) fn read_dead_head(bytes: &[u8]) -> Result<DeadHead<'_>, JobStoreError> {
+pub(crate) fn read_dead_head(bytes: &[u8]) -> Result<DeadHead<'_>, JobStoreError> {
     serde_json::from_slice(bytes).map_err(|e| {
         JobStoreError::storage(
             StorageKind::Corrupt,
@@ -580,7 +580,7 @@ pub(super) fn read_dead_head(bytes: &[u8]) -> Result<DeadHead<'_>, JobStoreError
 impl DeadHead<'_> {
     /// Whether the entry passes `filter`, as [`alert_core::DeadLetterFilter::matches`] decides
     /// for the whole entry.
-    pub(super) fn matches(&self, filter: &alert_core::DeadLetterFilter) -> bool {
+    pub(crate) fn matches(&self, filter: &alert_core::DeadLetterFilter) -> bool {
         filter.target.as_deref().is_none_or(|t| self.target == t)
             && filter.kind.is_none_or(|k| self.kind == k)
             && filter.since.is_none_or(|s| self.dead_at >= s)
@@ -591,7 +591,7 @@ impl DeadHead<'_> {
 /// The smallest dead-letter id made at or after `at`: ids are UUIDv7s in their hyphenated text
 /// form, whose first 48 bits (12 hex digits) are the Unix time in milliseconds they were made
 /// for, so every id made for a time at or after `at` sorts at or after this prefix.
-pub(super) fn dead_id_floor(at: DateTime<Utc>) -> String {
+pub(crate) fn dead_id_floor(at: DateTime<Utc>) -> String {
     let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0) & 0xffff_ffff_ffff;
     format!("{:08x}-{:04x}", ms >> 16, ms & 0xffff)
 }

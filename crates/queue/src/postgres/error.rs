@@ -1,0 +1,36 @@
+//! PostgreSQL's errors as the store's: a [`StorageKind`] and the error itself as the cause.
+
+use alert_core::{JobStoreError, StorageError, StorageKind};
+
+/// A database error as a storage failure. The server's SQLSTATE class says which kind: the
+/// connection's classes (`08`, `57P`) and an I/O error are [`StorageKind::Unavailable`],
+/// insufficient resources (`53`: a full disk, too many connections) [`StorageKind::Io`], data
+/// corruption (`XX001`, `XX002`) [`StorageKind::Corrupt`], the rest [`StorageKind::Broken`].
+pub(super) fn db(e: tokio_postgres::Error) -> JobStoreError {
+    let kind = match e.code().map(tokio_postgres::error::SqlState::code) {
+        None => StorageKind::Unavailable,
+        Some(code) if code.starts_with("08") || code.starts_with("57P") => StorageKind::Unavailable,
+        Some(code) if code.starts_with("53") => StorageKind::Io,
+        Some("XX001" | "XX002") => StorageKind::Corrupt,
+        Some(_) => StorageKind::Broken,
+    };
+    let message = match e.as_db_error() {
+        Some(db) => format!("PostgreSQL: {}", db.message()),
+        None => format!("PostgreSQL: {e}"),
+    };
+    JobStoreError::Storage(StorageError::new(kind, message).with_source(e))
+}
+
+/// A connection the pool could not give.
+pub(super) fn pool(e: deadpool_postgres::PoolError) -> JobStoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => db(e),
+        other => JobStoreError::Storage(
+            StorageError::new(
+                StorageKind::Unavailable,
+                format!("no connection to PostgreSQL: {other}"),
+            )
+            .with_source(other),
+        ),
+    }
+}

@@ -1,0 +1,1158 @@
+//! [`PgJobStore`]: the [`JobStore`](alert_core::JobStore) contract on PostgreSQL, so that several
+//! replicas can share one queue.
+//!
+//! The database is the truth: each operation is one transaction that loads what it needs into a
+//! scratch [`State`] (the log entries and live jobs of the keys it touches, the counts its bounds
+//! need), runs the queue's one set of planners on it ([`crate::model::ops`]), and writes what
+//! they wrote ([`tables::PgTables`]) before it commits. Ingest takes a transaction-scoped
+//! advisory lock on each (target, fingerprint) of its batch, in one order, so two replicas that
+//! receive the same alert decide it one after the other: exactly one job per state.
+//!
+//! Leases are rows (`leased_until`, `lease_owner`), taken with `FOR UPDATE SKIP LOCKED`; a
+//! settlement is fenced by its owner, so a replica that lost a lease cannot settle the job. A
+//! pending job that a newer state replaces is removed unless a lane leased it meanwhile, in which
+//! case it is marked superseded (and its settlement removes it).
+//!
+//! Re-sends that only move an alert's `endsAt` are written only when a restart could not make up
+//! for them ([`crate::model::repeats`]); this replica keeps the rest in memory and lays it over
+//! what it reads, and grants the entries it has not seen re-sent since it started the restart's
+//! grace, as the redb store does after a crash.
+
+mod error;
+mod refs;
+mod rows;
+mod schema;
+mod tables;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use alert_core::job::FAILING_AFTER;
+use alert_core::{
+    Admission, Admitted, BoxFuture, Clock, DeadLetterFilter, DeadLetterId, DeadLetterPage,
+    DeadLetterQueue, DeadReason, IngestQueue, JobError, JobId, JobStoreError, LaneQueue, Lease,
+    NewWork, QueueMaintenance, QueueStats, Reschedule, StorageKind, StoreCondition, StoreHealth,
+    SweepPlan, SweepReport, SystemClock, TargetKind, TargetName, TargetQueueStats,
+};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use uuid::ContextV7;
+
+use self::error::db;
+pub use self::refs::PgMessageRefs;
+use self::rows::{JOB_COLUMNS, add_jobs, add_logs, dead_of, id, key_arrays, ns, time, unsigned};
+use self::tables::PgTables;
+use crate::model::ops::Planner;
+use crate::model::plan::{Effect, Group, Planned2, prepare};
+use crate::model::state::{CachedLog, DEFAULT_DEAD_LETTER_CAP, Key};
+use crate::model::sweep::KnownTarget;
+use crate::model::{State, lanes, repeats};
+use crate::redb_store::records::{decode, encode_alert};
+
+/// A transaction on a pooled connection.
+pub(crate) type Tx<'a> = deadpool_postgres::Transaction<'a>;
+
+/// How long an operation waits for a connection, and a connection for the server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most log entries one sweep pass reads: the rest wait for the next pass.
+const SWEEP_SCAN: i64 = 10_000;
+
+/// The oldest dead letters an op that buries loads for the cap and the retention.
+const OLDEST_DEAD: i64 = 64;
+
+/// See the module docs.
+pub struct PgJobStore {
+    pool: Pool,
+    planner: Planner,
+    /// This replica's name, which its leases carry.
+    owner: String,
+    clock: Arc<dyn Clock>,
+    announce: RwLock<Option<NewWork>>,
+    /// Each lane's place in the priority cycle.
+    cycles: Mutex<HashMap<TargetName, usize>>,
+    /// Makes this replica's dead-letter ids increase.
+    ids: Mutex<Option<ContextV7>>,
+    /// Ends that re-sends moved and that were not written: (key) → (the entry's sequence, end).
+    overlay: Mutex<HashMap<Key, (u64, DateTime<Utc>)>>,
+    started_at: DateTime<Utc>,
+    restart_grace: Duration,
+    evicted: AtomicU64,
+    failures: Mutex<(u64, String)>,
+}
+
+impl PgJobStore {
+    /// Connects to the database at `url` (a `postgres://` URL) with a pool of at most
+    /// `pool_size` connections, brings its schema up to date, and holds at most `max_jobs` live
+    /// jobs and 100,000 dead letters.
+    ///
+    /// # Errors
+    /// [`JobStoreError::Storage`] when the URL is invalid, the database cannot be reached within
+    /// 5 s, or its schema is newer than this build's.
+    pub async fn connect(
+        url: &str,
+        pool_size: usize,
+        max_jobs: u64,
+    ) -> Result<Self, JobStoreError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+            JobStoreError::storage(
+                StorageKind::Broken,
+                format!("the PostgreSQL URL is invalid: {e}"),
+            )
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("alertpub");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| JobStoreError::storage(StorageKind::Broken, format!("the pool: {e}")))?;
+        let mut client = pool.get().await.map_err(error::pool)?;
+        schema::migrate(&mut client).await.map_err(|e| match e {
+            schema::MigrateError::Database(e) => db(e),
+            schema::MigrateError::Newer(version) => JobStoreError::storage(
+                StorageKind::Corrupt,
+                format!(
+                    "the database's schema (version {version}) is newer than this build's; \
+                     run the build that wrote it"
+                ),
+            ),
+        })?;
+        drop(client);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        Ok(Self {
+            pool,
+            planner: Planner {
+                max_jobs,
+                max_jobs_per_target: u64::MAX,
+                max_active_alerts: u64::MAX,
+                dead_letter_cap: DEFAULT_DEAD_LETTER_CAP,
+                dead_letter_retention: None,
+            },
+            owner: format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple()),
+            started_at: clock.now(),
+            clock,
+            announce: RwLock::new(None),
+            cycles: Mutex::default(),
+            ids: Mutex::new(Some(ContextV7::new())),
+            overlay: Mutex::default(),
+            restart_grace: Duration::ZERO,
+            evicted: AtomicU64::new(0),
+            failures: Mutex::new((0, String::new())),
+        })
+    }
+
+    /// Reads `clock` for when this replica started (see the module docs); give it the clock
+    /// that stamps the store's jobs.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.started_at = clock.now();
+        self.clock = clock;
+        self
+    }
+
+    /// The time an alert that is still being re-sent has to be heard again after this replica
+    /// starts (the server gives `resolve_timeout`); see the module docs.
+    #[must_use]
+    pub fn with_restart_grace(mut self, grace: Duration) -> Self {
+        self.restart_grace = grace;
+        self
+    }
+
+    /// Holds at most `n` live jobs per target, as [`crate::MemoryJobStore`] does.
+    #[must_use]
+    pub fn with_max_jobs_per_target(mut self, n: u64) -> Self {
+        self.planner.max_jobs_per_target = n;
+        self
+    }
+
+    /// Holds at most `n` notification-log entries, as [`crate::MemoryJobStore`] does.
+    #[must_use]
+    pub fn with_max_active_alerts(mut self, n: u64) -> Self {
+        self.planner.max_active_alerts = n;
+        self
+    }
+
+    /// Keeps at most `cap` dead letters.
+    #[must_use]
+    pub fn with_dead_letter_cap(mut self, cap: usize) -> Self {
+        self.planner.dead_letter_cap = cap;
+        self
+    }
+
+    /// Drops dead letters older than `retention` whenever a new one is added.
+    #[must_use]
+    pub fn with_dead_letter_retention(mut self, retention: Duration) -> Self {
+        self.planner.dead_letter_retention = Some(retention);
+        self
+    }
+
+    /// The message references, in the same database.
+    #[must_use]
+    pub fn message_refs(&self) -> Arc<dyn alert_core::MessageRefStore> {
+        Arc::new(PgMessageRefs::new(self.pool.clone()))
+    }
+
+    /// Runs `work` in one transaction and commits it; a storage failure is counted for
+    /// [`QueueMaintenance::health`].
+    async fn transaction<T>(
+        &self,
+        work: impl AsyncFnOnce(&Tx<'_>) -> Result<T, JobStoreError>,
+    ) -> Result<T, JobStoreError> {
+        let result = async {
+            let mut client = self.pool.get().await.map_err(error::pool)?;
+            let tx = client.transaction().await.map_err(db)?;
+            let answer = work(&tx).await?;
+            tx.commit().await.map_err(db)?;
+            Ok(answer)
+        }
+        .await;
+        self.count(&result);
+        result
+    }
+
+    fn count<T>(&self, result: &Result<T, JobStoreError>) {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Err(e @ JobStoreError::Storage(_)) => {
+                failures.0 += 1;
+                failures.1 = e.to_string();
+            }
+            _ => failures.0 = 0,
+        }
+    }
+
+    /// A scratch state for one op: this replica's clock and dead-letter ids, and the live-job
+    /// counts of every target.
+    fn scratch(&self) -> State {
+        let mut state = State::default();
+        state.index.clock = lanes::StoreClock(Arc::clone(&self.clock));
+        if let Some(ids) = self
+            .ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            state.ids = ids;
+        }
+        state.dead_letter_cap = self.planner.dead_letter_cap;
+        state.dead_letter_retention = self.planner.dead_letter_retention;
+        state
+    }
+
+    /// Gives the scratch state's dead-letter ids back.
+    fn done(&self, state: State) {
+        *self.ids.lock().unwrap_or_else(PoisonError::into_inner) = Some(state.ids);
+    }
+
+    /// The end a loaded entry has for this replica: the end it holds, or a later one that a
+    /// re-send kept in memory here, or the grace granted since this replica started.
+    fn end_of(&self, key: &Key, cached: &CachedLog) -> Option<DateTime<Utc>> {
+        let ends = cached.entry.ends_at;
+        if cached.entry.status != alert_core::AlertStatus::Firing {
+            return ends;
+        }
+        let kept = self
+            .overlay
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .filter(|(sequence, _)| *sequence == cached.entry.sequence)
+            .map(|&(_, at)| at);
+        let restored = repeats::restored_ends_at(
+            cached.durable_ends_at,
+            cached.seen_at,
+            self.started_at,
+            self.restart_grace,
+        );
+        [ends, kept, restored].into_iter().flatten().max().or(ends)
+    }
+
+    /// Loads the log entries and live jobs of `keys`.
+    async fn load_keys(
+        &self,
+        tx: &Tx<'_>,
+        state: &mut State,
+        keys: &[Key],
+    ) -> Result<Vec<u64>, JobStoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (fingerprints, targets) = key_arrays(keys);
+        let mut bodies = add_jobs(
+            tx,
+            state,
+            &format!(
+                "SELECT {JOB_COLUMNS} FROM alertpub_jobs j
+                 JOIN unnest($1::bigint[], $2::text[]) AS k(f, t)
+                   ON j.fingerprint = k.f AND j.target = k.t"
+            ),
+            &[&fingerprints, &targets],
+        )
+        .await?;
+        bodies.extend(
+            add_logs(
+                tx,
+                state,
+                "SELECT l.fingerprint, l.target, l.record FROM alertpub_log l
+                 JOIN unnest($1::bigint[], $2::text[]) AS k(f, t)
+                   ON l.fingerprint = k.f AND l.target = k.t",
+                &[&fingerprints, &targets],
+                |key, cached| self.end_of(key, cached),
+            )
+            .await?,
+        );
+        Ok(bodies)
+    }
+
+    /// The counts the bounds need, set on the group and the state.
+    async fn counts(
+        &self,
+        tx: &Tx<'_>,
+        state: &mut State,
+        g: &mut Group,
+    ) -> Result<(), JobStoreError> {
+        let row = tx
+            .query_one(
+                "SELECT (SELECT count(*) FROM alertpub_jobs), (SELECT count(*) FROM alertpub_log),
+                        (SELECT count(*) FROM alertpub_dead)",
+                &[],
+            )
+            .await
+            .map_err(db)?;
+        g.live = unsigned(row.get(0));
+        g.log_entries = unsigned(row.get(1));
+        g.dead_count = unsigned(row.get(2));
+        let rows = tx
+            .query(
+                "SELECT target, count(*) FROM alertpub_jobs GROUP BY target",
+                &[],
+            )
+            .await
+            .map_err(db)?;
+        let mut live = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            if let Ok(target) = TargetName::new(row.get::<_, &str>(0)) {
+                live.insert(target, unsigned(row.get(1)));
+            }
+        }
+        state.live_counts = Some(live);
+        Ok(())
+    }
+
+    /// Takes one block of ids for the jobs and bodies the op makes.
+    async fn id_block(&self, tx: &Tx<'_>, state: &mut State) -> Result<u64, JobStoreError> {
+        let first: i64 = tx
+            .query_one("SELECT nextval('alertpub_ids')", &[])
+            .await
+            .map_err(db)?
+            .get(0);
+        let base = unsigned(first).saturating_sub(1);
+        state.next_job = base;
+        state.next_body = base;
+        Ok(base)
+    }
+
+    /// The oldest dead letters, for the planners' cap and retention.
+    async fn oldest_dead(&self, tx: &Tx<'_>, t: &mut PgTables) -> Result<(), JobStoreError> {
+        let rows = tx
+            .query(
+                "SELECT id, dead_at FROM alertpub_dead ORDER BY id LIMIT $1",
+                &[&OLDEST_DEAD],
+            )
+            .await
+            .map_err(db)?;
+        t.oldest = rows
+            .iter()
+            .map(|row| (DeadLetterId(row.get::<_, String>(0)), time(row.get(1))))
+            .collect::<VecDeque<_>>();
+        Ok(())
+    }
+
+    /// Writes a planned group: its tables, the bodies it released, and the ids it took.
+    async fn persist(
+        &self,
+        tx: &Tx<'_>,
+        g: &Group,
+        t: PgTables,
+        base: u64,
+        released: Vec<u64>,
+    ) -> Result<(), JobStoreError> {
+        let used = g.next_job.max(g.next_body).saturating_sub(base);
+        if used > schema::ID_BLOCK {
+            return Err(JobStoreError::storage(
+                StorageKind::Broken,
+                format!("one operation took {used} ids, more than a block holds"),
+            ));
+        }
+        if !t.is_empty() {
+            t.flush(tx).await?;
+        }
+        // A job a newer state superseded in flight is removed when its lane settles it.
+        let superseded: Vec<i64> = g
+            .effects
+            .iter()
+            .filter_map(|effect| match effect {
+                Effect::Supersede(job) => Some(id(job.0)),
+                _ => None,
+            })
+            .collect();
+        if !superseded.is_empty() {
+            tx.execute(
+                "UPDATE alertpub_jobs SET superseded = TRUE
+                 WHERE id = ANY($1) AND leased_until IS NOT NULL",
+                &[&superseded],
+            )
+            .await
+            .map_err(db)?;
+        }
+        release_bodies(tx, released).await
+    }
+
+    /// After a commit: the ends kept in memory, and the lanes told of their jobs.
+    fn applied(&self, g: &Group) {
+        let mut overlay = self.overlay.lock().unwrap_or_else(PoisonError::into_inner);
+        for effect in &g.effects {
+            match effect {
+                Effect::SetLog(key, cached) => match cached.entry.ends_at {
+                    Some(ends) if Some(ends) != cached.durable_ends_at => {
+                        overlay.insert(key.clone(), (cached.entry.sequence, ends));
+                    }
+                    _ => {
+                        overlay.remove(key);
+                    }
+                },
+                Effect::RemoveLog(key) => {
+                    overlay.remove(key);
+                }
+                _ => {}
+            }
+        }
+        drop(overlay);
+        self.evicted.fetch_add(g.evicted, Ordering::Relaxed);
+        let targets = g.new_work();
+        if targets.is_empty() {
+            return;
+        }
+        let announce = self
+            .announce
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(announce) = announce {
+            targets.iter().for_each(|target| announce(target));
+        }
+    }
+
+    /// Plans one op on a scratch state that `load` fills, persists it, and commits.
+    async fn run<T>(
+        &self,
+        load: impl AsyncFnOnce(&Tx<'_>, &mut State, &mut PgTables) -> Result<Vec<u64>, JobStoreError>,
+        plan: impl FnOnce(&Planner, &mut Group, &State, &mut PgTables) -> Planned2<T>,
+    ) -> Result<T, JobStoreError> {
+        let mut state = self.scratch();
+        let outcome = self
+            .transaction(async |tx| {
+                let mut t = PgTables::default();
+                let released = load(tx, &mut state, &mut t).await?;
+                let base = self.id_block(tx, &mut state).await?;
+                let mut g = Group::new(&state);
+                self.counts(tx, &mut state, &mut g).await?;
+                let answer = plan(&self.planner, &mut g, &state, &mut t)?;
+                if answer.is_ok() {
+                    self.persist(tx, &g, t, base, released).await?;
+                }
+                Ok((answer, g))
+            })
+            .await;
+        self.done(state);
+        let (answer, g) = outcome?;
+        if answer.is_ok() {
+            self.applied(&g);
+        }
+        answer
+    }
+
+    /// Locks the keys of a batch for this transaction, in one order across replicas.
+    async fn lock_keys(&self, tx: &Tx<'_>, keys: &[Key]) -> Result<(), JobStoreError> {
+        let mut locks: Vec<i64> = keys.iter().map(key_lock).collect();
+        locks.sort_unstable();
+        locks.dedup();
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k",
+            &[&locks],
+        )
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn lease_now(
+        &self,
+        target: &TargetName,
+        n: usize,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Lease, JobStoreError> {
+        let name = target.as_str();
+        let now_ns = ns(now);
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        let mut state = self.scratch();
+        if let Some(&cycle) = self
+            .cycles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(target)
+        {
+            state.index.lanes.entry(target.clone()).or_default().cycle = cycle;
+        }
+        let outcome = self
+            .transaction(async |tx| {
+                // Expired leases: a superseded job is settled by the expiry, and removed; the
+                // others are leasable again, with the attempt counted (the lane may have sent
+                // the job before it lost the lease).
+                let gone: Vec<i64> = tx
+                    .query(
+                        "DELETE FROM alertpub_jobs
+                         WHERE target = $1 AND leased_until <= $2 AND superseded RETURNING body",
+                        &[&name, &now_ns],
+                    )
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect();
+                tx.execute(
+                    "UPDATE alertpub_jobs
+                     SET leased_until = NULL, lease_owner = NULL, attempts = attempts + 1
+                     WHERE target = $1 AND leased_until <= $2",
+                    &[&name, &now_ns],
+                )
+                .await
+                .map_err(db)?;
+                release_bodies(tx, gone.into_iter().map(unsigned).collect()).await?;
+                // The due jobs of each level, oldest first, whose (target, fingerprint) has no
+                // job in flight: the priority shares then choose among them.
+                for level in 0_i16..3 {
+                    add_jobs(
+                        tx,
+                        &mut state,
+                        &format!(
+                            "SELECT {JOB_COLUMNS} FROM alertpub_jobs j
+                             WHERE j.target = $1 AND j.priority = $2 AND j.leased_until IS NULL
+                               AND j.due <= $3
+                               AND NOT EXISTS (SELECT 1 FROM alertpub_jobs l
+                                   WHERE l.target = j.target AND l.fingerprint = j.fingerprint
+                                     AND l.leased_until IS NOT NULL)
+                             ORDER BY j.due, j.id LIMIT $4
+                             FOR UPDATE OF j SKIP LOCKED"
+                        ),
+                        &[&name, &level, &now_ns, &limit],
+                    )
+                    .await?;
+                }
+                let mut lease = state.lease(target, n, ttl, now)?;
+                let until = ns(now
+                    .checked_add_signed(
+                        chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
+                    )
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC));
+                let leased: Vec<i64> = lease.jobs.iter().map(|job| id(job.id.0)).collect();
+                if !leased.is_empty() {
+                    tx.execute(
+                        "UPDATE alertpub_jobs SET leased_until = $2, lease_owner = $3
+                         WHERE id = ANY($1)",
+                        &[&leased, &until, &self.owner],
+                    )
+                    .await
+                    .map_err(db)?;
+                }
+                let next: Option<i64> = tx
+                    .query_one(
+                        "SELECT min(due) FROM alertpub_jobs
+                         WHERE target = $1 AND leased_until IS NULL AND due > $2",
+                        &[&name, &now_ns],
+                    )
+                    .await
+                    .map_err(db)?
+                    .get(0);
+                lease.next_due = next.map(time);
+                Ok(lease)
+            })
+            .await;
+        if let Some(lane) = state.index.lanes.get(target) {
+            self.cycles
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(target.clone(), lane.cycle);
+        }
+        self.done(state);
+        outcome
+    }
+
+    /// Settles a leased job: rescheduled with `how`, or acked with `None`, unless another
+    /// replica holds its lease now.
+    async fn settle(&self, job: JobId, how: Option<Reschedule>) -> Result<(), JobStoreError> {
+        let job_id = id(job.0);
+        self.transaction(async |tx| {
+            // Acked, or superseded while in flight: its newer state is already queued.
+            let sql = match &how {
+                None => {
+                    "DELETE FROM alertpub_jobs
+                     WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $2) RETURNING body"
+                }
+                Some(_) => {
+                    "DELETE FROM alertpub_jobs
+                     WHERE id = $1 AND superseded AND (lease_owner IS NULL OR lease_owner = $2)
+                     RETURNING body"
+                }
+            };
+            let removed: Vec<i64> = tx
+                .query(sql, &[&job_id, &self.owner])
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            if let Some(how) = &how
+                && removed.is_empty()
+            {
+                let error = how
+                    .error
+                    .as_ref()
+                    .map(crate::redb_store::records::encode)
+                    .transpose()?;
+                tx.execute(
+                    "UPDATE alertpub_jobs
+                     SET due = $3, attempts = attempts + $4, last_error = COALESCE($5, last_error),
+                         leased_until = NULL, lease_owner = NULL
+                     WHERE id = $1 AND NOT superseded
+                       AND (lease_owner IS NULL OR lease_owner = $2)",
+                    &[
+                        &job_id,
+                        &self.owner,
+                        &ns(how.not_before),
+                        &i32::from(how.consume_attempt),
+                        &error,
+                    ],
+                )
+                .await
+                .map_err(db)?;
+            }
+            release_bodies(tx, removed.into_iter().map(unsigned).collect()).await
+        })
+        .await
+    }
+
+    async fn stats_now(&self) -> Result<QueueStats, JobStoreError> {
+        self.transaction(async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT target, priority, leased_until IS NOT NULL, count(*), min(enqueued_at)
+                     FROM alertpub_jobs GROUP BY 1, 2, 3",
+                    &[],
+                )
+                .await
+                .map_err(db)?;
+            let mut by_priority = [0_u64; 3];
+            let mut by_target: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+            let mut oldest: Option<i64> = None;
+            for row in &rows {
+                let count = unsigned(row.get(3));
+                let level = usize::try_from(row.get::<_, i16>(1)).unwrap_or(1).min(2);
+                by_priority[level] += count;
+                let counts = by_target.entry(row.get::<_, String>(0)).or_default();
+                if row.get::<_, bool>(2) {
+                    counts.1 += count;
+                } else {
+                    counts.0 += count;
+                }
+                let first: i64 = row.get(4);
+                oldest = Some(oldest.map_or(first, |o| o.min(first)));
+            }
+            let dead: i64 = tx
+                .query_one("SELECT count(*) FROM alertpub_dead", &[])
+                .await
+                .map_err(db)?
+                .get(0);
+            Ok(QueueStats {
+                by_priority,
+                by_target: by_target
+                    .into_iter()
+                    .map(|(target, (pending, leased))| TargetQueueStats {
+                        target,
+                        pending,
+                        leased,
+                    })
+                    .collect(),
+                dead_letters: unsigned(dead),
+                oldest_enqueued_at: oldest.map(time),
+            })
+        })
+        .await
+    }
+
+    async fn dead_letters_now(
+        &self,
+        filter: &DeadLetterFilter,
+        cursor: Option<&DeadLetterId>,
+        limit: usize,
+    ) -> Result<DeadLetterPage, JobStoreError> {
+        let cursor = cursor.map(|c| c.0.clone());
+        let kind = filter.kind.map(|k| k.as_str().to_owned());
+        let since = filter.since.map(ns);
+        let until = filter.until.map(ns);
+        let take = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        self.transaction(async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT record FROM alertpub_dead
+                     WHERE ($1::text IS NULL OR id > $1) AND ($2::text IS NULL OR target = $2)
+                       AND ($3::text IS NULL OR kind = $3) AND ($4::bigint IS NULL OR dead_at >= $4)
+                       AND ($5::bigint IS NULL OR dead_at < $5)
+                     ORDER BY id LIMIT $6",
+                    &[&cursor, &filter.target, &kind, &since, &until, &take],
+                )
+                .await
+                .map_err(db)?;
+            let mut entries = rows
+                .iter()
+                .map(|row| dead_of(row, 0))
+                .collect::<Result<Vec<_>, _>>()?;
+            // A cursor only when something matching follows, so the last page says it is the
+            // last.
+            let more = entries.len() > limit;
+            entries.truncate(limit);
+            let next_cursor = if more {
+                entries.last().map(|e| e.id.clone())
+            } else {
+                None
+            };
+            Ok(DeadLetterPage {
+                entries,
+                next_cursor,
+            })
+        })
+        .await
+    }
+
+    /// Loads what a sweep pass can act on: the log entries that may be due (with their keys'
+    /// jobs and their alerts), the targets it has seen, and the jobs old or orphaned enough
+    /// to move to the dead-letter queue.
+    async fn load_sweep(
+        &self,
+        tx: &Tx<'_>,
+        state: &mut State,
+        t: &mut PgTables,
+        plan: &SweepPlan,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<u64>, JobStoreError> {
+        let now_ns = ns(now);
+        let planned: Vec<String> = plan
+            .targets
+            .iter()
+            .map(|(name, _)| name.as_str().to_owned())
+            .collect();
+        let refreshed: Vec<String> = plan
+            .targets
+            .iter()
+            .filter(|(_, interval)| interval.is_some_and(|i| !i.is_zero()))
+            .map(|(name, _)| name.as_str().to_owned())
+            .collect();
+        let shortest = plan
+            .targets
+            .iter()
+            .filter_map(|(_, interval)| interval.filter(|i| !i.is_zero()))
+            .min()
+            .unwrap_or(Duration::MAX);
+        let refresh_before = before(now, shortest);
+        let retention = (!plan.log_retention.is_zero()).then(|| before(now, plan.log_retention));
+        // A superset of the due entries: the end this replica keeps in memory is only ever
+        // later than the stored one, and `sweep_action` decides on the exact entry.
+        let mut bodies = add_logs(
+            tx,
+            state,
+            "SELECT fingerprint, target, record FROM alertpub_log
+             WHERE (firing AND target = ANY($1) AND ends_at <= $2)
+                OR (firing AND target = ANY($3) AND accepted_at <= $4)
+                OR ($5::bigint IS NOT NULL AND accepted_at <= $5)
+             LIMIT $6",
+            &[
+                &planned,
+                &now_ns,
+                &refreshed,
+                &refresh_before,
+                &retention,
+                &SWEEP_SCAN,
+            ],
+            |key, cached| self.end_of(key, cached),
+        )
+        .await?;
+        let mut keys = Vec::new();
+        state
+            .log
+            .for_each(|target, fingerprint, _| keys.push((target.clone(), fingerprint)));
+        bodies.extend(self.load_keys(tx, state, &keys).await?);
+        let log_bodies: Vec<u64> = {
+            let mut ids = Vec::new();
+            state.log.for_each(|_, _, cached| ids.push(cached.body));
+            ids
+        };
+        t.alerts.extend(rows::alerts(tx, &log_bodies).await?);
+        for row in tx
+            .query("SELECT name, record FROM alertpub_targets", &[])
+            .await
+            .map_err(db)?
+        {
+            if let Ok(name) = TargetName::new(row.get::<_, &str>(0))
+                && let Ok(record) = decode::<KnownTarget>(row.get(1))
+            {
+                state.targets.insert(name, record);
+            }
+        }
+        let per_pass = i64::try_from(plan.max_jobs_per_pass).unwrap_or(i64::MAX);
+        if let Some(max_age) = plan.max_age {
+            let before = before(now, max_age);
+            bodies.extend(
+                add_jobs(
+                    tx,
+                    state,
+                    &format!(
+                        "SELECT {JOB_COLUMNS} FROM alertpub_jobs
+                         WHERE enqueued_at <= $1 ORDER BY enqueued_at LIMIT $2"
+                    ),
+                    &[&before, &per_pass],
+                )
+                .await?,
+            );
+        }
+        if let Some(known) = &plan.known_targets {
+            // Targets with jobs that left the set, or that a pass marked removed.
+            let known: HashSet<&str> = known.iter().map(|(name, _)| name.as_str()).collect();
+            let with_jobs: Vec<String> = tx
+                .query("SELECT DISTINCT target FROM alertpub_jobs", &[])
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect();
+            let gone: Vec<String> = with_jobs
+                .into_iter()
+                .filter(|name| {
+                    !known.contains(name.as_str())
+                        || TargetName::new(name)
+                            .ok()
+                            .and_then(|n| state.targets.get(&n))
+                            .is_some_and(|record| record.removed_since.is_some())
+                })
+                .collect();
+            if !gone.is_empty() {
+                bodies.extend(
+                    add_jobs(
+                        tx,
+                        state,
+                        &format!(
+                            "SELECT {JOB_COLUMNS} FROM alertpub_jobs
+                             WHERE target = ANY($1) ORDER BY enqueued_at LIMIT $2"
+                        ),
+                        &[&gone, &per_pass],
+                    )
+                    .await?,
+                );
+            }
+        }
+        self.oldest_dead(tx, t).await?;
+        Ok(bodies)
+    }
+}
+
+/// `ago` before `now`, as the schema keeps times (the earliest when it reaches further back).
+fn before(now: DateTime<Utc>, ago: Duration) -> i64 {
+    chrono::Duration::from_std(ago)
+        .ok()
+        .and_then(|ago| now.checked_sub_signed(ago))
+        .map_or(i64::MIN, ns)
+}
+
+/// Removes the bodies among `candidates` that no job and no log entry refers to any more.
+async fn release_bodies(tx: &Tx<'_>, candidates: Vec<u64>) -> Result<(), JobStoreError> {
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = candidates
+        .into_iter()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .map(id)
+        .collect();
+    tx.execute(
+        "DELETE FROM alertpub_bodies b WHERE b.id = ANY($1)
+           AND NOT EXISTS (SELECT 1 FROM alertpub_jobs j WHERE j.body = b.id)
+           AND NOT EXISTS (SELECT 1 FROM alertpub_log l WHERE l.body = b.id)",
+        &[&ids],
+    )
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+/// The advisory-lock key of a (target, fingerprint): FNV-1a over both, the same in every
+/// replica.
+fn key_lock((target, fingerprint): &Key) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in target
+        .as_str()
+        .bytes()
+        .chain(fingerprint.as_u64().to_le_bytes())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "alertpub".to_owned())
+}
+
+impl fmt::Debug for PgJobStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may hold a password: it is not kept, and the pool's config is not printed.
+        f.debug_struct("PgJobStore")
+            .field("owner", &self.owner)
+            .field("max_jobs", &self.planner.max_jobs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IngestQueue for PgJobStore {
+    fn enqueue_batch<'a>(
+        &'a self,
+        batch: Vec<Admission>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Vec<Admitted>, JobStoreError>> {
+        Box::pin(async move {
+            if batch.is_empty() {
+                return Ok(Vec::new());
+            }
+            let (bodies, body_of) = prepare(&batch, Some(encode_alert))?;
+            let mut keys: Vec<Key> = batch
+                .iter()
+                .map(|a| (a.target.clone(), a.alert.alert.fingerprint()))
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            self.run(
+                async |tx, state, _| {
+                    self.lock_keys(tx, &keys).await?;
+                    self.load_keys(tx, state, &keys).await
+                },
+                |p, g, state, t| p.enqueue(g, state, t, &batch, bodies, &body_of, now),
+            )
+            .await
+        })
+    }
+}
+
+impl LaneQueue for PgJobStore {
+    fn lease<'a>(
+        &'a self,
+        target: &'a TargetName,
+        n: usize,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Lease, JobStoreError>> {
+        Box::pin(self.lease_now(target, n, ttl, now))
+    }
+
+    fn ack<'a>(
+        &'a self,
+        job: JobId,
+        _now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), JobStoreError>> {
+        Box::pin(self.settle(job, None))
+    }
+
+    fn reschedule<'a>(
+        &'a self,
+        job: JobId,
+        how: Reschedule,
+        _now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), JobStoreError>> {
+        Box::pin(self.settle(job, Some(how)))
+    }
+
+    fn dead_letter<'a>(
+        &'a self,
+        job: JobId,
+        kind: TargetKind,
+        reason: DeadReason,
+        error: Option<JobError>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<DeadLetterId>, JobStoreError>> {
+        Box::pin(async move {
+            self.run(
+                async |tx, state, t| {
+                    let bodies = add_jobs(
+                        tx,
+                        state,
+                        &format!(
+                            "SELECT {JOB_COLUMNS} FROM alertpub_jobs
+                         WHERE (target, fingerprint) IN
+                           (SELECT target, fingerprint FROM alertpub_jobs WHERE id = $1)"
+                        ),
+                        &[&id(job.0)],
+                    )
+                    .await?;
+                    self.oldest_dead(tx, t).await?;
+                    Ok(bodies)
+                },
+                |p, g, state, t| p.dead_letter(g, state, t, job, kind, reason, error, now),
+            )
+            .await
+        })
+    }
+
+    fn on_new_work(&self, announce: NewWork) {
+        *self
+            .announce
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(announce);
+    }
+}
+
+impl DeadLetterQueue for PgJobStore {
+    fn dead_letters<'a>(
+        &'a self,
+        filter: &'a DeadLetterFilter,
+        cursor: Option<&'a DeadLetterId>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<DeadLetterPage, JobStoreError>> {
+        Box::pin(self.dead_letters_now(filter, cursor, limit))
+    }
+
+    fn replay<'a>(
+        &'a self,
+        dead: &'a DeadLetterId,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<JobId, JobStoreError>> {
+        Box::pin(async move {
+            self.run(
+                async |tx, state, t| {
+                    let rows = tx
+                        .query(
+                            "SELECT record FROM alertpub_dead WHERE id = $1 FOR UPDATE",
+                            &[&dead.0],
+                        )
+                        .await
+                        .map_err(db)?;
+                    let Some(row) = rows.first() else {
+                        return Ok(Vec::new());
+                    };
+                    let entry = dead_of(row, 0)?;
+                    let key = (entry.target.clone(), entry.alert.alert.fingerprint());
+                    t.stored_dead.insert(dead.0.clone(), entry);
+                    self.lock_keys(tx, std::slice::from_ref(&key)).await?;
+                    self.load_keys(tx, state, &[key]).await
+                },
+                |p, g, state, t| p.replay(g, state, t, dead, now),
+            )
+            .await
+        })
+    }
+
+    fn purge<'a>(&'a self, dead: &'a DeadLetterId) -> BoxFuture<'a, Result<(), JobStoreError>> {
+        Box::pin(async move {
+            let removed = self
+                .transaction(async |tx| {
+                    tx.execute("DELETE FROM alertpub_dead WHERE id = $1", &[&dead.0])
+                        .await
+                        .map_err(db)
+                })
+                .await?;
+            if removed == 0 {
+                Err(JobStoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+impl QueueMaintenance for PgJobStore {
+    fn stats(&self) -> BoxFuture<'_, Result<QueueStats, JobStoreError>> {
+        Box::pin(self.stats_now())
+    }
+
+    fn sweep<'a>(
+        &'a self,
+        plan: &'a SweepPlan,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<SweepReport, JobStoreError>> {
+        Box::pin(async move {
+            self.run(
+                async |tx, state, t| self.load_sweep(tx, state, t, plan, now).await,
+                |p, g, state, t| p.sweep(g, state, t, plan, now),
+            )
+            .await
+        })
+    }
+
+    fn health(&self) -> StoreHealth {
+        let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let condition = if failures.0 >= FAILING_AFTER {
+            StoreCondition::Failing {
+                consecutive_failures: failures.0,
+                last_error: failures.1.clone(),
+            }
+        } else {
+            StoreCondition::Healthy
+        };
+        StoreHealth::new(condition).with_counters(0, self.evicted.load(Ordering::Relaxed))
+    }
+
+    fn dead_letter_target<'a>(
+        &'a self,
+        target: &'a TargetName,
+        kind: TargetKind,
+        reason: DeadReason,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<u64, JobStoreError>> {
+        Box::pin(async move {
+            self.run(
+                async |tx, state, t| {
+                    let bodies = add_jobs(
+                        tx,
+                        state,
+                        &format!("SELECT {JOB_COLUMNS} FROM alertpub_jobs WHERE target = $1"),
+                        &[&target.as_str()],
+                    )
+                    .await?;
+                    self.oldest_dead(tx, t).await?;
+                    Ok(bodies)
+                },
+                |p, g, state, t| p.dead_letter_target(g, state, t, target, kind, reason, now),
+            )
+            .await
+        })
+    }
+}

@@ -1,0 +1,62 @@
+//! `PgJobStore` on a real PostgreSQL cluster that the test starts (Debian's `postgresql`): the
+//! contract, each store on a fresh database. Without PostgreSQL the tests skip, except in CI.
+
+use std::sync::Mutex;
+
+use job_contract as contract;
+use queue::PgJobStore;
+use test_support::postgres::Cluster;
+
+/// How many checks `contract::run_all` runs, each on a store of its own.
+const CHECKS: usize = 27;
+
+async fn store(cluster: &Cluster, name: &str, max_jobs: u64) -> PgJobStore {
+    let url = cluster.database(name);
+    PgJobStore::connect(&url, 4, max_jobs)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {name}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_passes_the_contract() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let mut stores = Vec::with_capacity(CHECKS);
+    for i in 0..CHECKS {
+        stores.push(store(&cluster, &format!("contract{i}"), 1_000).await);
+    }
+    stores.reverse();
+    let stores = Mutex::new(stores);
+    contract::run_all(|| {
+        stores
+            .lock()
+            .unwrap()
+            .pop()
+            .expect("a fresh database for every check")
+    })
+    .await;
+    assert!(
+        stores.lock().unwrap().is_empty(),
+        "one fresh database per check"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_bounds_targets_active_alerts_and_dead_letters() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let quota = store(&cluster, "quota", 1_000)
+        .await
+        .with_max_jobs_per_target(3);
+    contract::target_quota_refuses_that_target_alone(&quota).await;
+    let active = store(&cluster, "active", 1_000)
+        .await
+        .with_max_active_alerts(4);
+    contract::active_alerts_are_bounded(&active).await;
+    let capped = store(&cluster, "capped", 1_000)
+        .await
+        .with_dead_letter_cap(4);
+    contract::evicted_dead_letters_are_counted(&capped, 4).await;
+}
