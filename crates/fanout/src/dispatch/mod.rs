@@ -347,11 +347,6 @@ impl DispatcherHandle {
         self.waker().wake(target);
     }
 
-    /// Wakes every lane.
-    pub fn wake_all(&self) {
-        self.waker().wake_all();
-    }
-
     /// Every known target's lane; see [`DispatcherWaker::lanes`].
     #[must_use]
     pub fn lanes(&self) -> Vec<LaneStatus> {
@@ -396,20 +391,6 @@ impl DispatcherWaker {
             .get(target)
             .cloned();
         if let Some(lane) = lane {
-            lane.wake.notify_one();
-        }
-    }
-
-    /// Wakes every lane.
-    pub fn wake_all(&self) {
-        let lanes: Vec<Arc<LaneShared>> = self
-            .registry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
-        for lane in lanes {
             lane.wake.notify_one();
         }
     }
