@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alert_core::{
-    Admission, Admitted, Clock, JobStore, JobStoreError, LaneQueue, SystemClock, TargetEntry,
-    TargetName, TargetSource,
+    Admission, Admitted, Clock, JobStore, JobStoreError, SystemClock, TargetEntry, TargetName,
+    TargetSource,
 };
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -18,7 +18,6 @@ use fanout::{
 };
 use health::{BreakerConfig, CircuitBreakers, HealthConfig, HealthRegistry, Prober};
 use publisher_http::{ClientConfig, HttpClient};
-use queue::RedbJobStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
@@ -95,16 +94,8 @@ impl App {
             HttpClient::new(&ClientConfig::default().with_max_connections_per_host(connections))
                 .context("building the HTTP client")?;
         let queue = early.queue;
-        // Accepting an alert means it is on disk: the redb store commits ingest with fsync.
-        let redb = RedbJobStore::open(&queue.path, queue.max_jobs)
-            .with_context(|| format!("opening the queue {}", queue.path.display()))?
-            .with_dead_letter_retention(queue.dlq_retention.into())
-            .with_max_jobs_per_target(queue.target_quota())
-            .with_max_active_alerts(early.ingest.max_active_alerts)
-            .with_clock(clock.clone())
-            // A sender still re-sending is heard again within resolve_timeout.
-            .with_restart_grace(early.ingest.resolve_timeout.into());
-        let registry = Arc::new(PublisherRegistry::new(client.clone(), redb.message_refs()));
+        let store = crate::store::open(&queue, &early.ingest, &clock).await?;
+        let registry = Arc::new(PublisherRegistry::new(client.clone(), store.refs.clone()));
         let source = Arc::new(FileSource::load(config_path, registry.clone())?);
         let config = source.config();
         let mut tasks = tokio::task::JoinSet::new();
@@ -146,9 +137,8 @@ impl App {
             .observer(observer.clone())
             .clock(clock.clone())
             .build();
-        let redb = Arc::new(redb);
-        let lanes: Arc<dyn LaneQueue> = redb.clone();
-        let store: Arc<dyn JobStore> = redb;
+        let lanes = store.lanes.clone();
+        let store: Arc<dyn JobStore> = store.jobs;
         let dispatcher = Dispatcher::builder(lanes, targets.clone())
             .health(health.clone())
             .gate(breakers.clone())

@@ -26,6 +26,7 @@ mod registry;
 mod serve;
 mod shutdown;
 mod stats;
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

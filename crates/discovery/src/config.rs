@@ -208,8 +208,19 @@ pub enum HealthStrategyName {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct QueueConfig {
-    /// The queue file.
+    /// Where the queue lives: `redb` (one file, `path`; the default) or `postgres` (a database
+    /// that several replicas share: `url` or `url_file`, and `pool_size`).
+    pub backend: QueueBackend,
+    /// The queue file (`backend: redb`).
     pub path: PathBuf,
+    /// The `postgres://` URL (`backend: postgres`), or `${env:VAR}`. It may hold a password, so
+    /// it is never printed; prefer `url_file`.
+    pub url: Option<alert_core::Secret<String>>,
+    /// A file holding the `postgres://` URL (`backend: postgres`).
+    pub url_file: Option<PathBuf>,
+    /// The most connections to the database (`backend: postgres`); default 16.
+    #[serde(deserialize_with = "limits::pool_size")]
+    pub pool_size: usize,
     /// Attempts before the DLQ; default 8.
     #[serde(deserialize_with = "limits::attempts")]
     pub max_attempts: u32,
@@ -244,10 +255,26 @@ impl QueueConfig {
     }
 }
 
+/// `queue.backend`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum QueueBackend {
+    /// An embedded redb file: one node.
+    #[default]
+    Redb,
+    /// A PostgreSQL database: any number of replicas.
+    Postgres,
+}
+
 impl Default for QueueConfig {
     fn default() -> Self {
         Self {
+            backend: QueueBackend::Redb,
             path: PathBuf::from("./data/alertpub.redb"),
+            url: None,
+            url_file: None,
+            pool_size: 16,
             max_attempts: 8,
             initial_backoff: Dur::secs(1),
             max_backoff: Dur::secs(300),

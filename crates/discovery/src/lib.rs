@@ -52,8 +52,8 @@ mod trust;
 
 pub use config::{
     AuthConfig, CircuitBreakerConfig, Config, DiscoveryConfig, HealthConfig, HealthStrategyName,
-    IngestConfig, KubernetesConfig, PublishingConfig, QueueConfig, ServerConfig, TargetSpec,
-    TlsConfig,
+    IngestConfig, KubernetesConfig, PublishingConfig, QueueBackend, QueueConfig, ServerConfig,
+    TargetSpec, TlsConfig,
 };
 pub use duration::{Dur, MAX_DURATION};
 pub use file::{FileSource, ReloadStatus};

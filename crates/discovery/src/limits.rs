@@ -31,6 +31,8 @@ pub const MAX_PER_MINUTE: u32 = 600_000;
 /// The most calls the synchronous API or the prober makes at once (the fan-out engine's own
 /// bound, `fanout::MAX_CONCURRENT_LIMIT`).
 pub const MAX_CONCURRENT: usize = 1000;
+/// The largest `queue.pool_size`: PostgreSQL's own default `max_connections` is 100.
+pub(crate) const MAX_POOL: usize = 100;
 /// The most attempts a job may have before the dead-letter queue.
 pub const MAX_ATTEMPTS: u32 = 1000;
 
@@ -102,6 +104,11 @@ pub(crate) fn opt_in_flight<'de, D: Deserializer<'de>>(d: D) -> Result<Option<us
 /// A concurrency limit: 1 to [`MAX_CONCURRENT`].
 pub(crate) fn concurrent<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     in_range(usize::deserialize(d)?, 1, MAX_CONCURRENT, show)
+}
+
+/// The most connections to the queue's database: 1 to [`MAX_POOL`].
+pub(crate) fn pool_size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    in_range(usize::deserialize(d)?, 1, MAX_POOL, show)
 }
 
 /// The attempts before the DLQ: 1 to [`MAX_ATTEMPTS`].

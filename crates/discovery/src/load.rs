@@ -167,14 +167,39 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     } else {
         value
     };
-    serde_path_to_error::deserialize(value).map_err(|err| {
+    let config: Config = serde_path_to_error::deserialize(value).map_err(|err| {
         let field = err.path().to_string();
         ConfigError::Field {
             path: path.to_owned(),
             field,
             message: err.into_inner().to_string(),
         }
-    })
+    })?;
+    check_queue(&config.queue).map_err(|(field, message)| ConfigError::Field {
+        path: path.to_owned(),
+        field: field.to_owned(),
+        message: message.to_owned(),
+    })?;
+    Ok(config)
+}
+
+/// The queue's settings that only make sense together.
+fn check_queue(queue: &crate::QueueConfig) -> Result<(), (&'static str, &'static str)> {
+    let has_url = queue.url.is_some() || queue.url_file.is_some();
+    match queue.backend {
+        crate::QueueBackend::Postgres if queue.url.is_some() && queue.url_file.is_some() => {
+            Err(("queue.url", "set `url` or `url_file`, not both"))
+        }
+        crate::QueueBackend::Postgres if !has_url => Err((
+            "queue.url",
+            "`backend: postgres` needs the database's `url` or `url_file`",
+        )),
+        crate::QueueBackend::Redb if has_url => Err((
+            "queue.backend",
+            "`url` and `url_file` are for `backend: postgres`",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Turns a spec into the engine's [`Target`].
