@@ -7,6 +7,7 @@
 mod auth;
 mod bad_input;
 mod bounds;
+mod ha;
 mod hardening;
 mod ingest;
 mod interop;
