@@ -99,6 +99,35 @@ impl Cluster {
         self.start_server();
     }
 
+    /// Runs `sql` with `psql` on database `db` and returns its unaligned output, one row a line
+    /// and columns split by `|`.
+    ///
+    /// # Panics
+    /// When `psql` fails.
+    #[must_use]
+    pub fn query(&self, db: &str, sql: &str) -> String {
+        let output = self
+            .command("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-d", db, "-Atc", sql])
+            .stdout(Stdio::piped())
+            .output()
+            .expect("running psql");
+        assert!(
+            output.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
     /// Stops the server at once, as a crash would: `SIGQUIT` to the postmaster, then `SIGKILL`
     /// if it is still there after 5 s.
     pub fn stop(&self) {

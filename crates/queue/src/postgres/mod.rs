@@ -65,6 +65,22 @@ const SWEEP_SCAN: i64 = 10_000;
 /// The oldest dead letters an op that buries loads for the cap and the retention.
 const OLDEST_DEAD: i64 = 64;
 
+/// The database's clock, in nanoseconds: what lane leases and heartbeats are compared with, so
+/// the replicas' own clocks may disagree.
+const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000000000)::bigint";
+
+/// A replica whose last heartbeat is older than this is gone, and its lanes move.
+const REPLICA_TTL: Duration = Duration::from_secs(5);
+
+/// How long a lane's lease lasts without its owner's renewal (each lease call renews it).
+const LANE_TTL: Duration = Duration::from_secs(5);
+
+/// How often a replica beats and reads who is alive: at most once a second.
+const MEMBERS_EVERY: Duration = Duration::from_secs(1);
+
+/// The advisory lock whose holder runs the maintenance pass: one replica at a time.
+const MAINTENANCE_LOCK: i64 = 0x616c_6572_746d_6e74;
+
 /// See the module docs.
 pub struct PgJobStore {
     pool: Pool,
@@ -83,6 +99,8 @@ pub struct PgJobStore {
     restart_grace: Duration,
     evicted: AtomicU64,
     failures: Mutex<(u64, String)>,
+    /// The live replicas, as last read, and when.
+    members: Mutex<Option<(std::time::Instant, Vec<String>)>>,
 }
 
 impl PgJobStore {
@@ -146,7 +164,14 @@ impl PgJobStore {
                 dead_letter_cap: DEFAULT_DEAD_LETTER_CAP,
                 dead_letter_retention: None,
             },
-            owner: format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple()),
+            // The host (a pod's name), the process, and a few random bits for a process
+            // that restarts with the same pid (pid 1 in a container).
+            owner: format!(
+                "{}-{}-{}",
+                hostname(),
+                std::process::id(),
+                &uuid::Uuid::now_v7().simple().to_string()[24..]
+            ),
             started_at: clock.now(),
             clock,
             announce: RwLock::new(None),
@@ -156,6 +181,7 @@ impl PgJobStore {
             restart_grace: Duration::ZERO,
             evicted: AtomicU64::new(0),
             failures: Mutex::new((0, String::new())),
+            members: Mutex::new(None),
         })
     }
 
@@ -504,6 +530,84 @@ impl PgJobStore {
         Ok(())
     }
 
+    /// The live replicas, this one included: read (with this replica's heartbeat) at most once
+    /// a second.
+    async fn members(&self, tx: &Tx<'_>) -> Result<Vec<String>, JobStoreError> {
+        if let Some((at, live)) = &*self.members.lock().unwrap_or_else(PoisonError::into_inner)
+            && at.elapsed() < MEMBERS_EVERY
+        {
+            return Ok(live.clone());
+        }
+        let ttl = i64::try_from(REPLICA_TTL.as_nanos()).unwrap_or(i64::MAX);
+        tx.execute(
+            &format!(
+                "INSERT INTO alertpub_replicas (id, heartbeat) VALUES ($1, {DB_NOW})
+                 ON CONFLICT (id) DO UPDATE SET heartbeat = EXCLUDED.heartbeat"
+            ),
+            &[&self.owner],
+        )
+        .await
+        .map_err(db)?;
+        // A replica gone for an hour is forgotten.
+        tx.execute(
+            &format!("DELETE FROM alertpub_replicas WHERE heartbeat < {DB_NOW} - 3600000000000"),
+            &[],
+        )
+        .await
+        .map_err(db)?;
+        let mut live: Vec<String> = tx
+            .query(
+                &format!("SELECT id FROM alertpub_replicas WHERE heartbeat > {DB_NOW} - $1"),
+                &[&ttl],
+            )
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        if !live.contains(&self.owner) {
+            live.push(self.owner.clone());
+        }
+        *self.members.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((std::time::Instant::now(), live.clone()));
+        Ok(live)
+    }
+
+    /// Whether this replica runs `target`'s lane now. The live replica that rendezvous hashing
+    /// picks for the target takes the lane's lease (or renews it) once the last holder's lapsed
+    /// or it handed the lane over; a replica that holds a lane another one should run hands it
+    /// over.
+    async fn own_lane(&self, tx: &Tx<'_>, target: &TargetName) -> Result<bool, JobStoreError> {
+        let live = self.members(tx).await?;
+        let name = target.as_str();
+        if rendezvous(name, &live) != self.owner.as_str() {
+            tx.execute(
+                "DELETE FROM alertpub_lanes WHERE target = $1 AND owner = $2",
+                &[&name, &self.owner],
+            )
+            .await
+            .map_err(db)?;
+            return Ok(false);
+        }
+        let ttl = i64::try_from(LANE_TTL.as_nanos()).unwrap_or(i64::MAX);
+        let row = tx
+            .query_opt(
+                &format!(
+                    "INSERT INTO alertpub_lanes (target, owner, lease_until)
+                     VALUES ($1, $2, {DB_NOW} + $3)
+                     ON CONFLICT (target) DO UPDATE
+                       SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
+                     WHERE alertpub_lanes.owner = EXCLUDED.owner
+                        OR alertpub_lanes.lease_until < {DB_NOW}
+                     RETURNING owner"
+                ),
+                &[&name, &self.owner, &ttl],
+            )
+            .await
+            .map_err(db)?;
+        Ok(row.is_some())
+    }
+
     async fn lease_now(
         &self,
         target: &TargetName,
@@ -525,6 +629,13 @@ impl PgJobStore {
         }
         let outcome = self
             .transaction(async |tx| {
+                if !self.own_lane(tx, target).await? {
+                    // Another replica runs this lane.
+                    return Ok(Lease {
+                        jobs: Vec::new(),
+                        next_due: None,
+                    });
+                }
                 // Expired leases: a superseded job is settled by the expiry, and removed; the
                 // others are leasable again, with the attempt counted (the lane may have sent
                 // the job before it lost the lease).
@@ -764,6 +875,16 @@ impl PgJobStore {
         plan: &SweepPlan,
         now: DateTime<Utc>,
     ) -> Result<Vec<u64>, JobStoreError> {
+        // One replica at a time runs the pass: the one that holds the maintenance lock for it.
+        let leader: bool = tx
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&MAINTENANCE_LOCK])
+            .await
+            .map_err(db)?
+            .get(0);
+        if !leader {
+            t.skip = true;
+            return Ok(Vec::new());
+        }
         let now_ns = ns(now);
         let planned: Vec<String> = plan
             .targets
@@ -785,31 +906,36 @@ impl PgJobStore {
         let refresh_before = before(now, shortest);
         let retention = (!plan.log_retention.is_zero()).then(|| before(now, plan.log_retention));
         // A superset of the due entries: the end this replica keeps in memory is only ever
-        // later than the stored one, and `sweep_action` decides on the exact entry.
-        let mut bodies = add_logs(
-            tx,
-            state,
-            "SELECT fingerprint, target, record FROM alertpub_log
-             WHERE (firing AND target = ANY($1) AND ends_at <= $2)
-                OR (firing AND target = ANY($3) AND accepted_at <= $4)
-                OR ($5::bigint IS NOT NULL AND accepted_at <= $5)
-             LIMIT $6",
-            &[
-                &planned,
-                &now_ns,
-                &refreshed,
-                &refresh_before,
-                &retention,
-                &SWEEP_SCAN,
-            ],
-            |key, cached| self.end_of(key, cached),
-        )
-        .await?;
-        let mut keys = Vec::new();
-        state
-            .log
-            .for_each(|target, fingerprint, _| keys.push((target.clone(), fingerprint)));
-        bodies.extend(self.load_keys(tx, state, &keys).await?);
+        // later than the stored one, and `sweep_action` decides on the exact entry. Their keys
+        // are locked, as ingest locks them, before they are read for good.
+        let rows = tx
+            .query(
+                "SELECT fingerprint, target FROM alertpub_log
+                 WHERE (firing AND target = ANY($1) AND ends_at <= $2)
+                    OR (firing AND target = ANY($3) AND accepted_at <= $4)
+                    OR ($5::bigint IS NOT NULL AND accepted_at <= $5)
+                 LIMIT $6",
+                &[
+                    &planned,
+                    &now_ns,
+                    &refreshed,
+                    &refresh_before,
+                    &retention,
+                    &SWEEP_SCAN,
+                ],
+            )
+            .await
+            .map_err(db)?;
+        let mut keys: Vec<Key> = rows
+            .iter()
+            .filter_map(|row| {
+                let target = TargetName::new(row.get::<_, &str>(1)).ok()?;
+                Some((target, rows::fingerprint(row.get(0))))
+            })
+            .collect();
+        keys.sort_unstable();
+        self.lock_keys(tx, &keys).await?;
+        let mut bodies = self.load_keys(tx, state, &keys).await?;
         let log_bodies: Vec<u64> = {
             let mut ids = Vec::new();
             state.log.for_each(|_, _, cached| ids.push(cached.body));
@@ -913,18 +1039,31 @@ async fn release_bodies(tx: &Tx<'_>, candidates: Vec<u64>) -> Result<(), JobStor
     Ok(())
 }
 
-/// The advisory-lock key of a (target, fingerprint): FNV-1a over both, the same in every
-/// replica.
-fn key_lock((target, fingerprint): &Key) -> i64 {
+/// FNV-1a over `bytes`: the same in every replica.
+fn fnv(bytes: impl IntoIterator<Item = u8>) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in target
-        .as_str()
-        .bytes()
-        .chain(fingerprint.as_u64().to_le_bytes())
-    {
+    for byte in bytes {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
+    hash
+}
+
+/// The replica among `live` that runs `target`'s lane: the highest hash of (target, replica),
+/// so a replica that leaves moves only its own lanes, and one that joins takes a fair share.
+fn rendezvous<'a>(target: &str, live: &'a [String]) -> &'a str {
+    live.iter()
+        .max_by_key(|replica| fnv(target.bytes().chain([0]).chain(replica.bytes())))
+        .map_or("", String::as_str)
+}
+
+/// The advisory-lock key of a (target, fingerprint): FNV-1a over both, the same in every
+/// replica.
+fn key_lock((target, fingerprint): &Key) -> i64 {
+    let hash = fnv(target
+        .as_str()
+        .bytes()
+        .chain(fingerprint.as_u64().to_le_bytes()));
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
@@ -1018,9 +1157,10 @@ impl LaneQueue for PgJobStore {
                         &format!(
                             "SELECT {JOB_COLUMNS} FROM alertpub_jobs
                          WHERE (target, fingerprint) IN
-                           (SELECT target, fingerprint FROM alertpub_jobs WHERE id = $1)"
+                           (SELECT target, fingerprint FROM alertpub_jobs WHERE id = $1
+                              AND (lease_owner IS NULL OR lease_owner = $2))"
                         ),
-                        &[&id(job.0)],
+                        &[&id(job.0), &self.owner],
                     )
                     .await?;
                     self.oldest_dead(tx, t).await?;
@@ -1111,7 +1251,13 @@ impl QueueMaintenance for PgJobStore {
         Box::pin(async move {
             self.run(
                 async |tx, state, t| self.load_sweep(tx, state, t, plan, now).await,
-                |p, g, state, t| p.sweep(g, state, t, plan, now),
+                |p, g, state, t| {
+                    if t.skip {
+                        // Another replica is running the pass now.
+                        return Ok(Ok(SweepReport::default()));
+                    }
+                    p.sweep(g, state, t, plan, now)
+                },
             )
             .await
         })

@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 const MIGRATION_LOCK: i64 = 0x616c_6572_7470_7562;
 
 /// The migrations, in order. A migration is never edited once released: a change is a new one.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2)];
 
 const V1: &str = r"
 -- Job and body ids: each operation takes one block of ids (see `ID_BLOCK`), so replicas never
@@ -84,6 +84,22 @@ CREATE TABLE alertpub_message_refs (
 CREATE TABLE alertpub_targets (
     name TEXT PRIMARY KEY,
     record BYTEA NOT NULL
+);
+";
+
+const V2: &str = r"
+-- The replicas, each with its last heartbeat (the database's clock, in nanoseconds), so lanes
+-- are spread over the live ones by rendezvous hashing.
+CREATE TABLE alertpub_replicas (
+    id TEXT PRIMARY KEY,
+    heartbeat BIGINT NOT NULL
+);
+
+-- Which replica runs each target's lane, until when (the database's clock): one at a time.
+CREATE TABLE alertpub_lanes (
+    target TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    lease_until BIGINT NOT NULL
 );
 ";
 

@@ -68,6 +68,8 @@ pub(super) struct PgTables {
     /// The oldest stored dead letters, loaded, then those this op adds, oldest first.
     pub(super) oldest: VecDeque<(DeadLetterId, DateTime<Utc>)>,
     added_dead: VecDeque<(DeadLetterId, DateTime<Utc>)>,
+    /// The op is not to be planned: another replica holds the maintenance lock for this pass.
+    pub(super) skip: bool,
 }
 
 impl PgTables {
