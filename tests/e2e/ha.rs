@@ -272,3 +272,107 @@ async fn a_replica_killed_mid_flight_loses_nothing_and_its_lanes_move() {
         "its lanes moved after {resumed:?}"
     );
 }
+
+/// The database goes down mid-load and comes back: ingest answers 503 `storage` while it is
+/// down (and never hangs), `/readyz` turns 503, nothing accepted is lost, and alertpub recovers
+/// without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_loses_nothing_and_needs_no_restart_of_alertpub() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let url = cluster.database("outage");
+    let mock = ok_target().await;
+    let dir = TempDir::new();
+    let config = postgres_config(&dir, &url, &[("out", &mock)]);
+    let server = Server::start_in(dir, &config).await;
+    let http = Http::new();
+    let ingest = server.url("/api/v2/alerts");
+    let alert = |i: usize| json!([{"labels": {"alertname": format!("Out{i}")}}]);
+    let mut accepted = Vec::new();
+    for i in 0..30 {
+        let answer = http.post_json(&ingest, &alert(i)).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        accepted.push(i);
+    }
+
+    cluster.stop();
+    let mut refused = 0;
+    for i in 30..60 {
+        let started = tokio::time::Instant::now();
+        let answer = http.post_json(&ingest, &alert(i)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "an answer took {:?} while the database was down",
+            started.elapsed()
+        );
+        match answer.status {
+            200 => accepted.push(i),
+            503 => {
+                assert_eq!(answer.error_kind(), "storage", "{}", answer.text);
+                refused += 1;
+            }
+            other => panic!(
+                "answer {other} while the database was down: {}",
+                answer.text
+            ),
+        }
+    }
+    assert!(
+        refused > 0,
+        "every post was accepted while the database was down"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = http.get(&server.url("/readyz")).await;
+        if ready.status == 503 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz stayed {} while the database was down",
+            ready.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    cluster.resume();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut i = 60;
+    loop {
+        let answer = http.post_json(&ingest, &alert(i)).await;
+        if answer.status == 200 {
+            accepted.push(i);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ingest did not recover: {}",
+            answer.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        i += 1;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = deliveries(&mock);
+        let missing: Vec<usize> = accepted
+            .iter()
+            .copied()
+            .filter(|i| !got.contains_key(&(format!("Out{i}"), "firing".to_owned())))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "accepted alerts not delivered after the database came back: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(http.get(&server.url("/readyz")).await.status, 200);
+    println!(
+        "database restart: {} accepted, {refused} refused with 503 while it was down, all delivered",
+        accepted.len()
+    );
+}

@@ -58,12 +58,14 @@ pub(crate) struct CoverageArgs {
 /// `cargo xtask test`: the instrumented tests, the doctests, then the floors.
 pub(crate) fn test() -> Result<()> {
     ensure_llvm_cov()?;
-    // The profiles of earlier runs would count again.
-    run_cmd(cargo().args(["llvm-cov", "clean", "--profraw-only"]))?;
+    // The profiles of earlier runs would count again, and so would the test executables of
+    // earlier builds, which llvm-cov finds in the target directory with their stale mapping:
+    // the workspace's own artifacts go (its dependencies stay built).
+    run_cmd(cargo().args(["llvm-cov", "clean", "--workspace"]))?;
     let summary = target_dir().join("llvm-cov").join("summary.json");
     let _ = fs::remove_file(&summary);
     fs::create_dir_all(target_dir().join("llvm-cov"))?;
-    // `--no-clean` keeps the instrumented build between runs, so a warm run rebuilds only what
+    // `--no-clean` keeps the dependencies' instrumented build between runs, so a warm run rebuilds only what
     // changed (the profiles are cleared above instead). The report is written by the same
     // command, as the per-file summary the floors are judged on.
     let tests = run_cmd(

@@ -29,6 +29,7 @@
 mod load;
 mod mock;
 mod peer;
+mod pg;
 mod report;
 mod s5;
 mod server;
@@ -64,7 +65,7 @@ struct Args {
     /// Where `e2e.json` and `latency.svg` go.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
-    /// Run only these scenarios, comma-separated (s1,s2,s3,s4,s5,targets).
+    /// Run only these scenarios, comma-separated (s1,s2,s3,s4,s5,targets,pg).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Alerts in S2 (fewer when profiling: the profiler slows the server fifty-fold).
@@ -157,6 +158,8 @@ async fn main() -> Result<()> {
         details.push(("s1_baseline", base.to_json()));
     }
 
+    // Alertmanager's S2 figure, once measured in this run.
+    let mut am_s2: Option<f64> = None;
     if wanted("s2") {
         println!(
             "S2: 10 instant targets, 5 000 alerts, 32 concurrent senders (and the direct limit)"
@@ -201,6 +204,7 @@ async fn main() -> Result<()> {
         let (run, direct) = rounds.swap_remove(rounds.len() / 2);
         if let Some(program) = &peer_program {
             let am = s2_alertmanager(program, args.s2_alerts).await?;
+            am_s2 = Some(am);
             figures.push(
                 Figure::new(
                     "S2",
@@ -254,6 +258,56 @@ async fn main() -> Result<()> {
         details.push(("s2", run.to_json()));
         details.push(("s2_direct", json!({"deliveries_per_s": direct})));
         details.push(("s2_rounds", Value::Array(rounds_json)));
+    }
+
+    if wanted("pg") {
+        println!("S2 on PostgreSQL: 1, 2 and 3 replicas sharing one database, each alert to one");
+        let cluster = pg::cluster()?;
+        if am_s2.is_none()
+            && let Some(program) = &peer_program
+        {
+            am_s2 = Some(s2_alertmanager(program, args.s2_alerts).await?);
+        }
+        let mut runs = Vec::new();
+        for replicas in 1..=3 {
+            runs.push(pg::s2(bin, &cluster, args.s2_alerts, replicas).await?);
+        }
+        for run in &runs {
+            let label = format!("deliveries/s, {} replica(s)", run.replicas);
+            let mut figure = Figure::new("S2 on PostgreSQL", &label, run.deliveries_per_s, "/s");
+            if let Some(am) = am_s2 {
+                figure = figure.baseline("Alertmanager", am);
+                if run.replicas == 3 {
+                    figure = figure.bar(">= 1x Alertmanager", run.deliveries_per_s >= am);
+                }
+            }
+            figures.push(figure);
+            figures.push(Figure::new(
+                "S2 on PostgreSQL",
+                &format!("ingest p99, {} replica(s)", run.replicas),
+                run.ingest_p99_ms,
+                "ms",
+            ));
+            figures.push(Figure::new(
+                "S2 on PostgreSQL",
+                &format!("database CPU, {} replica(s)", run.replicas),
+                run.db_cpu_s,
+                "s",
+            ));
+            figures.push(
+                Figure::new(
+                    "S2 on PostgreSQL",
+                    &format!("lost + duplicated, {} replica(s)", run.replicas),
+                    (run.lost + run.duplicates) as f64,
+                    "",
+                )
+                .bar("0", run.lost == 0 && run.duplicates == 0),
+            );
+        }
+        details.push((
+            "s2_postgres",
+            Value::Array(runs.iter().map(pg::PgRun::to_json).collect()),
+        ));
     }
 
     if wanted("s3") {

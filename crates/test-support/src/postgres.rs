@@ -90,6 +90,14 @@ impl Cluster {
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 
+    /// Starts the server again, on the same port, after [`Cluster::stop`].
+    ///
+    /// # Panics
+    /// When the server does not start.
+    pub fn resume(&self) {
+        self.start_server();
+    }
+
     /// Stops the server at once (as a crash would) and starts it again on the same port.
     ///
     /// # Panics
@@ -150,7 +158,8 @@ impl Cluster {
     }
 
     /// The postmaster's PID, from its pid file.
-    fn pid(&self) -> Option<u32> {
+    #[must_use]
+    pub fn pid(&self) -> Option<u32> {
         let text = std::fs::read_to_string(self.data().join("postmaster.pid")).ok()?;
         text.lines().next()?.trim().parse().ok()
     }

@@ -1,0 +1,158 @@
+//! S2 on the PostgreSQL queue (`queue.backend: postgres`): the same 10 instant targets and the
+//! same load as S2, against 1, 2 or 3 replicas sharing one database on a throw-away cluster.
+//! Each alert is posted to one replica, in turn (a load balancer's spread: what scaling out
+//! buys); the database's CPU is read from /proc for the postmaster and its backends.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use test_support::postgres::Cluster;
+
+use crate::load::{self, Sender};
+use crate::mock::{Behaviour, MockPool};
+use crate::report::percentile;
+use crate::server::{Alertpub, Binary};
+use crate::{DRAIN_TIMEOUT, SEND_TIMEOUT, config, rate};
+
+/// One run of S2 on PostgreSQL.
+pub(crate) struct PgRun {
+    pub(crate) replicas: usize,
+    pub(crate) deliveries_per_s: f64,
+    pub(crate) ingest_p99_ms: f64,
+    /// The database's CPU time over the run, in seconds.
+    pub(crate) db_cpu_s: f64,
+    pub(crate) accepted: u64,
+    pub(crate) lost: u64,
+    pub(crate) duplicates: u64,
+}
+
+impl PgRun {
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "replicas": self.replicas,
+            "deliveries_per_s": self.deliveries_per_s,
+            "ingest_p99_ms": self.ingest_p99_ms,
+            "db_cpu_seconds": self.db_cpu_s,
+            "accepted": self.accepted,
+            "lost": self.lost,
+            "duplicates": self.duplicates,
+        })
+    }
+}
+
+/// Runs S2 against `replicas` replicas on a fresh database of `cluster`.
+pub(crate) async fn s2(
+    bin: &Binary,
+    cluster: &Cluster,
+    alerts: u64,
+    replicas: usize,
+) -> Result<PgRun> {
+    const SENDERS: usize = 32;
+    let url = cluster.database(&format!("s2_{replicas}"));
+    let pool = MockPool::start(&[Behaviour::ok_after(0); 10]).await?;
+    let queue = format!("  backend: postgres\n  url: {url}\n  pool_size: 16\n");
+    let text = config(&pool).replacen("  path: queue/alertpub.redb\n", &queue, 1);
+    let mut servers = Vec::with_capacity(replicas);
+    for _ in 0..replicas {
+        servers.push(Alertpub::start(bin, &text).await?);
+    }
+    let urls: std::sync::Arc<Vec<String>> =
+        std::sync::Arc::new(servers.iter().map(|s| s.url("/api/v2/alerts")).collect());
+    let cpu_before = db_cpu_ticks(cluster);
+    let sender = Sender::new();
+    let client = sender.clone();
+    let started = Instant::now();
+    let sent = load::concurrent(alerts, SENDERS, SEND_TIMEOUT, move |id| {
+        let (client, urls) = (client.clone(), std::sync::Arc::clone(&urls));
+        async move {
+            let url = &urls[usize::try_from(id).unwrap_or(0) % urls.len()];
+            client.post(url, load::ingest_body(id)).await
+        }
+    })
+    .await;
+    let accepted = sent.iter().filter(|s| s.ok).count() as u64;
+    let all: Vec<usize> = (0..10).collect();
+    if !pool.wait_for(&all, accepted, DRAIN_TIMEOUT).await {
+        println!("  not every delivery arrived within {DRAIN_TIMEOUT:?}");
+    }
+    let cpu = db_cpu_ticks(cluster).saturating_sub(cpu_before) as f64 / ticks_per_second();
+    let arrivals = pool.arrivals();
+    for server in servers {
+        server.stop().await.context("stopping alertpub")?;
+    }
+    let unique: u64 = pool.unique_per_target().iter().sum();
+    let expected = accepted * all.len() as u64;
+    let answers: Vec<f64> = sent
+        .iter()
+        .map(|s| (s.answered - s.at).as_secs_f64() * 1e3)
+        .collect();
+    let run = PgRun {
+        replicas,
+        deliveries_per_s: rate(&sent, &arrivals),
+        ingest_p99_ms: percentile(&answers, 0.99),
+        db_cpu_s: cpu,
+        accepted,
+        lost: expected.saturating_sub(unique),
+        duplicates: (arrivals.len() as u64).saturating_sub(unique),
+    };
+    println!(
+        "  {replicas} replica(s) on PostgreSQL: {accepted} of {alerts} alerts accepted in {:.1} s, {:.0} deliveries/s, ingest p99 {:.1} ms, database CPU {cpu:.1} s, lost {}, duplicates {}",
+        started.elapsed().as_secs_f64(),
+        run.deliveries_per_s,
+        run.ingest_p99_ms,
+        run.lost,
+        run.duplicates
+    );
+    Ok(run)
+}
+
+/// Starts the cluster S2 on PostgreSQL runs on.
+pub(crate) fn cluster() -> Result<Cluster> {
+    match Cluster::start() {
+        Some(cluster) => Ok(cluster),
+        None => bail!("PostgreSQL is not installed (Debian's `postgresql`)"),
+    }
+}
+
+/// The CPU ticks the cluster has used: the postmaster's own and its reaped backends', and its
+/// living children's.
+fn db_cpu_ticks(cluster: &Cluster) -> u64 {
+    let Some(postmaster) = cluster.pid() else {
+        return 0;
+    };
+    let mut total = 0;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The fields after the command's closing parenthesis: state, ppid, …, utime (14),
+        // stime (15), cutime (16), cstime (17), counted from 1 over the whole line.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        let ppid = field(4).unwrap_or(0);
+        if pid == postmaster {
+            total += field(14).unwrap_or(0)
+                + field(15).unwrap_or(0)
+                + field(16).unwrap_or(0)
+                + field(17).unwrap_or(0);
+        } else if ppid == u64::from(postmaster) {
+            total += field(14).unwrap_or(0) + field(15).unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`), 100 on Linux.
+fn ticks_per_second() -> f64 {
+    100.0
+}
