@@ -77,6 +77,20 @@ pub(crate) async fn s2(
         println!("  not every delivery arrived within {DRAIN_TIMEOUT:?}");
     }
     let cpu = db_cpu_ticks(cluster).saturating_sub(cpu_before) as f64 / ticks_per_second();
+    if std::env::var("ALERTPUB_PG_OPTIONS").is_ok_and(|o| o.contains("pg_stat_statements")) {
+        // The statements that cost the database the most, for a profile of the run.
+        let db = format!("s2_{replicas}");
+        let _ = cluster.query(&db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+        println!(
+            "{}",
+            cluster.query(
+                &db,
+                "SELECT round(total_exec_time)::text || ' ms, ' || calls || ' calls: ' \
+                 || left(regexp_replace(query, '\\s+', ' ', 'g'), 110) \
+                 FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12"
+            )
+        );
+    }
     let arrivals = pool.arrivals();
     for server in servers {
         server.stop().await.context("stopping alertpub")?;

@@ -194,10 +194,13 @@ impl Cluster {
     }
 
     fn start_server(&self) {
+        // `ALERTPUB_PG_OPTIONS` adds server options, such as
+        // `-c shared_preload_libraries=pg_stat_statements` to profile a run.
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200 {}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            std::env::var("ALERTPUB_PG_OPTIONS").unwrap_or_default()
         );
         let output = self
             .command("pg_ctl")

@@ -22,6 +22,7 @@ mod error;
 mod refs;
 mod rows;
 mod schema;
+mod sql;
 mod tables;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -78,12 +79,18 @@ const LANE_TTL: Duration = Duration::from_secs(5);
 /// How often a replica beats and reads who is alive: at most once a second.
 const MEMBERS_EVERY: Duration = Duration::from_secs(1);
 
+/// How long the counts the bounds are checked against may be reused, while no count is near
+/// its bound: counting every row for every op would cost more than the op.
+const COUNTS_EVERY: Duration = Duration::from_secs(1);
+
 /// The advisory lock whose holder runs the maintenance pass: one replica at a time.
 const MAINTENANCE_LOCK: i64 = 0x616c_6572_746d_6e74;
 
 /// See the module docs.
 pub struct PgJobStore {
     pool: Pool,
+    /// Connections whose commits do not wait for the WAL flush: leases and settlements.
+    fast: Pool,
     planner: Planner,
     /// This replica's name, which its leases carry.
     owner: String,
@@ -101,6 +108,52 @@ pub struct PgJobStore {
     failures: Mutex<(u64, String)>,
     /// The live replicas, as last read, and when.
     members: Mutex<Option<(std::time::Instant, Vec<String>)>>,
+    /// The counts the bounds are checked against, as last read, and when.
+    counts: Mutex<Option<(std::time::Instant, Counts)>>,
+    /// The lanes this replica holds, each with when it last renewed the lane's lease.
+    lanes: Mutex<HashMap<TargetName, std::time::Instant>>,
+    /// Each lane's last look for expired leases, by the time the lane gave.
+    expiry_checked: Mutex<HashMap<TargetName, DateTime<Utc>>>,
+}
+
+/// What the store holds, counted.
+#[derive(Clone, Debug, Default)]
+struct Counts {
+    jobs: u64,
+    logs: u64,
+    dead: u64,
+    per_target: HashMap<TargetName, u64>,
+}
+
+/// Counts the rows the bounds are about.
+async fn read_counts(tx: &Tx<'_>) -> Result<Counts, JobStoreError> {
+    let row = sql::query_one(
+        tx,
+        "SELECT (SELECT count(*) FROM alertpub_jobs), (SELECT count(*) FROM alertpub_log),
+                    (SELECT count(*) FROM alertpub_dead)",
+        &[],
+    )
+    .await
+    .map_err(db)?;
+    let rows = sql::query(
+        tx,
+        "SELECT target, count(*) FROM alertpub_jobs GROUP BY target",
+        &[],
+    )
+    .await
+    .map_err(db)?;
+    let mut per_target = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        if let Ok(target) = TargetName::new(row.get::<_, &str>(0)) {
+            per_target.insert(target, unsigned(row.get(1)));
+        }
+    }
+    Ok(Counts {
+        jobs: unsigned(row.get(0)),
+        logs: unsigned(row.get(1)),
+        dead: unsigned(row.get(2)),
+        per_target,
+    })
 }
 
 impl PgJobStore {
@@ -128,20 +181,15 @@ impl PgJobStore {
         if config.get_application_name().is_none() {
             config.application_name("alertpub");
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(CONNECT_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(|e| JobStoreError::storage(StorageKind::Broken, format!("the pool: {e}")))?;
+        // Leases and settlements go through connections that do not wait for the WAL flush at
+        // commit: a crash of the database can only make them happen again, never lose one.
+        let mut fast = config.clone();
+        fast.options(format!(
+            "{} -c synchronous_commit=off",
+            config.get_options().unwrap_or_default()
+        ));
+        let pool = pool_of(config, pool_size)?;
+        let fast = pool_of(fast, pool_size)?;
         let mut client = pool.get().await.map_err(error::pool)?;
         schema::migrate(&mut client).await.map_err(|e| match e {
             schema::MigrateError::Database(e) => db(e),
@@ -157,6 +205,7 @@ impl PgJobStore {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         Ok(Self {
             pool,
+            fast,
             planner: Planner {
                 max_jobs,
                 max_jobs_per_target: u64::MAX,
@@ -182,6 +231,9 @@ impl PgJobStore {
             evicted: AtomicU64::new(0),
             failures: Mutex::new((0, String::new())),
             members: Mutex::new(None),
+            counts: Mutex::new(None),
+            lanes: Mutex::default(),
+            expiry_checked: Mutex::default(),
         })
     }
 
@@ -242,8 +294,20 @@ impl PgJobStore {
         &self,
         work: impl AsyncFnOnce(&Tx<'_>) -> Result<T, JobStoreError>,
     ) -> Result<T, JobStoreError> {
+        self.transaction_with(true, work).await
+    }
+
+    /// [`Self::transaction`]; a commit that is not `durable` does not wait for the database's
+    /// WAL flush (a connection of the `fast` pool): for leases and settlements, which a crash of
+    /// the database (not of a replica) can only make happen again, never lose.
+    async fn transaction_with<T>(
+        &self,
+        durable: bool,
+        work: impl AsyncFnOnce(&Tx<'_>) -> Result<T, JobStoreError>,
+    ) -> Result<T, JobStoreError> {
         let result = async {
-            let mut client = self.pool.get().await.map_err(error::pool)?;
+            let pool = if durable { &self.pool } else { &self.fast };
+            let mut client = pool.get().await.map_err(error::pool)?;
             let tx = client.transaction().await.map_err(db)?;
             let answer = work(&tx).await?;
             tx.commit().await.map_err(db)?;
@@ -355,38 +419,42 @@ impl PgJobStore {
         state: &mut State,
         g: &mut Group,
     ) -> Result<(), JobStoreError> {
-        let row = tx
-            .query_one(
-                "SELECT (SELECT count(*) FROM alertpub_jobs), (SELECT count(*) FROM alertpub_log),
-                        (SELECT count(*) FROM alertpub_dead)",
-                &[],
-            )
-            .await
-            .map_err(db)?;
-        g.live = unsigned(row.get(0));
-        g.log_entries = unsigned(row.get(1));
-        g.dead_count = unsigned(row.get(2));
-        let rows = tx
-            .query(
-                "SELECT target, count(*) FROM alertpub_jobs GROUP BY target",
-                &[],
-            )
-            .await
-            .map_err(db)?;
-        let mut live = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            if let Ok(target) = TargetName::new(row.get::<_, &str>(0)) {
-                live.insert(target, unsigned(row.get(1)));
+        let cached = self
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .filter(|(at, counts)| at.elapsed() < COUNTS_EVERY && !self.near_a_bound(counts));
+        let counts = match cached {
+            Some((_, counts)) => counts,
+            None => {
+                let counts = read_counts(tx).await?;
+                *self.counts.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((std::time::Instant::now(), counts.clone()));
+                counts
             }
-        }
-        state.live_counts = Some(live);
+        };
+        g.live = counts.jobs;
+        g.log_entries = counts.logs;
+        g.dead_count = counts.dead;
+        state.live_counts = Some(counts.per_target);
         Ok(())
+    }
+
+    /// Whether `counts` are within a tenth of a bound (or of 1 000 under it), where a count a
+    /// second old could let a bound be passed: then the op counts afresh.
+    fn near_a_bound(&self, counts: &Counts) -> bool {
+        let near = |count: u64, bound: u64| count.saturating_add((bound / 10).max(1_000)) >= bound;
+        let quota = self.planner.max_jobs_per_target;
+        near(counts.jobs, self.planner.max_jobs)
+            || near(counts.logs, self.planner.max_active_alerts)
+            || near(counts.dead, self.planner.dead_letter_cap as u64)
+            || counts.per_target.values().any(|&n| near(n, quota))
     }
 
     /// Takes one block of ids for the jobs and bodies the op makes.
     async fn id_block(&self, tx: &Tx<'_>, state: &mut State) -> Result<u64, JobStoreError> {
-        let first: i64 = tx
-            .query_one("SELECT nextval('alertpub_ids')", &[])
+        let first: i64 = sql::query_one(tx, "SELECT nextval('alertpub_ids')", &[])
             .await
             .map_err(db)?
             .get(0);
@@ -398,13 +466,13 @@ impl PgJobStore {
 
     /// The oldest dead letters, for the planners' cap and retention.
     async fn oldest_dead(&self, tx: &Tx<'_>, t: &mut PgTables) -> Result<(), JobStoreError> {
-        let rows = tx
-            .query(
-                "SELECT id, dead_at FROM alertpub_dead ORDER BY id LIMIT $1",
-                &[&OLDEST_DEAD],
-            )
-            .await
-            .map_err(db)?;
+        let rows = sql::query(
+            tx,
+            "SELECT id, dead_at FROM alertpub_dead ORDER BY id LIMIT $1",
+            &[&OLDEST_DEAD],
+        )
+        .await
+        .map_err(db)?;
         t.oldest = rows
             .iter()
             .map(|row| (DeadLetterId(row.get::<_, String>(0)), time(row.get(1))))
@@ -441,7 +509,8 @@ impl PgJobStore {
             })
             .collect();
         if !superseded.is_empty() {
-            tx.execute(
+            sql::execute(
+                tx,
                 "UPDATE alertpub_jobs SET superseded = TRUE
                  WHERE id = ANY($1) AND leased_until IS NOT NULL",
                 &[&superseded],
@@ -521,7 +590,8 @@ impl PgJobStore {
         let mut locks: Vec<i64> = keys.iter().map(key_lock).collect();
         locks.sort_unstable();
         locks.dedup();
-        tx.execute(
+        sql::execute(
+            tx,
             "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k",
             &[&locks],
         )
@@ -530,41 +600,49 @@ impl PgJobStore {
         Ok(())
     }
 
-    /// The live replicas, this one included: read (with this replica's heartbeat) at most once
-    /// a second.
-    async fn members(&self, tx: &Tx<'_>) -> Result<Vec<String>, JobStoreError> {
+    /// The live replicas, this one included: read, with this replica's heartbeat, at most once
+    /// a second, outside any other transaction (so a lease never waits on a heartbeat's lock).
+    async fn members(&self) -> Result<Vec<String>, JobStoreError> {
         if let Some((at, live)) = &*self.members.lock().unwrap_or_else(PoisonError::into_inner)
             && at.elapsed() < MEMBERS_EVERY
         {
             return Ok(live.clone());
         }
         let ttl = i64::try_from(REPLICA_TTL.as_nanos()).unwrap_or(i64::MAX);
-        tx.execute(
-            &format!(
-                "INSERT INTO alertpub_replicas (id, heartbeat) VALUES ($1, {DB_NOW})
-                 ON CONFLICT (id) DO UPDATE SET heartbeat = EXCLUDED.heartbeat"
-            ),
-            &[&self.owner],
-        )
-        .await
-        .map_err(db)?;
-        // A replica gone for an hour is forgotten.
-        tx.execute(
-            &format!("DELETE FROM alertpub_replicas WHERE heartbeat < {DB_NOW} - 3600000000000"),
-            &[],
-        )
-        .await
-        .map_err(db)?;
-        let mut live: Vec<String> = tx
-            .query(
-                &format!("SELECT id FROM alertpub_replicas WHERE heartbeat > {DB_NOW} - $1"),
-                &[&ttl],
-            )
-            .await
-            .map_err(db)?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        let mut live: Vec<String> = self
+            .transaction_with(false, async |tx| {
+                sql::execute(
+                    tx,
+                    &format!(
+                        "INSERT INTO alertpub_replicas (id, heartbeat) VALUES ($1, {DB_NOW})
+                         ON CONFLICT (id) DO UPDATE SET heartbeat = EXCLUDED.heartbeat"
+                    ),
+                    &[&self.owner],
+                )
+                .await
+                .map_err(db)?;
+                // A replica gone for an hour is forgotten.
+                sql::execute(
+                    tx,
+                    &format!(
+                        "DELETE FROM alertpub_replicas WHERE heartbeat < {DB_NOW} - 3600000000000"
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(db)?;
+                Ok(sql::query(
+                    tx,
+                    &format!("SELECT id FROM alertpub_replicas WHERE heartbeat > {DB_NOW} - $1"),
+                    &[&ttl],
+                )
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|row| row.get(0))
+                .collect())
+            })
+            .await?;
         if !live.contains(&self.owner) {
             live.push(self.owner.clone());
         }
@@ -577,11 +655,25 @@ impl PgJobStore {
     /// picks for the target takes the lane's lease (or renews it) once the last holder's lapsed
     /// or it handed the lane over; a replica that holds a lane another one should run hands it
     /// over.
-    async fn own_lane(&self, tx: &Tx<'_>, target: &TargetName) -> Result<bool, JobStoreError> {
-        let live = self.members(tx).await?;
+    async fn own_lane(
+        &self,
+        tx: &Tx<'_>,
+        target: &TargetName,
+        live: &[String],
+    ) -> Result<bool, JobStoreError> {
         let name = target.as_str();
-        if rendezvous(name, &live) != self.owner.as_str() {
-            tx.execute(
+        if rendezvous(name, live) != self.owner.as_str() {
+            let held = self
+                .lanes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(target)
+                .is_some();
+            if !held {
+                return Ok(false);
+            }
+            sql::execute(
+                tx,
                 "DELETE FROM alertpub_lanes WHERE target = $1 AND owner = $2",
                 &[&name, &self.owner],
             )
@@ -589,22 +681,38 @@ impl PgJobStore {
             .map_err(db)?;
             return Ok(false);
         }
+        // A lease renewed within the last second has four left.
+        if self
+            .lanes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(target)
+            .is_some_and(|renewed| renewed.elapsed() < MEMBERS_EVERY)
+        {
+            return Ok(true);
+        }
         let ttl = i64::try_from(LANE_TTL.as_nanos()).unwrap_or(i64::MAX);
-        let row = tx
-            .query_opt(
-                &format!(
-                    "INSERT INTO alertpub_lanes (target, owner, lease_until)
+        let row = sql::query_opt(
+            tx,
+            &format!(
+                "INSERT INTO alertpub_lanes (target, owner, lease_until)
                      VALUES ($1, $2, {DB_NOW} + $3)
                      ON CONFLICT (target) DO UPDATE
                        SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
                      WHERE alertpub_lanes.owner = EXCLUDED.owner
                         OR alertpub_lanes.lease_until < {DB_NOW}
                      RETURNING owner"
-                ),
-                &[&name, &self.owner, &ttl],
-            )
-            .await
-            .map_err(db)?;
+            ),
+            &[&name, &self.owner, &ttl],
+        )
+        .await
+        .map_err(db)?;
+        let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+        if row.is_some() {
+            lanes.insert(target.clone(), std::time::Instant::now());
+        } else {
+            lanes.remove(target);
+        }
         Ok(row.is_some())
     }
 
@@ -627,20 +735,35 @@ impl PgJobStore {
         {
             state.index.lanes.entry(target.clone()).or_default().cycle = cycle;
         }
+        let live = self.members().await?;
         let outcome = self
-            .transaction(async |tx| {
-                if !self.own_lane(tx, target).await? {
+            .transaction_with(false, async |tx| {
+                if !self.own_lane(tx, target, &live).await? {
                     // Another replica runs this lane.
                     return Ok(Lease {
                         jobs: Vec::new(),
                         next_due: None,
                     });
                 }
-                // Expired leases: a superseded job is settled by the expiry, and removed; the
-                // others are leasable again, with the attempt counted (the lane may have sent
-                // the job before it lost the lease).
-                let gone: Vec<i64> = tx
-                    .query(
+                // Expired leases (looked for once a second of the lane's time): a superseded job
+                // is settled by the expiry, and removed; the others are leasable again, with the
+                // attempt counted (the lane may have sent the job before it lost the lease).
+                let look = {
+                    let mut checked = self
+                        .expiry_checked
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    let due = checked.get(target).is_none_or(|&last| {
+                        now < last || now - last >= chrono::Duration::seconds(1)
+                    });
+                    if due {
+                        checked.insert(target.clone(), now);
+                    }
+                    due
+                };
+                if look {
+                    let gone: Vec<i64> = sql::query(
+                        tx,
                         "DELETE FROM alertpub_jobs
                          WHERE target = $1 AND leased_until <= $2 AND superseded RETURNING body",
                         &[&name, &now_ns],
@@ -650,15 +773,17 @@ impl PgJobStore {
                     .iter()
                     .map(|row| row.get(0))
                     .collect();
-                tx.execute(
-                    "UPDATE alertpub_jobs
+                    sql::execute(
+                        tx,
+                        "UPDATE alertpub_jobs
                      SET leased_until = NULL, lease_owner = NULL, attempts = attempts + 1
                      WHERE target = $1 AND leased_until <= $2",
-                    &[&name, &now_ns],
-                )
-                .await
-                .map_err(db)?;
-                release_bodies(tx, gone.into_iter().map(unsigned).collect()).await?;
+                        &[&name, &now_ns],
+                    )
+                    .await
+                    .map_err(db)?;
+                    release_bodies(tx, gone.into_iter().map(unsigned).collect()).await?;
+                }
                 // The due jobs of each level, oldest first, whose (target, fingerprint) has no
                 // job in flight: the priority shares then choose among them.
                 for level in 0_i16..3 {
@@ -687,7 +812,8 @@ impl PgJobStore {
                     .unwrap_or(DateTime::<Utc>::MAX_UTC));
                 let leased: Vec<i64> = lease.jobs.iter().map(|job| id(job.id.0)).collect();
                 if !leased.is_empty() {
-                    tx.execute(
+                    sql::execute(
+                        tx,
                         "UPDATE alertpub_jobs SET leased_until = $2, lease_owner = $3
                          WHERE id = ANY($1)",
                         &[&leased, &until, &self.owner],
@@ -695,8 +821,10 @@ impl PgJobStore {
                     .await
                     .map_err(db)?;
                 }
-                let next: Option<i64> = tx
-                    .query_one(
+                // A lane that got all it asked for comes back for more anyway.
+                if lease.jobs.len() < n {
+                    let next: Option<i64> = sql::query_one(
+                        tx,
                         "SELECT min(due) FROM alertpub_jobs
                          WHERE target = $1 AND leased_until IS NULL AND due > $2",
                         &[&name, &now_ns],
@@ -704,7 +832,8 @@ impl PgJobStore {
                     .await
                     .map_err(db)?
                     .get(0);
-                lease.next_due = next.map(time);
+                    lease.next_due = next.map(time);
+                }
                 Ok(lease)
             })
             .await;
@@ -722,7 +851,36 @@ impl PgJobStore {
     /// replica holds its lease now.
     async fn settle(&self, job: JobId, how: Option<Reschedule>) -> Result<(), JobStoreError> {
         let job_id = id(job.0);
-        self.transaction(async |tx| {
+        if how.is_none() {
+            // Acked (or superseded while in flight): one statement, which releases its body when
+            // nothing else refers to it.
+            let result = async {
+                let client = self.fast.get().await.map_err(error::pool)?;
+                let statement = client
+                    .prepare_cached(
+                        "WITH gone AS (
+                            DELETE FROM alertpub_jobs
+                            WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $2)
+                            RETURNING body
+                        )
+                        DELETE FROM alertpub_bodies b USING gone WHERE b.id = gone.body
+                          AND NOT EXISTS (SELECT 1 FROM alertpub_jobs j
+                                          WHERE j.body = b.id AND j.id <> $1)
+                          AND NOT EXISTS (SELECT 1 FROM alertpub_log l WHERE l.body = b.id)",
+                    )
+                    .await
+                    .map_err(db)?;
+                client
+                    .execute(&statement, &[&job_id, &self.owner])
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+            .await;
+            self.count(&result);
+            return result;
+        }
+        self.transaction_with(false, async |tx| {
             // Acked, or superseded while in flight: its newer state is already queued.
             let sql = match &how {
                 None => {
@@ -735,8 +893,7 @@ impl PgJobStore {
                      RETURNING body"
                 }
             };
-            let removed: Vec<i64> = tx
-                .query(sql, &[&job_id, &self.owner])
+            let removed: Vec<i64> = sql::query(tx, sql, &[&job_id, &self.owner])
                 .await
                 .map_err(db)?
                 .iter()
@@ -750,7 +907,8 @@ impl PgJobStore {
                     .as_ref()
                     .map(crate::redb_store::records::encode)
                     .transpose()?;
-                tx.execute(
+                sql::execute(
+                    tx,
                     "UPDATE alertpub_jobs
                      SET due = $3, attempts = attempts + $4, last_error = COALESCE($5, last_error),
                          leased_until = NULL, lease_owner = NULL
@@ -774,14 +932,14 @@ impl PgJobStore {
 
     async fn stats_now(&self) -> Result<QueueStats, JobStoreError> {
         self.transaction(async |tx| {
-            let rows = tx
-                .query(
-                    "SELECT target, priority, leased_until IS NOT NULL, count(*), min(enqueued_at)
+            let rows = sql::query(
+                tx,
+                "SELECT target, priority, leased_until IS NOT NULL, count(*), min(enqueued_at)
                      FROM alertpub_jobs GROUP BY 1, 2, 3",
-                    &[],
-                )
-                .await
-                .map_err(db)?;
+                &[],
+            )
+            .await
+            .map_err(db)?;
             let mut by_priority = [0_u64; 3];
             let mut by_target: BTreeMap<String, (u64, u64)> = BTreeMap::new();
             let mut oldest: Option<i64> = None;
@@ -798,8 +956,7 @@ impl PgJobStore {
                 let first: i64 = row.get(4);
                 oldest = Some(oldest.map_or(first, |o| o.min(first)));
             }
-            let dead: i64 = tx
-                .query_one("SELECT count(*) FROM alertpub_dead", &[])
+            let dead: i64 = sql::query_one(tx, "SELECT count(*) FROM alertpub_dead", &[])
                 .await
                 .map_err(db)?
                 .get(0);
@@ -832,17 +989,17 @@ impl PgJobStore {
         let until = filter.until.map(ns);
         let take = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
         self.transaction(async |tx| {
-            let rows = tx
-                .query(
-                    "SELECT record FROM alertpub_dead
+            let rows = sql::query(
+                tx,
+                "SELECT record FROM alertpub_dead
                      WHERE ($1::text IS NULL OR id > $1) AND ($2::text IS NULL OR target = $2)
                        AND ($3::text IS NULL OR kind = $3) AND ($4::bigint IS NULL OR dead_at >= $4)
                        AND ($5::bigint IS NULL OR dead_at < $5)
                      ORDER BY id LIMIT $6",
-                    &[&cursor, &filter.target, &kind, &since, &until, &take],
-                )
-                .await
-                .map_err(db)?;
+                &[&cursor, &filter.target, &kind, &since, &until, &take],
+            )
+            .await
+            .map_err(db)?;
             let mut entries = rows
                 .iter()
                 .map(|row| dead_of(row, 0))
@@ -876,11 +1033,14 @@ impl PgJobStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<u64>, JobStoreError> {
         // One replica at a time runs the pass: the one that holds the maintenance lock for it.
-        let leader: bool = tx
-            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&MAINTENANCE_LOCK])
-            .await
-            .map_err(db)?
-            .get(0);
+        let leader: bool = sql::query_one(
+            tx,
+            "SELECT pg_try_advisory_xact_lock($1)",
+            &[&MAINTENANCE_LOCK],
+        )
+        .await
+        .map_err(db)?
+        .get(0);
         if !leader {
             t.skip = true;
             return Ok(Vec::new());
@@ -908,24 +1068,24 @@ impl PgJobStore {
         // A superset of the due entries: the end this replica keeps in memory is only ever
         // later than the stored one, and `sweep_action` decides on the exact entry. Their keys
         // are locked, as ingest locks them, before they are read for good.
-        let rows = tx
-            .query(
-                "SELECT fingerprint, target FROM alertpub_log
+        let rows = sql::query(
+            tx,
+            "SELECT fingerprint, target FROM alertpub_log
                  WHERE (firing AND target = ANY($1) AND ends_at <= $2)
                     OR (firing AND target = ANY($3) AND accepted_at <= $4)
                     OR ($5::bigint IS NOT NULL AND accepted_at <= $5)
                  LIMIT $6",
-                &[
-                    &planned,
-                    &now_ns,
-                    &refreshed,
-                    &refresh_before,
-                    &retention,
-                    &SWEEP_SCAN,
-                ],
-            )
-            .await
-            .map_err(db)?;
+            &[
+                &planned,
+                &now_ns,
+                &refreshed,
+                &refresh_before,
+                &retention,
+                &SWEEP_SCAN,
+            ],
+        )
+        .await
+        .map_err(db)?;
         let mut keys: Vec<Key> = rows
             .iter()
             .filter_map(|row| {
@@ -942,8 +1102,7 @@ impl PgJobStore {
             ids
         };
         t.alerts.extend(rows::alerts(tx, &log_bodies).await?);
-        for row in tx
-            .query("SELECT name, record FROM alertpub_targets", &[])
+        for row in sql::query(tx, "SELECT name, record FROM alertpub_targets", &[])
             .await
             .map_err(db)?
         {
@@ -972,13 +1131,13 @@ impl PgJobStore {
         if let Some(known) = &plan.known_targets {
             // Targets with jobs that left the set, or that a pass marked removed.
             let known: HashSet<&str> = known.iter().map(|(name, _)| name.as_str()).collect();
-            let with_jobs: Vec<String> = tx
-                .query("SELECT DISTINCT target FROM alertpub_jobs", &[])
-                .await
-                .map_err(db)?
-                .iter()
-                .map(|row| row.get::<_, String>(0))
-                .collect();
+            let with_jobs: Vec<String> =
+                sql::query(tx, "SELECT DISTINCT target FROM alertpub_jobs", &[])
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(|row| row.get::<_, String>(0))
+                    .collect();
             let gone: Vec<String> = with_jobs
                 .into_iter()
                 .filter(|name| {
@@ -1009,6 +1168,24 @@ impl PgJobStore {
     }
 }
 
+/// A pool of at most `size` connections made with `config`.
+fn pool_of(config: tokio_postgres::Config, size: usize) -> Result<Pool, JobStoreError> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(CONNECT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(|e| JobStoreError::storage(StorageKind::Broken, format!("the pool: {e}")))
+}
+
 /// `ago` before `now`, as the schema keeps times (the earliest when it reaches further back).
 fn before(now: DateTime<Utc>, ago: Duration) -> i64 {
     chrono::Duration::from_std(ago)
@@ -1028,7 +1205,8 @@ async fn release_bodies(tx: &Tx<'_>, candidates: Vec<u64>) -> Result<(), JobStor
         .into_iter()
         .map(id)
         .collect();
-    tx.execute(
+    sql::execute(
+        tx,
         "DELETE FROM alertpub_bodies b WHERE b.id = ANY($1)
            AND NOT EXISTS (SELECT 1 FROM alertpub_jobs j WHERE j.body = b.id)
            AND NOT EXISTS (SELECT 1 FROM alertpub_log l WHERE l.body = b.id)",
@@ -1198,13 +1376,13 @@ impl DeadLetterQueue for PgJobStore {
         Box::pin(async move {
             self.run(
                 async |tx, state, t| {
-                    let rows = tx
-                        .query(
-                            "SELECT record FROM alertpub_dead WHERE id = $1 FOR UPDATE",
-                            &[&dead.0],
-                        )
-                        .await
-                        .map_err(db)?;
+                    let rows = sql::query(
+                        tx,
+                        "SELECT record FROM alertpub_dead WHERE id = $1 FOR UPDATE",
+                        &[&dead.0],
+                    )
+                    .await
+                    .map_err(db)?;
                     let Some(row) = rows.first() else {
                         return Ok(Vec::new());
                     };
@@ -1224,7 +1402,7 @@ impl DeadLetterQueue for PgJobStore {
         Box::pin(async move {
             let removed = self
                 .transaction(async |tx| {
-                    tx.execute("DELETE FROM alertpub_dead WHERE id = $1", &[&dead.0])
+                    sql::execute(tx, "DELETE FROM alertpub_dead WHERE id = $1", &[&dead.0])
                         .await
                         .map_err(db)
                 })

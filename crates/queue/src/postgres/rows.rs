@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::Tx;
 use super::error::db;
+use super::{Tx, sql};
 use crate::model::State;
 use crate::model::state::{CachedLog, Job, Key};
 use crate::redb_store::records::{StoredLog, decode, decode_alert, read_dead};
@@ -142,13 +142,13 @@ pub(super) async fn alerts(
         return Ok(HashMap::new());
     }
     let ids: Vec<i64> = ids.iter().map(|&i| id(i)).collect();
-    let rows = tx
-        .query(
-            "SELECT id, alert FROM alertpub_bodies WHERE id = ANY($1)",
-            &[&ids],
-        )
-        .await
-        .map_err(db)?;
+    let rows = sql::query(
+        tx,
+        "SELECT id, alert FROM alertpub_bodies WHERE id = ANY($1)",
+        &[&ids],
+    )
+    .await
+    .map_err(db)?;
     rows.iter()
         .map(|row| Ok((unsigned(row.get(0)), Arc::new(decode_alert(row.get(1))?))))
         .collect()
@@ -162,7 +162,7 @@ pub(super) async fn add_jobs(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<u64>, JobStoreError> {
-    let rows = tx.query(sql, params).await.map_err(db)?;
+    let rows = sql::query(tx, sql, params).await.map_err(db)?;
     let mut jobs = Vec::with_capacity(rows.len());
     for row in &rows {
         let (job_id, job) = job_of(row)?;
@@ -209,7 +209,7 @@ pub(super) async fn add_logs(
     params: &[&(dyn ToSql + Sync)],
     end: impl Fn(&Key, &CachedLog) -> Option<DateTime<Utc>>,
 ) -> Result<Vec<u64>, JobStoreError> {
-    let rows = tx.query(sql, params).await.map_err(db)?;
+    let rows = sql::query(tx, sql, params).await.map_err(db)?;
     let mut bodies = Vec::with_capacity(rows.len());
     for row in &rows {
         let (key, mut cached) = log_of(row)?;

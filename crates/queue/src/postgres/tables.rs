@@ -11,9 +11,9 @@ use alert_core::{
 };
 use chrono::{DateTime, Utc};
 
-use super::Tx;
 use super::error::db;
 use super::rows::{fp, id, ns, priority_code, status_code};
+use super::{Tx, sql};
 use crate::model::plan::{DeadRead, Oldest, Tables};
 use crate::model::state::{CachedLog, Job, Key};
 use crate::model::sweep::KnownTarget;
@@ -91,7 +91,7 @@ impl PgTables {
                 .into_iter()
                 .map(|(body, bytes)| (id(body), bytes))
                 .unzip();
-            tx.execute(
+            sql::execute(tx,
                 "INSERT INTO alertpub_bodies (id, alert) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
                 &[&ids, &alerts],
             )
@@ -108,15 +108,20 @@ impl PgTables {
             }
         }
         if !removed.is_empty() {
-            tx.execute("DELETE FROM alertpub_jobs WHERE id = ANY($1)", &[&removed])
-                .await
-                .map_err(db)?;
+            sql::execute(
+                tx,
+                "DELETE FROM alertpub_jobs WHERE id = ANY($1)",
+                &[&removed],
+            )
+            .await
+            .map_err(db)?;
         }
         if !self.replaced.is_empty() {
             let replaced: Vec<i64> = self.replaced.iter().map(|j| id(j.0)).collect();
             // A lane may have leased the job since it was read: it is then superseded in
             // flight, and its settlement removes it.
-            tx.execute(
+            sql::execute(
+                tx,
                 "WITH gone AS (
                     DELETE FROM alertpub_jobs WHERE id = ANY($1) AND leased_until IS NULL
                     RETURNING id
@@ -141,7 +146,8 @@ impl PgTables {
             }
         }
         if !log_gone.0.is_empty() {
-            tx.execute(
+            sql::execute(
+                tx,
                 "DELETE FROM alertpub_log l USING unnest($1::bigint[], $2::text[]) AS k(f, t)
                  WHERE l.fingerprint = k.f AND l.target = k.t",
                 &[&log_gone.0, &log_gone.1],
@@ -152,16 +158,15 @@ impl PgTables {
         log_put.write(tx).await?;
         for (name, record) in self.targets {
             match record {
-                Some(record) => tx
-                    .execute(
-                        "INSERT INTO alertpub_targets (name, record) VALUES ($1, $2)
+                Some(record) => sql::execute(
+                    tx,
+                    "INSERT INTO alertpub_targets (name, record) VALUES ($1, $2)
                          ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record",
-                        &[&name, &record],
-                    )
-                    .await
-                    .map_err(db)?,
-                None => tx
-                    .execute("DELETE FROM alertpub_targets WHERE name = $1", &[&name])
+                    &[&name, &record],
+                )
+                .await
+                .map_err(db)?,
+                None => sql::execute(tx, "DELETE FROM alertpub_targets WHERE name = $1", &[&name])
                     .await
                     .map_err(db)?,
             };
@@ -170,7 +175,8 @@ impl PgTables {
         for (dead_id, row) in self.dead {
             match row {
                 Some(row) => {
-                    tx.execute(
+                    sql::execute(
+                        tx,
                         "INSERT INTO alertpub_dead (id, target, kind, dead_at, record)
                          VALUES ($1, $2, $3, $4, $5)",
                         &[&dead_id, &row.target, &row.kind, &row.dead_at, &row.record],
@@ -182,7 +188,8 @@ impl PgTables {
             }
         }
         if !dead_gone.is_empty() {
-            tx.execute(
+            sql::execute(
+                tx,
                 "DELETE FROM alertpub_dead WHERE id = ANY($1)",
                 &[&dead_gone],
             )
@@ -239,7 +246,8 @@ impl JobColumns {
             return Ok(());
         }
         // A job written again (a settlement the planners rewrote) keeps its lease columns.
-        tx.execute(
+        sql::execute(
+            tx,
             "INSERT INTO alertpub_jobs (id, target, fingerprint, body, status, sequence, attempts,
                  priority, enqueued_at, due, last_error)
              SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[],
@@ -298,7 +306,8 @@ impl LogColumns {
         if self.fingerprint.is_empty() {
             return Ok(());
         }
-        tx.execute(
+        sql::execute(
+            tx,
             "INSERT INTO alertpub_log (fingerprint, target, record, body, firing, ends_at,
                  accepted_at)
              SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bigint[],
