@@ -163,6 +163,58 @@ mod tests {
     }
 
     #[test]
+    fn a_postgres_queue_needs_one_url_and_a_redb_queue_none() {
+        for (yaml, field, says) in [
+            (
+                "queue:\n  backend: postgres\n",
+                "queue.url",
+                "needs the database's",
+            ),
+            (
+                "queue:\n  backend: postgres\n  url: postgres://db/q\n  url_file: /u\n",
+                "queue.url",
+                "not both",
+            ),
+            (
+                "queue:\n  url_file: /u\n",
+                "queue.backend",
+                "for `backend: postgres`",
+            ),
+            (
+                "queue:\n  backend: postgres\n  url_file: /u\n  pool_size: 0\n",
+                "queue.pool_size",
+                "",
+            ),
+            (
+                "queue:\n  backend: postgres\n  url_file: /u\n  pool_size: 101\n",
+                "queue.pool_size",
+                "",
+            ),
+            ("queue:\n  backend: sqlite\n", "queue.backend", ""),
+        ] {
+            let (got, message) = refused(yaml);
+            assert_eq!(got, field, "{yaml}: {message}");
+            assert!(message.contains(says), "{yaml}: {message}");
+        }
+        let config = parse(
+            "queue:\n  backend: postgres\n  url: ${env:QUEUE_URL}\n  pool_size: 8\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        assert_eq!(config.queue.backend, crate::QueueBackend::Postgres);
+        assert_eq!(config.queue.pool_size, 8);
+        let debug = format!("{:?}", config.queue);
+        assert!(
+            !debug.contains("QUEUE_URL"),
+            "the URL is never printed: {debug}"
+        );
+        assert_eq!(
+            parse("", Path::new("c.yaml")).unwrap().queue.backend,
+            crate::QueueBackend::Redb
+        );
+    }
+
+    #[test]
     fn backoffs_and_intervals_above_a_day_are_refused() {
         for (yaml, field) in [
             ("queue:\n  max_backoff: 30d\n", "queue.max_backoff"),

@@ -60,3 +60,28 @@ async fn postgres_store_bounds_targets_active_alerts_and_dead_letters() {
         .with_dead_letter_cap(4);
     contract::evicted_dead_letters_are_counted(&capped, 4).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_message_refs_are_kept_replaced_and_removed() {
+    use alert_core::{Fingerprint, MessageRef};
+
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let refs = store(&cluster, "refs", 1_000).await.message_refs();
+    let fingerprint = Fingerprint::from_u64(u64::MAX - 7);
+    assert_eq!(refs.get("slack", fingerprint).await, None);
+    let first = MessageRef::new("C024BE91L", "1700000000.000100");
+    refs.put("slack", fingerprint, first.clone()).await;
+    assert_eq!(refs.get("slack", fingerprint).await, Some(first));
+    assert_eq!(
+        refs.get("other", fingerprint).await,
+        None,
+        "references are per target"
+    );
+    let second = MessageRef::new("C024BE91L", "1700000000.000200");
+    refs.put("slack", fingerprint, second.clone()).await;
+    assert_eq!(refs.get("slack", fingerprint).await, Some(second));
+    refs.remove("slack", fingerprint).await;
+    assert_eq!(refs.get("slack", fingerprint).await, None);
+}
