@@ -21,7 +21,19 @@ pub(crate) async fn open(
     ingest: &IngestConfig,
     clock: &Arc<dyn Clock>,
 ) -> Result<Store> {
-    match queue.backend {
+    // The same bounds on either store: a macro, as the two builders are types of their own.
+    macro_rules! bounded {
+        ($store:expr) => {
+            $store
+                .with_dead_letter_retention(queue.dlq_retention.into())
+                .with_max_jobs_per_target(queue.target_quota())
+                .with_max_active_alerts(ingest.max_active_alerts)
+                .with_clock(clock.clone())
+                // A sender still re-sending is heard again within resolve_timeout.
+                .with_restart_grace(ingest.resolve_timeout.into())
+        };
+    }
+    let (jobs, lanes, refs): (Arc<dyn JobStore>, Arc<dyn LaneQueue>, _) = match queue.backend {
         QueueBackend::Postgres => {
             let url = publisher_http::resolve_secret(
                 "queue.url",
@@ -30,39 +42,25 @@ pub(crate) async fn open(
             )
             .context("the queue's database URL")?;
             // Accepting an alert means it is committed: every ingest is one transaction.
-            let store = PgJobStore::connect(url.expose(), queue.pool_size, queue.max_jobs)
-                .await
-                .context("connecting to the queue's PostgreSQL database")?
-                .with_dead_letter_retention(queue.dlq_retention.into())
-                .with_max_jobs_per_target(queue.target_quota())
-                .with_max_active_alerts(ingest.max_active_alerts)
-                .with_clock(clock.clone())
-                // A sender still re-sending is heard again within resolve_timeout.
-                .with_restart_grace(ingest.resolve_timeout.into());
+            let store = bounded!(
+                PgJobStore::connect(url.expose(), queue.pool_size, queue.max_jobs)
+                    .await
+                    .context("connecting to the queue's PostgreSQL database")?
+            );
             let refs = store.message_refs();
             let store = Arc::new(store);
-            Ok(Store {
-                jobs: store.clone(),
-                lanes: store,
-                refs,
-            })
+            (store.clone(), store, refs)
         }
         _ => {
             // Accepting an alert means it is on disk: the redb store commits ingest with fsync.
-            let store = RedbJobStore::open(&queue.path, queue.max_jobs)
-                .with_context(|| format!("opening the queue {}", queue.path.display()))?
-                .with_dead_letter_retention(queue.dlq_retention.into())
-                .with_max_jobs_per_target(queue.target_quota())
-                .with_max_active_alerts(ingest.max_active_alerts)
-                .with_clock(clock.clone())
-                .with_restart_grace(ingest.resolve_timeout.into());
+            let store = bounded!(
+                RedbJobStore::open(&queue.path, queue.max_jobs)
+                    .with_context(|| format!("opening the queue {}", queue.path.display()))?
+            );
             let refs = store.message_refs();
             let store = Arc::new(store);
-            Ok(Store {
-                jobs: store.clone(),
-                lanes: store,
-                refs,
-            })
+            (store.clone(), store, refs)
         }
-    }
+    };
+    Ok(Store { jobs, lanes, refs })
 }

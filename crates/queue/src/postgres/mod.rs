@@ -19,6 +19,7 @@
 //! grace, as the redb store does after a crash.
 
 mod error;
+mod notify;
 mod refs;
 mod rows;
 mod schema;
@@ -95,7 +96,9 @@ pub struct PgJobStore {
     /// This replica's name, which its leases carry.
     owner: String,
     clock: Arc<dyn Clock>,
-    announce: RwLock<Option<NewWork>>,
+    announce: Arc<RwLock<Option<NewWork>>>,
+    /// The task that hears other replicas' new work ([`notify`]).
+    listener: tokio::task::JoinHandle<()>,
     /// Each lane's place in the priority cycle.
     cycles: Mutex<HashMap<TargetName, usize>>,
     /// Makes this replica's dead-letter ids increase.
@@ -188,6 +191,7 @@ impl PgJobStore {
             "{} -c synchronous_commit=off",
             config.get_options().unwrap_or_default()
         ));
+        let listen_config = config.clone();
         let pool = pool_of(config, pool_size)?;
         let fast = pool_of(fast, pool_size)?;
         let mut client = pool.get().await.map_err(error::pool)?;
@@ -203,6 +207,15 @@ impl PgJobStore {
         })?;
         drop(client);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let announce: Arc<RwLock<Option<NewWork>>> = Arc::default();
+        // The host (a pod's name), the process, and a few random bits for a process that
+        // restarts with the same pid (pid 1 in a container).
+        let owner = format!(
+            "{}-{}-{}",
+            hostname(),
+            std::process::id(),
+            &uuid::Uuid::now_v7().simple().to_string()[24..]
+        );
         Ok(Self {
             pool,
             fast,
@@ -213,17 +226,11 @@ impl PgJobStore {
                 dead_letter_cap: DEFAULT_DEAD_LETTER_CAP,
                 dead_letter_retention: None,
             },
-            // The host (a pod's name), the process, and a few random bits for a process
-            // that restarts with the same pid (pid 1 in a container).
-            owner: format!(
-                "{}-{}-{}",
-                hostname(),
-                std::process::id(),
-                &uuid::Uuid::now_v7().simple().to_string()[24..]
-            ),
             started_at: clock.now(),
             clock,
-            announce: RwLock::new(None),
+            listener: notify::listen(listen_config, owner.clone(), Arc::clone(&announce)),
+            owner,
+            announce,
             cycles: Mutex::default(),
             ids: Mutex::new(Some(ContextV7::new())),
             overlay: Mutex::default(),
@@ -518,7 +525,23 @@ impl PgJobStore {
             .await
             .map_err(db)?;
         }
-        release_bodies(tx, released).await
+        release_bodies(tx, released).await?;
+        // The lanes of other replicas hear of their jobs at the commit.
+        let targets: Vec<String> = g
+            .new_work()
+            .iter()
+            .map(|t| notify::payload(&self.owner, t.as_str()))
+            .collect();
+        if !targets.is_empty() {
+            sql::execute(
+                tx,
+                "SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t",
+                &[&notify::CHANNEL, &targets],
+            )
+            .await
+            .map_err(db)?;
+        }
+        Ok(())
     }
 
     /// After a commit: the ends kept in memory, and the lanes told of their jobs.
@@ -1249,6 +1272,12 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "alertpub".to_owned())
+}
+
+impl Drop for PgJobStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
 }
 
 impl fmt::Debug for PgJobStore {

@@ -85,3 +85,46 @@ async fn postgres_message_refs_are_kept_replaced_and_removed() {
     refs.remove("slack", fingerprint).await;
     assert_eq!(refs.get("slack", fingerprint).await, None);
 }
+
+/// A job made through one replica wakes the lanes of every other replica, through `NOTIFY`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_work_reaches_the_other_replicas() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use alert_core::{Admission, Alert, EnrichedAlert, IngestQueue, Labels, LaneQueue, TargetName};
+
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let url = cluster.database("notify");
+    let here = PgJobStore::connect(&url, 2, 1_000).await.unwrap();
+    let there = PgJobStore::connect(&url, 2, 1_000).await.unwrap();
+    let (heard, mut hearing) = tokio::sync::mpsc::unbounded_channel();
+    there.on_new_work(Arc::new(move |target: &TargetName| {
+        let _ = heard.send(target.to_string());
+    }));
+    let target = TargetName::new("notified").unwrap();
+    let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    // The other replica's listener connects in the background: new alerts go in until it hears
+    // one (each a fresh job), for at most ten seconds.
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        for i in 0.. {
+            let labels: Labels = [("alertname".to_owned(), format!("Notify{i}"))].into();
+            let alert =
+                EnrichedAlert::new(Alert::new(labels).unwrap().with_starts_at(now).unwrap());
+            here.enqueue_batch(vec![Admission::new(target.clone(), alert, None)], now)
+                .await
+                .unwrap();
+            if let Ok(Some(name)) =
+                tokio::time::timeout(Duration::from_millis(200), hearing.recv()).await
+            {
+                return name;
+            }
+        }
+        unreachable!()
+    })
+    .await
+    .expect("the other replica heard of the new job within 10 s");
+    assert_eq!(got, "notified");
+}
