@@ -376,3 +376,88 @@ async fn a_database_restart_loses_nothing_and_needs_no_restart_of_alertpub() {
         accepted.len()
     );
 }
+
+/// A target limited to 60 calls a minute, behind 3 replicas that each receive every alert: the
+/// busiest 60 s at the target hold at most 60 calls, since one replica at a time runs its lane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_holds_across_replicas() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let url = cluster.database("rate");
+    let mock = ok_target().await;
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let dir = TempDir::new();
+        let config = postgres_config(&dir, &url, &[]).replacen(
+            "targets:\n",
+            &format!(
+                "targets:\n{}",
+                webhook("limited", &mock, "    rate_limit:\n      per_minute: 60\n")
+            ),
+            1,
+        );
+        replicas.push(Server::start_in(dir, &config).await);
+    }
+    // Once a replica holds the lane, and every replica has beaten at least once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let owners = cluster.query("rate", "SELECT count(*) FROM alertpub_lanes");
+        let live = cluster.query("rate", "SELECT count(*) FROM alertpub_replicas");
+        if owners == "1" && live == "3" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no lane owner: {owners}, {live}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let http = Http::new();
+    // Arrivals, as seen every 50 ms for 65 s from the first post, while the alerts go in.
+    let started = tokio::time::Instant::now();
+    let post = async {
+        for i in 0..80 {
+            let body = json!([{"labels": {"alertname": format!("Rate{i}")}}]);
+            for replica in &replicas {
+                let answer = http.post_json(&replica.url("/api/v2/alerts"), &body).await;
+                assert_eq!(answer.status, 200, "{}", answer.text);
+            }
+        }
+    };
+    let watch = async {
+        let mut arrivals: Vec<Duration> = Vec::new();
+        while started.elapsed() < Duration::from_secs(65) {
+            let seen = posts(&mock).len();
+            while arrivals.len() < seen {
+                arrivals.push(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        arrivals
+    };
+    let ((), arrivals) = tokio::join!(post, watch);
+    let busiest = arrivals
+        .iter()
+        .map(|&from| {
+            arrivals
+                .iter()
+                // 60 s less the arrivals' resolution: each is seen up to 50 ms late, and a
+                // bucket that refills once a second puts its 61st call 60 s after the first,
+                // give or take the delivery's own jitter.
+                .filter(|&&at| at >= from && at < from + Duration::from_millis(59_900))
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    println!(
+        "rate limit 60/min behind 3 replicas: {} calls in 65 s, busiest 60 s window {busiest}",
+        arrivals.len()
+    );
+    assert!(
+        arrivals.len() >= 50,
+        "the lane hardly ran: {}",
+        arrivals.len()
+    );
+    assert!(busiest <= 60, "the busiest 60 s held {busiest} calls");
+}
