@@ -62,18 +62,6 @@ impl Cluster {
         Some(cluster)
     }
 
-    /// A `postgres://` URL for the cluster's `postgres` database.
-    #[must_use]
-    pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    /// The cluster's port on 127.0.0.1.
-    #[must_use]
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// Makes a fresh database named `name` and returns its URL.
     ///
     /// # Panics
@@ -95,15 +83,6 @@ impl Cluster {
     /// # Panics
     /// When the server does not start.
     pub fn resume(&self) {
-        self.start_server();
-    }
-
-    /// Stops the server at once (as a crash would) and starts it again on the same port.
-    ///
-    /// # Panics
-    /// When the server does not start again.
-    pub fn restart(&self) {
-        self.stop();
         self.start_server();
     }
 

@@ -172,20 +172,31 @@ impl PgTables {
             };
         }
         let mut dead_gone: Vec<String> = Vec::new();
+        let mut dead_put = DeadColumns::default();
         for (dead_id, row) in self.dead {
             match row {
-                Some(row) => {
-                    sql::execute(
-                        tx,
-                        "INSERT INTO alertpub_dead (id, target, kind, dead_at, record)
-                         VALUES ($1, $2, $3, $4, $5)",
-                        &[&dead_id, &row.target, &row.kind, &row.dead_at, &row.record],
-                    )
-                    .await
-                    .map_err(db)?;
-                }
+                Some(row) => dead_put.push(dead_id, row),
                 None => dead_gone.push(dead_id),
             }
+        }
+        // Dead letters go in as one statement however many an op makes (a removed target's
+        // whole queue, say).
+        if !dead_put.id.is_empty() {
+            sql::execute(
+                tx,
+                "INSERT INTO alertpub_dead (id, target, kind, dead_at, record)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[],
+                     $5::bytea[])",
+                &[
+                    &dead_put.id,
+                    &dead_put.target,
+                    &dead_put.kind,
+                    &dead_put.dead_at,
+                    &dead_put.record,
+                ],
+            )
+            .await
+            .map_err(db)?;
         }
         if !dead_gone.is_empty() {
             sql::execute(
@@ -276,6 +287,26 @@ impl JobColumns {
         .await
         .map_err(db)?;
         Ok(())
+    }
+}
+
+/// Dead letters as parallel arrays.
+#[derive(Default)]
+struct DeadColumns {
+    id: Vec<String>,
+    target: Vec<String>,
+    kind: Vec<String>,
+    dead_at: Vec<i64>,
+    record: Vec<Vec<u8>>,
+}
+
+impl DeadColumns {
+    fn push(&mut self, id: String, row: DeadRow) {
+        self.id.push(id);
+        self.target.push(row.target);
+        self.kind.push(row.kind);
+        self.dead_at.push(row.dead_at);
+        self.record.push(row.record);
     }
 }
 
