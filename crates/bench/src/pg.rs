@@ -85,9 +85,10 @@ pub(crate) async fn s2(
             "{}",
             cluster.query(
                 &db,
-                "SELECT round(total_exec_time)::text || ' ms, ' || calls || ' calls: ' \
+                "SELECT round(total_exec_time)::text || ' ms, ' || calls || ' calls, ' || rows || ' rows: ' \
                  || left(regexp_replace(query, '\\s+', ' ', 'g'), 110) \
-                 FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12"
+                 FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database \
+                 WHERE datname = current_database()) ORDER BY total_exec_time DESC LIMIT 16"
             )
         );
     }

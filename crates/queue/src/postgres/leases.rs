@@ -120,6 +120,8 @@ impl PgJobStore {
         Ok(row.is_some())
     }
 
+    /// Leases up to `n` of `target`'s due jobs, with the lease calls of other lanes that arrive
+    /// meanwhile: one transaction for all of them.
     pub(super) async fn lease_now(
         &self,
         target: &TargetName,
@@ -127,128 +129,264 @@ impl PgJobStore {
         ttl: Duration,
         now: DateTime<Utc>,
     ) -> Result<Lease, JobStoreError> {
-        let name = target.as_str();
-        let now_ns = ns(now);
-        let limit = i64::try_from(n).unwrap_or(i64::MAX);
-        let mut state = self.scratch();
-        if let Some(&cycle) = self
-            .cycles
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(target)
-        {
-            state.index.lanes.entry(target.clone()).or_default().cycle = cycle;
-        }
-        let live = self.members().await?;
-        let outcome = self
-            .transaction_with(false, async |tx| {
-                if !self.own_lane(tx, target, &live).await? {
-                    // Another replica runs this lane.
-                    return Ok(Lease {
-                        jobs: Vec::new(),
-                        next_due: None,
-                    });
-                }
-                // Expired leases (looked for once a second of the lane's time): a superseded job
-                // is settled by the expiry, and removed; the others are leasable again, with the
-                // attempt counted (the lane may have sent the job before it lost the lease).
-                let look = {
-                    let mut checked = self
-                        .expiry_checked
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
-                    let due = checked.get(target).is_none_or(|&last| {
-                        now < last || now - last >= chrono::Duration::seconds(1)
-                    });
-                    if due {
-                        checked.insert(target.clone(), now);
+        let call = LeaseCall {
+            target: target.clone(),
+            n,
+            ttl,
+            now,
+        };
+        self.leases
+            .call(call, |calls| async move { self.lease_all(calls).await })
+            .await
+            .unwrap_or_else(|| Err(interrupted()))
+    }
+
+    /// Answers `calls` in order: the first call of each target together, then the calls of a
+    /// target that asked again, so a lane's calls never share a transaction.
+    async fn lease_all(&self, calls: Vec<LeaseCall>) -> Vec<Result<Lease, JobStoreError>> {
+        let mut answers: Vec<Option<Result<Lease, JobStoreError>>> = vec![None; calls.len()];
+        let mut left: Vec<usize> = (0..calls.len()).collect();
+        while !left.is_empty() {
+            let mut seen = HashSet::new();
+            let (round, later): (Vec<usize>, Vec<usize>) = left
+                .into_iter()
+                .partition(|&i| seen.insert(&calls[i].target));
+            let round_calls: Vec<&LeaseCall> = round.iter().map(|&i| &calls[i]).collect();
+            match self.lease_round(&round_calls).await {
+                Ok(leases) => {
+                    for (i, lease) in round.iter().zip(leases) {
+                        answers[*i] = Some(Ok(lease));
                     }
-                    due
-                };
-                if look {
-                    let gone: Vec<i64> = sql::query(
-                        tx,
-                        "DELETE FROM alertpub_jobs
-                         WHERE target = $1 AND leased_until <= $2 AND superseded RETURNING body",
-                        &[&name, &now_ns],
-                    )
-                    .await
-                    .map_err(db)?
-                    .iter()
-                    .map(|row| row.get(0))
-                    .collect();
-                    sql::execute(
-                        tx,
-                        "UPDATE alertpub_jobs
-                     SET leased_until = NULL, lease_owner = NULL, attempts = attempts + 1
-                     WHERE target = $1 AND leased_until <= $2",
-                        &[&name, &now_ns],
-                    )
-                    .await
-                    .map_err(db)?;
-                    release_bodies(tx, gone.into_iter().map(unsigned).collect()).await?;
                 }
-                // The due jobs of each level, oldest first, whose (target, fingerprint) has no
-                // job in flight: the priority shares then choose among them.
-                for level in 0_i16..3 {
-                    add_jobs(
-                        tx,
-                        &mut state,
-                        &format!(
-                            "SELECT {JOB_COLUMNS} FROM alertpub_jobs j
-                             WHERE j.target = $1 AND j.priority = $2 AND j.leased_until IS NULL
-                               AND j.due <= $3
-                               AND NOT EXISTS (SELECT 1 FROM alertpub_jobs l
-                                   WHERE l.target = j.target AND l.fingerprint = j.fingerprint
-                                     AND l.leased_until IS NOT NULL)
-                             ORDER BY j.due, j.id LIMIT $4
-                             FOR UPDATE OF j SKIP LOCKED"
-                        ),
-                        &[&name, &level, &now_ns, &limit],
-                    )
-                    .await?;
+                Err(e) => {
+                    for i in &round {
+                        answers[*i] = Some(Err(e.clone()));
+                    }
                 }
-                let mut lease = state.lease(target, n, ttl, now)?;
-                let until = ns(now
-                    .checked_add_signed(
-                        chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
-                    )
-                    .unwrap_or(DateTime::<Utc>::MAX_UTC));
-                let leased: Vec<i64> = lease.jobs.iter().map(|job| id(job.id.0)).collect();
-                if !leased.is_empty() {
-                    sql::execute(
-                        tx,
-                        "UPDATE alertpub_jobs SET leased_until = $2, lease_owner = $3
-                         WHERE id = ANY($1)",
-                        &[&leased, &until, &self.owner],
-                    )
-                    .await
-                    .map_err(db)?;
+            }
+            left = later;
+        }
+        answers
+            .into_iter()
+            .map(|answer| answer.unwrap_or_else(|| Err(interrupted())))
+            .collect()
+    }
+
+    /// One transaction for `calls`, one per target: the lanes this replica runs, their expired
+    /// leases, their due jobs in one statement, the priority shares, and the leases in one.
+    async fn lease_round(&self, calls: &[&LeaseCall]) -> Result<Vec<Lease>, JobStoreError> {
+        let mut state = self.scratch();
+        {
+            let cycles = self.cycles.lock().unwrap_or_else(PoisonError::into_inner);
+            for call in calls {
+                if let Some(&cycle) = cycles.get(&call.target) {
+                    state
+                        .index
+                        .lanes
+                        .entry(call.target.clone())
+                        .or_default()
+                        .cycle = cycle;
                 }
-                // A lane that got all it asked for comes back for more anyway.
-                if lease.jobs.len() < n {
-                    let next: Option<i64> = sql::query_one(
-                        tx,
-                        "SELECT min(due) FROM alertpub_jobs
-                         WHERE target = $1 AND leased_until IS NULL AND due > $2",
-                        &[&name, &now_ns],
-                    )
-                    .await
-                    .map_err(db)?
-                    .get(0);
-                    lease.next_due = next.map(time);
+            }
+        }
+        let live = self.members().await;
+        let outcome = match live {
+            Err(e) => Err(e),
+            Ok(live) => {
+                self.transaction_with(false, async |tx| {
+                    self.lease_in(tx, &mut state, calls, &live).await
+                })
+                .await
+            }
+        };
+        {
+            let mut cycles = self.cycles.lock().unwrap_or_else(PoisonError::into_inner);
+            for call in calls {
+                if let Some(lane) = state.index.lanes.get(&call.target) {
+                    cycles.insert(call.target.clone(), lane.cycle);
                 }
-                Ok(lease)
-            })
-            .await;
-        if let Some(lane) = state.index.lanes.get(target) {
-            self.cycles
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(target.clone(), lane.cycle);
+            }
         }
         self.done(state);
         outcome
+    }
+
+    async fn lease_in(
+        &self,
+        tx: &Tx<'_>,
+        state: &mut State,
+        calls: &[&LeaseCall],
+        live: &[String],
+    ) -> Result<Vec<Lease>, JobStoreError> {
+        let mut owned = Vec::with_capacity(calls.len());
+        for call in calls {
+            // Another replica may run this lane.
+            owned.push(self.own_lane(tx, &call.target, live).await?);
+        }
+        for call in calls
+            .iter()
+            .zip(&owned)
+            .filter(|(_, o)| **o)
+            .map(|(c, _)| c)
+        {
+            self.expire(tx, &call.target, call.now).await?;
+        }
+        let mine: Vec<&&LeaseCall> = calls
+            .iter()
+            .zip(&owned)
+            .filter(|(_, o)| **o)
+            .map(|(c, _)| c)
+            .collect();
+        if !mine.is_empty() {
+            let targets: Vec<&str> = mine.iter().map(|c| c.target.as_str()).collect();
+            let nows: Vec<i64> = mine.iter().map(|c| ns(c.now)).collect();
+            let limits: Vec<i64> = mine
+                .iter()
+                .map(|c| i64::try_from(c.n).unwrap_or(i64::MAX))
+                .collect();
+            // The due jobs of each lane and level, oldest first, whose (target, fingerprint)
+            // has no job in flight, with their alerts: the priority shares then choose.
+            add_jobs(
+                tx,
+                state,
+                &format!(
+                    "SELECT {JOB_COLUMNS},
+                         (SELECT b.alert FROM alertpub_bodies b WHERE b.id = j.body)
+                     FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS r(lane, lane_now, lim),
+                     unnest('{{0,1,2}}'::smallint[]) AS p(level),
+                     LATERAL (SELECT * FROM alertpub_jobs j
+                         WHERE j.target = r.lane AND j.priority = p.level
+                           AND j.leased_until IS NULL AND j.due <= r.lane_now
+                           AND NOT EXISTS (SELECT 1 FROM alertpub_jobs l
+                               WHERE l.target = j.target AND l.fingerprint = j.fingerprint
+                                 AND l.leased_until IS NOT NULL)
+                         ORDER BY j.due, j.id LIMIT r.lim
+                         FOR UPDATE OF j SKIP LOCKED) j"
+                ),
+                &[&targets, &nows, &limits],
+            )
+            .await?;
+        }
+        let mut leases = Vec::with_capacity(calls.len());
+        let (mut ids, mut untils, mut ttls) = (Vec::new(), Vec::new(), Vec::new());
+        for (call, owned) in calls.iter().zip(&owned) {
+            if !owned {
+                leases.push(Lease {
+                    jobs: Vec::new(),
+                    next_due: None,
+                });
+                continue;
+            }
+            let lease = state.lease(&call.target, call.n, call.ttl, call.now)?;
+            let ttl = chrono::Duration::from_std(call.ttl).unwrap_or(chrono::Duration::MAX);
+            let until = ns(call
+                .now
+                .checked_add_signed(ttl)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC));
+            for job in &lease.jobs {
+                ids.push(id(job.id.0));
+                untils.push(until);
+                ttls.push(i64::try_from(call.ttl.as_nanos()).unwrap_or(i64::MAX));
+            }
+            leases.push(lease);
+        }
+        if !ids.is_empty() {
+            sql::execute(
+                tx,
+                &format!(
+                    "UPDATE alertpub_jobs j
+                     SET leased_until = u.until, lease_owner = $4,
+                         lease_db_until = {DB_NOW} + u.ttl
+                     FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS u(id, until, ttl)
+                     WHERE j.id = u.id"
+                ),
+                &[&ids, &untils, &ttls, &self.owner],
+            )
+            .await
+            .map_err(db)?;
+        }
+        // A lane that got all it asked for comes back for more anyway; the others learn when
+        // their next job is due.
+        let short: Vec<usize> = (0..calls.len())
+            .filter(|&i| owned[i] && leases[i].jobs.len() < calls[i].n)
+            .collect();
+        if !short.is_empty() {
+            let targets: Vec<&str> = short.iter().map(|&i| calls[i].target.as_str()).collect();
+            let nows: Vec<i64> = short.iter().map(|&i| ns(calls[i].now)).collect();
+            let rows = sql::query(
+                tx,
+                "SELECT (SELECT min(due) FROM alertpub_jobs
+                         WHERE target = r.target AND leased_until IS NULL AND due > r.now)
+                 FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS r(target, now, i)
+                 ORDER BY r.i",
+                &[&targets, &nows],
+            )
+            .await
+            .map_err(db)?;
+            for (&i, row) in short.iter().zip(&rows) {
+                leases[i].next_due = row.get::<_, Option<i64>>(0).map(time);
+            }
+        }
+        Ok(leases)
+    }
+
+    /// Looks for `target`'s expired leases once a second of the lane's time: a superseded job
+    /// is settled by the expiry, and removed; the others are leasable again, with the attempt
+    /// counted (the lane may have sent the job before it lost the lease).
+    async fn expire(
+        &self,
+        tx: &Tx<'_>,
+        target: &TargetName,
+        now: DateTime<Utc>,
+    ) -> Result<(), JobStoreError> {
+        let look = {
+            let mut checked = self
+                .expiry_checked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let due = checked
+                .get(target)
+                .is_none_or(|&last| now < last || now - last >= chrono::Duration::seconds(1));
+            if due {
+                checked.insert(target.clone(), now);
+            }
+            due
+        };
+        if !look {
+            return Ok(());
+        }
+        let (name, now_ns) = (target.as_str(), ns(now));
+        // This replica's own leases lapse by its clock (the one `now` comes from); those of the
+        // lane's last owner by the database's.
+        let lapsed = format!(
+            "target = $1 AND leased_until IS NOT NULL
+             AND CASE WHEN lease_owner = $3 OR lease_db_until IS NULL
+                      THEN leased_until <= $2
+                      ELSE lease_db_until <= {DB_NOW} END"
+        );
+        let gone: Vec<i64> = sql::query(
+            tx,
+            &format!("DELETE FROM alertpub_jobs WHERE {lapsed} AND superseded RETURNING body"),
+            &[&name, &now_ns, &self.owner],
+        )
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+        sql::execute(
+            tx,
+            &format!(
+                "UPDATE alertpub_jobs
+                 SET leased_until = NULL, lease_owner = NULL, lease_db_until = NULL,
+                     attempts = attempts + 1
+                 WHERE {lapsed}"
+            ),
+            &[&name, &now_ns, &self.owner],
+        )
+        .await
+        .map_err(db)?;
+        release_bodies(tx, gone.into_iter().map(unsigned).collect()).await
     }
 
     /// Settles a leased job: rescheduled with `how`, or acked with `None`, unless another
@@ -260,31 +398,15 @@ impl PgJobStore {
     ) -> Result<(), JobStoreError> {
         let job_id = id(job.0);
         if how.is_none() {
-            // Acked (or superseded while in flight): one statement, which releases its body when
-            // nothing else refers to it.
-            let result = async {
-                let client = self.fast.get().await.map_err(error::pool)?;
-                let statement = client
-                    .prepare_cached(
-                        "WITH gone AS (
-                            DELETE FROM alertpub_jobs
-                            WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $2)
-                            RETURNING body
-                        )
-                        DELETE FROM alertpub_bodies b USING gone WHERE b.id = gone.body
-                          AND NOT EXISTS (SELECT 1 FROM alertpub_jobs j
-                                          WHERE j.body = b.id AND j.id <> $1)
-                          AND NOT EXISTS (SELECT 1 FROM alertpub_log l WHERE l.body = b.id)",
-                    )
-                    .await
-                    .map_err(db)?;
-                client
-                    .execute(&statement, &[&job_id, &self.owner])
-                    .await
-                    .map_err(db)?;
-                Ok(())
-            }
-            .await;
+            // Acked (or superseded while in flight): with the acks that arrive meanwhile.
+            let result = self
+                .acks
+                .call(job_id, |ids| async move {
+                    let answer = self.ack_all(&ids).await;
+                    vec![answer; ids.len()]
+                })
+                .await
+                .unwrap_or_else(|| Err(interrupted()));
             self.count(&result);
             return result;
         }
@@ -319,7 +441,7 @@ impl PgJobStore {
                     tx,
                     "UPDATE alertpub_jobs
                      SET due = $3, attempts = attempts + $4, last_error = COALESCE($5, last_error),
-                         leased_until = NULL, lease_owner = NULL
+                         leased_until = NULL, lease_owner = NULL, lease_db_until = NULL
                      WHERE id = $1 AND NOT superseded
                        AND (lease_owner IS NULL OR lease_owner = $2)",
                     &[
@@ -337,6 +459,51 @@ impl PgJobStore {
         })
         .await
     }
+}
+
+impl PgJobStore {
+    /// Removes the acked jobs `ids` (those this replica holds, or that none holds) in one
+    /// statement, and the bodies nothing else refers to.
+    async fn ack_all(&self, ids: &[i64]) -> Result<(), JobStoreError> {
+        let client = self.fast.get().await.map_err(error::pool)?;
+        let statement = client
+            .prepare_cached(
+                "WITH gone AS (
+                    DELETE FROM alertpub_jobs
+                    WHERE id = ANY($1) AND (lease_owner IS NULL OR lease_owner = $2)
+                    RETURNING id, body
+                )
+                DELETE FROM alertpub_bodies b USING (SELECT DISTINCT body FROM gone) g
+                WHERE b.id = g.body
+                  AND NOT EXISTS (SELECT 1 FROM alertpub_jobs j
+                                  WHERE j.body = b.id AND j.id NOT IN (SELECT id FROM gone))
+                  AND NOT EXISTS (SELECT 1 FROM alertpub_log l WHERE l.body = b.id)",
+            )
+            .await
+            .map_err(db)?;
+        client
+            .execute(&statement, &[&ids, &self.owner])
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
+/// One lane's call for jobs.
+pub(super) struct LeaseCall {
+    target: TargetName,
+    n: usize,
+    ttl: Duration,
+    now: DateTime<Utc>,
+}
+
+/// A batch dropped before it was answered (its leader's caller went away): nothing of it is
+/// known to have happened.
+pub(super) fn interrupted() -> JobStoreError {
+    JobStoreError::storage(
+        StorageKind::Unavailable,
+        "the call was interrupted before PostgreSQL answered",
+    )
 }
 
 /// FNV-1a over `bytes`: the same in every replica.

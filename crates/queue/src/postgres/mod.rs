@@ -18,6 +18,7 @@
 //! what it reads, and grants the entries it has not seen re-sent since it started the restart's
 //! grace, as the redb store does after a crash.
 
+mod batch;
 mod error;
 mod leases;
 mod notify;
@@ -120,6 +121,10 @@ pub struct PgJobStore {
     lanes: Mutex<HashMap<TargetName, std::time::Instant>>,
     /// Each lane's last look for expired leases, by the time the lane gave.
     expiry_checked: Mutex<HashMap<TargetName, DateTime<Utc>>>,
+    /// Acks waiting to be removed together.
+    acks: batch::Batcher<i64, Result<(), JobStoreError>>,
+    /// Lanes' calls for jobs waiting to be leased together.
+    leases: batch::Batcher<leases::LeaseCall, Result<Lease, JobStoreError>>,
 }
 
 /// What the store holds, counted.
@@ -187,6 +192,14 @@ impl PgJobStore {
         if config.get_application_name().is_none() {
             config.application_name("alertpub");
         }
+        // Every statement finds its rows by an index. A queue's tables swing between empty and
+        // large faster than autovacuum's ANALYZE follows, and a connection keeps the plan it
+        // made for a prepared statement: one made while a table was small would read the
+        // whole table, at every call, once it is large.
+        config.options(format!(
+            "{} -c enable_seqscan=off",
+            config.get_options().unwrap_or_default()
+        ));
         // Leases and settlements go through connections that do not wait for the WAL flush at
         // commit: a crash of the database can only make them happen again, never lose one.
         let mut fast = config.clone();
@@ -244,6 +257,8 @@ impl PgJobStore {
             counts: Mutex::new(None),
             lanes: Mutex::default(),
             expiry_checked: Mutex::default(),
+            acks: batch::Batcher::default(),
+            leases: batch::Batcher::default(),
         })
     }
 

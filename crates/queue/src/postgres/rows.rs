@@ -22,6 +22,8 @@ use crate::redb_store::records::{StoredLog, decode, decode_alert, read_dead};
 pub(super) const JOB_COLUMNS: &str = "id, target, fingerprint, body, status, sequence, attempts, \
      priority, enqueued_at, due, last_error, leased_until, superseded";
 
+const JOB_COLUMN_COUNT: usize = 13;
+
 /// A time as the schema keeps it: nanoseconds since the epoch, clamped to what `i64` holds
 /// (1677 to 2262), which leaves "for ever" leases and ends as far ahead as they can be.
 pub(super) fn ns(at: DateTime<Utc>) -> i64 {
@@ -154,8 +156,8 @@ pub(super) async fn alerts(
         .collect()
 }
 
-/// The jobs `sql` selects (with [`JOB_COLUMNS`]) added to `state` with their bodies' alerts;
-/// returns the bodies they refer to.
+/// The jobs `sql` selects (with [`JOB_COLUMNS`], and optionally their alert's record after
+/// them) added to `state` with their bodies' alerts; returns the bodies they refer to.
 pub(super) async fn add_jobs(
     tx: &Tx<'_>,
     state: &mut State,
@@ -166,6 +168,16 @@ pub(super) async fn add_jobs(
     let mut jobs = Vec::with_capacity(rows.len());
     for row in &rows {
         let (job_id, job) = job_of(row)?;
+        if row.len() > JOB_COLUMN_COUNT
+            && state.alert(job.body).is_none()
+            && let Some(record) = row.get::<_, Option<&[u8]>>(JOB_COLUMN_COUNT)
+        {
+            let alert = Arc::new(decode_alert(record)?);
+            match state.bodies.get_mut(&job.body) {
+                Some(known) => known.alert = Some(alert),
+                None => state.insert_body(job.body, alert),
+            }
+        }
         if !state.jobs.contains_key(&job_id) {
             jobs.push((job_id, job));
         }

@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 const MIGRATION_LOCK: i64 = 0x616c_6572_7470_7562;
 
 /// The migrations, in order. A migration is never edited once released: a change is a new one.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3)];
 
 const V1: &str = r"
 -- Job and body ids: each operation takes one block of ids (see `ID_BLOCK`), so replicas never
@@ -101,6 +101,20 @@ CREATE TABLE alertpub_lanes (
     owner TEXT NOT NULL,
     lease_until BIGINT NOT NULL
 );
+";
+
+const V3: &str = r"
+-- A lease is marked in place as a heap-only update: no index names the lease's columns, and
+-- each page keeps room for the new version. The leased jobs of a lane are at most its
+-- in-flight limit, which the ready index's readers skip on the heap.
+DROP INDEX alertpub_jobs_leased;
+DROP INDEX alertpub_jobs_ready;
+CREATE INDEX alertpub_jobs_ready ON alertpub_jobs (target, priority, due, id);
+ALTER TABLE alertpub_jobs SET (fillfactor = 80);
+
+-- When a lease lapses by the database's clock: a lane that moved judges the leases its last
+-- owner took by this, not by its own clock, so clocks that disagree take no job twice.
+ALTER TABLE alertpub_jobs ADD COLUMN lease_db_until BIGINT;
 ";
 
 /// How many ids one operation may take from `alertpub_ids` (its `INCREMENT BY`).

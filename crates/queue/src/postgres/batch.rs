@@ -1,0 +1,179 @@
+//! Calls that arrive together go to the database together: the first caller leads and runs
+//! every call queued meanwhile as one batch, then the calls queued while that batch ran, until
+//! none is left; the others wait for their answers. So a busy replica's lanes lease and settle
+//! in one statement for many jobs, and an idle one answers each call at once, with no timer.
+//!
+//! A leader dropped mid-batch (its caller went away) hands the lead to a waiting caller; the
+//! calls of the batch it was running get no answer, which their callers see as `None`.
+
+use std::sync::{Mutex, PoisonError};
+
+use tokio::sync::{Notify, oneshot};
+
+/// The calls waiting for a batch, each with where its answer goes.
+pub(super) struct Batcher<R, A> {
+    waiting: Mutex<Waiting<R, A>>,
+    /// Wakes a waiting caller to lead when a leader was dropped.
+    handover: Notify,
+}
+
+struct Waiting<R, A> {
+    queue: Vec<(R, oneshot::Sender<A>)>,
+    leading: bool,
+}
+
+impl<R, A> Default for Batcher<R, A> {
+    fn default() -> Self {
+        Self {
+            waiting: Mutex::new(Waiting {
+                queue: Vec::new(),
+                leading: false,
+            }),
+            handover: Notify::new(),
+        }
+    }
+}
+
+/// Gives the lead up if the leader is dropped before the queue is empty.
+struct Leading<'a, R, A>(&'a Batcher<R, A>, bool);
+
+impl<R, A> Drop for Leading<'_, R, A> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.lock().leading = false;
+            self.0.handover.notify_one();
+        }
+    }
+}
+
+impl<R, A> Batcher<R, A> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting<R, A>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `request` and returns its answer: `work` answers a batch of requests, one answer
+    /// each, in order. `None` if the batch that held it was dropped unanswered.
+    pub(super) async fn call<F, W>(&self, request: R, work: W) -> Option<A>
+    where
+        W: Fn(Vec<R>) -> F,
+        F: Future<Output = Vec<A>>,
+    {
+        let (sender, mut answer) = oneshot::channel();
+        let mut lead = {
+            let mut waiting = self.lock();
+            waiting.queue.push((request, sender));
+            !std::mem::replace(&mut waiting.leading, true)
+        };
+        loop {
+            if lead {
+                let mut guard = Leading(self, true);
+                loop {
+                    let batch = {
+                        let mut waiting = self.lock();
+                        if waiting.queue.is_empty() {
+                            waiting.leading = false;
+                            guard.1 = false;
+                            break;
+                        }
+                        std::mem::take(&mut waiting.queue)
+                    };
+                    let (requests, senders): (Vec<R>, Vec<_>) = batch.into_iter().unzip();
+                    let answers = work(requests).await;
+                    for (sender, answer) in senders.into_iter().zip(answers) {
+                        let _ = sender.send(answer);
+                    }
+                }
+            }
+            tokio::select! {
+                answer = &mut answer => return answer.ok(),
+                () = self.handover.notified() => {
+                    let mut waiting = self.lock();
+                    lead = !waiting.queue.is_empty() && !std::mem::replace(&mut waiting.leading, true);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn calls_that_wait_together_run_as_one_batch() {
+        let batcher: Arc<Batcher<u32, u32>> = Arc::default();
+        let batches = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(Notify::new());
+        let mut calls = Vec::new();
+        for i in 0..5 {
+            let (batcher, batches, release) = (
+                Arc::clone(&batcher),
+                Arc::clone(&batches),
+                Arc::clone(&release),
+            );
+            calls.push(tokio::spawn(async move {
+                batcher
+                    .call(i, |requests: Vec<u32>| {
+                        let (batches, release) = (Arc::clone(&batches), Arc::clone(&release));
+                        async move {
+                            batches.fetch_add(1, Ordering::SeqCst);
+                            // The first batch holds until every other call queued behind it.
+                            if requests == [0] {
+                                release.notified().await;
+                            }
+                            requests.iter().map(|r| r * 10).collect()
+                        }
+                    })
+                    .await
+            }));
+            tokio::task::yield_now().await;
+        }
+        release.notify_one();
+        let mut answers = Vec::new();
+        for call in calls {
+            answers.push(call.await.expect("call"));
+        }
+        assert_eq!(answers, [Some(0), Some(10), Some(20), Some(30), Some(40)]);
+        assert_eq!(
+            batches.load(Ordering::SeqCst),
+            2,
+            "the first call alone, then the four queued behind it together"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dropped_leader_hands_the_lead_over() {
+        let batcher: Arc<Batcher<u32, u32>> = Arc::default();
+        let stuck = Arc::new(Notify::new());
+        let leader = {
+            let (batcher, stuck) = (Arc::clone(&batcher), Arc::clone(&stuck));
+            tokio::spawn(async move {
+                batcher
+                    .call(1, |r: Vec<u32>| {
+                        let stuck = Arc::clone(&stuck);
+                        async move {
+                            stuck.notified().await;
+                            r
+                        }
+                    })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        let follower = {
+            let batcher = Arc::clone(&batcher);
+            tokio::spawn(async move { batcher.call(2, |r: Vec<u32>| async move { r }).await })
+        };
+        tokio::task::yield_now().await;
+        leader.abort();
+        assert!(leader.await.is_err(), "the leader was cancelled");
+        assert_eq!(
+            follower.await.expect("follower"),
+            Some(2),
+            "the waiting call leads its own batch once the leader is gone"
+        );
+    }
+}
