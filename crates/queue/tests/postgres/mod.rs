@@ -128,3 +128,107 @@ async fn new_work_reaches_the_other_replicas() {
     .expect("the other replica heard of the new job within 10 s");
     assert_eq!(got, "notified");
 }
+
+/// Replicas whose clocks disagree by 2 s take no job twice and strand none: the leases a lane's
+/// last owner took lapse by the database's clock, not by the clock of the replica that runs
+/// the lane now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clocks_two_seconds_apart_take_no_job_twice() {
+    use std::time::Duration;
+
+    use alert_core::{Admission, Alert, EnrichedAlert, IngestQueue, Labels, LaneQueue, TargetName};
+
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let t0 = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let skew = chrono::Duration::seconds(2);
+    let target = TargetName::new("skewed").unwrap();
+    let ttl = Duration::from_secs(2);
+    for (name, ahead) in [("skew_ahead", true), ("skew_behind", false)] {
+        let url = cluster.database(name);
+        // The first replica, alone, leases a job for 2 s of its clock.
+        let first = PgJobStore::connect(&url, 2, 1_000).await.unwrap();
+        let labels: Labels = [("alertname".to_owned(), "Skew".to_owned())].into();
+        let alert = EnrichedAlert::new(Alert::new(labels).unwrap().with_starts_at(t0).unwrap());
+        first
+            .enqueue_batch(vec![Admission::new(target.clone(), alert, None)], t0)
+            .await
+            .unwrap();
+        let leased = first.lease(&target, 10, ttl, t0).await.unwrap();
+        assert_eq!(
+            leased.jobs.len(),
+            1,
+            "{name}: the first replica leases the job"
+        );
+        let job = leased.jobs[0].id;
+        // It stops beating (a stall, a partition): its lane's lease lapses, and the second
+        // replica, whose clock is 2 s ahead of or behind the first's, runs the lane.
+        let _ = cluster.query(
+            name,
+            "DELETE FROM alertpub_replicas; UPDATE alertpub_lanes SET lease_until = 0",
+        );
+        let second = PgJobStore::connect(&url, 2, 1_000).await.unwrap();
+        let its = |at: chrono::DateTime<chrono::Utc>| if ahead { at + skew } else { at - skew };
+        if ahead {
+            // By the second replica's clock the lease ended (t0 + 2 s), but the database's
+            // 2 s have not passed: the job is still in flight on the first replica.
+            let taken = second.lease(&target, 10, ttl, its(t0)).await.unwrap();
+            assert!(
+                taken.jobs.is_empty(),
+                "{name}: a clock 2 s ahead took a job another replica has in flight"
+            );
+            // The first replica's call ends and its ack lands: the job was sent once.
+            first
+                .ack(job, t0 + chrono::Duration::milliseconds(100))
+                .await
+                .unwrap();
+            let after = second
+                .lease(&target, 10, ttl, its(t0 + skew))
+                .await
+                .unwrap();
+            assert!(after.jobs.is_empty(), "{name}: the acked job came back");
+        } else {
+            // The database's 2 s pass (moved on explicitly rather than waited for), with the
+            // first replica's ack never landing. By the second replica's clock the lease has 2 s
+            // left, but it lapsed: the job is leasable again, due at t0 by the clock that made
+            // it, which the lane is told, and takes at t0 by its own (a delay of the skew).
+            let _ = cluster.query(
+                name,
+                "UPDATE alertpub_jobs SET lease_db_until = lease_db_until - 3000000000",
+            );
+            let early = second
+                .lease(
+                    &target,
+                    10,
+                    ttl,
+                    its(t0 + chrono::Duration::milliseconds(100)),
+                )
+                .await
+                .unwrap();
+            assert!(early.jobs.is_empty(), "{name}: the job is not due yet");
+            assert_eq!(
+                early.next_due,
+                Some(t0),
+                "{name}: a lapsed lease's job must be leasable again, due when it was made"
+            );
+            let retaken = second
+                .lease(&target, 10, ttl, its(t0 + skew))
+                .await
+                .unwrap();
+            assert_eq!(
+                retaken.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+                [job],
+                "{name}: the lane takes the job once its clock reaches the job's due time"
+            );
+            // The first replica wakes up and acks late: fenced, the second replica's lease holds.
+            first.ack(job, t0 + skew).await.unwrap();
+            second.ack(job, its(t0 + skew)).await.unwrap();
+            let after = second
+                .lease(&target, 10, ttl, its(t0 + skew * 2))
+                .await
+                .unwrap();
+            assert!(after.jobs.is_empty(), "{name}: the acked job came back");
+        }
+    }
+}
