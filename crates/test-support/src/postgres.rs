@@ -26,6 +26,8 @@ pub struct Cluster {
     dir: PathBuf,
     port: u16,
     user: Option<&'static str>,
+    /// Server options beyond the defaults (TLS's, for [`Cluster::start_tls`]).
+    options: String,
 }
 
 impl Cluster {
@@ -36,6 +38,44 @@ impl Cluster {
     /// When the cluster cannot be made or started, or PostgreSQL is missing in CI.
     #[must_use]
     pub fn start() -> Option<Self> {
+        Self::start_with(|_| String::new())
+    }
+
+    /// Like [`Cluster::start`], with TLS on: a self-signed certificate for `localhost` and
+    /// `127.0.0.1`, made now, which clients trust through the returned PEM. Plain connections
+    /// are still accepted (`sslmode` decides).
+    ///
+    /// # Panics
+    /// As [`Cluster::start`], or when the certificate cannot be made or written.
+    #[must_use]
+    pub fn start_tls() -> Option<(Self, String)> {
+        let certified = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ])
+        .expect("a self-signed certificate");
+        let ca = certified.cert.pem();
+        let cluster = Self::start_with(|dir| {
+            let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+            std::fs::write(&cert, certified.cert.pem()).expect("writing the certificate");
+            std::fs::write(&key, certified.key_pair.serialize_pem()).expect("writing the key");
+            // The server reads its key only if no one else can.
+            for file in [&cert, &key] {
+                let _ = Command::new("chmod").arg("600").arg(file).status();
+                if is_root() {
+                    let _ = Command::new("chown").arg("postgres").arg(file).status();
+                }
+            }
+            format!(
+                "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            )
+        })?;
+        Some((cluster, ca))
+    }
+
+    fn start_with(options: impl FnOnce(&Path) -> String) -> Option<Self> {
         let Some(bin) = BIN_DIRS
             .iter()
             .map(PathBuf::from)
@@ -51,11 +91,13 @@ impl Cluster {
         // initdb refuses to run as root; the `postgres` user runs it then.
         let user = is_root().then_some("postgres");
         let dir = temp_dir();
+        let options = options(&dir);
         let cluster = Self {
             bin,
             dir,
             port: free_port(),
             user,
+            options,
         };
         cluster.initdb();
         cluster.start_server();
@@ -176,9 +218,10 @@ impl Cluster {
         // `ALERTPUB_PG_OPTIONS` adds server options, such as
         // `-c shared_preload_libraries=pg_stat_statements` to profile a run.
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200 {}",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200 {} {}",
             self.port,
             self.dir.display(),
+            self.options,
             std::env::var("ALERTPUB_PG_OPTIONS").unwrap_or_default()
         );
         let output = self

@@ -29,6 +29,7 @@ mod schema;
 mod sql;
 mod sweep;
 mod tables;
+mod tls;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -45,7 +46,7 @@ use alert_core::{
 };
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::ContextV7;
 
 use self::error::db;
@@ -180,7 +181,9 @@ impl PgJobStore {
         pool_size: usize,
         max_jobs: u64,
     ) -> Result<Self, JobStoreError> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+        let split = tls::split(url);
+        let tls = tls::connector(split.root_cert.as_deref())?;
+        let mut config: tokio_postgres::Config = split.url.parse().map_err(|e| {
             JobStoreError::storage(
                 StorageKind::Broken,
                 format!("the PostgreSQL URL is invalid: {e}"),
@@ -208,8 +211,8 @@ impl PgJobStore {
             config.get_options().unwrap_or_default()
         ));
         let listen_config = config.clone();
-        let pool = pool_of(config, pool_size)?;
-        let fast = pool_of(fast, pool_size)?;
+        let pool = pool_of(config, pool_size, tls.clone())?;
+        let fast = pool_of(fast, pool_size, tls.clone())?;
         let mut client = pool.get().await.map_err(error::pool)?;
         schema::migrate(&mut client).await.map_err(|e| match e {
             schema::MigrateError::Database(e) => db(e),
@@ -244,7 +247,7 @@ impl PgJobStore {
             },
             started_at: clock.now(),
             clock,
-            listener: notify::listen(listen_config, owner.clone(), Arc::clone(&announce)),
+            listener: notify::listen(listen_config, tls, owner.clone(), Arc::clone(&announce)),
             owner,
             announce,
             cycles: Mutex::default(),
@@ -643,10 +646,14 @@ impl PgJobStore {
 }
 
 /// A pool of at most `size` connections made with `config`.
-fn pool_of(config: tokio_postgres::Config, size: usize) -> Result<Pool, JobStoreError> {
+fn pool_of(
+    config: tokio_postgres::Config,
+    size: usize,
+    tls: MakeRustlsConnect,
+) -> Result<Pool, JobStoreError> {
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

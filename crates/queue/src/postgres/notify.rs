@@ -11,7 +11,8 @@ use alert_core::{NewWork, TargetName};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The channel the notifications go on.
 pub(super) const CHANNEL: &str = "alertpub_work";
@@ -28,12 +29,13 @@ pub(super) fn payload(owner: &str, target: &str) -> String {
 /// (not `owner`, which tells its own lanes itself) made jobs for.
 pub(super) fn listen(
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     owner: String,
     announce: Arc<RwLock<Option<NewWork>>>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            if let Err(error) = listen_once(&config, &owner, &announce).await {
+            if let Err(error) = listen_once(&config, tls.clone(), &owner, &announce).await {
                 tracing::debug!(%error, "the new-work listener lost its connection");
             }
             tokio::time::sleep(RECONNECT).await;
@@ -43,10 +45,11 @@ pub(super) fn listen(
 
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     owner: &str,
     announce: &RwLock<Option<NewWork>>,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect(tls).await?;
     let (sender, mut targets) = mpsc::unbounded_channel::<String>();
     // The connection delivers the notifications; it ends when the connection does.
     let driver = tokio::spawn(async move {

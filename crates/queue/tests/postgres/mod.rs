@@ -232,3 +232,75 @@ async fn clocks_two_seconds_apart_take_no_job_twice() {
         }
     }
 }
+
+/// TLS to the database: with the server's CA file the store connects encrypted, verifies the
+/// server and works (its connections show as TLS in `pg_stat_ssl`); without it, a server it
+/// cannot authenticate is refused with a storage error; `sslmode=disable` stays plain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connections_are_verified() {
+    use alert_core::{Admission, Alert, EnrichedAlert, IngestQueue, Labels, LaneQueue, TargetName};
+
+    let Some((cluster, ca)) = Cluster::start_tls() else {
+        return;
+    };
+    let plain = cluster.database("tls");
+    let ca_file = std::env::temp_dir().join(format!("alertpub-pg-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca_file, &ca).unwrap();
+    let verified = format!(
+        "{plain}?sslmode=verify-full&sslrootcert={}&application_name=alertpub-tls",
+        ca_file.display()
+    );
+    let store = PgJobStore::connect(&verified, 2, 1_000)
+        .await
+        .expect("a verified TLS connection");
+    let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let target = TargetName::new("tls").unwrap();
+    let labels: Labels = [("alertname".to_owned(), "Tls".to_owned())].into();
+    let alert = EnrichedAlert::new(Alert::new(labels).unwrap().with_starts_at(now).unwrap());
+    store
+        .enqueue_batch(vec![Admission::new(target.clone(), alert, None)], now)
+        .await
+        .unwrap();
+    let lease = store
+        .lease(&target, 10, std::time::Duration::from_secs(30), now)
+        .await
+        .unwrap();
+    assert_eq!(lease.jobs.len(), 1, "the store works over TLS");
+    let encrypted = cluster.query(
+        "tls",
+        "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s \
+         JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'alertpub-tls'",
+    );
+    let (tls, all) = encrypted.split_once('|').expect("two counts");
+    assert!(
+        all != "0" && tls == all,
+        "every connection is encrypted: {encrypted}"
+    );
+
+    // Without the CA file, the self-signed server is not trusted: no connection at all.
+    let unverified = format!("{plain}?sslmode=require");
+    let refused = PgJobStore::connect(&unverified, 2, 1_000)
+        .await
+        .err()
+        .expect("an unauthenticated server is refused");
+    assert!(
+        matches!(refused, alert_core::JobStoreError::Storage(_)),
+        "{refused:?}"
+    );
+    assert!(
+        !refused.to_string().contains("postgres@"),
+        "the URL stays out: {refused}"
+    );
+
+    let disabled = format!("{plain}?sslmode=disable&application_name=alertpub-plain");
+    let _plain_store = PgJobStore::connect(&disabled, 2, 1_000)
+        .await
+        .expect("a plain connection");
+    let plain_count = cluster.query(
+        "tls",
+        "SELECT count(*) FILTER (WHERE s.ssl) FROM pg_stat_ssl s \
+         JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'alertpub-plain'",
+    );
+    assert_eq!(plain_count, "0", "sslmode=disable stays plain");
+    let _ = std::fs::remove_file(&ca_file);
+}
