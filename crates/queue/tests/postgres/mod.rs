@@ -281,8 +281,7 @@ async fn tls_connections_are_verified() {
     let unverified = format!("{plain}?sslmode=require");
     let refused = PgJobStore::connect(&unverified, 2, 1_000)
         .await
-        .err()
-        .expect("an unauthenticated server is refused");
+        .expect_err("an unauthenticated server is refused");
     assert!(
         matches!(refused, alert_core::JobStoreError::Storage(_)),
         "{refused:?}"
