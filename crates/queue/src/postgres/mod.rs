@@ -20,6 +20,7 @@
 
 mod batch;
 mod error;
+mod ingest;
 mod leases;
 mod notify;
 mod reads;
@@ -126,6 +127,8 @@ pub struct PgJobStore {
     acks: batch::Batcher<i64, Result<(), JobStoreError>>,
     /// Lanes' calls for jobs waiting to be leased together.
     leases: batch::Batcher<leases::LeaseCall, Result<Lease, JobStoreError>>,
+    /// Ingest calls waiting to be decided together.
+    ingests: batch::Batcher<ingest::EnqueueCall, Result<Vec<Admitted>, JobStoreError>>,
 }
 
 /// What the store holds, counted.
@@ -262,6 +265,7 @@ impl PgJobStore {
             expiry_checked: Mutex::default(),
             acks: batch::Batcher::default(),
             leases: batch::Batcher::default(),
+            ingests: batch::Batcher::default(),
         })
     }
 
@@ -737,26 +741,7 @@ impl IngestQueue for PgJobStore {
         batch: Vec<Admission>,
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<Vec<Admitted>, JobStoreError>> {
-        Box::pin(async move {
-            if batch.is_empty() {
-                return Ok(Vec::new());
-            }
-            let (bodies, body_of) = prepare(&batch, Some(encode_alert))?;
-            let mut keys: Vec<Key> = batch
-                .iter()
-                .map(|a| (a.target.clone(), a.alert.alert.fingerprint()))
-                .collect();
-            keys.sort_unstable();
-            keys.dedup();
-            self.run(
-                async |tx, state, _| {
-                    self.lock_keys(tx, &keys).await?;
-                    self.load_keys(tx, state, &keys).await
-                },
-                |p, g, state, t| p.enqueue(g, state, t, &batch, bodies, &body_of, now),
-            )
-            .await
-        })
+        Box::pin(self.enqueue_now(batch, now))
     }
 }
 

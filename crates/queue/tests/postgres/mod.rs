@@ -303,3 +303,76 @@ async fn tls_connections_are_verified() {
     assert_eq!(plain_count, "0", "sslmode=disable stays plain");
     let _ = std::fs::remove_file(&ca_file);
 }
+
+/// Ingest calls that arrive together are decided in one transaction, each on what the ones
+/// before it decided: the same alert sent by many calls at once is one job, and a call that a
+/// bound refuses writes nothing while the calls beside it go in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ingest_calls_decide_as_if_one_after_another() {
+    use alert_core::{
+        Admission, Admitted, Alert, EnrichedAlert, IngestQueue, JobStoreError, Labels, LaneQueue,
+        TargetName,
+    };
+
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let url = cluster.database("grouped");
+    let store = PgJobStore::connect(&url, 4, 1_000)
+        .await
+        .unwrap()
+        .with_max_active_alerts(12);
+    let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let target = TargetName::new("grouped").unwrap();
+    let admission = |name: String| {
+        let labels: Labels = [("alertname".to_owned(), name)].into();
+        let alert = EnrichedAlert::new(Alert::new(labels).unwrap().with_starts_at(now).unwrap());
+        Admission::new(target.clone(), alert, None)
+    };
+    // Twenty calls at once: ten of the same alert, ten of an alert each.
+    let calls = (0..20).map(|i| {
+        let name = if i % 2 == 0 {
+            "Same".to_owned()
+        } else {
+            format!("Own{i}")
+        };
+        store.enqueue_batch(vec![admission(name)], now)
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    let same: Vec<&Admitted> = answers
+        .iter()
+        .step_by(2)
+        .map(|a| &a.as_ref().expect("accepted")[0])
+        .collect();
+    assert_eq!(
+        same.iter()
+            .filter(|a| matches!(a, Admitted::Enqueued { .. }))
+            .count(),
+        1,
+        "one job for the alert that ten calls sent at once: {same:?}"
+    );
+    assert!(
+        same.iter()
+            .all(|a| matches!(a, Admitted::Enqueued { .. } | Admitted::Duplicate))
+    );
+    // Eleven entries in the log now; of ten more alerts sent at once, one fits.
+    let more = (0..10).map(|i| store.enqueue_batch(vec![admission(format!("More{i}"))], now));
+    let answers = futures_util::future::join_all(more).await;
+    let (accepted, refused): (Vec<_>, Vec<_>) = answers.iter().partition(|a| a.is_ok());
+    assert_eq!(accepted.len(), 1, "{answers:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|a| matches!(a, Err(JobStoreError::TooManyActiveAlerts { .. }))),
+        "{refused:?}"
+    );
+    let lease = store
+        .lease(&target, 100, std::time::Duration::from_secs(30), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        lease.jobs.len(),
+        12,
+        "the accepted calls' jobs, and no refused one's"
+    );
+}
