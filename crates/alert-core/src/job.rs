@@ -767,6 +767,9 @@ pub enum StorageKind {
     Corrupt,
     /// A value could not be encoded for storage.
     Encoding,
+    /// The call lost a race with another writer of a shared database (a deadlock, a
+    /// serialization failure): nothing of it was persisted, and it may be tried again at once.
+    Contended,
     /// The store cannot work until it heals or is restarted: its writer stopped, its state is
     /// poisoned, or its last commit failed and nothing can be persisted until one succeeds.
     Broken,
@@ -781,6 +784,7 @@ impl StorageKind {
             Self::Unavailable => "unavailable",
             Self::Corrupt => "corrupt",
             Self::Encoding => "encoding",
+            Self::Contended => "contended",
             Self::Broken => "broken",
         }
     }

@@ -53,6 +53,7 @@ fn wire_names_are_distinct_and_parse_back() {
         StorageKind::Unavailable,
         StorageKind::Corrupt,
         StorageKind::Encoding,
+        StorageKind::Contended,
         StorageKind::Broken,
     ];
     distinct(&kinds.map(StorageKind::as_str));

@@ -76,6 +76,11 @@ struct Args {
     /// round's direct limit by a third; every round is printed and in the JSON.
     #[arg(long, default_value_t = 3)]
     s2_rounds: usize,
+    /// Rounds of S2 on PostgreSQL, each Alertmanager's S2 and then 1, 2 and 3 replicas; each
+    /// figure is the median round's (by its ratio to that round's Alertmanager), with the
+    /// spread of all rounds printed and in the JSON.
+    #[arg(long, default_value_t = 3)]
+    pg_rounds: usize,
     /// Run the scenarios that have a peer figure (S2, S5) on this peer too, in the same run:
     /// `alertmanager`.
     #[arg(long)]
@@ -158,8 +163,6 @@ async fn main() -> Result<()> {
         details.push(("s1_baseline", base.to_json()));
     }
 
-    // Alertmanager's S2 figure, once measured in this run.
-    let mut am_s2: Option<f64> = None;
     if wanted("s2") {
         println!(
             "S2: 10 instant targets, 5 000 alerts, 32 concurrent senders (and the direct limit)"
@@ -204,7 +207,6 @@ async fn main() -> Result<()> {
         let (run, direct) = rounds.swap_remove(rounds.len() / 2);
         if let Some(program) = &peer_program {
             let am = s2_alertmanager(program, args.s2_alerts).await?;
-            am_s2 = Some(am);
             figures.push(
                 Figure::new(
                     "S2",
@@ -263,51 +265,97 @@ async fn main() -> Result<()> {
     if wanted("pg") {
         println!("S2 on PostgreSQL: 1, 2 and 3 replicas sharing one database, each alert to one");
         let cluster = pg::cluster()?;
-        if am_s2.is_none()
-            && let Some(program) = &peer_program
-        {
-            am_s2 = Some(s2_alertmanager(program, args.s2_alerts).await?);
+        // Each round: Alertmanager's S2 (when asked for), then 1, 2 and 3 replicas.
+        let mut rounds: Vec<(Option<f64>, Vec<pg::PgRun>)> = Vec::new();
+        for round in 1..=args.pg_rounds.max(1) {
+            let am = match &peer_program {
+                Some(program) => Some(s2_alertmanager(program, args.s2_alerts).await?),
+                None => None,
+            };
+            let mut runs = Vec::new();
+            for replicas in 1..=3 {
+                let run = pg::s2(bin, &cluster, args.s2_alerts, replicas, round).await?;
+                runs.push(run);
+            }
+            rounds.push((am, runs));
         }
-        let mut runs = Vec::new();
-        for replicas in 1..=3 {
-            runs.push(pg::s2(bin, &cluster, args.s2_alerts, replicas).await?);
-        }
-        for run in &runs {
-            let label = format!("deliveries/s, {} replica(s)", run.replicas);
+        let mut medians = Vec::new();
+        for replicas in 1..=3_usize {
+            // (this round's run, this round's Alertmanager), ordered by the ratio between them
+            // (or by throughput alone without a peer).
+            let mut of: Vec<(&pg::PgRun, Option<f64>)> = rounds
+                .iter()
+                .map(|(am, runs)| (&runs[replicas - 1], *am))
+                .collect();
+            let key = |(run, am): &(&pg::PgRun, Option<f64>)| {
+                am.map_or(run.deliveries_per_s, |am| run.deliveries_per_s / am)
+            };
+            of.sort_by(|a, b| key(a).total_cmp(&key(b)));
+            let spread = (key(&of[0]), key(&of[of.len() - 1]));
+            let (run, am) = of[of.len() / 2];
+            println!(
+                "  {replicas} replica(s), median of {} rounds: {:.0} deliveries/s{}",
+                of.len(),
+                run.deliveries_per_s,
+                am.map_or(String::new(), |am| format!(
+                    ", {:.2}x Alertmanager ({:.0}/s; rounds {:.2}x to {:.2}x)",
+                    run.deliveries_per_s / am,
+                    am,
+                    spread.0,
+                    spread.1
+                ))
+            );
+            let label = format!("deliveries/s, {replicas} replica(s)");
             let mut figure = Figure::new("S2 on PostgreSQL", &label, run.deliveries_per_s, "/s");
-            if let Some(am) = am_s2 {
+            if let Some(am) = am {
                 figure = figure.baseline("Alertmanager", am);
-                if run.replicas == 3 {
+                if replicas == 3 {
                     figure = figure.bar(">= 1x Alertmanager", run.deliveries_per_s >= am);
                 }
             }
             figures.push(figure);
             figures.push(Figure::new(
                 "S2 on PostgreSQL",
-                &format!("ingest p99, {} replica(s)", run.replicas),
+                &format!("ingest p99, {replicas} replica(s)"),
                 run.ingest_p99_ms,
                 "ms",
             ));
             figures.push(Figure::new(
                 "S2 on PostgreSQL",
-                &format!("database CPU, {} replica(s)", run.replicas),
+                &format!("database CPU, {replicas} replica(s)"),
                 run.db_cpu_s,
                 "s",
             ));
+            let (lost, duplicates): (u64, u64) = rounds
+                .iter()
+                .map(|(_, runs)| (runs[replicas - 1].lost, runs[replicas - 1].duplicates))
+                .fold((0, 0), |(l, d), (a, b)| (l + a, d + b));
             figures.push(
                 Figure::new(
                     "S2 on PostgreSQL",
-                    &format!("lost + duplicated, {} replica(s)", run.replicas),
-                    (run.lost + run.duplicates) as f64,
+                    &format!("lost + duplicated, {replicas} replica(s), all rounds"),
+                    (lost + duplicates) as f64,
                     "",
                 )
-                .bar("0", run.lost == 0 && run.duplicates == 0),
+                .bar("0", lost == 0 && duplicates == 0),
             );
+            medians.push(json!({
+                "replicas": replicas,
+                "median": run.to_json(),
+                "alertmanager": am,
+                "spread": [spread.0, spread.1],
+            }));
         }
-        details.push((
-            "s2_postgres",
-            Value::Array(runs.iter().map(pg::PgRun::to_json).collect()),
-        ));
+        let all: Vec<Value> = rounds
+            .iter()
+            .map(|(am, runs)| {
+                json!({
+                    "alertmanager": am,
+                    "runs": runs.iter().map(pg::PgRun::to_json).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        details.push(("s2_postgres", json!({"medians": medians, "rounds": all})));
     }
 
     if wanted("s3") {

@@ -47,9 +47,11 @@ pub(crate) async fn s2(
     cluster: &Cluster,
     alerts: u64,
     replicas: usize,
+    round: usize,
 ) -> Result<PgRun> {
     const SENDERS: usize = 32;
-    let url = cluster.database(&format!("s2_{replicas}"));
+    let db = format!("s2_{replicas}_{round}");
+    let url = cluster.database(&db);
     let pool = MockPool::start(&[Behaviour::ok_after(0); 10]).await?;
     let queue = format!("  backend: postgres\n  url: {url}\n  pool_size: 16\n");
     let text = config(&pool).replacen("  path: queue/alertpub.redb\n", &queue, 1);
@@ -79,7 +81,6 @@ pub(crate) async fn s2(
     let cpu = db_cpu_ticks(cluster).saturating_sub(cpu_before) as f64 / ticks_per_second();
     if std::env::var("ALERTPUB_PG_OPTIONS").is_ok_and(|o| o.contains("pg_stat_statements")) {
         // The statements that cost the database the most, for a profile of the run.
-        let db = format!("s2_{replicas}");
         let _ = cluster.query(&db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
         println!(
             "{}",
@@ -93,6 +94,7 @@ pub(crate) async fn s2(
         );
     }
     let arrivals = pool.arrivals();
+    let logs: Vec<String> = servers.iter().map(Alertpub::log).collect();
     for server in servers {
         server.stop().await.context("stopping alertpub")?;
     }
@@ -112,13 +114,26 @@ pub(crate) async fn s2(
         duplicates: (arrivals.len() as u64).saturating_sub(unique),
     };
     println!(
-        "  {replicas} replica(s) on PostgreSQL: {accepted} of {alerts} alerts accepted in {:.1} s, {:.0} deliveries/s, ingest p99 {:.1} ms, database CPU {cpu:.1} s, lost {}, duplicates {}",
+        "  round {round}, {replicas} replica(s) on PostgreSQL: {accepted} of {alerts} alerts accepted in {:.1} s, {:.0} deliveries/s, ingest p99 {:.1} ms, database CPU {cpu:.1} s, lost {}, duplicates {}",
         started.elapsed().as_secs_f64(),
         run.deliveries_per_s,
         run.ingest_p99_ms,
         run.lost,
         run.duplicates
     );
+    if run.duplicates > 0 {
+        // What the replicas said about it: a duplicate without a crash needs a reason.
+        for (i, log) in logs.iter().enumerate() {
+            let lines: Vec<&str> = log.lines().collect();
+            println!(
+                "  replica {i} warnings ({} lines, the last 10):",
+                lines.len()
+            );
+            for line in &lines[lines.len().saturating_sub(10)..] {
+                println!("    {line}");
+            }
+        }
+    }
     Ok(run)
 }
 

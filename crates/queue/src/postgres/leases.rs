@@ -151,8 +151,19 @@ impl PgJobStore {
             let (round, later): (Vec<usize>, Vec<usize>) = left
                 .into_iter()
                 .partition(|&i| seen.insert(&calls[i].target));
+            // One order of lanes in every replica, so two rounds that take lane rows never
+            // deadlock on them.
+            let mut round = round;
+            round.sort_by(|&a, &b| calls[a].target.cmp(&calls[b].target));
             let round_calls: Vec<&LeaseCall> = round.iter().map(|&i| &calls[i]).collect();
-            match self.lease_round(&round_calls).await {
+            let mut result = self.lease_round(&round_calls).await;
+            for _ in 0..error::CONTENDED_RETRIES {
+                if !error::contended(&result) {
+                    break;
+                }
+                result = self.lease_round(&round_calls).await;
+            }
+            match result {
                 Ok(leases) => {
                     for (i, lease) in round.iter().zip(leases) {
                         answers[*i] = Some(Ok(lease));
@@ -199,6 +210,14 @@ impl PgJobStore {
                 .await
             }
         };
+        if outcome.is_err() {
+            // The lane leases this transaction renewed were not renewed: ask the database again
+            // next time rather than trust them.
+            let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+            for call in calls {
+                lanes.remove(&call.target);
+            }
+        }
         {
             let mut cycles = self.cycles.lock().unwrap_or_else(PoisonError::into_inner);
             for call in calls {
@@ -465,19 +484,35 @@ impl PgJobStore {
     /// Removes the acked jobs `ids` (those this replica holds, or that none holds) in one
     /// statement, and the bodies nothing else refers to.
     async fn ack_all(&self, ids: &[i64]) -> Result<(), JobStoreError> {
+        let mut result = self.ack_once(ids).await;
+        for _ in 0..error::CONTENDED_RETRIES {
+            if !error::contended(&result) {
+                break;
+            }
+            result = self.ack_once(ids).await;
+        }
+        result
+    }
+
+    async fn ack_once(&self, ids: &[i64]) -> Result<(), JobStoreError> {
         let client = self.fast.get().await.map_err(error::pool)?;
+        // The bodies are locked in id order, so acks of other replicas that release the same
+        // bodies wait for each other instead of deadlocking.
         let statement = client
             .prepare_cached(
                 "WITH gone AS (
                     DELETE FROM alertpub_jobs
                     WHERE id = ANY($1) AND (lease_owner IS NULL OR lease_owner = $2)
                     RETURNING id, body
+                ), doomed AS (
+                    SELECT b.id FROM alertpub_bodies b
+                    WHERE b.id IN (SELECT body FROM gone)
+                      AND NOT EXISTS (SELECT 1 FROM alertpub_jobs j
+                                      WHERE j.body = b.id AND j.id NOT IN (SELECT id FROM gone))
+                      AND NOT EXISTS (SELECT 1 FROM alertpub_log l WHERE l.body = b.id)
+                    ORDER BY b.id FOR UPDATE OF b
                 )
-                DELETE FROM alertpub_bodies b USING (SELECT DISTINCT body FROM gone) g
-                WHERE b.id = g.body
-                  AND NOT EXISTS (SELECT 1 FROM alertpub_jobs j
-                                  WHERE j.body = b.id AND j.id NOT IN (SELECT id FROM gone))
-                  AND NOT EXISTS (SELECT 1 FROM alertpub_log l WHERE l.body = b.id)",
+                DELETE FROM alertpub_bodies WHERE id IN (SELECT id FROM doomed)",
             )
             .await
             .map_err(db)?;
