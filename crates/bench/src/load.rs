@@ -84,6 +84,17 @@ impl Sender {
         )
     }
 
+    /// GETs `url` as text; `None` on any failure (it is only reported).
+    pub(crate) async fn get_text(&self, url: &str) -> Option<String> {
+        let request = http::Request::get(url).body(Full::new(Bytes::new())).ok()?;
+        let exchange = async {
+            let response = self.client.request(request).await.ok()?;
+            let body = response.into_body().collect().await.ok()?.to_bytes();
+            Some(String::from_utf8_lossy(&body).into_owned())
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.ok()?
+    }
+
     /// GETs `url` and parses the answer as JSON; `None` on any failure (it is only reported).
     pub(crate) async fn get_json(&self, url: &str) -> Option<serde_json::Value> {
         let request = http::Request::get(url).body(Full::new(Bytes::new())).ok()?;

@@ -95,9 +95,31 @@ pub(crate) async fn s2(
     }
     let arrivals = pool.arrivals();
     let logs: Vec<String> = servers.iter().map(Alertpub::log).collect();
+    // The replicas' counts of failed calls and retries, to tell a retry's duplicate (a call
+    // that timed out after the target had it) from the queue's.
+    let mut retries = Vec::new();
+    for server in &servers {
+        let text = sender
+            .get_text(&server.url("/metrics"))
+            .await
+            .unwrap_or_default();
+        retries.push(
+            text.lines()
+                .filter(|l| {
+                    !l.starts_with('#')
+                        && (l.contains("retries")
+                            || (l.contains("calls_total") && !l.contains("outcome=\"success\"")))
+                })
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+        );
+    }
     for server in servers {
         server.stop().await.context("stopping alertpub")?;
     }
+    // The run's database goes with it: autovacuum catching up on an old run's tables would
+    // otherwise bill its CPU to the next run.
+    let _ = cluster.query("postgres", &format!("DROP DATABASE {db}"));
     let unique: u64 = pool.unique_per_target().iter().sum();
     let expected = accepted * all.len() as u64;
     let answers: Vec<f64> = sent
@@ -131,6 +153,9 @@ pub(crate) async fn s2(
             );
             for line in &lines[lines.len().saturating_sub(10)..] {
                 println!("    {line}");
+            }
+            for line in retries.get(i).into_iter().flatten() {
+                println!("    metric: {line}");
             }
         }
     }
