@@ -99,18 +99,30 @@ impl PgJobStore {
         let row = sql::query_opt(
             tx,
             &format!(
-                "INSERT INTO alertpub_lanes (target, owner, lease_until)
+                "WITH last AS (SELECT owner FROM alertpub_lanes WHERE target = $1)
+                 INSERT INTO alertpub_lanes (target, owner, lease_until)
                      VALUES ($1, $2, {DB_NOW} + $3)
                      ON CONFLICT (target) DO UPDATE
                        SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
                      WHERE alertpub_lanes.owner = EXCLUDED.owner
                         OR alertpub_lanes.lease_until < {DB_NOW}
-                     RETURNING owner"
+                     RETURNING (SELECT owner FROM last)"
             ),
             &[&name, &self.owner, &ttl],
         )
         .await
         .map_err(db)?;
+        if let Some(last) = row.as_ref().and_then(|row| row.get::<_, Option<String>>(0))
+            && last != self.owner
+        {
+            // The last owner did not hand the lane over: its lease lapsed. Its calls in flight
+            // are sent again once their own leases lapse too.
+            tracing::warn!(
+                target = name,
+                last_owner = %last,
+                "took over a lane whose owner stopped renewing it"
+            );
+        }
         let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
         if row.is_some() {
             lanes.insert(target.clone(), std::time::Instant::now());
@@ -393,18 +405,35 @@ impl PgJobStore {
         .iter()
         .map(|row| row.get(0))
         .collect();
-        sql::execute(
+        let lapsed_rows = sql::query(
             tx,
             &format!(
-                "UPDATE alertpub_jobs
+                "WITH old AS (SELECT id, lease_owner FROM alertpub_jobs WHERE {lapsed} FOR UPDATE)
+                 UPDATE alertpub_jobs j
                  SET leased_until = NULL, lease_owner = NULL, lease_db_until = NULL,
-                     attempts = attempts + 1
-                 WHERE {lapsed}"
+                     attempts = j.attempts + 1
+                 FROM old WHERE j.id = old.id
+                 RETURNING old.lease_owner"
             ),
             &[&name, &now_ns, &self.owner],
         )
         .await
         .map_err(db)?;
+        if !lapsed_rows.is_empty() {
+            // Calls whose lease lapsed before they were settled: this replica's (a call that
+            // outlived its lease) or another's (it stopped). Sent again, as at least once
+            // promises; the first call may have reached the target.
+            let foreign = lapsed_rows
+                .iter()
+                .filter(|row| row.get::<_, Option<&str>>(0) != Some(self.owner.as_str()))
+                .count();
+            tracing::warn!(
+                target = name,
+                jobs = lapsed_rows.len(),
+                of_other_replicas = foreign,
+                "jobs whose lease lapsed before they were settled are sent again"
+            );
+        }
         release_bodies(tx, gone.into_iter().map(unsigned).collect()).await
     }
 
