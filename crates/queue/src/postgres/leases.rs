@@ -146,6 +146,7 @@ impl PgJobStore {
             n,
             ttl,
             now,
+            made: std::time::Instant::now(),
         };
         self.leases
             .call(call, |calls| async move { self.lease_all(calls).await })
@@ -309,7 +310,10 @@ impl PgJobStore {
                 continue;
             }
             let lease = state.lease(&call.target, call.n, call.ttl, call.now)?;
-            let ttl = chrono::Duration::from_std(call.ttl).unwrap_or(chrono::Duration::MAX);
+            // The lease runs from when this batch runs: a call that waited behind a slow batch
+            // would otherwise get a lease shorter by the wait, and lapse while its job is sent.
+            let ttl = chrono::Duration::from_std(call.ttl.saturating_add(call.made.elapsed()))
+                .unwrap_or(chrono::Duration::MAX);
             let until = ns(call
                 .now
                 .checked_add_signed(ttl)
@@ -559,6 +563,8 @@ pub(super) struct LeaseCall {
     n: usize,
     ttl: Duration,
     now: DateTime<Utc>,
+    /// When the call was made, so its lease runs from when its batch ran, not from `now`.
+    made: std::time::Instant,
 }
 
 /// A batch dropped before it was answered (its leader's caller went away): nothing of it is
