@@ -10,6 +10,18 @@ use test_support::postgres::Cluster;
 /// How many checks `contract::run_all` runs, each on a store of its own.
 const CHECKS: usize = 27;
 
+/// A firing alert named `name` for `target`, started at `at`.
+fn admission(
+    target: &alert_core::TargetName,
+    name: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> alert_core::Admission {
+    use alert_core::{Alert, EnrichedAlert, Labels};
+    let labels: Labels = [("alertname".to_owned(), name.to_owned())].into();
+    let alert = EnrichedAlert::new(Alert::new(labels).unwrap().with_starts_at(at).unwrap());
+    alert_core::Admission::new(target.clone(), alert, None)
+}
+
 async fn store(cluster: &Cluster, name: &str, max_jobs: u64) -> PgJobStore {
     let url = cluster.database(name);
     PgJobStore::connect(&url, 4, max_jobs)
@@ -92,7 +104,7 @@ async fn new_work_reaches_the_other_replicas() {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use alert_core::{Admission, Alert, EnrichedAlert, IngestQueue, Labels, LaneQueue, TargetName};
+    use alert_core::{IngestQueue, LaneQueue, TargetName};
 
     let Some(cluster) = Cluster::start() else {
         return;
@@ -110,10 +122,7 @@ async fn new_work_reaches_the_other_replicas() {
     // one (each a fresh job), for at most ten seconds.
     let got = tokio::time::timeout(Duration::from_secs(10), async {
         for i in 0.. {
-            let labels: Labels = [("alertname".to_owned(), format!("Notify{i}"))].into();
-            let alert =
-                EnrichedAlert::new(Alert::new(labels).unwrap().with_starts_at(now).unwrap());
-            here.enqueue_batch(vec![Admission::new(target.clone(), alert, None)], now)
+            here.enqueue_batch(vec![admission(&target, &format!("Notify{i}"), now)], now)
                 .await
                 .unwrap();
             if let Ok(Some(name)) =
@@ -136,7 +145,7 @@ async fn new_work_reaches_the_other_replicas() {
 async fn clocks_two_seconds_apart_take_no_job_twice() {
     use std::time::Duration;
 
-    use alert_core::{Admission, Alert, EnrichedAlert, IngestQueue, Labels, LaneQueue, TargetName};
+    use alert_core::{IngestQueue, LaneQueue, TargetName};
 
     let Some(cluster) = Cluster::start() else {
         return;
@@ -149,10 +158,8 @@ async fn clocks_two_seconds_apart_take_no_job_twice() {
         let url = cluster.database(name);
         // The first replica, alone, leases a job for 2 s of its clock.
         let first = PgJobStore::connect(&url, 2, 1_000).await.unwrap();
-        let labels: Labels = [("alertname".to_owned(), "Skew".to_owned())].into();
-        let alert = EnrichedAlert::new(Alert::new(labels).unwrap().with_starts_at(t0).unwrap());
         first
-            .enqueue_batch(vec![Admission::new(target.clone(), alert, None)], t0)
+            .enqueue_batch(vec![admission(&target, "Skew", t0)], t0)
             .await
             .unwrap();
         let leased = first.lease(&target, 10, ttl, t0).await.unwrap();
@@ -238,7 +245,7 @@ async fn clocks_two_seconds_apart_take_no_job_twice() {
 /// cannot authenticate is refused with a storage error; `sslmode=disable` stays plain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_connections_are_verified() {
-    use alert_core::{Admission, Alert, EnrichedAlert, IngestQueue, Labels, LaneQueue, TargetName};
+    use alert_core::{IngestQueue, LaneQueue, TargetName};
 
     let Some((cluster, ca)) = Cluster::start_tls() else {
         return;
@@ -255,10 +262,8 @@ async fn tls_connections_are_verified() {
         .expect("a verified TLS connection");
     let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
     let target = TargetName::new("tls").unwrap();
-    let labels: Labels = [("alertname".to_owned(), "Tls".to_owned())].into();
-    let alert = EnrichedAlert::new(Alert::new(labels).unwrap().with_starts_at(now).unwrap());
     store
-        .enqueue_batch(vec![Admission::new(target.clone(), alert, None)], now)
+        .enqueue_batch(vec![admission(&target, "Tls", now)], now)
         .await
         .unwrap();
     let lease = store
@@ -309,10 +314,7 @@ async fn tls_connections_are_verified() {
 /// bound refuses writes nothing while the calls beside it go in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_ingest_calls_decide_as_if_one_after_another() {
-    use alert_core::{
-        Admission, Admitted, Alert, EnrichedAlert, IngestQueue, JobStoreError, Labels, LaneQueue,
-        TargetName,
-    };
+    use alert_core::{Admitted, IngestQueue, JobStoreError, LaneQueue, TargetName};
 
     let Some(cluster) = Cluster::start() else {
         return;
@@ -324,11 +326,7 @@ async fn concurrent_ingest_calls_decide_as_if_one_after_another() {
         .with_max_active_alerts(12);
     let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
     let target = TargetName::new("grouped").unwrap();
-    let admission = |name: String| {
-        let labels: Labels = [("alertname".to_owned(), name)].into();
-        let alert = EnrichedAlert::new(Alert::new(labels).unwrap().with_starts_at(now).unwrap());
-        Admission::new(target.clone(), alert, None)
-    };
+
     // Twenty calls at once: ten of the same alert, ten of an alert each.
     let calls = (0..20).map(|i| {
         let name = if i % 2 == 0 {
@@ -336,7 +334,7 @@ async fn concurrent_ingest_calls_decide_as_if_one_after_another() {
         } else {
             format!("Own{i}")
         };
-        store.enqueue_batch(vec![admission(name)], now)
+        store.enqueue_batch(vec![admission(&target, &name, now)], now)
     });
     let answers = futures_util::future::join_all(calls).await;
     let same: Vec<&Admitted> = answers
@@ -356,7 +354,8 @@ async fn concurrent_ingest_calls_decide_as_if_one_after_another() {
             .all(|a| matches!(a, Admitted::Enqueued { .. } | Admitted::Duplicate))
     );
     // Eleven entries in the log now; of ten more alerts sent at once, one fits.
-    let more = (0..10).map(|i| store.enqueue_batch(vec![admission(format!("More{i}"))], now));
+    let more = (0..10)
+        .map(|i| store.enqueue_batch(vec![admission(&target, &format!("More{i}"), now)], now));
     let answers = futures_util::future::join_all(more).await;
     let (accepted, refused): (Vec<_>, Vec<_>) = answers.iter().partition(|a| a.is_ok());
     assert_eq!(accepted.len(), 1, "{answers:?}");
