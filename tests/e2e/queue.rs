@@ -604,14 +604,24 @@ async fn a_full_disk_answers_503_and_recovers_when_space_returns() {
     assert_eq!(refused.error_kind(), "storage", "{}", refused.text);
     assert_eq!(http.get(&server.url("/healthz")).await.status, 200);
 
-    // Space returns: ingest works again and the alert is delivered.
+    // Space returns: ingest works again (once the store's next reopening attempt, on its
+    // backoff, succeeds: until then a 503 says when the next one is) and the alert is
+    // delivered.
     std::fs::remove_file(&filler).unwrap();
-    let answer = http
-        .post_json(
-            &url,
-            &json!([{"labels": {"alertname": "AfterTheDiskFilled"}}]),
-        )
-        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        let answer = http
+            .post_json(
+                &url,
+                &json!([{"labels": {"alertname": "AfterTheDiskFilled"}}]),
+            )
+            .await;
+        if answer.status != 503 || std::time::Instant::now() >= deadline {
+            break answer;
+        }
+        assert_eq!(answer.error_kind(), "storage", "{}", answer.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(answer.status, 200, "{}", answer.text);
     eventually(DELIVERY_AFTER_RECOVERY, "the alert after recovery", || {
         posts(&target)

@@ -125,6 +125,11 @@ impl PgJobStore {
         }
         let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
         if row.is_some() {
+            if !lanes.contains_key(target) {
+                // A lane this replica takes (again) scans from the start: its cursor is from
+                // the last time it ran the lane, if ever.
+                self.cursors.forget(target);
+            }
             lanes.insert(target.clone(), std::time::Instant::now());
         } else {
             lanes.remove(target);
@@ -270,34 +275,75 @@ impl PgJobStore {
             .map(|(c, _)| c)
             .collect();
         if !mine.is_empty() {
-            let targets: Vec<&str> = mine.iter().map(|c| c.target.as_str()).collect();
-            let nows: Vec<i64> = mine.iter().map(|c| ns(c.now)).collect();
-            let limits: Vec<i64> = mine
-                .iter()
-                .map(|c| i64::try_from(c.n).unwrap_or(i64::MAX))
-                .collect();
-            // The due jobs of each lane and level, oldest first, whose (target, fingerprint)
-            // has no job in flight, with their alerts: the priority shares then choose.
-            add_jobs(
+            // One row per lane and level: where its scan starts (see `cursor`).
+            let scans: Vec<cursor::Scan> =
+                mine.iter().map(|c| self.cursors.scan(&c.target)).collect();
+            let (mut targets, mut levels, mut nows, mut limits, mut from_due, mut from_id) = (
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            );
+            for (call, scan) in mine.iter().zip(&scans) {
+                for (level, from) in (0_i16..).zip(scan.from) {
+                    targets.push(call.target.as_str());
+                    levels.push(level);
+                    nows.push(ns(call.now));
+                    limits.push(i64::try_from(call.n).unwrap_or(i64::MAX));
+                    from_due.push(from.0);
+                    from_id.push(from.1);
+                }
+            }
+            let columns: Vec<String> = JOB_COLUMNS.split(", ").map(|c| format!("j.{c}")).collect();
+            // The due jobs of each lane and level from its cursor, oldest first, whose (target,
+            // fingerprint) has no job in flight, with their alerts (the priority shares then
+            // choose); and the first pending job of each, which the cursor moves to.
+            let rows = sql::query(
                 tx,
-                state,
                 &format!(
-                    "SELECT {JOB_COLUMNS},
-                         (SELECT b.alert FROM alertpub_bodies b WHERE b.id = j.body)
-                     FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS r(lane, lane_now, lim),
-                     unnest('{{0,1,2}}'::smallint[]) AS p(level),
-                     LATERAL (SELECT * FROM alertpub_jobs j
-                         WHERE j.target = r.lane AND j.priority = p.level
+                    "SELECT {},
+                         (SELECT b.alert FROM alertpub_bodies b WHERE b.id = j.body),
+                         r.i, f.due, f.id
+                     FROM unnest($1::text[], $2::smallint[], $3::bigint[], $4::bigint[],
+                                 $5::bigint[], $6::bigint[])
+                          WITH ORDINALITY AS r(lane, level, lane_now, lim, from_due, from_id, i)
+                     LEFT JOIN LATERAL (SELECT p.due, p.id FROM alertpub_jobs p
+                         WHERE p.target = r.lane AND p.priority = r.level
+                           AND p.leased_until IS NULL AND (p.due, p.id) >= (r.from_due, r.from_id)
+                         ORDER BY p.due, p.id LIMIT 1) f ON TRUE
+                     LEFT JOIN LATERAL (SELECT * FROM alertpub_jobs j
+                         WHERE j.target = r.lane AND j.priority = r.level
                            AND j.leased_until IS NULL AND j.due <= r.lane_now
+                           AND (j.due, j.id) >= (r.from_due, r.from_id)
                            AND NOT EXISTS (SELECT 1 FROM alertpub_jobs l
                                WHERE l.target = j.target AND l.fingerprint = j.fingerprint
                                  AND l.leased_until IS NOT NULL)
                          ORDER BY j.due, j.id LIMIT r.lim
-                         FOR UPDATE OF j SKIP LOCKED) j"
+                         FOR UPDATE OF j SKIP LOCKED) j ON TRUE",
+                    columns.join(", ")
                 ),
-                &[&targets, &nows, &limits],
+                &[&targets, &levels, &nows, &limits, &from_due, &from_id],
             )
-            .await?;
+            .await
+            .map_err(db)?;
+            add_job_rows(tx, state, &rows).await?;
+            let mut first: Vec<Option<(i64, i64)>> = vec![None; targets.len()];
+            for row in &rows {
+                let i = usize::try_from(row.get::<_, i64>(JOB_COLUMN_COUNT + 1)).unwrap_or(0);
+                if let (Some(slot), Some(due), Some(job)) = (
+                    i.checked_sub(1).and_then(|i| first.get_mut(i)),
+                    row.get::<_, Option<i64>>(JOB_COLUMN_COUNT + 2),
+                    row.get::<_, Option<i64>>(JOB_COLUMN_COUNT + 3),
+                ) {
+                    *slot = Some((due, job));
+                }
+            }
+            for ((call, scan), firsts) in mine.iter().zip(&scans).zip(first.chunks(3)) {
+                self.cursors
+                    .advance(&call.target, scan, [firsts[0], firsts[1], firsts[2]]);
+            }
         }
         let mut leases = Vec::with_capacity(calls.len());
         let (mut ids, mut untils, mut ttls) = (Vec::new(), Vec::new(), Vec::new());
@@ -423,6 +469,10 @@ impl PgJobStore {
         )
         .await
         .map_err(db)?;
+        if !lapsed_rows.is_empty() || !gone.is_empty() {
+            // Jobs put back keep their place in the range, which may be before the cursor.
+            self.cursors.forget(target);
+        }
         if !lapsed_rows.is_empty() {
             // Calls whose lease lapsed before they were settled: this replica's (a call that
             // outlived its lease) or another's (it stopped). Sent again, as at least once
@@ -489,13 +539,14 @@ impl PgJobStore {
                     .as_ref()
                     .map(crate::redb_store::records::encode)
                     .transpose()?;
-                sql::execute(
+                let put_back = sql::query(
                     tx,
                     "UPDATE alertpub_jobs
                      SET due = $3, attempts = attempts + $4, last_error = COALESCE($5, last_error),
                          leased_until = NULL, lease_owner = NULL, lease_db_until = NULL
                      WHERE id = $1 AND NOT superseded
-                       AND (lease_owner IS NULL OR lease_owner = $2)",
+                       AND (lease_owner IS NULL OR lease_owner = $2)
+                     RETURNING target, priority",
                     &[
                         &job_id,
                         &self.owner,
@@ -506,6 +557,14 @@ impl PgJobStore {
                 )
                 .await
                 .map_err(db)?;
+                // The job's lane scans from it on (it may sit before the cursor).
+                for row in &put_back {
+                    if let Ok(target) = TargetName::new(row.get::<_, &str>(0)) {
+                        let level = usize::try_from(row.get::<_, i16>(1)).unwrap_or(0);
+                        self.cursors
+                            .lower(&target, level, (ns(how.not_before), job_id));
+                    }
+                }
             }
             release_bodies(tx, removed.into_iter().map(unsigned).collect()).await
         })

@@ -19,6 +19,7 @@
 //! grace, as the redb store does after a crash.
 
 mod batch;
+mod cursor;
 mod error;
 mod ingest;
 mod leases;
@@ -53,7 +54,10 @@ use uuid::ContextV7;
 
 use self::error::db;
 pub use self::refs::PgMessageRefs;
-use self::rows::{JOB_COLUMNS, add_jobs, add_logs, dead_of, id, key_arrays, ns, time, unsigned};
+use self::rows::{
+    JOB_COLUMN_COUNT, JOB_COLUMNS, add_job_rows, add_jobs, add_logs, dead_of, id, key_arrays, ns,
+    time, unsigned,
+};
 use self::tables::PgTables;
 use crate::model::ops::Planner;
 use crate::model::plan::{Effect, Group, Planned2, prepare};
@@ -128,6 +132,8 @@ pub struct PgJobStore {
     acks: batch::Batcher<i64, Result<(), JobStoreError>>,
     /// Lanes' calls for jobs waiting to be leased together.
     leases: batch::Batcher<leases::LeaseCall, Result<Lease, JobStoreError>>,
+    /// Where each lane's scan for due jobs starts.
+    cursors: Arc<cursor::Cursors>,
     /// Ingest calls waiting to be decided together.
     ingests: batch::Batcher<ingest::EnqueueCall, Result<Vec<Admitted>, JobStoreError>>,
 }
@@ -231,6 +237,7 @@ impl PgJobStore {
         drop(client);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let announce: Arc<RwLock<Option<NewWork>>> = Arc::default();
+        let cursors: Arc<cursor::Cursors> = Arc::default();
         // The host (a pod's name), the process, and a few random bits for a process that
         // restarts with the same pid (pid 1 in a container).
         let owner = format!(
@@ -251,7 +258,13 @@ impl PgJobStore {
             },
             started_at: clock.now(),
             clock,
-            listener: notify::listen(listen_config, tls, owner.clone(), Arc::clone(&announce)),
+            listener: notify::listen(
+                listen_config,
+                tls,
+                owner.clone(),
+                Arc::clone(&announce),
+                Arc::clone(&cursors),
+            ),
             owner,
             announce,
             cycles: Mutex::default(),
@@ -267,6 +280,7 @@ impl PgJobStore {
             acks: batch::Batcher::default(),
             leases: batch::Batcher::default(),
             ingests: batch::Batcher::default(),
+            cursors,
         })
     }
 
@@ -552,11 +566,11 @@ impl PgJobStore {
             .map_err(db)?;
         }
         release_bodies(tx, released).await?;
-        // The lanes of other replicas hear of their jobs at the commit.
-        let targets: Vec<String> = g
-            .new_work()
-            .iter()
-            .map(|t| notify::payload(&self.owner, t.as_str()))
+        // The lanes of other replicas hear of their jobs at the commit, with where the earliest
+        // of each target's and level's sits in its range.
+        let targets: Vec<String> = earliest_jobs(g)
+            .into_iter()
+            .map(|((target, level), at)| notify::payload(&self.owner, target.as_str(), level, at))
             .collect();
         if !targets.is_empty() {
             sql::execute(
@@ -572,6 +586,10 @@ impl PgJobStore {
 
     /// After a commit: the ends kept in memory, and the lanes told of their jobs.
     fn applied(&self, g: &Group) {
+        // This replica's lanes scan from its new jobs on.
+        for ((target, level), at) in earliest_jobs(g) {
+            self.cursors.lower(&target, level, at);
+        }
         let mut overlay = self.overlay.lock().unwrap_or_else(PoisonError::into_inner);
         for effect in &g.effects {
             match effect {
@@ -648,6 +666,23 @@ impl PgJobStore {
         .map_err(db)?;
         Ok(())
     }
+}
+
+/// For each (target, level) the group made jobs on, where the earliest of them sits in its
+/// lane's range: (due, id).
+fn earliest_jobs(g: &Group) -> BTreeMap<(TargetName, usize), (i64, i64)> {
+    let mut earliest: BTreeMap<(TargetName, usize), (i64, i64)> = BTreeMap::new();
+    for effect in &g.effects {
+        if let Effect::Insert(job_id, job) = effect {
+            let level = usize::try_from(rows::priority_code(job.priority)).unwrap_or(0);
+            let at = (ns(job.due), id(job_id.0));
+            earliest
+                .entry((job.target.clone(), level))
+                .and_modify(|now| *now = (*now).min(at))
+                .or_insert(at);
+        }
+    }
+    earliest
 }
 
 /// A pool of at most `size` connections made with `config`.

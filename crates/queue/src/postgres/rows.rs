@@ -22,7 +22,7 @@ use crate::redb_store::records::{StoredLog, decode, decode_alert, read_dead};
 pub(super) const JOB_COLUMNS: &str = "id, target, fingerprint, body, status, sequence, attempts, \
      priority, enqueued_at, due, last_error, leased_until, superseded";
 
-const JOB_COLUMN_COUNT: usize = 13;
+pub(super) const JOB_COLUMN_COUNT: usize = 13;
 
 /// A time as the schema keeps it: nanoseconds since the epoch, clamped to what `i64` holds
 /// (1677 to 2262), which leaves "for ever" leases and ends as far ahead as they can be.
@@ -165,8 +165,21 @@ pub(super) async fn add_jobs(
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<u64>, JobStoreError> {
     let rows = sql::query(tx, sql, params).await.map_err(db)?;
+    add_job_rows(tx, state, &rows).await
+}
+
+/// [`add_jobs`] for rows already read; a row whose id is NULL (an outer join's empty side) is
+/// skipped.
+pub(super) async fn add_job_rows(
+    tx: &Tx<'_>,
+    state: &mut State,
+    rows: &[Row],
+) -> Result<Vec<u64>, JobStoreError> {
     let mut jobs = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
+        if row.get::<_, Option<i64>>(0).is_none() {
+            continue;
+        }
         let (job_id, job) = job_of(row)?;
         if row.len() > JOB_COLUMN_COUNT
             && state.alert(job.body).is_none()
