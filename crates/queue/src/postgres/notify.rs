@@ -127,7 +127,10 @@ mod tests {
     fn a_payload_names_the_replica_the_target_and_where_its_earliest_job_sits() {
         let payload = payload("replica-a", "pager", 1, (-5, 42));
         let (from, target, at) = parse(&payload).expect("parsed");
-        assert_eq!((from, target.as_str(), at), ("replica-a", "pager", Some((1, (-5, 42)))));
+        assert_eq!(
+            (from, target.as_str(), at),
+            ("replica-a", "pager", Some((1, (-5, 42))))
+        );
         // An older replica's payload names no place: the lane scans from the start.
         let (_, target, at) = parse("replica-b pager").expect("parsed");
         assert_eq!((target.as_str(), at), ("pager", None));
