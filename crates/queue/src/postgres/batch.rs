@@ -1,7 +1,9 @@
 //! Calls that arrive together go to the database together: the first caller leads and runs
-//! every call queued meanwhile as one batch, then the calls queued while that batch ran, until
-//! none is left; the others wait for their answers. So a busy replica's lanes lease and settle
-//! in one statement for many jobs, and an idle one answers each call at once, with no timer.
+//! every call queued so far as one batch; a caller whose call queued while that batch ran leads
+//! the next one. The others wait for their answers. So a busy replica's lanes lease and settle
+//! in one statement for many jobs, an idle one answers each call at once, with no timer, and
+//! no caller is held for longer than one batch of others' calls (a lane that led is back to its
+//! own jobs after one batch).
 //!
 //! A leader dropped mid-batch (its caller went away) hands the lead to a waiting caller; the
 //! calls of the batch it was running get no answer, which their callers see as `None`.
@@ -66,22 +68,24 @@ impl<R, A> Batcher<R, A> {
         };
         loop {
             if lead {
+                // One batch: every call queued now, this one among them (unless a batch before
+                // answered it). Then the lead passes on, so no caller waits on other callers'
+                // batches for longer than one of them.
                 let mut guard = Leading(self, true);
-                loop {
-                    let batch = {
-                        let mut waiting = self.lock();
-                        if waiting.queue.is_empty() {
-                            waiting.leading = false;
-                            guard.1 = false;
-                            break;
-                        }
-                        std::mem::take(&mut waiting.queue)
-                    };
+                let batch = std::mem::take(&mut self.lock().queue);
+                if !batch.is_empty() {
                     let (requests, senders): (Vec<R>, Vec<_>) = batch.into_iter().unzip();
                     let answers = work(requests).await;
                     for (sender, answer) in senders.into_iter().zip(answers) {
                         let _ = sender.send(answer);
                     }
+                }
+                let mut waiting = self.lock();
+                waiting.leading = false;
+                guard.1 = false;
+                if !waiting.queue.is_empty() {
+                    // Calls queued meanwhile: one of their callers leads the next batch.
+                    self.handover.notify_one();
                 }
             }
             tokio::select! {
@@ -142,6 +146,46 @@ mod tests {
             2,
             "the first call alone, then the four queued behind it together"
         );
+    }
+
+    #[tokio::test]
+    async fn a_leader_returns_after_one_batch_while_the_next_is_still_running() {
+        let batcher: Arc<Batcher<u32, u32>> = Arc::default();
+        let release = Arc::new(Notify::new());
+        let started = Arc::new(Notify::new());
+        let call = |i: u32| {
+            let (batcher, release, started) = (
+                Arc::clone(&batcher),
+                Arc::clone(&release),
+                Arc::clone(&started),
+            );
+            tokio::spawn(async move {
+                batcher
+                    .call(i, |requests: Vec<u32>| {
+                        let (release, started) = (Arc::clone(&release), Arc::clone(&started));
+                        async move {
+                            started.notify_one();
+                            release.notified().await;
+                            requests
+                        }
+                    })
+                    .await
+            })
+        };
+        let first = call(1);
+        started.notified().await;
+        // The second call queues while the first's batch runs.
+        let second = call(2);
+        tokio::task::yield_now().await;
+        release.notify_one();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(5), first)
+            .await
+            .expect("the first call returned after its own batch, not after the next one");
+        assert_eq!(first.expect("first"), Some(1), "the first call's own batch");
+        // The second call leads its own batch; the first returned without waiting for it.
+        started.notified().await;
+        release.notify_one();
+        assert_eq!(second.await.expect("second"), Some(2));
     }
 
     #[tokio::test]
