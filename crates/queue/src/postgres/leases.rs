@@ -499,7 +499,7 @@ impl PgJobStore {
         how: Option<Reschedule>,
     ) -> Result<(), JobStoreError> {
         let job_id = id(job.0);
-        if how.is_none() {
+        let Some(how) = how else {
             // Acked (or superseded while in flight): with the acks that arrive meanwhile.
             let result = self
                 .acks
@@ -511,29 +511,22 @@ impl PgJobStore {
                 .unwrap_or_else(|| Err(interrupted()));
             self.count(&result);
             return result;
-        }
+        };
         self.transaction_with(false, async |tx| {
-            // Acked, or superseded while in flight: its newer state is already queued.
-            let sql = match &how {
-                None => {
-                    "DELETE FROM alertpub_jobs
-                     WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $2) RETURNING body"
-                }
-                Some(_) => {
-                    "DELETE FROM alertpub_jobs
-                     WHERE id = $1 AND superseded AND (lease_owner IS NULL OR lease_owner = $2)
-                     RETURNING body"
-                }
-            };
-            let removed: Vec<i64> = sql::query(tx, sql, &[&job_id, &self.owner])
-                .await
-                .map_err(db)?
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
-            if let Some(how) = &how
-                && removed.is_empty()
-            {
+            // Superseded while in flight: its newer state is already queued, so it goes.
+            let removed: Vec<i64> = sql::query(
+                tx,
+                "DELETE FROM alertpub_jobs
+                 WHERE id = $1 AND superseded AND (lease_owner IS NULL OR lease_owner = $2)
+                 RETURNING body",
+                &[&job_id, &self.owner],
+            )
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+            if removed.is_empty() {
                 let error = how
                     .error
                     .as_ref()
