@@ -299,7 +299,10 @@ impl PgJobStore {
             let columns: Vec<String> = JOB_COLUMNS.split(", ").map(|c| format!("j.{c}")).collect();
             // The due jobs of each lane and level from its cursor, oldest first, whose (target,
             // fingerprint) has no job in flight, with their alerts (the priority shares then
-            // choose); and the first pending job of each, which the cursor moves to.
+            // choose); and the first pending job of each, which the cursor moves to. The
+            // in-flight check is a subquery of its own (`OFFSET 0`) that finds the job's
+            // (target, fingerprint) by its index: as a join, a plan made while the table was
+            // small read every job of the lane for each candidate.
             let rows = sql::query(
                 tx,
                 &format!(
@@ -319,7 +322,7 @@ impl PgJobStore {
                            AND (j.due, j.id) >= (r.from_due, r.from_id)
                            AND NOT EXISTS (SELECT 1 FROM alertpub_jobs l
                                WHERE l.target = j.target AND l.fingerprint = j.fingerprint
-                                 AND l.leased_until IS NOT NULL)
+                                 AND l.leased_until IS NOT NULL OFFSET 0)
                          ORDER BY j.due, j.id LIMIT r.lim
                          FOR UPDATE OF j SKIP LOCKED) j ON TRUE",
                     columns.join(", ")
