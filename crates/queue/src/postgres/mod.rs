@@ -149,10 +149,10 @@ struct Counts {
 
 /// Counts the rows the bounds are about.
 async fn read_counts(tx: &Tx<'_>) -> Result<Counts, JobStoreError> {
+    // The jobs are counted once, by target; their total is the sum.
     let row = sql::query_one(
         tx,
-        "SELECT (SELECT count(*) FROM alertpub_jobs), (SELECT count(*) FROM alertpub_log),
-                    (SELECT count(*) FROM alertpub_dead)",
+        "SELECT (SELECT count(*) FROM alertpub_log), (SELECT count(*) FROM alertpub_dead)",
         &[],
     )
     .await
@@ -165,15 +165,18 @@ async fn read_counts(tx: &Tx<'_>) -> Result<Counts, JobStoreError> {
     .await
     .map_err(db)?;
     let mut per_target = HashMap::with_capacity(rows.len());
+    let mut jobs = 0;
     for row in &rows {
+        let n = unsigned(row.get(1));
+        jobs += n;
         if let Ok(target) = TargetName::new(row.get::<_, &str>(0)) {
-            per_target.insert(target, unsigned(row.get(1)));
+            per_target.insert(target, n);
         }
     }
     Ok(Counts {
-        jobs: unsigned(row.get(0)),
-        logs: unsigned(row.get(1)),
-        dead: unsigned(row.get(2)),
+        jobs,
+        logs: unsigned(row.get(0)),
+        dead: unsigned(row.get(1)),
         per_target,
     })
 }

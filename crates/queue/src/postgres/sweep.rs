@@ -116,7 +116,17 @@ impl PgJobStore {
             // Targets with jobs that left the set, or that a pass marked removed.
             let known: HashSet<&str> = known.iter().map(|(name, _)| name.as_str()).collect();
             let with_jobs: Vec<String> =
-                sql::query(tx, "SELECT DISTINCT target FROM alertpub_jobs", &[])
+                // One index probe per target, not a read of every job.
+                sql::query(
+                    tx,
+                    "WITH RECURSIVE t(target) AS (
+                         SELECT min(target) FROM alertpub_jobs
+                         UNION ALL
+                         SELECT (SELECT min(target) FROM alertpub_jobs WHERE target > t.target)
+                         FROM t WHERE t.target IS NOT NULL)
+                     SELECT target FROM t WHERE target IS NOT NULL",
+                    &[],
+                )
                     .await
                     .map_err(db)?
                     .iter()
