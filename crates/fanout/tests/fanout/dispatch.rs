@@ -173,6 +173,8 @@ struct Signalling {
     /// Jobs leased and not yet settled, and their peak.
     held: AtomicUsize,
     peak_held: AtomicUsize,
+    /// Lease calls that returned jobs.
+    leases: AtomicUsize,
 }
 
 impl Signalling {
@@ -185,6 +187,7 @@ impl Signalling {
             ack_latency: Mutex::new(Duration::ZERO),
             held: AtomicUsize::new(0),
             peak_held: AtomicUsize::new(0),
+            leases: AtomicUsize::new(0),
         })
     }
 
@@ -261,6 +264,9 @@ impl LaneQueue for Signalling {
             let mut owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
             for job in &lease.jobs {
                 owners.insert(job.id, job.target.to_string());
+            }
+            if !lease.jobs.is_empty() {
+                self.leases.fetch_add(1, Ordering::SeqCst);
             }
             let held = self.held.fetch_add(lease.jobs.len(), Ordering::SeqCst) + lease.jobs.len();
             self.peak_held.fetch_max(held, Ordering::SeqCst);
@@ -698,6 +704,60 @@ async fn the_in_flight_limit_is_never_exceeded() {
     // Four at a time, 100 ms each: the lane keeps its slots full rather than going one by one.
     assert!(rig.since_start(Instant::now()) <= 2600 * Duration::from_millis(1));
     rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_lane_leases_a_quarter_of_its_slots_at_a_time() {
+    const JOBS: usize = 320;
+    // Calls that end at staggered times, as a fast target's do: two slots free every
+    // millisecond (the timer's grain).
+    let publisher = Scripted::new(|i| Step::Accept(Duration::from_millis(1 + i as u64 % 8)));
+    let rig = start(
+        vec![with_in_flight(target_entry("fast", &publisher), 16)],
+        config(),
+    );
+    rig.enqueue("fast", JOBS, "many").await;
+    rig.store
+        .until("every job to be delivered", |s| s.acks("fast") == JOBS)
+        .await;
+    assert_eq!(publisher.peak.load(Ordering::SeqCst), 16);
+    // Leasing whatever is free at each end made 88 store calls here; a quarter of the slots
+    // (four) at a time makes at most 320 / 4.
+    let leases = rig.store.leases.load(Ordering::SeqCst);
+    assert!(leases <= JOBS / 4, "{leases} leases for {JOBS} jobs");
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_free_slot_beside_hanging_calls_is_filled_within_the_linger() {
+    // Fifteen calls hang for an hour; the sixteenth slot stays free.
+    let publisher =
+        Scripted::new(|i| Step::Accept(if i < 15 { 3600 * SEC } else { Duration::ZERO }));
+    let mut cfg = config();
+    cfg.per_target_timeout = 7200 * SEC;
+    let rig = start(
+        vec![with_in_flight(target_entry("busy", &publisher), 16)],
+        cfg,
+    );
+    rig.enqueue("busy", 15, "hanging").await;
+    while publisher.call_count() < 15 {
+        settle_tasks().await;
+    }
+    tokio::time::sleep(10 * SEC).await;
+    let sent = Instant::now();
+    rig.enqueue("busy", 1, "one-more").await;
+    rig.store
+        .until("the sixteenth job to be delivered", |s| s.acks("busy") == 1)
+        .await;
+    let calls = publisher.calls();
+    let waited = calls[15].at - sent;
+    assert!(
+        waited <= Duration::from_millis(5),
+        "the free slot was filled {waited:?} after the job came"
+    );
+    let Rig { handle, .. } = rig;
+    drop(handle);
+    settle_tasks().await;
 }
 
 #[tokio::test(start_paused = true)]
