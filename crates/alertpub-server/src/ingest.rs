@@ -1,4 +1,5 @@
-//! Parsing and normalising incoming alerts, as Alertmanager does. Pure: no I/O, time is passed in.
+//! Parsing and normalising incoming alerts, as Alertmanager does, and planning a batch of them
+//! for the queue ([`plan`]). Pure: no I/O, time is passed in.
 //!
 //! - A zero or missing `startsAt` (amtool sends `0001-01-01T00:00:00Z`) becomes now, or `endsAt`
 //!   when only that is set.
@@ -11,10 +12,15 @@
 //!   hosts' different clocks) starts when it ended, rather than being refused: Alertmanager takes
 //!   a 400 as final and would drop the whole notification.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use alert_core::{Alert, Annotations, Classification, EnrichedAlert, Labels};
+use alert_core::{
+    Admission, Alert, AlwaysClosed, Annotations, Classification, EnrichedAlert, Labels,
+    TargetEntry, TargetSet, UnknownHealth,
+};
 use chrono::{DateTime, Datelike, Utc};
+use fanout::{HealthStrategy, Selection, SelectionPolicy, select_targets};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -265,6 +271,88 @@ fn parse_time(field: &str, text: Option<&str>) -> Result<Option<DateTime<Utc>>, 
         .map_err(|err| InvalidAlert(format!("{field} is not an RFC 3339 time: {err}")))?
         .with_timezone(&Utc);
     Ok((at.year() > 1).then_some(at))
+}
+
+/// One alert of a batch that was refused, by its index in the batch.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Refused {
+    /// Its index in the request's array.
+    pub index: usize,
+    /// Why, naming the field and the limit.
+    pub reason: String,
+}
+
+/// A batch of alerts planned for the queue: the first half of ingest (normalise, select each
+/// alert's targets, make one admission per alert and target), before anything is committed.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// One admission per valid alert and target its filters select, in order.
+    pub admissions: Vec<Admission>,
+    /// The valid alerts.
+    pub accepted: usize,
+    /// The valid alerts whose `endsAt` was brought back to [`AlertLimits::max_ends_ahead`].
+    pub ends_capped: u64,
+    /// The invalid alerts; the valid ones are kept.
+    pub invalid: Vec<Refused>,
+}
+
+/// Plans `items` (a request's alerts, each as JSON text) for the queue: each valid alert goes to
+/// every enabled target of `targets` whose filter matches it, as `admit` makes the admission
+/// (ingest delivers to every matching target: health and breakers are gates in each target's
+/// lane, which delay delivery rather than drop it). An alert no target takes is still accepted:
+/// there is nobody to tell.
+pub fn plan(
+    items: &[&serde_json::value::RawValue],
+    targets: &TargetSet,
+    now: DateTime<Utc>,
+    open_end: OpenEnd,
+    limits: &AlertLimits,
+    admit: impl Fn(&TargetEntry, Arc<EnrichedAlert>, bool) -> Admission,
+) -> Plan {
+    let policy = SelectionPolicy {
+        health_strategy: HealthStrategy::PublishToAll,
+        respect_circuit_breakers: false,
+    };
+    let mut plan = Plan {
+        // Room for one admission per alert and target, up to a bound, so the vector does not
+        // grow step by step as it fills.
+        admissions: Vec::with_capacity(
+            items.len().saturating_mul(targets.len().max(1)).min(16_384),
+        ),
+        ..Plan::default()
+    };
+    for (index, raw) in items.iter().enumerate() {
+        match normalise_json(raw.get(), now, open_end, limits) {
+            Err(err) => plan.invalid.push(Refused {
+                index,
+                reason: err.0,
+            }),
+            Ok(normalised) => {
+                plan.accepted += 1;
+                plan.ends_capped += u64::from(normalised.ends_at_capped);
+                let selected = select_targets(
+                    &normalised.alert.alert,
+                    targets,
+                    &Selection::All,
+                    policy,
+                    &UnknownHealth,
+                    &AlwaysClosed,
+                );
+                if let Ok(selected) = selected {
+                    // One copy of the alert, shared by its targets' admissions.
+                    let alert = Arc::new(normalised.alert);
+                    for entry in selected.to_call() {
+                        plan.admissions.push(admit(
+                            entry,
+                            Arc::clone(&alert),
+                            normalised.starts_at_defaulted,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    plan
 }
 
 #[cfg(test)]

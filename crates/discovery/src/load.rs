@@ -98,7 +98,7 @@ where
 }
 
 /// A non-fatal finding, such as a target disabled because its secret is unavailable.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Warning {
     /// The target concerned.
     pub target: String,

@@ -4,8 +4,10 @@ use alert_core::{DeadLetterFilter, DeadLetterId, JobStoreError, Priority, Target
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::*;
 
@@ -13,38 +15,88 @@ use super::*;
 /// pause (an open breaker, a 429, an unhealthy or a disabled target).
 pub(super) async fn queue_status(State(app): Shared) -> Result<Response, ApiError> {
     let stats = app.store.stats().await?;
-    let by_priority: serde_json::Map<String, Value> = Priority::ALL
+    let by_priority: BTreeMap<&'static str, u64> = Priority::ALL
         .iter()
         .zip(stats.by_priority)
-        .map(|(p, n)| (p.as_str().to_owned(), json!(n)))
+        .map(|(p, n)| (p.as_str(), n))
         .collect();
     let lanes = app.dispatcher.lanes();
-    let targets: Vec<Value> = stats
+    let targets: Vec<TargetQueue> = stats
         .by_target
         .iter()
         .map(|t| {
             let lane = lanes.iter().find(|l| l.name.as_str() == t.target);
-            json!({
-                "target": t.target,
-                "pending": t.pending,
-                "leased": t.leased,
-                "in_flight": lane.map_or(0, |l| l.in_flight),
-                "paused": lane.and_then(|l| l.reason),
-                "paused_until": lane.and_then(|l| l.paused_until).map(alert_core::wire::format_timestamp),
-            })
+            TargetQueue {
+                target: t.target.clone(),
+                pending: t.pending,
+                leased: t.leased,
+                in_flight: lane.map_or(0, |l| l.in_flight),
+                paused: lane.and_then(|l| l.reason),
+                paused_until: lane
+                    .and_then(|l| l.paused_until)
+                    .map(alert_core::wire::format_timestamp),
+            }
         })
         .collect();
-    Ok(axum::Json(json!({
-        "depth": stats.depth(),
-        "by_priority": by_priority,
-        "targets": targets,
-        "lanes": lanes,
-        "dead_letters": stats.dead_letters,
-        "oldest_job_age_ms": stats
+    Ok(axum::Json(QueueStatus {
+        depth: stats.depth(),
+        by_priority,
+        targets,
+        dead_letters: stats.dead_letters,
+        oldest_job_age_ms: stats
             .oldest_enqueued_at
             .map(|at| (app.now() - at).num_milliseconds().max(0)),
-    }))
+        lanes,
+    })
     .into_response())
+}
+
+/// The answer of `GET /api/v1/queue`.
+#[derive(Debug, Serialize)]
+struct QueueStatus {
+    depth: u64,
+    by_priority: BTreeMap<&'static str, u64>,
+    targets: Vec<TargetQueue>,
+    lanes: Vec<fanout::LaneStatus>,
+    dead_letters: u64,
+    oldest_job_age_ms: Option<i64>,
+}
+
+/// One target's jobs and lane in `GET /api/v1/queue`.
+#[derive(Debug, Serialize)]
+struct TargetQueue {
+    target: String,
+    pending: u64,
+    leased: u64,
+    in_flight: usize,
+    paused: Option<fanout::PauseReason>,
+    paused_until: Option<String>,
+}
+
+/// A page of the DLQ.
+#[derive(Debug, Serialize)]
+struct DeadLetters {
+    entries: Vec<alert_core::DeadLetter>,
+    next_cursor: Option<DeadLetterId>,
+}
+
+/// The answer to a replay or a purge of one entry.
+#[derive(Debug, Serialize)]
+struct EntryDone<J> {
+    status: &'static str,
+    id: DeadLetterId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job: Option<J>,
+}
+
+/// The answer to a replay of every entry a filter matches.
+#[derive(Debug, Serialize)]
+struct Replayed {
+    replayed: usize,
+    superseded: usize,
+    gone: usize,
+    replayed_ids: Vec<DeadLetterId>,
+    superseded_ids: Vec<DeadLetterId>,
 }
 
 /// The DLQ filter and page, from the query string.
@@ -122,10 +174,10 @@ pub(super) async fn list_dead_letters(
         .store
         .dead_letters(&filter, cursor.as_ref(), limit)
         .await?;
-    Ok(axum::Json(json!({
-        "entries": page.entries,
-        "next_cursor": page.next_cursor,
-    }))
+    Ok(axum::Json(DeadLetters {
+        entries: page.entries,
+        next_cursor: page.next_cursor,
+    })
     .into_response())
 }
 
@@ -136,7 +188,12 @@ pub(super) async fn replay_dead_letter(
     let id = DeadLetterId(id);
     // The store tells the entry's lane of the job.
     let job = app.store.replay(&id, app.now()).await?;
-    Ok(axum::Json(json!({"status": "replayed", "id": id, "job": job})).into_response())
+    Ok(axum::Json(EntryDone {
+        status: "replayed",
+        id,
+        job: Some(job),
+    })
+    .into_response())
 }
 
 /// `POST /api/v1/dlq/replay`: replays every entry matching the filter, given in the body or in the
@@ -203,13 +260,13 @@ pub(super) async fn replay_dead_letters(
             Err(err) => return Err(err.into()),
         }
     }
-    Ok(axum::Json(json!({
-        "replayed": replayed.len(),
-        "superseded": superseded.len(),
-        "gone": missing,
-        "replayed_ids": replayed,
-        "superseded_ids": superseded,
-    }))
+    Ok(axum::Json(Replayed {
+        replayed: replayed.len(),
+        superseded: superseded.len(),
+        gone: missing,
+        replayed_ids: replayed,
+        superseded_ids: superseded,
+    })
     .into_response())
 }
 
@@ -219,5 +276,10 @@ pub(super) async fn purge_dead_letter(
 ) -> Result<Response, ApiError> {
     let id = DeadLetterId(id);
     app.store.purge(&id).await?;
-    Ok(axum::Json(json!({"status": "deleted", "id": id})).into_response())
+    Ok(axum::Json(EntryDone::<()> {
+        status: "deleted",
+        id,
+        job: None,
+    })
+    .into_response())
 }
