@@ -13,6 +13,7 @@ mod ingest;
 mod interop;
 mod lifetimes;
 mod metrics;
+mod operator;
 mod publish;
 mod queue;
 mod repeats;

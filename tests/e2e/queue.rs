@@ -603,6 +603,20 @@ async fn a_full_disk_answers_503_and_recovers_when_space_returns() {
     assert_eq!(refused.status, 503, "{}", refused.text);
     assert_eq!(refused.error_kind(), "storage", "{}", refused.text);
     assert_eq!(http.get(&server.url("/healthz")).await.status, 200);
+    // The queue file cannot be written: not ready (a load balancer sends elsewhere), but alive
+    // (a restart would not give the disk room). Readiness turns once three commits in a row
+    // have failed; with no more traffic, the maintenance pass's commits (one a second) fail.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let ready = loop {
+        let ready = http.get(&server.url("/-/ready")).await;
+        if ready.status == 503 || std::time::Instant::now() >= deadline {
+            break ready;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ready.status, 503, "{}", ready.text);
+    assert_eq!(ready.error_kind(), "store_failing", "{}", ready.text);
+    assert_eq!(http.get(&server.url("/-/healthy")).await.status, 200);
 
     // Space returns: ingest works again (once the store's next reopening attempt, on its
     // backoff, succeeds: until then a 503 says when the next one is) and the alert is
@@ -623,6 +637,7 @@ async fn a_full_disk_answers_503_and_recovers_when_space_returns() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(http.get(&server.url("/-/ready")).await.status, 200);
     eventually(DELIVERY_AFTER_RECOVERY, "the alert after recovery", || {
         posts(&target)
             .iter()

@@ -139,21 +139,43 @@ impl Server {
     #[must_use]
     pub async fn start_in(dir: TempDir, config: &str) -> Self {
         let config_path = dir.path().join("alertpub.yaml");
+        let mut args: Vec<std::ffi::OsString> = vec!["--config".into(), config_path.into()];
+        args.extend(
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--log-level",
+                "info,alertpub=debug,fanout=debug",
+            ]
+            .map(Into::into),
+        );
+        Self::start_with_args(dir, config, args).await
+    }
+
+    /// As [`Server::start_in`], with `serve`'s arguments given whole (the caller names the
+    /// config file, `alertpub.yaml` in `dir`, and the listen address); only
+    /// `--listen-addr-file` is added.
+    ///
+    /// # Panics
+    /// As [`Server::start`].
+    #[must_use]
+    pub async fn start_with_args(
+        dir: TempDir,
+        config: &str,
+        args: Vec<std::ffi::OsString>,
+    ) -> Self {
+        let config_path = dir.path().join("alertpub.yaml");
         std::fs::write(&config_path, config).expect("write the config");
         let addr_file = dir.path().join("listen-addr");
         let log = std::fs::File::create(dir.path().join("server.log")).expect("create the log");
         let mut child = Command::new(binary())
             .current_dir(dir.path())
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .args(["--listen", "127.0.0.1:0", "--listen-addr-file"])
+            .arg("serve")
+            .args(args)
+            .arg("--listen-addr-file")
             .arg(&addr_file)
-            .args([
-                "--log-format",
-                "json",
-                "--log-level",
-                "info,alertpub=debug,fanout=debug",
-            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

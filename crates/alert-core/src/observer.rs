@@ -122,6 +122,12 @@ pub trait PublishObserver: Send + Sync + 'static {
     fn on_job_dead_lettered(&self, target: &Target, reason: DeadReason) {
         let _ = (target, reason);
     }
+
+    /// The dispatcher delivered a job of `target`: the target accepted it `since_accepted`
+    /// after ingest accepted its alert.
+    fn on_job_delivered(&self, target: &Target, since_accepted: Duration) {
+        let _ = (target, since_accepted);
+    }
 }
 
 /// An observer that ignores everything.

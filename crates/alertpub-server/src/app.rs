@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
 use crate::budget::BodyBudget;
-use crate::ingest::AlertLimits;
+use crate::ingest::{self, AlertLimits, OpenEnd, Refused};
 use crate::registry::PublisherRegistry;
 use crate::stats::{PublishStats, ServerObserver};
 
@@ -70,9 +70,10 @@ pub(crate) struct Background {
 
 impl App {
     /// Loads the config and starts the dispatcher, the prober and the config watcher. They stop
-    /// when `shutdown` is cancelled.
+    /// when `shutdown` is cancelled. `storage_path` (`--storage.path`) replaces `queue.path`.
     pub(crate) async fn start(
         config_path: &Path,
+        storage_path: Option<&Path>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Arc<Self>, Background)> {
         // The queue opens first: its file also keeps the publishers' message refs (Slack `ts`,
@@ -82,55 +83,22 @@ impl App {
             .with_context(|| format!("reading {}", config_path.display()))?;
         let early = discovery::parse(&text, config_path)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        // A target never sees more connections than its lane's in-flight limit (SPEC §9).
-        let connections = early
-            .targets
-            .iter()
-            .filter_map(|t| t.in_flight)
-            .chain([early.queue.per_target_in_flight])
-            .max()
-            .unwrap_or(16);
-        let client =
-            HttpClient::new(&ClientConfig::default().with_max_connections_per_host(connections))
-                .context("building the HTTP client")?;
-        let queue = early.queue;
+        let client = http_client(&early)?;
+        let mut queue = early.queue;
+        if let Some(path) = storage_path {
+            queue.path = storage_file(path);
+        }
         let store = crate::store::open(&queue, &early.ingest, &clock).await?;
         let registry = Arc::new(PublisherRegistry::new(client.clone(), store.refs.clone()));
-        let source = Arc::new(FileSource::load(config_path, registry.clone())?);
+        let source =
+            Arc::new(FileSource::load(config_path, registry.clone())?.with_clock(clock.clone()));
         let config = source.config();
         let mut tasks = tokio::task::JoinSet::new();
         let targets =
             discovered_targets(&config, source.clone(), &registry, &mut tasks, &shutdown).await?;
-
-        let health = Arc::new(
-            HealthRegistry::new(
-                HealthConfig::default()
-                    .with_interval(config.health.interval.into())
-                    .with_timeout(config.health.timeout.into())
-                    .with_failure_threshold(config.health.failure_threshold)
-                    .with_slow_threshold(config.health.slow_threshold.into())
-                    .with_max_concurrent_probes(config.health.max_concurrent_probes),
-            )
-            .context("health settings")?
-            .with_clock(clock.clone()),
-        );
-        let breakers = Arc::new(
-            CircuitBreakers::with_clock(
-                BreakerConfig::default()
-                    .with_failure_threshold(config.circuit_breaker.failure_threshold)
-                    .with_open_for(config.circuit_breaker.open_for.into())
-                    .with_success_threshold(config.circuit_breaker.success_threshold),
-                clock.clone(),
-            )
-            .context("circuit_breaker settings")?,
-        );
-        let metrics = Arc::new(metrics::Metrics::new().context("metrics")?);
-        metrics.init_counters();
-        let stats = Arc::new(PublishStats::default());
-        let observer = Arc::new(ServerObserver {
-            metrics: metrics.clone(),
-            stats: stats.clone(),
-        });
+        let health = health_registry(&config, &clock)?;
+        let breakers = circuit_breakers(&config, &clock)?;
+        let (metrics, stats, observer) = observability()?;
         let engine = FanoutEngine::builder(targets.clone())
             .health(health.clone())
             .gate(breakers.clone())
@@ -147,56 +115,23 @@ impl App {
             .config(dispatcher_config(&config))
             .build()
             .start(shutdown.child_token());
-        let waker = dispatcher.waker();
         let prober = Arc::new(Prober::new(
             health.clone(),
             targets.clone(),
             client,
             TargetProbes(registry.clone()),
         ));
-        let auth = match &config.server.auth {
-            Some(auth) => Some(
-                Auth::load(
-                    &auth.bearer_tokens_file,
-                    auth.protect_ingest,
-                    auth.protect_reads,
-                )
-                .context("server.auth.bearer_tokens_file")?,
-            ),
-            None => None,
-        };
-        let publish_defaults = publish_defaults(&config)?;
-
-        {
-            let prober = prober.clone();
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move { prober.run(shutdown).await });
-        }
-        {
-            let source = source.clone();
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move { source.watch(shutdown).await });
-        }
-        tasks.spawn(crate::maintenance::run(
-            store.clone(),
-            targets.clone(),
-            clock.clone(),
-            crate::maintenance::Settings {
-                log_retention: config.ingest.log_retention.into(),
-                removal_grace: config.queue.removal_grace.into(),
-                max_age: config.queue.max_age.into(),
-            },
-            shutdown.clone(),
-        ));
-        let limits = AlertLimits {
-            max_ends_ahead: config.ingest.max_ends_ahead.into(),
-            ..AlertLimits::default()
-        };
-        let body_budget = BodyBudget::new(
-            config.server.max_body_bytes_in_flight,
-            config.server.max_body_bytes,
-        );
         let app = Arc::new(Self {
+            auth: auth(&config)?,
+            publish_defaults: publish_defaults(&config)?,
+            limits: AlertLimits {
+                max_ends_ahead: config.ingest.max_ends_ahead.into(),
+                ..AlertLimits::default()
+            },
+            body_budget: BodyBudget::new(
+                config.server.max_body_bytes_in_flight,
+                config.server.max_body_bytes,
+            ),
             config,
             source,
             targets,
@@ -207,16 +142,33 @@ impl App {
             stats,
             engine,
             store,
-            dispatcher: waker,
-            auth,
-            limits,
-            body_budget,
-            publish_defaults,
+            dispatcher: dispatcher.waker(),
             started_at: clock.now(),
             clock,
             shutdown,
         });
+        app.spawn_background(&mut tasks);
         Ok((app, Background { dispatcher, tasks }))
+    }
+
+    /// Starts the prober, the config watcher and the queue's maintenance; they stop at shutdown.
+    fn spawn_background(&self, tasks: &mut tokio::task::JoinSet<()>) {
+        let (prober, shutdown) = (self.prober.clone(), self.shutdown.clone());
+        tasks.spawn(async move { prober.run(shutdown).await });
+        let (source, shutdown) = (self.source.clone(), self.shutdown.clone());
+        tasks.spawn(async move { source.watch(shutdown).await });
+        tasks.spawn(crate::maintenance::run(
+            self.store.clone(),
+            self.targets.clone(),
+            self.clock.clone(),
+            self.metrics.clone(),
+            crate::maintenance::Settings {
+                log_retention: self.config.ingest.log_retention.into(),
+                removal_grace: self.config.queue.removal_grace.into(),
+                max_age: self.config.queue.max_age.into(),
+            },
+            self.shutdown.clone(),
+        ));
     }
 
     /// The current wall time, by the one clock.
@@ -284,6 +236,75 @@ impl App {
     }
 }
 
+/// What ingest did with a request's alerts (see [`App::ingest`]).
+#[derive(Debug)]
+pub(crate) struct IngestReport {
+    /// The valid alerts.
+    pub(crate) accepted: usize,
+    /// The jobs made for them.
+    pub(crate) jobs: usize,
+    /// The admissions that made no job: a re-send that changes nothing a target would see.
+    pub(crate) duplicates: usize,
+    /// The invalid alerts; the valid ones were committed.
+    pub(crate) invalid: Vec<Refused>,
+    /// The targets whose queue was full, each with the deliveries refused and its quota; the
+    /// other targets' jobs were committed.
+    pub(crate) full: Vec<(TargetName, (u64, u64))>,
+}
+
+impl App {
+    /// Ingest of a request's alerts from `source` (`api_v2`, `alertmanager_webhook`): plans them
+    /// ([`ingest::plan`]), commits their admissions in one batch, and reports; the answer to
+    /// the sender is made from the report.
+    pub(crate) async fn ingest(
+        &self,
+        items: &[&serde_json::value::RawValue],
+        source: &str,
+        open_end: OpenEnd,
+    ) -> Result<IngestReport, JobStoreError> {
+        let plan = ingest::plan(
+            items,
+            &self.targets.snapshot(),
+            self.now(),
+            open_end,
+            &self.limits,
+            |entry, alert, defaulted| self.admission(entry, alert, defaulted),
+        );
+        let done = self.enqueue(plan.admissions).await?;
+        if plan.ends_capped > 0 {
+            tracing::warn!(
+                capped = plan.ends_capped,
+                source,
+                "alerts had an endsAt further ahead than ingest.max_ends_ahead; it was brought back"
+            );
+            self.metrics.add_ends_capped(plan.ends_capped);
+        }
+        self.metrics.add_ingested(source, plan.accepted as u64);
+        let jobs = done.admitted.iter().filter(|a| a.is_enqueued()).count();
+        let refused: u64 = done.refused.iter().map(|(_, (n, _))| n).sum();
+        let duplicates = done
+            .admitted
+            .len()
+            .saturating_sub(jobs)
+            .saturating_sub(usize::try_from(refused).unwrap_or(usize::MAX));
+        tracing::debug!(
+            source,
+            accepted = plan.accepted,
+            jobs,
+            duplicates,
+            refused,
+            "alerts ingested"
+        );
+        Ok(IngestReport {
+            accepted: plan.accepted,
+            jobs,
+            duplicates,
+            invalid: plan.invalid,
+            full: done.refused,
+        })
+    }
+}
+
 /// What [`App::enqueue`] committed.
 #[derive(Debug, Default)]
 pub(crate) struct Enqueued {
@@ -336,6 +357,98 @@ async fn discovered_targets(
         anyhow::bail!(
             "discovery.kubernetes is set, but this alertpub was built without the `kubernetes` feature"
         )
+    }
+}
+
+/// The one HTTP client, with a connection cap per host: a target never sees more connections
+/// than its lane's in-flight limit (SPEC §9).
+fn http_client(early: &Config) -> anyhow::Result<HttpClient> {
+    let connections = early
+        .targets
+        .iter()
+        .filter_map(|t| t.in_flight)
+        .chain([early.queue.per_target_in_flight])
+        .max()
+        .unwrap_or(16);
+    HttpClient::new(&ClientConfig::default().with_max_connections_per_host(connections))
+        .context("building the HTTP client")
+}
+
+fn health_registry(config: &Config, clock: &Arc<dyn Clock>) -> anyhow::Result<Arc<HealthRegistry>> {
+    let health = &config.health;
+    Ok(Arc::new(
+        HealthRegistry::new(
+            HealthConfig::default()
+                .with_interval(health.interval.into())
+                .with_timeout(health.timeout.into())
+                .with_failure_threshold(health.failure_threshold)
+                .with_slow_threshold(health.slow_threshold.into())
+                .with_max_concurrent_probes(health.max_concurrent_probes),
+        )
+        .context("health settings")?
+        .with_clock(clock.clone()),
+    ))
+}
+
+fn circuit_breakers(
+    config: &Config,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<Arc<CircuitBreakers>> {
+    let breaker = &config.circuit_breaker;
+    Ok(Arc::new(
+        CircuitBreakers::with_clock(
+            BreakerConfig::default()
+                .with_failure_threshold(breaker.failure_threshold)
+                .with_open_for(breaker.open_for.into())
+                .with_success_threshold(breaker.success_threshold),
+            clock.clone(),
+        )
+        .context("circuit_breaker settings")?,
+    ))
+}
+
+/// The metrics (with the build's identity on them), the publish API's live totals, and the
+/// observer that feeds both from the engine and the dispatcher.
+fn observability() -> anyhow::Result<(
+    Arc<metrics::Metrics>,
+    Arc<PublishStats>,
+    Arc<ServerObserver>,
+)> {
+    let metrics = Arc::new(metrics::Metrics::new().context("metrics")?);
+    metrics.init_counters();
+    metrics.set_build_info(
+        crate::build_info::VERSION,
+        crate::build_info::REVISION,
+        crate::build_info::RUST_VERSION,
+    );
+    let stats = Arc::new(PublishStats::default());
+    let observer = Arc::new(ServerObserver {
+        metrics: metrics.clone(),
+        stats: stats.clone(),
+    });
+    Ok((metrics, stats, observer))
+}
+
+fn auth(config: &Config) -> anyhow::Result<Option<Auth>> {
+    let Some(auth) = &config.server.auth else {
+        return Ok(None);
+    };
+    Auth::load(
+        &auth.bearer_tokens_file,
+        auth.protect_ingest,
+        auth.protect_reads,
+    )
+    .map(Some)
+    .context("server.auth.bearer_tokens_file")
+}
+
+/// The queue file `--storage.path` names: the path itself, or `alertpub.redb` in it when it is a
+/// directory (Alertmanager's `--storage.path` is one).
+fn storage_file(path: &Path) -> std::path::PathBuf {
+    if path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/') {
+        path.join("alertpub.redb")
+    } else {
+        path.to_path_buf()
     }
 }
 

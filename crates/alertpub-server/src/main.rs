@@ -19,7 +19,9 @@ mod api;
 mod app;
 mod auth;
 mod budget;
+mod build_info;
 mod listener;
+mod logfmt;
 mod maintenance;
 mod probes;
 mod registry;
@@ -67,7 +69,14 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve::main(args),
         Command::Version => {
-            println!("alertpub {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "alertpub, version {} (branch: {}, revision: {})\n  build date: {}\n  rust version: {}",
+                build_info::VERSION,
+                build_info::BRANCH,
+                build_info::REVISION,
+                build_info::BUILD_DATE,
+                build_info::RUST_VERSION
+            );
             ExitCode::SUCCESS
         }
         Command::CheckConfig { file } => match check_config(&file) {

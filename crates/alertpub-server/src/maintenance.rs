@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alert_core::{Clock, JobStore, SweepPlan, TargetKind, TargetName, TargetSet, TargetSource};
+use alert_core::{
+    Clock, DeadReason, JobStore, SweepPlan, TargetKind, TargetName, TargetSet, TargetSource,
+};
 use tokio_util::sync::CancellationToken;
 
 /// How often a pass runs.
@@ -30,6 +32,7 @@ pub(crate) async fn run(
     store: Arc<dyn JobStore>,
     source: Arc<dyn TargetSource>,
     clock: Arc<dyn Clock>,
+    metrics: Arc<metrics::Metrics>,
     settings: Settings,
     shutdown: CancellationToken,
 ) {
@@ -43,6 +46,8 @@ pub(crate) async fn run(
         let plan = plan(&source.snapshot(), settings);
         match store.sweep(&plan, clock.now()).await {
             Ok(report) => {
+                metrics.add_dead_lettered(DeadReason::Expired, report.expired_jobs);
+                metrics.add_dead_lettered(DeadReason::TargetRemoved, report.removed_jobs);
                 if report.resolved + report.refreshed > 0 {
                     tracing::info!(
                         resolved = report.resolved,

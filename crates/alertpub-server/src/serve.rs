@@ -16,29 +16,41 @@ use crate::shutdown::Phases;
 /// The blocking pool's size (see where the runtime is built).
 const MAX_BLOCKING_THREADS: usize = 16;
 
-/// `alertpub serve` options.
+/// `alertpub serve` options. Each has Alertmanager's and Prometheus' spelling too
+/// (`--config.file`, `--web.listen-address`, `--storage.path`, `--log.level`, `--log.format`),
+/// so their command lines and manifests carry over.
 #[derive(Args, Debug)]
 pub(crate) struct ServeArgs {
     /// The config file (SPEC §5's shape).
-    #[arg(long, short = 'c', default_value = "alertpub.yaml")]
+    #[arg(
+        long,
+        short = 'c',
+        alias = "config.file",
+        default_value = "alertpub.yaml"
+    )]
     config: PathBuf,
     /// Listen on this address instead of `server.listen` (port 0 picks a free port).
-    #[arg(long)]
+    #[arg(long, alias = "web.listen-address")]
     listen: Option<String>,
+    /// The queue's redb file, instead of `queue.path` (with `queue.backend: redb`).
+    #[arg(long = "storage.path", alias = "storage-path")]
+    storage_path: Option<PathBuf>,
     /// Once listening, write the bound address to this file (for scripts and tests).
     #[arg(long)]
     listen_addr_file: Option<PathBuf>,
-    /// The log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    /// The log format: `text`, `logfmt` (Alertmanager's) or `json`.
+    #[arg(long, alias = "log.format", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// The log filter, in `tracing` directive syntax; `RUST_LOG` overrides it.
-    #[arg(long, default_value = "info")]
+    /// The log filter, in `tracing` directive syntax (`debug`, `info,fanout=debug`);
+    /// `RUST_LOG` overrides it.
+    #[arg(long, alias = "log.level", default_value = "info")]
     log_level: String,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     Text,
+    Logfmt,
     Json,
 }
 
@@ -80,6 +92,10 @@ fn init_logging(format: LogFormat, level: &str) {
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Logfmt => builder
+            .with_ansi(false)
+            .event_format(crate::logfmt::Logfmt)
+            .init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
@@ -92,7 +108,8 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Cancelled once the drain after the signal is over: the listener, the dispatcher and the
     // background tasks stop (see `crate::shutdown`).
     let shutdown = CancellationToken::new();
-    let (app, mut background) = App::start(&args.config, shutdown.clone()).await?;
+    let (app, mut background) =
+        App::start(&args.config, args.storage_path.as_deref(), shutdown.clone()).await?;
     let server = &app.config.server;
     let phases = Phases::new(server.shutdown_delay.into(), server.shutdown_timeout.into())
         .map_err(anyhow::Error::msg)?;

@@ -129,7 +129,12 @@ impl PublishObserver for ServerObserver {
         );
     }
 
+    fn on_job_delivered(&self, target: &Target, since_accepted: Duration) {
+        self.metrics.on_job_delivered(target, since_accepted);
+    }
+
     fn on_job_dead_lettered(&self, target: &Target, reason: DeadReason) {
+        self.metrics.on_job_dead_lettered(target, reason);
         tracing::warn!(
             target = target.name.as_str(),
             reason = reason.as_str(),

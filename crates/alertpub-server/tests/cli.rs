@@ -57,8 +57,16 @@ fn check_config_rejects_an_invalid_file_naming_the_field() {
 fn version_prints_the_version() {
     let output = alertpub().arg("version").output().unwrap();
     assert!(output.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
-        format!("alertpub {}", env!("CARGO_PKG_VERSION"))
+    // As `alertmanager --version` prints it: the version, branch and revision, then the build.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!(
+            "alertpub, version {} (branch: ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{stdout}"
     );
+    assert!(first.contains("revision: "), "{stdout}");
+    assert!(stdout.contains("rust version: 1."), "{stdout}");
 }

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use alert_core::{StaticTargetSource, TargetSet, TargetSource};
+use alert_core::{Clock, StaticTargetSource, SystemClock, TargetSet, TargetSource};
+use chrono::{DateTime, Utc};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,9 @@ pub struct ReloadStatus {
     pub last_error: Option<String>,
     /// The warnings of the set in force.
     pub warnings: Vec<Warning>,
+    /// When the set in force was loaded (the first load or the last successful reload), by the
+    /// source's clock.
+    pub loaded_at: DateTime<Utc>,
 }
 
 /// The config file's targets, replaced in one step on every successful reload.
@@ -44,6 +48,8 @@ pub struct FileSource {
     generation: AtomicU64,
     /// A digest of the file and every secret it names, as last loaded.
     digest: AtomicU64,
+    /// What stamps [`ReloadStatus::loaded_at`].
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for FileSource {
@@ -78,10 +84,23 @@ impl FileSource {
                 generation: 1,
                 last_error: None,
                 warnings: loaded.warnings,
+                loaded_at: SystemClock.now(),
             }),
             generation: AtomicU64::new(1),
             digest: AtomicU64::new(digest),
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Stamps loads with `clock` from now on (and the load in force with its time now).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.status
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .loaded_at = clock.now();
+        self.clock = clock;
+        self
     }
 
     /// The config file's path.
@@ -127,6 +146,7 @@ impl FileSource {
                     generation,
                     last_error: None,
                     warnings: loaded.warnings,
+                    loaded_at: self.clock.now(),
                 };
                 Ok(())
             }

@@ -37,8 +37,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use alert_core::{
-    CallOutcome, CircuitState, HealthStatus, ParallelOutcome, PublishObserver, SkipReason,
-    StoreCondition, StoreHealth, Target,
+    CallOutcome, CircuitState, DeadReason, HealthStatus, ParallelOutcome, PublishObserver,
+    SkipReason, StoreCondition, StoreHealth, Target,
 };
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, MeterProvider as _, UpDownCounter};
@@ -51,6 +51,12 @@ pub const METER_NAME: &str = "alertpub";
 /// Bucket boundaries, in seconds, of the publish duration histograms (up to 60 s).
 pub const PUBLISH_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Bucket boundaries, in seconds, of the ingest-to-delivery histogram: from a fast target's
+/// milliseconds to the hours a job can wait out an outage.
+pub const DELIVERY_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0,
 ];
 
 /// Bucket boundaries, in seconds, of the HTTP request duration histogram.
@@ -114,6 +120,11 @@ struct Instruments {
     quarantined: Counter<u64>,
     dlq_evicted: Counter<u64>,
     store_condition: Gauge<i64>,
+    build_info: Gauge<u64>,
+    reload_successful: Gauge<u64>,
+    reload_success_time: Gauge<f64>,
+    dead_lettered: Counter<u64>,
+    delivery_latency: Histogram<f64>,
 }
 
 impl Instruments {
@@ -260,6 +271,41 @@ impl Instruments {
                      it retries by itself), 2 = broken (needs a restart).",
                 )
                 .build(),
+            build_info: meter
+                .u64_gauge("alertpub_build_info")
+                .with_description(
+                    "Always 1; its labels say which build runs: version, revision and \
+                     rustversion.",
+                )
+                .build(),
+            reload_successful: meter
+                .u64_gauge("alertpub_config_last_reload_successful")
+                .with_description("Whether the last configuration reload succeeded (1) or not (0).")
+                .build(),
+            reload_success_time: meter
+                .f64_gauge("alertpub_config_last_reload_success_timestamp")
+                .with_description(
+                    "When the configuration was last loaded or reloaded successfully, in seconds \
+                     since the Unix epoch.",
+                )
+                .with_unit("s")
+                .build(),
+            dead_lettered: meter
+                .u64_counter("alertpub_queue_dead_lettered")
+                .with_description(
+                    "Deliveries moved to the dead-letter queue, by reason (permanent, exhausted, \
+                     expired or target_removed).",
+                )
+                .build(),
+            delivery_latency: meter
+                .f64_histogram("alertpub_delivery_latency")
+                .with_description(
+                    "Time from an alert's acceptance at ingest to its delivery to a target (the \
+                     target's answer), by target, over retries and outages.",
+                )
+                .with_unit("s")
+                .with_boundaries(DELIVERY_BUCKETS.to_vec())
+                .build(),
         }
     }
 }
@@ -380,6 +426,51 @@ impl Metrics {
             ins.parallel_total
                 .add(0, &[KeyValue::new("result", result)]);
         }
+        for reason in [
+            DeadReason::Permanent,
+            DeadReason::Exhausted,
+            DeadReason::Expired,
+            DeadReason::TargetRemoved,
+        ] {
+            ins.dead_lettered
+                .add(0, &[KeyValue::new("reason", reason.as_str())]);
+        }
+    }
+
+    /// Sets `alertpub_build_info{version,revision,rustversion}` to 1.
+    pub fn set_build_info(&self, version: &str, revision: &str, rustversion: &str) {
+        self.ins().build_info.record(
+            1,
+            &[
+                KeyValue::new("version", version.to_owned()),
+                KeyValue::new("revision", revision.to_owned()),
+                KeyValue::new("rustversion", rustversion.to_owned()),
+            ],
+        );
+    }
+
+    /// Records the last configuration reload: `alertpub_config_last_reload_successful`, and
+    /// `alertpub_config_last_reload_success_timestamp_seconds` from `last_success` (seconds since
+    /// the Unix epoch).
+    pub fn set_config_reload(&self, successful: bool, last_success: f64) {
+        let ins = self.ins();
+        ins.reload_successful.record(u64::from(successful), &[]);
+        ins.reload_success_time.record(last_success, &[]);
+    }
+
+    /// Adds `n` to `alertpub_queue_dead_lettered_total{reason}`.
+    pub fn add_dead_lettered(&self, reason: DeadReason, n: u64) {
+        self.ins()
+            .dead_lettered
+            .add(n, &[KeyValue::new("reason", reason.as_str())]);
+    }
+
+    /// Records one delivery in `alertpub_delivery_latency_seconds{target}`: the time from the
+    /// alert's acceptance to the target's answer.
+    pub fn record_delivery(&self, target: &Target, since_accepted: Duration) {
+        self.ins()
+            .delivery_latency
+            .record(since_accepted.as_secs_f64(), &[target_label(target)]);
     }
 
     /// Sets `alertpub_target_health_status{target}` (see [`health_value`]).
@@ -549,5 +640,14 @@ impl PublishObserver for Metrics {
             .parallel_duration
             .record(duration.as_secs_f64(), &result);
         self.ins().parallel_total.add(1, &result);
+    }
+
+    fn on_job_dead_lettered(&self, target: &Target, reason: DeadReason) {
+        let _ = target;
+        self.add_dead_lettered(reason, 1);
+    }
+
+    fn on_job_delivered(&self, target: &Target, since_accepted: Duration) {
+        self.record_delivery(target, since_accepted);
     }
 }

@@ -1,20 +1,19 @@
 //! Ingest: `POST /api/v2/alerts`, the Alertmanager webhook receiver, and `GET /api/v2/status`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use alert_core::{AlwaysClosed, UnknownHealth};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use fanout::{HealthStrategy, Selection, SelectionPolicy, select_targets};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 
-use crate::app::App;
+use crate::app::{App, IngestReport};
+use crate::build_info;
 use serde_json::value::RawValue;
 
 use crate::batch::{self, BatchError};
-use crate::ingest::{self, OpenEnd};
+use crate::ingest::OpenEnd;
 
 use super::*;
 
@@ -79,85 +78,28 @@ fn batch_error(err: BatchError) -> ApiError {
     }
 }
 
-/// Normalises a batch, selects each alert's targets and commits the jobs in one batch. Valid
-/// alerts are kept even when others are invalid; those are listed by index in a 400.
+/// Ingests a request's alerts ([`App::ingest`]) and answers from the report. Valid alerts are
+/// kept even when others are invalid; those are listed by index in a 400.
 pub(super) async fn ingest_items(
     app: &App,
     items: &[&RawValue],
     source: &str,
     open_end: OpenEnd,
 ) -> Result<Response, ApiError> {
-    let now = app.now();
-    let targets = app.targets.snapshot();
-    // Ingest enqueues for every enabled target whose filter matches. Health and breakers are
-    // gates in each target's lane, which delay delivery rather than drop it.
-    let policy = SelectionPolicy {
-        health_strategy: HealthStrategy::PublishToAll,
-        respect_circuit_breakers: false,
-    };
-    // An admission per alert and matching target: room for one per target, up to a bound, so
-    // the vector does not grow step by step as it fills.
-    let mut batch =
-        Vec::with_capacity(items.len().saturating_mul(targets.len().max(1)).min(16_384));
-    let mut invalid = Vec::new();
-    let (mut accepted, mut capped) = (0_usize, 0_u64);
-    for (index, raw) in items.iter().enumerate() {
-        match ingest::normalise_json(raw.get(), now, open_end, &app.limits) {
-            Err(err) => invalid.push(json!({"index": index, "reason": err.0})),
-            Ok(normalised) => {
-                accepted += 1;
-                capped += u64::from(normalised.ends_at_capped);
-                let selected = select_targets(
-                    &normalised.alert.alert,
-                    &targets,
-                    &Selection::All,
-                    policy,
-                    &UnknownHealth,
-                    &AlwaysClosed,
-                );
-                // No enabled target is not an error for ingest: the alert is accepted and
-                // there is nobody to tell.
-                if let Ok(selected) = selected {
-                    // One copy of the alert, shared by its targets' admissions.
-                    let alert = Arc::new(normalised.alert);
-                    for entry in selected.to_call() {
-                        batch.push(app.admission(
-                            entry,
-                            Arc::clone(&alert),
-                            normalised.starts_at_defaulted,
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    let done = app.enqueue(batch).await?;
-    let admitted = &done.admitted;
-    if capped > 0 {
-        tracing::warn!(
-            capped,
-            source,
-            "alerts had an endsAt further ahead than ingest.max_ends_ahead; it was brought back"
-        );
-        app.metrics.add_ends_capped(capped);
-    }
-    app.metrics.add_ingested(source, accepted as u64);
-    let jobs = admitted.iter().filter(|a| a.is_enqueued()).count();
-    let refused: u64 = done.refused.iter().map(|(_, (n, _))| n).sum();
-    let duplicates = admitted.len() - jobs - refused as usize;
-    tracing::debug!(
-        source,
+    let report = app.ingest(items, source, open_end).await?;
+    let IngestReport {
         accepted,
         jobs,
         duplicates,
-        refused,
-        "alerts ingested"
-    );
-    if !done.refused.is_empty() {
+        invalid,
+        full,
+    } = report;
+    if !full.is_empty() {
         // The other targets' jobs are committed, and a re-send is a duplicate for them; the full
         // targets' deliveries are not, so the sender must send again.
-        let names: Vec<&str> = done.refused.iter().map(|(t, _)| t.as_str()).collect();
-        let quota = done.refused.first().map_or(0, |(_, (_, quota))| *quota);
+        let names: Vec<&str> = full.iter().map(|(t, _)| t.as_str()).collect();
+        let refused: u64 = full.iter().map(|(_, (n, _))| n).sum();
+        let quota = full.first().map_or(0, |(_, (_, quota))| *quota);
         tracing::warn!(source, targets = ?names, refused, "target queues full; deliveries refused");
         let mut error = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -174,17 +116,17 @@ pub(super) async fn ingest_items(
         .with("accepted", json!(accepted))
         .with("jobs", json!(jobs));
         if !invalid.is_empty() {
-            error = error.with("invalid", Value::Array(invalid));
+            error = error.with("invalid", json!(invalid));
         }
         return Err(error);
     }
     if invalid.is_empty() {
-        return Ok(axum::Json(json!({
-            "status": "success",
-            "accepted": accepted,
-            "jobs": jobs,
-            "duplicates": duplicates,
-        }))
+        return Ok(axum::Json(Ingested {
+            status: "success",
+            accepted,
+            jobs,
+            duplicates,
+        })
         .into_response());
     }
     Err(ApiError::bad_request(
@@ -195,25 +137,72 @@ pub(super) async fn ingest_items(
             items.len()
         ),
     )
-    .with("invalid", Value::Array(invalid))
+    .with("invalid", json!(invalid))
     .with("accepted", json!(accepted))
     .with("jobs", json!(jobs)))
 }
 
+/// The answer to an ingest whose alerts were all accepted.
+#[derive(Debug, Serialize)]
+struct Ingested {
+    status: &'static str,
+    accepted: usize,
+    jobs: usize,
+    duplicates: usize,
+}
+
 /// Alertmanager's status object, which amtool reads before it posts.
 pub(super) async fn status_v2(State(app): Shared) -> Response {
-    axum::Json(json!({
-        "cluster": {"name": "alertpub", "status": "disabled", "peers": []},
-        "versionInfo": {
-            "version": env!("CARGO_PKG_VERSION"),
-            "revision": "",
-            "branch": "",
-            "buildUser": "",
-            "buildDate": "",
-            "goVersion": "none (alertpub is written in Rust)",
+    axum::Json(StatusV2 {
+        cluster: Cluster {
+            name: "alertpub",
+            status: "disabled",
+            peers: [],
         },
-        "config": {"original": ""},
-        "uptime": alert_core::wire::format_timestamp(app.started_at),
-    }))
+        version_info: VersionInfo {
+            version: build_info::VERSION,
+            revision: build_info::REVISION,
+            branch: build_info::BRANCH,
+            build_user: "",
+            build_date: build_info::BUILD_DATE,
+            // Alertmanager's field for its compiler; alertpub's is Rust's.
+            go_version: format!("rustc {}", build_info::RUST_VERSION),
+        },
+        config: Original { original: "" },
+        uptime: alert_core::wire::format_timestamp(app.started_at),
+    })
     .into_response()
+}
+
+/// `GET /api/v2/status`, in Alertmanager's shape.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusV2 {
+    cluster: Cluster,
+    version_info: VersionInfo,
+    config: Original,
+    uptime: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Cluster {
+    name: &'static str,
+    status: &'static str,
+    peers: [(); 0],
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VersionInfo {
+    version: &'static str,
+    revision: &'static str,
+    branch: &'static str,
+    build_user: &'static str,
+    build_date: &'static str,
+    go_version: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Original {
+    original: &'static str,
 }

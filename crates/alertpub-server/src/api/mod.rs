@@ -59,6 +59,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        // Alertmanager's and Prometheus' names for the same (a GET route answers HEAD too).
+        .route("/-/healthy", get(healthz))
+        .route("/-/ready", get(readyz))
+        .route("/-/reload", post(refresh_targets))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), authorize))
@@ -68,8 +72,9 @@ pub(crate) fn router(app: Arc<App>) -> Router {
 
 // === Middleware ===
 
-/// Every `/api/v1` write needs a token when tokens are configured; the two ingest endpoints need
-/// one only with `protect_ingest`, and `/api/v1` reads only with `protect_reads`.
+/// Every `/api/v1` write (and `POST /-/reload`) needs a token when tokens are configured; the
+/// two ingest endpoints need one only with `protect_ingest`, and `/api/v1` reads only with
+/// `protect_reads`.
 async fn authorize(State(app): Shared, request: Request, next: Next) -> Response {
     if let Some(auth) = &app.auth {
         let path = request.uri().path();
@@ -78,7 +83,8 @@ async fn authorize(State(app): Shared, request: Request, next: Next) -> Response
         let protected = if ingest {
             auth.protect_ingest
         } else {
-            path.starts_with("/api/v1/") && (write || auth.protect_reads)
+            (path.starts_with("/api/v1/") && (write || auth.protect_reads))
+                || (path == "/-/reload" && write)
         };
         if protected {
             let presented = request

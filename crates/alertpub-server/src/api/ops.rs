@@ -30,6 +30,14 @@ pub(super) async fn metrics(State(app): Shared) -> Response {
         app.metrics.set_dlq_size(stats.dead_letters);
     }
     app.metrics.record_store_health(&app.store.health());
+    let reload = app.source.status();
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "seconds since the epoch, as Prometheus' float samples carry them"
+    )]
+    let loaded_at = reload.loaded_at.timestamp_millis() as f64 / 1000.0;
+    app.metrics
+        .set_config_reload(reload.last_error.is_none(), loaded_at);
     app.metrics
         .set_body_bytes_in_flight(app.body_budget.in_use() as u64);
     let (content_type, body) = app.metrics.render();

@@ -460,9 +460,14 @@ async fn attempt(
         .await;
     // The target has answered: free the call's slot while the settlement is made durable.
     drop(in_flight);
+    let answered = context.clock.now();
     let Decision { settlement, pause } =
         decide_in(&result, job.delivery.attempt, view, &context.config, random);
-    settle(&context, &entry.target, job.id, settlement, &stop).await;
+    let delivered = matches!(settlement, Settlement::Ack);
+    if settle(&context, &entry.target, job.id, settlement, &stop).await && delivered {
+        let since = (answered - job.enqueued_at).to_std().unwrap_or_default();
+        context.observer.on_job_delivered(&entry.target, since);
+    }
     AttemptEnd {
         pause,
         streak: Streak::of(&result),
@@ -485,22 +490,22 @@ async fn expire(
     AttemptEnd::default()
 }
 
-/// Applies a settlement, retrying with backoff while the store fails. At shutdown it gives up
-/// after the current try: the job's lease then expires and it is delivered again, which the
-/// delivery's idempotency key makes harmless.
+/// Applies a settlement, retrying with backoff while the store fails, and says whether it was
+/// applied. At shutdown it gives up after the current try: the job's lease then expires and it
+/// is delivered again, which the delivery's idempotency key makes harmless.
 async fn settle(
     context: &Context,
     target: &Target,
     job: JobId,
     settlement: Settlement,
     stop: &CancellationToken,
-) {
+) -> bool {
     let config = &context.config;
     let mut failures = 0_u32;
     loop {
         let now = context.clock.now();
         let result = match &settlement {
-            Settlement::Leave => return,
+            Settlement::Leave => return false,
             Settlement::Ack => context.store.ack(job, now).await,
             Settlement::Reschedule {
                 after,
@@ -531,12 +536,12 @@ async fn settle(
                     "settling a job failed; retrying"
                 );
                 if stop.is_cancelled() {
-                    return;
+                    return false;
                 }
                 let delay = backoff_ceiling(failures, config.initial_backoff, config.max_backoff);
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
-                    () = stop.cancelled() => return,
+                    () = stop.cancelled() => return false,
                 }
             }
         }
@@ -551,6 +556,7 @@ async fn settle(
         }
         Settlement::Ack | Settlement::Leave => {}
     }
+    true
 }
 
 fn reschedule(
