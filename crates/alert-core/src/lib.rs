@@ -35,6 +35,7 @@ mod error;
 mod fingerprint;
 mod gate;
 mod health;
+pub mod history;
 pub mod job;
 mod matcher;
 mod message_ref;
@@ -54,6 +55,10 @@ pub use error::{ErrorKind, PermanentReason, PublishError};
 pub use fingerprint::Fingerprint;
 pub use gate::{AlwaysClosed, CircuitGate, CircuitState, GateDecision, GateOutcome};
 pub use health::{HealthStatus, HealthView, UnknownHealth};
+pub use history::{
+    AttemptOutcome, AttemptPath, DeliveryHistory, DeliveryRecord, HistoryFilter, HistoryPage,
+    HistoryRetention,
+};
 pub use job::{
     Admission, Admitted, BrokenReason, DeadLetter, DeadLetterFilter, DeadLetterId, DeadLetterPage,
     DeadLetterQueue, DeadReason, IngestQueue, JobError, JobId, JobStore, JobStoreError, LaneQueue,

@@ -25,6 +25,7 @@ use alert_core::{
 mod announce;
 mod bounds;
 mod health;
+mod history;
 mod status;
 pub use announce::new_work_is_announced;
 pub use bounds::{
@@ -32,6 +33,9 @@ pub use bounds::{
     target_quota_refuses_that_target_alone,
 };
 pub use health::{a_working_store_is_healthy, evicted_dead_letters_are_counted};
+pub use history::{
+    history_is_kept_searched_and_paged, history_retention_holds, log_of_an_alert_lists_each_target,
+};
 pub use status::status_is_fixed_when_the_job_is_made;
 
 /// The lease time-to-live the contract uses unless a check is about expiry.

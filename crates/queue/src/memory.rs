@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use alert_core::{
     Admission, Admitted, BoxFuture, BrokenReason, DeadLetter, DeadLetterFilter, DeadLetterId,
-    DeadLetterPage, DeadLetterQueue, DeadReason, EnrichedAlert, Fingerprint, IngestQueue, JobError,
-    JobId, JobStoreError, LaneQueue, Lease, LogEntry, NewWork, QueueMaintenance, QueueStats,
-    Reschedule, StorageKind, StoreCondition, StoreHealth, SweepPlan, SweepReport, TargetKind,
-    TargetName,
+    DeadLetterPage, DeadLetterQueue, DeadReason, DeliveryHistory, DeliveryRecord, EnrichedAlert,
+    Fingerprint, HistoryFilter, HistoryPage, HistoryRetention, IngestQueue, JobError, JobId,
+    JobStoreError, LaneQueue, Lease, LogEntry, NewWork, QueueMaintenance, QueueStats, Reschedule,
+    StorageKind, StoreCondition, StoreHealth, SweepPlan, SweepReport, TargetKind, TargetName,
 };
 use chrono::{DateTime, Utc};
 
+use crate::model::history::HistoryLog;
 use crate::model::ops::Planner;
 use crate::model::plan::{DeadRead, Group, Oldest, Planned2, Tables, prepare};
 use crate::model::state::{CachedLog, DEFAULT_DEAD_LETTER_CAP, Job, Key};
@@ -49,6 +50,7 @@ struct Inner {
     evicted: u64,
     /// Told each target that gets jobs; see [`LaneQueue::on_new_work`].
     announce: Option<NewWork>,
+    history: HistoryLog,
 }
 
 /// The in-memory store's "tables": only what the state does not hold itself.
@@ -184,6 +186,7 @@ impl MemoryJobStore {
                 tables: MemoryTables::default(),
                 evicted: 0,
                 announce: None,
+                history: HistoryLog::default(),
             }),
         }
     }
@@ -423,6 +426,45 @@ impl DeadLetterQueue for MemoryJobStore {
 
     fn purge<'a>(&'a self, id: &'a DeadLetterId) -> BoxFuture<'a, Result<(), JobStoreError>> {
         Box::pin(async move { self.run(|p, g, _, t| p.purge(g, t, id)) })
+    }
+}
+
+impl DeliveryHistory for MemoryJobStore {
+    fn record<'a>(
+        &'a self,
+        records: Vec<DeliveryRecord>,
+        retention: HistoryRetention,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), JobStoreError>> {
+        Box::pin(async move {
+            self.inner()?.history.record(records, retention, now);
+            Ok(())
+        })
+    }
+
+    fn deliveries<'a>(
+        &'a self,
+        filter: &'a HistoryFilter,
+        cursor: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<HistoryPage, JobStoreError>> {
+        Box::pin(async move { Ok(self.inner()?.history.page(filter, cursor, limit)) })
+    }
+
+    fn log_of(
+        &self,
+        fingerprint: Fingerprint,
+    ) -> BoxFuture<'_, Result<Vec<(TargetName, LogEntry)>, JobStoreError>> {
+        Box::pin(async move {
+            Ok(self
+                .inner()?
+                .state
+                .log
+                .of_fingerprint(fingerprint)
+                .into_iter()
+                .map(|(target, cached)| (target, cached.entry))
+                .collect())
+        })
     }
 }
 

@@ -38,6 +38,9 @@ fn admit(target: &TargetName, alert: EnrichedAlert) -> Admission {
 #[tokio::test]
 async fn memory_store_passes_the_contract() {
     contract::run_all(|| MemoryJobStore::new(1_000)).await;
+    contract::history_is_kept_searched_and_paged(&MemoryJobStore::new(1_000)).await;
+    contract::history_retention_holds(&MemoryJobStore::new(1_000)).await;
+    contract::log_of_an_alert_lists_each_target(&MemoryJobStore::new(1_000)).await;
 }
 
 #[tokio::test]

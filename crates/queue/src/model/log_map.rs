@@ -363,6 +363,25 @@ impl LogMap {
         self.overflow.get_mut(key).map(f)
     }
 
+    /// Every entry of one alert, by target name.
+    pub(crate) fn of_fingerprint(&self, fingerprint: Fingerprint) -> Vec<(TargetName, CachedLog)> {
+        let mut out: Vec<(TargetName, CachedLog)> = self
+            .groups
+            .get(&fingerprint.as_u64())
+            .into_iter()
+            .flat_map(|group| group.iter())
+            .map(|p| (self.names[p.target as usize].clone(), p.unpack()))
+            .collect();
+        out.extend(
+            self.overflow
+                .iter()
+                .filter(|((_, f), _)| *f == fingerprint)
+                .map(|((target, _), cached)| (target.clone(), cached.clone())),
+        );
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Calls `f` with every entry, in no particular order.
     pub(crate) fn for_each(&self, mut f: impl FnMut(&TargetName, Fingerprint, CachedLog)) {
         for (&fingerprint, group) in &self.groups {

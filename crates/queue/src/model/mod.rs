@@ -7,6 +7,7 @@
 //! effects to the state. The redb store persists with a group commit; the in-memory store has
 //! nothing to persist.
 
+pub(crate) mod history;
 pub(crate) mod lanes;
 pub(crate) mod log_map;
 pub(crate) mod ops;

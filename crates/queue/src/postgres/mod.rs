@@ -21,6 +21,7 @@
 mod batch;
 mod cursor;
 mod error;
+mod history;
 mod ingest;
 mod leases;
 mod notify;

@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 const MIGRATION_LOCK: i64 = 0x616c_6572_7470_7562;
 
 /// The migrations, in order. A migration is never edited once released: a change is a new one.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
 
 const V1: &str = r"
 -- Job and body ids: each operation takes one block of ids (see `ID_BLOCK`), so replicas never
@@ -115,6 +115,20 @@ ALTER TABLE alertpub_jobs SET (fillfactor = 80);
 -- When a lease lapses by the database's clock: a lane that moved judges the leases its last
 -- owner took by this, not by its own clock, so clocks that disagree take no job twice.
 ALTER TABLE alertpub_jobs ADD COLUMN lease_db_until BIGINT;
+";
+
+const V4: &str = r"
+-- The delivery history: every attempt's outcome, newest by id, trimmed by age (`at`, the
+-- database-independent time the replica's clock gave) and by count.
+CREATE TABLE alertpub_history (
+    id BIGSERIAL PRIMARY KEY,
+    at BIGINT NOT NULL,
+    fingerprint BIGINT NOT NULL,
+    target TEXT NOT NULL,
+    record BYTEA NOT NULL
+);
+CREATE INDEX alertpub_history_at ON alertpub_history (at);
+CREATE INDEX alertpub_history_fingerprint ON alertpub_history (fingerprint, id);
 ";
 
 /// How many ids one operation may take from `alertpub_ids` (its `INCREMENT BY`).

@@ -31,6 +31,7 @@ pub(crate) mod fuzzing;
 mod health;
 #[cfg(test)]
 mod health_tests;
+mod history;
 mod load;
 pub(crate) mod records;
 mod writer;

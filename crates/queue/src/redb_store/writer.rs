@@ -127,6 +127,13 @@ pub(super) enum Op {
         reference: Option<MessageRef>,
         reply: Reply<()>,
     },
+    /// Appends delivery records and trims the history (see [`super::history`]).
+    History {
+        records: Vec<alert_core::DeliveryRecord>,
+        retention: alert_core::HistoryRetention,
+        now: DateTime<Utc>,
+        reply: Reply<()>,
+    },
     /// Nothing but the settlements marked dirty since the last commit (durably, when an
     /// acknowledgement asked for it).
     Flush,
@@ -166,8 +173,12 @@ fn failed<T: Send + 'static>(reply: Reply<T>) -> Finish {
 impl Op {
     /// Whether the op's commit must be on disk before it is answered.
     pub(super) fn durable(&self) -> bool {
-        // Losing a quarantine move in a crash only leaves the entry for a later listing.
-        !matches!(self, Self::Flush | Self::QuarantineDead { .. })
+        // Losing a quarantine move in a crash only leaves the entry for a later listing, and
+        // losing history only the last moments of it.
+        !matches!(
+            self,
+            Self::Flush | Self::QuarantineDead { .. } | Self::History { .. }
+        )
     }
 
     /// Whether the op reads the whole state, and so runs in a group of its own.
@@ -195,7 +206,9 @@ impl Op {
             Self::DeadLetterTarget { reply, .. } => failed(reply),
             Self::Replay { reply, .. } => failed(reply),
             Self::Sweep { reply, .. } => failed(reply),
-            Self::Purge { reply, .. } | Self::MessageRef { reply, .. } => failed(reply),
+            Self::Purge { reply, .. }
+            | Self::MessageRef { reply, .. }
+            | Self::History { reply, .. } => failed(reply),
             Self::Flush | Self::QuarantineDead { .. } => Box::new(|_| {}),
         }
     }
@@ -339,6 +352,7 @@ struct RedbTables<'t> {
     log: Table<'t, (u64, &'static str), &'static [u8]>,
     dead: Table<'t, &'static str, &'static [u8]>,
     refs: Table<'t, (&'static str, u64), &'static [u8]>,
+    history: Table<'t, u64, &'static [u8]>,
     meta: Table<'t, &'static str, u64>,
     quarantine: Table<'t, (&'static str, &'static str), &'static [u8]>,
     targets: Table<'t, &'static str, &'static [u8]>,
@@ -352,6 +366,7 @@ impl<'t> RedbTables<'t> {
             log: txn.open_table(LOG).map_err(storage)?,
             dead: txn.open_table(DEAD).map_err(storage)?,
             refs: txn.open_table(MESSAGE_REFS).map_err(storage)?,
+            history: txn.open_table(super::history::HISTORY).map_err(storage)?,
             meta: txn.open_table(META).map_err(storage)?,
             quarantine: txn.open_table(QUARANTINE).map_err(storage)?,
             targets: txn.open_table(TARGETS).map_err(storage)?,
@@ -772,6 +787,16 @@ impl Shared {
                 };
                 settle(reply, planned.map(Ok), finishes)
             }
+            Op::History {
+                records,
+                retention,
+                now,
+                reply,
+            } => settle(
+                reply,
+                super::history::append(&mut t.history, records, retention, now).map(Ok),
+                finishes,
+            ),
             Op::Flush => Ok(()),
             Op::QuarantineDead { id } => {
                 let read = match t.dead.get(id.0.as_str()).map_err(storage)? {

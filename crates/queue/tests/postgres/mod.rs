@@ -55,6 +55,16 @@ async fn postgres_store_passes_the_contract() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_keeps_the_delivery_history() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    contract::history_is_kept_searched_and_paged(&store(&cluster, "history", 1_000).await).await;
+    contract::history_retention_holds(&store(&cluster, "retention", 1_000).await).await;
+    contract::log_of_an_alert_lists_each_target(&store(&cluster, "logof", 1_000).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_bounds_targets_active_alerts_and_dead_letters() {
     let Some(cluster) = Cluster::start() else {
         return;

@@ -68,6 +68,29 @@ async fn redb_store_passes_the_contract() {
 }
 
 #[tokio::test]
+async fn redb_store_keeps_the_delivery_history() {
+    let dir = TempDir::new("history");
+    let store = RedbJobStore::open(&dir.db(), 1_000).unwrap();
+    contract::history_is_kept_searched_and_paged(&store).await;
+    let dir = TempDir::new("history-retention");
+    let store = RedbJobStore::open(&dir.db(), 1_000).unwrap();
+    contract::history_retention_holds(&store).await;
+    contract::log_of_an_alert_lists_each_target(&store).await;
+    // The history is in the file: a store opened again finds it.
+    drop(store);
+    let store = RedbJobStore::open(&dir.db(), 1_000).unwrap();
+    let page = alert_core::DeliveryHistory::deliveries(
+        &store,
+        &alert_core::HistoryFilter::default(),
+        None,
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.entries.len(), 1, "the record the retention kept");
+}
+
+#[tokio::test]
 async fn redb_store_refuses_a_full_target_alone() {
     let dir = TempDir::new("quota");
     let store = RedbJobStore::open(&dir.db(), 1_000)
