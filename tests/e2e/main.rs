@@ -9,6 +9,7 @@ mod bad_input;
 mod bounds;
 mod ha;
 mod hardening;
+mod history;
 mod ingest;
 mod interop;
 mod lifetimes;

@@ -69,7 +69,9 @@ pub use job::{
 };
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use message_ref::{InMemoryMessageRefs, MessageRef, MessageRefStore};
-pub use observer::{CallOutcome, NoopObserver, ParallelOutcome, PublishObserver, SkipReason};
+pub use observer::{
+    AttemptEnded, CallOutcome, NoopObserver, ParallelOutcome, PublishObserver, SkipReason,
+};
 pub use publisher::{BoxFuture, Delivery, HealthProbe, PublishRequest, Publisher, Receipt};
 pub use secret::{Secret, redact_url};
 pub use source::{StaticTargetSource, TargetSource};

@@ -123,10 +123,86 @@ pub trait PublishObserver: Send + Sync + 'static {
         let _ = (target, reason);
     }
 
+    /// An attempt ended (the target answered, failed or timed out): what the delivery history
+    /// keeps.
+    fn on_attempt(&self, attempt: &AttemptEnded<'_>) {
+        let _ = attempt;
+    }
+
     /// The dispatcher delivered a job of `target`: the target accepted it `since_accepted`
     /// after ingest accepted its alert.
     fn on_job_delivered(&self, target: &Target, since_accepted: Duration) {
         let _ = (target, since_accepted);
+    }
+}
+
+/// One attempt that ended, as [`PublishObserver::on_attempt`] hears of it.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct AttemptEnded<'a> {
+    /// The target called.
+    pub target: &'a Target,
+    /// The alert sent.
+    pub alert: &'a crate::EnrichedAlert,
+    /// The state sent.
+    pub status: crate::AlertStatus,
+    /// The delivery and its attempt number.
+    pub delivery: crate::Delivery,
+    /// When the attempt started, by the caller's clock.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// What it came to.
+    pub outcome: &'a CallOutcome,
+    /// Which path made it.
+    pub path: crate::AttemptPath,
+}
+
+impl<'a> AttemptEnded<'a> {
+    /// An attempt of `path` to `target` that started at `started_at` and came to `outcome`.
+    #[must_use]
+    pub const fn new(
+        target: &'a Target,
+        alert: &'a crate::EnrichedAlert,
+        (status, delivery): (crate::AlertStatus, crate::Delivery),
+        started_at: chrono::DateTime<chrono::Utc>,
+        outcome: &'a CallOutcome,
+        path: crate::AttemptPath,
+    ) -> Self {
+        Self {
+            target,
+            alert,
+            status,
+            delivery,
+            started_at,
+            outcome,
+            path,
+        }
+    }
+
+    /// The delivery-history record of this attempt.
+    #[must_use]
+    pub fn record(&self) -> crate::DeliveryRecord {
+        let outcome = &self.outcome;
+        let (result, status_code, error_kind) = match &outcome.result {
+            Ok(receipt) => (crate::AttemptOutcome::Delivered, receipt.status_code, None),
+            Err(err) => (
+                crate::AttemptOutcome::Failed,
+                err.status_code,
+                Some(err.kind.label()),
+            ),
+        };
+        let ended = self.started_at
+            + chrono::Duration::from_std(outcome.duration).unwrap_or(chrono::Duration::zero());
+        crate::DeliveryRecord::new(
+            ended,
+            self.alert.alert.fingerprint(),
+            self.alert.alert.labels().clone(),
+            self.target.name.clone(),
+            self.status,
+            self.delivery.attempt,
+            result,
+            self.path,
+        )
+        .with_answer(status_code, error_kind, outcome.duration)
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alert_core::{
-    Admission, Admitted, Clock, JobStore, JobStoreError, SystemClock, TargetEntry, TargetName,
-    TargetSource,
+    Admission, Admitted, Clock, DeliveryHistory, JobStore, JobStoreError, SystemClock, TargetEntry,
+    TargetName, TargetSource,
 };
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -40,6 +40,8 @@ pub(crate) struct App {
     pub(crate) stats: Arc<PublishStats>,
     pub(crate) engine: FanoutEngine,
     pub(crate) store: Arc<dyn JobStore>,
+    /// Every attempt's outcome, kept with the queue.
+    pub(crate) history: Arc<dyn DeliveryHistory>,
     pub(crate) dispatcher: DispatcherWaker,
     pub(crate) auth: Option<Auth>,
     pub(crate) limits: AlertLimits,
@@ -98,7 +100,17 @@ impl App {
             discovered_targets(&config, source.clone(), &registry, &mut tasks, &shutdown).await?;
         let health = health_registry(&config, &clock)?;
         let breakers = circuit_breakers(&config, &clock)?;
-        let (metrics, stats, observer) = observability()?;
+        let recorder = (config.queue.history_max_records > 0).then(|| {
+            let (recorder, run) = crate::history::Recorder::start(
+                store.history.clone(),
+                config.queue.history(),
+                clock.clone(),
+                shutdown.clone(),
+            );
+            tasks.spawn(run);
+            recorder
+        });
+        let (metrics, stats, observer) = observability(recorder)?;
         let engine = FanoutEngine::builder(targets.clone())
             .health(health.clone())
             .gate(breakers.clone())
@@ -106,6 +118,7 @@ impl App {
             .clock(clock.clone())
             .build();
         let lanes = store.lanes.clone();
+        let history = store.history.clone();
         let store: Arc<dyn JobStore> = store.jobs;
         let dispatcher = Dispatcher::builder(lanes, targets.clone())
             .health(health.clone())
@@ -142,6 +155,7 @@ impl App {
             stats,
             engine,
             store,
+            history,
             dispatcher: dispatcher.waker(),
             started_at: clock.now(),
             clock,
@@ -409,7 +423,9 @@ fn circuit_breakers(
 
 /// The metrics (with the build's identity on them), the publish API's live totals, and the
 /// observer that feeds both from the engine and the dispatcher.
-fn observability() -> anyhow::Result<(
+fn observability(
+    history: Option<Arc<crate::history::Recorder>>,
+) -> anyhow::Result<(
     Arc<metrics::Metrics>,
     Arc<PublishStats>,
     Arc<ServerObserver>,
@@ -425,6 +441,7 @@ fn observability() -> anyhow::Result<(
     let observer = Arc::new(ServerObserver {
         metrics: metrics.clone(),
         stats: stats.clone(),
+        history,
     });
     Ok((metrics, stats, observer))
 }

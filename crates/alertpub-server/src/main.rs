@@ -20,6 +20,7 @@ mod app;
 mod auth;
 mod budget;
 mod build_info;
+mod history;
 mod listener;
 mod logfmt;
 mod maintenance;

@@ -5,7 +5,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use alert_core::{CallOutcome, DeadReason, ParallelOutcome, PublishObserver, SkipReason, Target};
+use alert_core::{
+    AttemptEnded, CallOutcome, DeadReason, ParallelOutcome, PublishObserver, SkipReason, Target,
+};
 use serde::Serialize;
 
 /// How many recent durations the percentiles are computed over. Bounded, so memory is too.
@@ -98,6 +100,8 @@ impl PublishStats {
 pub(crate) struct ServerObserver {
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) stats: Arc<PublishStats>,
+    /// Every attempt's record goes to the delivery history (none with a retention of 0).
+    pub(crate) history: Option<Arc<crate::history::Recorder>>,
 }
 
 impl PublishObserver for ServerObserver {
@@ -127,6 +131,12 @@ impl PublishObserver for ServerObserver {
             consumed_attempt,
             "job rescheduled"
         );
+    }
+
+    fn on_attempt(&self, attempt: &AttemptEnded<'_>) {
+        if let Some(history) = &self.history {
+            history.push(attempt.record());
+        }
     }
 
     fn on_job_delivered(&self, target: &Target, since_accepted: Duration) {

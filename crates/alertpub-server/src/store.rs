@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use alert_core::{Clock, JobStore, LaneQueue, MessageRefStore};
+use alert_core::{Clock, DeliveryHistory, JobStore, LaneQueue, MessageRefStore};
 use anyhow::{Context, Result};
 use discovery::{IngestConfig, QueueBackend, QueueConfig};
 use queue::{PgJobStore, RedbJobStore};
@@ -13,6 +13,7 @@ pub(crate) struct Store {
     pub(crate) jobs: Arc<dyn JobStore>,
     pub(crate) lanes: Arc<dyn LaneQueue>,
     pub(crate) refs: Arc<dyn MessageRefStore>,
+    pub(crate) history: Arc<dyn DeliveryHistory>,
 }
 
 /// Opens the store `queue` names, with the bounds the config gives.
@@ -33,7 +34,13 @@ pub(crate) async fn open(
                 .with_restart_grace(ingest.resolve_timeout.into())
         };
     }
-    let (jobs, lanes, refs): (Arc<dyn JobStore>, Arc<dyn LaneQueue>, _) = match queue.backend {
+    type Parts = (
+        Arc<dyn JobStore>,
+        Arc<dyn LaneQueue>,
+        Arc<dyn MessageRefStore>,
+        Arc<dyn DeliveryHistory>,
+    );
+    let (jobs, lanes, refs, history): Parts = match queue.backend {
         QueueBackend::Postgres => {
             let url = publisher_http::resolve_secret(
                 "queue.url",
@@ -49,7 +56,7 @@ pub(crate) async fn open(
             );
             let refs = store.message_refs();
             let store = Arc::new(store);
-            (store.clone(), store, refs)
+            (store.clone(), store.clone(), refs, store)
         }
         _ => {
             // Accepting an alert means it is on disk: the redb store commits ingest with fsync.
@@ -59,8 +66,13 @@ pub(crate) async fn open(
             );
             let refs = store.message_refs();
             let store = Arc::new(store);
-            (store.clone(), store, refs)
+            (store.clone(), store.clone(), refs, store)
         }
     };
-    Ok(Store { jobs, lanes, refs })
+    Ok(Store {
+        jobs,
+        lanes,
+        refs,
+        history,
+    })
 }

@@ -244,6 +244,11 @@ pub struct QueueConfig {
     /// How long a removed target's jobs wait (in case it comes back) before they go to the DLQ
     /// as `target_removed`; default 5m.
     pub removal_grace: Dur,
+    /// The most delivery-history records kept (every attempt's outcome), oldest dropped first;
+    /// default 100 000. 0 keeps none.
+    pub history_max_records: u64,
+    /// How long delivery-history records are kept; default 72h.
+    pub history_retention: Dur,
 }
 
 impl QueueConfig {
@@ -252,6 +257,15 @@ impl QueueConfig {
     pub fn target_quota(&self) -> u64 {
         self.max_jobs_per_target
             .unwrap_or_else(|| (self.max_jobs / 4).max(1))
+    }
+
+    /// The delivery history's retention.
+    #[must_use]
+    pub fn history(&self) -> alert_core::HistoryRetention {
+        alert_core::HistoryRetention {
+            max_records: self.history_max_records,
+            max_age: self.history_retention.into(),
+        }
     }
 }
 
@@ -284,6 +298,8 @@ impl Default for QueueConfig {
             per_target_in_flight: 16,
             dlq_retention: Dur::secs(720 * 3600),
             removal_grace: Dur::secs(300),
+            history_max_records: 100_000,
+            history_retention: Dur::secs(72 * 3600),
         }
     }
 }

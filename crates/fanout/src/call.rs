@@ -5,8 +5,9 @@ use std::task::Poll;
 use std::time::Duration;
 
 use alert_core::{
-    AlertStatus, CallOutcome, CircuitGate, Delivery, EnrichedAlert, GateDecision, GateOutcome,
-    HealthView, PublishError, PublishObserver, PublishRequest, TargetEntry,
+    AlertStatus, AttemptEnded, AttemptPath, CallOutcome, CircuitGate, Delivery, EnrichedAlert,
+    GateDecision, GateOutcome, HealthView, PublishError, PublishObserver, PublishRequest,
+    TargetEntry,
 };
 use chrono::{DateTime, Utc};
 use tokio::time::{Instant, Sleep};
@@ -40,6 +41,7 @@ pub struct TargetCall<'a> {
     health: &'a dyn HealthView,
     observer: &'a dyn PublishObserver,
     respect_gate: bool,
+    path: AttemptPath,
 }
 
 impl<'a> TargetCall<'a> {
@@ -60,7 +62,16 @@ impl<'a> TargetCall<'a> {
             health,
             observer,
             respect_gate: true,
+            path: AttemptPath::Queue,
         }
+    }
+
+    /// Returns the call marked as made by `path` (the queue's, unless said otherwise), for the
+    /// delivery history.
+    #[must_use]
+    pub fn via(mut self, path: AttemptPath) -> Self {
+        self.path = path;
+        self
     }
 
     /// Returns the call set to ignore the gate's verdict (outcomes are still recorded).
@@ -173,6 +184,14 @@ impl<'a> TargetCall<'a> {
         guard.armed = false;
         let outcome = CallOutcome::new(result, guard.started.elapsed());
         self.finish(trial, &outcome);
+        self.observer.on_attempt(&AttemptEnded::new(
+            &self.entry.target,
+            alert,
+            (status, delivery),
+            at,
+            &outcome,
+            self.path,
+        ));
         CallResult::Called(outcome)
     }
 

@@ -262,7 +262,8 @@ impl FanoutEngine {
                     self.gate.as_ref(),
                     self.health.as_ref(),
                     self.observer.as_ref(),
-                );
+                )
+                .via(alert_core::AttemptPath::Sync);
                 let call = if options.respect_circuit_breakers {
                     call
                 } else {

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod body;
+mod deliveries;
 mod dlq;
 mod error;
 mod extract;
@@ -23,6 +24,7 @@ use crate::app::App;
 
 use alerts::*;
 use body::*;
+use deliveries::*;
 use dlq::*;
 pub(crate) use error::ApiError;
 use error::*;
@@ -52,6 +54,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             post(check_target_health),
         )
         .route("/api/v1/queue", get(queue_status))
+        .route("/api/v1/deliveries", get(list_deliveries))
+        .route("/api/v1/alerts/{fingerprint}", get(get_alert))
         .route("/api/v1/dlq", get(list_dead_letters))
         .route("/api/v1/dlq/replay", post(replay_dead_letters))
         .route("/api/v1/dlq/{id}", axum::routing::delete(purge_dead_letter))
