@@ -7,6 +7,7 @@
 mod auth;
 mod bad_input;
 mod bounds;
+mod deploy;
 mod ha;
 mod hardening;
 mod history;

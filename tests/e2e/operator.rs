@@ -266,3 +266,100 @@ async fn dead_letters_are_counted_by_reason() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_and_the_sync_apis_figures_are_exposed() {
+    let target = ok_target().await;
+    // A port nobody listens on: bound, then let go.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let config = format!(
+        "{}targets:\n{}  - name: down\n    kind: webhook\n    url: {down}\n",
+        base_config(),
+        webhook("hook", &target, "")
+    );
+    let server = Server::start(&config).await;
+    let http = Http::new();
+    let check = |name: &str| server.url(&format!("/api/v1/targets/{name}/health/check"));
+    let answer = http.post_json(&check("hook"), &json!({})).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    // Three failures in a row (health.failure_threshold) make it unhealthy.
+    for _ in 0..3 {
+        let answer = http.post_json(&check("down"), &json!({})).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+    }
+    let metrics = http.get(&server.url("/metrics")).await.text;
+    let checks = |target: &str, result: &str| {
+        sample_with(
+            &metrics,
+            "alertpub_health_checks_total",
+            &[
+                &format!(r#"target="{target}""#),
+                &format!(r#"result="{result}""#),
+            ],
+        )
+    };
+    // The prober's first round at start counts too.
+    let reachable = checks("hook", "reachable").unwrap_or(0.0);
+    assert!(reachable >= 1.0, "{metrics}");
+    assert!(
+        checks("down", "unreachable").unwrap_or(0.0) >= 3.0,
+        "{metrics}"
+    );
+    assert_eq!(checks("down", "reachable"), Some(0.0), "{metrics}");
+    // Every answered check is timed; an unanswered one has no time.
+    assert_eq!(
+        sample_with(
+            &metrics,
+            "alertpub_health_check_duration_seconds_count",
+            &[r#"target="hook""#]
+        ),
+        Some(reachable),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample_with(
+            &metrics,
+            "alertpub_health_check_duration_seconds_count",
+            &[r#"target="down""#]
+        ),
+        None,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample_with(
+            &metrics,
+            "alertpub_health_transitions_total",
+            &[r#"target="down""#, r#"to="unhealthy""#]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    // The synchronous API's figures per target, and their reset.
+    let answer = http
+        .post_json(
+            &server.url("/api/v1/publish/parallel"),
+            &json!({"alert": {"labels": {"alertname": "Figures"}}, "targets": ["hook"]}),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let status = http
+        .get(&server.url("/api/v1/publish/parallel/status"))
+        .await
+        .json();
+    assert_eq!(status["total"], 1, "{status}");
+    assert_eq!(status["targets"]["hook"]["calls"], 1, "{status}");
+    assert_eq!(status["targets"]["hook"]["success"], 1, "{status}");
+    let answer = http
+        .post_json(
+            &server.url("/api/v1/publish/parallel/status/reset"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let status = answer.json();
+    assert_eq!(status["total"], 0, "{status}");
+    assert_eq!(status["targets"], json!({}), "{status}");
+}

@@ -166,6 +166,21 @@ impl Server {
         config: &str,
         args: Vec<std::ffi::OsString>,
     ) -> Self {
+        Self::start_with_env(dir, config, args, &[]).await
+    }
+
+    /// As [`Server::start_with_args`], with these environment variables set for the server
+    /// (for `${env:…}` in the config).
+    ///
+    /// # Panics
+    /// As [`Server::start`].
+    #[must_use]
+    pub async fn start_with_env(
+        dir: TempDir,
+        config: &str,
+        args: Vec<std::ffi::OsString>,
+        envs: &[(&str, &str)],
+    ) -> Self {
         let config_path = dir.path().join("alertpub.yaml");
         std::fs::write(&config_path, config).expect("write the config");
         let addr_file = dir.path().join("listen-addr");
@@ -176,6 +191,7 @@ impl Server {
             .args(args)
             .arg("--listen-addr-file")
             .arg(&addr_file)
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

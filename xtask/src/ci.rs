@@ -16,13 +16,14 @@ its time:\n\n  1. fmt     cargo fmt --all --check\n  2. clippy  clippy --all-fea
 7. deny    cargo deny check bans licenses sources, and no aws-lc-rs\n  \
 8. fuzz    every cargo-fuzz target for 30 s from its seed corpus (nightly, libFuzzer)\n  \
 9. soak    cargo xtask soak --short: a minute of the real server under kill -9s, a full disk, faulty \
-targets, an h2c flood and clock steps\n\nEvery step also runs on its \
-own: cargo xtask fmt, cargo xtask loom, …";
+targets, an h2c flood and clock steps\n 10. demo    cargo xtask demo --once: the README's first command, which fails when a \
+healthy target of the example got nothing\n\nEvery step also runs on its own: cargo xtask fmt, \
+cargo xtask loom, …";
 
 /// A CI step: its name and the function that runs it.
 type Step = (&'static str, fn() -> Result<()>);
 
-const STEPS: [Step; 9] = [
+const STEPS: [Step; 10] = [
     ("fmt", steps::fmt),
     ("clippy", steps::clippy),
     ("test", steps::test),
@@ -32,7 +33,13 @@ const STEPS: [Step; 9] = [
     ("deny", deny::run),
     ("fuzz", fuzz::run),
     ("soak", soak::run_short),
+    ("demo", demo_once),
 ];
+
+/// The README's first command, run as a user would, but stopping once it has shown its table.
+fn demo_once() -> Result<()> {
+    crate::demo::run(&["--once".to_owned()])
+}
 
 pub(crate) fn run() -> Result<()> {
     let started = Instant::now();

@@ -59,8 +59,13 @@ enum Task {
     Coverage(coverage::CoverageArgs),
     /// Runs the benchmarks and reports each figure beside its same-run baseline.
     Bench(bench::BenchArgs),
-    /// Runs the demo: the server and three mock targets on loopback, with a per-target table.
-    Demo,
+    /// Runs the demo: the server on the example config, a mock target on each of its ports,
+    /// alerts sent, a per-target table; it stays up until Ctrl-C.
+    Demo {
+        /// Stop once the table is printed, instead of waiting for Ctrl-C.
+        #[arg(long)]
+        once: bool,
+    },
     /// Soaks the real server: kill -9s, a full disk, faulty targets, an h2c flood and a clock
     /// step under mixed load, then checks nothing accepted was lost (`--short` for CI).
     Soak(soak::SoakArgs),
@@ -80,7 +85,10 @@ fn main() -> ExitCode {
         Task::Fuzz => util::timed("fuzz", fuzz::run),
         Task::Coverage(args) => coverage::run(&args),
         Task::Bench(args) => bench::run(&args),
-        Task::Demo => demo::run(),
+        Task::Demo { once } => {
+            let args: Vec<String> = once.then(|| "--once".to_owned()).into_iter().collect();
+            demo::run(&args)
+        }
         Task::Soak(args) => soak::run(&args),
     };
     match outcome {

@@ -43,6 +43,8 @@ pub(crate) struct App {
     /// Every attempt's outcome, kept with the queue.
     pub(crate) history: Arc<dyn DeliveryHistory>,
     pub(crate) dispatcher: DispatcherWaker,
+    /// The Kubernetes discovery's count of Secrets skipped as invalid, when it is on.
+    pub(crate) invalid_secrets: Option<InvalidSecrets>,
     pub(crate) auth: Option<Auth>,
     pub(crate) limits: AlertLimits,
     /// The bytes of request bodies being read and parsed at once.
@@ -96,9 +98,8 @@ impl App {
             Arc::new(FileSource::load(config_path, registry.clone())?.with_clock(clock.clone()));
         let config = source.config();
         let mut tasks = tokio::task::JoinSet::new();
-        let targets =
+        let (targets, invalid_secrets) =
             discovered_targets(&config, source.clone(), &registry, &mut tasks, &shutdown).await?;
-        let health = health_registry(&config, &clock)?;
         let breakers = circuit_breakers(&config, &clock)?;
         let recorder = (config.queue.history_max_records > 0).then(|| {
             let (recorder, run) = crate::history::Recorder::start(
@@ -111,6 +112,7 @@ impl App {
             recorder
         });
         let (metrics, stats, observer) = observability(recorder)?;
+        let health = health_registry(&config, &clock, &metrics)?;
         let engine = FanoutEngine::builder(targets.clone())
             .health(health.clone())
             .gate(breakers.clone())
@@ -157,6 +159,7 @@ impl App {
             store,
             history,
             dispatcher: dispatcher.waker(),
+            invalid_secrets,
             started_at: clock.now(),
             clock,
             shutdown,
@@ -328,8 +331,12 @@ pub(crate) struct Enqueued {
     pub(crate) refused: Vec<(TargetName, (u64, u64))>,
 }
 
-/// The file's targets, merged with those of Kubernetes Secrets when `discovery.kubernetes` is set.
-/// The Kubernetes source and the merge run as background tasks until shutdown.
+/// Reads the Kubernetes discovery's count of invalid Secrets.
+pub(crate) type InvalidSecrets = Box<dyn Fn() -> u64 + Send + Sync>;
+
+/// The file's targets, merged with those of Kubernetes Secrets when `discovery.kubernetes` is set,
+/// and the count of Secrets skipped as invalid then. The Kubernetes source and the merge run as
+/// background tasks until shutdown.
 #[cfg_attr(
     not(feature = "kubernetes"),
     allow(
@@ -343,9 +350,9 @@ async fn discovered_targets(
     registry: &Arc<PublisherRegistry>,
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: &CancellationToken,
-) -> anyhow::Result<Arc<dyn TargetSource>> {
+) -> anyhow::Result<(Arc<dyn TargetSource>, Option<InvalidSecrets>)> {
     let Some(kubernetes) = config.discovery.as_ref().and_then(|d| d.kubernetes.clone()) else {
-        return Ok(file);
+        return Ok((file, None));
     };
     #[cfg(feature = "kubernetes")]
     {
@@ -359,11 +366,12 @@ async fn discovered_targets(
             registry.clone(),
         ));
         let merged = Arc::new(discovery::MergedSource::new(file, secrets.clone()));
+        let counted = secrets.clone();
         let token = shutdown.clone();
         tasks.spawn(async move { secrets.run(token).await });
         let (token, runner) = (shutdown.clone(), merged.clone());
         tasks.spawn(async move { runner.run(token).await });
-        Ok(merged)
+        Ok((merged, Some(Box::new(move || counted.invalid_secrets()))))
     }
     #[cfg(not(feature = "kubernetes"))]
     {
@@ -388,7 +396,11 @@ fn http_client(early: &Config) -> anyhow::Result<HttpClient> {
         .context("building the HTTP client")
 }
 
-fn health_registry(config: &Config, clock: &Arc<dyn Clock>) -> anyhow::Result<Arc<HealthRegistry>> {
+fn health_registry(
+    config: &Config,
+    clock: &Arc<dyn Clock>,
+    metrics: &Arc<metrics::Metrics>,
+) -> anyhow::Result<Arc<HealthRegistry>> {
     let health = &config.health;
     Ok(Arc::new(
         HealthRegistry::new(
@@ -400,7 +412,8 @@ fn health_registry(config: &Config, clock: &Arc<dyn Clock>) -> anyhow::Result<Ar
                 .with_max_concurrent_probes(health.max_concurrent_probes),
         )
         .context("health settings")?
-        .with_clock(clock.clone()),
+        .with_clock(clock.clone())
+        .with_observer(Arc::new(crate::stats::HealthMetrics(metrics.clone()))),
     ))
 }
 

@@ -77,5 +77,6 @@ pub use error::HealthError;
 #[cfg(feature = "probes")]
 pub use probe::{ProbeLookup, Prober};
 pub use state::{
-    DegradedReason, HealthConfig, HealthRegistry, LastFailure, ProbeResult, TargetHealth,
+    DegradedReason, HealthConfig, HealthObserver, HealthRegistry, LastFailure, ProbeResult,
+    TargetHealth,
 };

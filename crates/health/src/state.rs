@@ -382,6 +382,21 @@ pub struct HealthRegistry {
     config: HealthConfig,
     targets: DashMap<String, Tracked>,
     clock: Arc<dyn Clock>,
+    observer: Option<Arc<dyn HealthObserver>>,
+}
+
+/// Hears what the registry sees, for metrics. Both hooks run inline and must be quick.
+pub trait HealthObserver: Send + Sync + 'static {
+    /// A health check of `target` ended with `result` (`reachable`, `auth_rejected` or
+    /// `unreachable`), answered after `latency` (none when nothing answered).
+    fn on_probe(&self, target: &str, result: &'static str, latency: Option<std::time::Duration>) {
+        let _ = (target, result, latency);
+    }
+
+    /// `target`'s health went from `from` to `to`.
+    fn on_transition(&self, target: &str, from: HealthStatus, to: HealthStatus) {
+        let _ = (target, from, to);
+    }
 }
 
 impl HealthRegistry {
@@ -395,7 +410,15 @@ impl HealthRegistry {
             config,
             targets: DashMap::new(),
             clock: Arc::new(SystemClock),
+            observer: None,
         })
+    }
+
+    /// Tells `observer` of every probe and every change of a target's status.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn HealthObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Stamps probes and outcomes with `clock`'s wall time (default: [`SystemClock`]).
@@ -433,6 +456,14 @@ impl HealthRegistry {
 
     /// Records what a probe of `target` found, and returns the target's new health.
     pub fn record_probe(&self, target: &str, result: &ProbeResult) -> TargetHealth {
+        if let Some(observer) = &self.observer {
+            let (kind, latency) = match result {
+                ProbeResult::Reachable { latency, .. } => ("reachable", Some(*latency)),
+                ProbeResult::AuthRejected { latency, .. } => ("auth_rejected", Some(*latency)),
+                ProbeResult::Unreachable(_) => ("unreachable", None),
+            };
+            observer.on_probe(target, kind, latency);
+        }
         let at = self.clock.now();
         let observation = match result {
             ProbeResult::Reachable { latency, .. } => {
@@ -501,6 +532,11 @@ impl HealthRegistry {
             change(&mut tracked);
             (before, tracked.health.clone())
         };
+        if before.0 != after.status
+            && let Some(observer) = &self.observer
+        {
+            observer.on_transition(target, before.0, after.status);
+        }
         if before != (after.status, after.degraded_reason) {
             let reason = after.degraded_reason.map(DegradedReason::as_str);
             match after.status {
@@ -530,6 +566,7 @@ impl Default for HealthRegistry {
             config: HealthConfig::default(),
             targets: DashMap::new(),
             clock: Arc::new(SystemClock),
+            observer: None,
         }
     }
 }

@@ -125,6 +125,10 @@ struct Instruments {
     reload_success_time: Gauge<f64>,
     dead_lettered: Counter<u64>,
     delivery_latency: Histogram<f64>,
+    invalid_secrets: Counter<u64>,
+    health_checks: Counter<u64>,
+    health_check_duration: Histogram<f64>,
+    health_transitions: Counter<u64>,
 }
 
 impl Instruments {
@@ -297,6 +301,33 @@ impl Instruments {
                      expired or target_removed).",
                 )
                 .build(),
+            health_checks: meter
+                .u64_counter("alertpub_health_checks")
+                .with_description(
+                    "Active health checks of a target, by target and result (reachable, \
+                     auth_rejected or unreachable).",
+                )
+                .build(),
+            health_check_duration: meter
+                .f64_histogram("alertpub_health_check_duration")
+                .with_description("Time a target took to answer a health check, by target.")
+                .with_unit("s")
+                .with_boundaries(PUBLISH_BUCKETS.to_vec())
+                .build(),
+            health_transitions: meter
+                .u64_counter("alertpub_health_transitions")
+                .with_description(
+                    "Changes of a target's health, by target and the status it went from and to \
+                     (unknown, healthy, degraded, unhealthy).",
+                )
+                .build(),
+            invalid_secrets: meter
+                .u64_counter("alertpub_discovery_invalid_secrets")
+                .with_description(
+                    "Kubernetes Secrets of targets skipped as invalid (bad YAML, an unknown \
+                     field, a refused host); each is logged with its reason.",
+                )
+                .build(),
             delivery_latency: meter
                 .f64_histogram("alertpub_delivery_latency")
                 .with_description(
@@ -316,6 +347,8 @@ struct Inner {
     instruments: Instruments,
     /// The store's counters as last seen, so each reading adds only what is new.
     store_seen: [AtomicU64; 2],
+    /// The invalid Secrets as last seen (see [`Metrics::record_invalid_secrets`]).
+    secrets_seen: AtomicU64,
 }
 
 /// alertpub's metrics: every instrument of the spec, on its own Prometheus registry.
@@ -360,6 +393,7 @@ impl Metrics {
                 provider,
                 instruments,
                 store_seen: [AtomicU64::new(0), AtomicU64::new(0)],
+                secrets_seen: AtomicU64::new(0),
             }),
         })
     }
@@ -406,6 +440,10 @@ impl Metrics {
             ins.target_skipped
                 .add(0, &[name.clone(), KeyValue::new("reason", reason)]);
         }
+        for result in ["reachable", "auth_rejected", "unreachable"] {
+            ins.health_checks
+                .add(0, &[name.clone(), KeyValue::new("result", result)]);
+        }
     }
 
     /// Starts the process-wide counters at zero (see [`init_target`](Self::init_target)).
@@ -426,6 +464,7 @@ impl Metrics {
             ins.parallel_total
                 .add(0, &[KeyValue::new("result", result)]);
         }
+        ins.invalid_secrets.add(0, &[]);
         for reason in [
             DeadReason::Permanent,
             DeadReason::Exhausted,
@@ -456,6 +495,46 @@ impl Metrics {
         let ins = self.ins();
         ins.reload_successful.record(u64::from(successful), &[]);
         ins.reload_success_time.record(last_success, &[]);
+    }
+
+    /// Brings `alertpub_discovery_invalid_secrets_total` up to `total`, the discovery's count
+    /// since the start.
+    pub fn record_invalid_secrets(&self, total: u64) {
+        let before = self.inner.secrets_seen.fetch_max(total, Ordering::SeqCst);
+        self.ins()
+            .invalid_secrets
+            .add(total.saturating_sub(before), &[]);
+    }
+
+    /// Counts one health check of `target` in `alertpub_health_checks_total{target,result}`, and
+    /// its answer's time, if it answered, in `alertpub_health_check_duration_seconds{target}`.
+    pub fn record_health_check(
+        &self,
+        target: &str,
+        result: &'static str,
+        latency: Option<Duration>,
+    ) {
+        let name = KeyValue::new("target", target.to_owned());
+        if let Some(latency) = latency {
+            self.ins()
+                .health_check_duration
+                .record(latency.as_secs_f64(), std::slice::from_ref(&name));
+        }
+        self.ins()
+            .health_checks
+            .add(1, &[name, KeyValue::new("result", result)]);
+    }
+
+    /// Counts a change of `target`'s health in `alertpub_health_transitions_total`.
+    pub fn add_health_transition(&self, target: &str, from: HealthStatus, to: HealthStatus) {
+        self.ins().health_transitions.add(
+            1,
+            &[
+                KeyValue::new("target", target.to_owned()),
+                KeyValue::new("from", from.as_str()),
+                KeyValue::new("to", to.as_str()),
+            ],
+        );
     }
 
     /// Adds `n` to `alertpub_queue_dead_lettered_total{reason}`.

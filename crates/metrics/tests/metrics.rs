@@ -484,3 +484,24 @@ fn store_health_sets_its_condition_and_counts_only_what_is_new() {
     assert_eq!(value(&exp, "alertpub_dlq_evicted_total", &[]), 9.0);
     assert_eq!(value(&exp, "alertpub_queue_store_condition", &[]), 1.0);
 }
+
+#[test]
+fn invalid_secrets_follow_the_discoverys_count_without_counting_twice() {
+    let metrics = Metrics::new().unwrap();
+    metrics.init_counters();
+    let read = |metrics: &Metrics| {
+        let (_, body) = metrics.render();
+        let exp = parse(&String::from_utf8(body).unwrap()).unwrap();
+        value(&exp, "alertpub_discovery_invalid_secrets_total", &[])
+    };
+    assert_eq!(read(&metrics), 0.0);
+    metrics.record_invalid_secrets(2);
+    metrics.record_invalid_secrets(2);
+    assert_eq!(
+        read(&metrics),
+        2.0,
+        "the same count read again adds nothing"
+    );
+    metrics.record_invalid_secrets(5);
+    assert_eq!(read(&metrics), 5.0);
+}

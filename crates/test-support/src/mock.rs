@@ -190,10 +190,24 @@ impl MockTarget {
         target
     }
 
+    /// Starts a plain-HTTP mock target on `addr` (a fixed loopback port, as an example config
+    /// names).
+    ///
+    /// # Errors
+    /// When `addr` cannot be bound (another program holds the port, say).
+    pub async fn start_on(addr: &str) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self::serve_on(listener, None))
+    }
+
     async fn start_inner(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
+        Self::serve_on(listener, tls)
+    }
+
+    fn serve_on(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let addr = listener.local_addr().expect("a local address");
         let state = Arc::new(State {
             requests: Mutex::new(Vec::new()),

@@ -45,6 +45,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/v1/publish/parallel/all", post(publish_all))
         .route("/api/v1/publish/parallel/healthy", post(publish_healthy))
         .route("/api/v1/publish/parallel/status", get(publish_status))
+        .route(
+            "/api/v1/publish/parallel/status/reset",
+            post(reset_publish_status),
+        )
         .route("/api/v1/targets", get(list_targets))
         .route("/api/v1/targets/refresh", post(refresh_targets))
         .route("/api/v1/targets/{name}", get(get_target))

@@ -30,6 +30,9 @@ pub(super) async fn metrics(State(app): Shared) -> Response {
         app.metrics.set_dlq_size(stats.dead_letters);
     }
     app.metrics.record_store_health(&app.store.health());
+    if let Some(invalid) = &app.invalid_secrets {
+        app.metrics.record_invalid_secrets(invalid());
+    }
     let reload = app.source.status();
     #[allow(
         clippy::cast_precision_loss,

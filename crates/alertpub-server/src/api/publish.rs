@@ -186,3 +186,9 @@ pub(super) fn fanout_error(err: FanoutError) -> ApiError {
 pub(super) async fn publish_status(State(app): Shared) -> Response {
     axum::Json(app.stats.view()).into_response()
 }
+
+/// `POST /api/v1/publish/parallel/status/reset`: every figure of the status starts again.
+pub(super) async fn reset_publish_status(State(app): Shared) -> Response {
+    app.stats.reset();
+    axum::Json(app.stats.view()).into_response()
+}

@@ -228,7 +228,7 @@ mod tests {
             record.at,
             record.fingerprint,
             Labels::new(),
-            record.target.clone(),
+            record.target,
             AlertStatus::Firing,
             1,
             AttemptOutcome::Delivered,
