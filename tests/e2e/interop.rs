@@ -44,6 +44,8 @@ pub(crate) enum Program {
     Promtool,
     Alertmanager,
     Amtool,
+    Chromium,
+    Chromedriver,
 }
 
 impl Program {
@@ -54,6 +56,8 @@ impl Program {
             Self::Promtool => &["promtool"],
             Self::Alertmanager => &["prometheus-alertmanager", "alertmanager"],
             Self::Amtool => &["amtool"],
+            Self::Chromium => &["chromium"],
+            Self::Chromedriver => &["chromedriver"],
         }
     }
 
@@ -61,6 +65,8 @@ impl Program {
         match self {
             Self::Prometheus | Self::Promtool => "prometheus",
             Self::Alertmanager | Self::Amtool => "prometheus-alertmanager",
+            Self::Chromium => "chromium",
+            Self::Chromedriver => "chromium-driver",
         }
     }
 }

@@ -20,6 +20,7 @@ mod publish;
 mod queue;
 mod repeats;
 mod shutdown;
+mod status_page;
 mod tls;
 mod vendors;
 

@@ -9,6 +9,7 @@ mod extract;
 mod ops;
 mod publish;
 mod targets;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,6 +39,9 @@ type Shared = State<Arc<App>>;
 /// Builds the router.
 pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
+        .route("/", get(ui::index))
+        .route("/ui/app.js", get(ui::script))
+        .route("/ui/style.css", get(ui::style))
         .route("/api/v2/alerts", post(post_alerts_v2))
         .route("/api/v2/status", get(status_v2))
         .route("/api/v1/alerts/alertmanager", post(post_webhook))
@@ -58,6 +62,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             post(check_target_health),
         )
         .route("/api/v1/queue", get(queue_status))
+        .route("/api/v1/openapi.json", get(ui::openapi))
         .route("/api/v1/deliveries", get(list_deliveries))
         .route("/api/v1/alerts/{fingerprint}", get(get_alert))
         .route("/api/v1/dlq", get(list_dead_letters))
