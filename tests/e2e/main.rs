@@ -15,6 +15,7 @@ mod ingest;
 mod interop;
 mod lifetimes;
 mod metrics;
+mod openapi;
 mod operator;
 mod publish;
 mod queue;
