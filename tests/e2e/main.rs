@@ -7,6 +7,7 @@
 mod auth;
 mod bad_input;
 mod bounds;
+mod container;
 mod deploy;
 mod ha;
 mod hardening;

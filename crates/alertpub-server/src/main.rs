@@ -6,6 +6,8 @@
 //!   it, builds every target's publisher, prints each target, warns about targets that load
 //!   disabled, and exits non-zero on any error.
 //! - `alertpub version` prints the version.
+//! - `alertpub healthcheck` asks a running server whether it is alive, for a container's
+//!   HEALTHCHECK.
 
 // A command-line tool prints its answers to standard output.
 #![allow(clippy::print_stdout)]
@@ -64,6 +66,13 @@ enum Command {
     },
     /// Prints the version.
     Version,
+    /// Asks a running server whether it is alive (`GET /-/healthy`) and exits 0 if it answers
+    /// 200: a container's HEALTHCHECK, where there is no curl.
+    Healthcheck {
+        /// The server's address.
+        #[arg(long, default_value = "127.0.0.1:9097")]
+        address: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -80,6 +89,13 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Healthcheck { address } => match healthcheck(&address) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("unhealthy: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::CheckConfig { file } => match check_config(&file) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -88,6 +104,35 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// `GET /-/healthy` over plain HTTP/1.1, within 5 s: `Ok` on a 200.
+fn healthcheck(address: &str) -> anyhow::Result<()> {
+    use std::io::{Read as _, Write as _};
+    use std::net::ToSocketAddrs as _;
+    let timeout = Duration::from_secs(5);
+    let target = address
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {address}"))?
+        .next()
+        .with_context(|| format!("{address} names no address"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&target, timeout)
+        .with_context(|| format!("connecting to {address}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET /-/healthy HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    stream.take(64 * 1024).read_to_end(&mut answer)?;
+    let status_line = String::from_utf8_lossy(&answer);
+    let status_line = status_line.lines().next().unwrap_or_default();
+    anyhow::ensure!(
+        status_line.split_whitespace().nth(1) == Some("200"),
+        "{address} answered {status_line:?}"
+    );
+    Ok(())
 }
 
 fn check_config(file: &Path) -> anyhow::Result<()> {
