@@ -187,7 +187,7 @@ async fn main() {
 
     let base = format!("http://{}", server.addr());
     println!(
-        "\nalertpub keeps running with the example config. Try:\n  \
+        "\nThe status page: {base}/\n\nalertpub keeps running with the example config. Try:\n  \
          curl {base}/api/v1/targets\n  \
          curl '{base}/api/v1/deliveries?target=rootly-prod'\n  \
          curl {base}/api/v1/queue\n  \
