@@ -99,6 +99,25 @@ pub(crate) fn programs<const N: usize>(test: &str, wanted: [Program; N]) -> Opti
     None
 }
 
+/// Whether `command` (with `args`) runs and succeeds: a tool outside Debian's packages
+/// (`install` says how to get it). When it does not, prints a skip line and answers `false`, or
+/// panics when `CI` is `true`.
+pub(crate) fn runs(test: &str, command: &str, args: &[&str], install: &str) -> bool {
+    let ok = std::process::Command::new(command)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        let message = format!("{test}: {command} is not available; {install}");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{message} (CI=true, so this fails instead of skipping)"
+        );
+        println!("SKIPPED {message}");
+    }
+    ok
+}
+
 fn find_on_path(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)

@@ -30,16 +30,12 @@ async fn the_status_page_sends_a_test_and_replays_a_dead_letter_in_chromium() {
     } else {
         "python3"
     };
-    let selenium = Command::new(python)
-        .args(["-c", "import selenium"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !selenium {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "python3-selenium is not installed (Debian's python3-selenium), and CI needs it"
-        );
-        println!("SKIPPED: python3-selenium is not installed");
+    if !crate::interop::runs(
+        "status_page::the_status_page_sends_a_test_and_replays_a_dead_letter_in_chromium",
+        python,
+        &["-c", "import selenium"],
+        "apt-get install python3-selenium",
+    ) {
         return;
     }
 
