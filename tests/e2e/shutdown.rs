@@ -64,3 +64,34 @@ async fn sigterm_drains_in_flight_publishes_and_exits_zero() {
     assert_eq!(posts(&queued).len(), 1);
     assert_eq!(posts(&slow).len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_that_ends_during_shutdown_is_in_the_history_after_a_restart() {
+    let slow = MockTarget::start().await;
+    slow.respond(MockResponse::status(200).delay(Duration::from_millis(1500)));
+    let config = format!("{}targets:\n{}", base_config(), webhook("slow", &slow, ""));
+    let mut server = Server::start(&config).await;
+    let http = Http::new();
+    let answer = http
+        .post_json(
+            &server.url("/api/v2/alerts"),
+            &json!([{"labels": {"alertname": "LastOne"}}]),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    // In flight at the target when the signal comes; it ends while the server drains.
+    wait_for_posts(&slow, 1).await;
+    server.signal("TERM");
+    let status = server.wait(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "log:\n{}", server.log());
+
+    let server = server.restart().await;
+    let history = http
+        .get(&server.url("/api/v1/deliveries?target=slow"))
+        .await
+        .json();
+    let entries = history["entries"].as_array().cloned().unwrap_or_default();
+    assert_eq!(entries.len(), 1, "{history}");
+    assert_eq!(entries[0]["outcome"], "delivered", "{history}");
+    assert_eq!(entries[0]["labels"]["alertname"], "LastOne", "{history}");
+}

@@ -70,6 +70,9 @@ pub(crate) struct Background {
     pub(crate) dispatcher: DispatcherHandle,
     /// The prober and the config watcher.
     pub(crate) tasks: tokio::task::JoinSet<()>,
+    /// The delivery history's recorder, and what stops it: after the dispatcher, so the records
+    /// of the last attempts are kept.
+    pub(crate) history: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
 impl App {
@@ -101,14 +104,18 @@ impl App {
         let (targets, invalid_secrets) =
             discovered_targets(&config, source.clone(), &registry, &mut tasks, &shutdown).await?;
         let breakers = circuit_breakers(&config, &clock)?;
+        // The history's recorder outlives the dispatcher: it stops once the attempts still in
+        // flight at shutdown have ended (`Background::history`), so their records are kept.
+        let history_stop = CancellationToken::new();
+        let mut history_task = None;
         let recorder = (config.queue.history_max_records > 0).then(|| {
             let (recorder, run) = crate::history::Recorder::start(
                 store.history.clone(),
                 config.queue.history(),
                 clock.clone(),
-                shutdown.clone(),
+                history_stop.clone(),
             );
-            tasks.spawn(run);
+            history_task = Some(tokio::spawn(run));
             recorder
         });
         let (metrics, stats, observer) = observability(recorder)?;
@@ -165,7 +172,15 @@ impl App {
             shutdown,
         });
         app.spawn_background(&mut tasks);
-        Ok((app, Background { dispatcher, tasks }))
+        let history = history_task.map(|task| (history_stop, task));
+        Ok((
+            app,
+            Background {
+                dispatcher,
+                tasks,
+                history,
+            },
+        ))
     }
 
     /// Starts the prober, the config watcher and the queue's maintenance; they stop at shutdown.

@@ -13,6 +13,9 @@ use crate::listener::{self, ListenerConfig};
 use crate::probes::Draining;
 use crate::shutdown::Phases;
 
+/// How long the history's recorder may take to write its last records at shutdown, at least.
+const HISTORY_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The blocking pool's size (see where the runtime is built).
 const MAX_BLOCKING_THREADS: usize = 16;
 
@@ -180,6 +183,19 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .is_err()
     {
         tracing::warn!("publishes still in flight at the shutdown deadline were left in the queue");
+    }
+    // The attempts have ended (or been left to the queue): their records go to the history.
+    if let Some((stop, task)) = background.history.take() {
+        stop.cancel();
+        if tokio::time::timeout_at(
+            deadline.max(tokio::time::Instant::now() + HISTORY_FLUSH),
+            task,
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!("the last delivery-history records were not written by the deadline");
+        }
     }
     background.tasks.abort_all();
     while background.tasks.join_next().await.is_some() {}
