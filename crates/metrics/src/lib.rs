@@ -341,14 +341,18 @@ impl Instruments {
     }
 }
 
+/// The slots of [`Inner::seen`].
+const SEEN_QUARANTINED: usize = 0;
+const SEEN_EVICTED: usize = 1;
+const SEEN_SECRETS: usize = 2;
+
 struct Inner {
     registry: prometheus::Registry,
     provider: SdkMeterProvider,
     instruments: Instruments,
-    /// The store's counters as last seen, so each reading adds only what is new.
-    store_seen: [AtomicU64; 2],
-    /// The invalid Secrets as last seen (see [`Metrics::record_invalid_secrets`]).
-    secrets_seen: AtomicU64,
+    /// Totals kept elsewhere as last seen (the store's quarantined records and evicted dead
+    /// letters, the discovery's invalid Secrets), so each reading adds only what is new.
+    seen: [AtomicU64; 3],
 }
 
 /// alertpub's metrics: every instrument of the spec, on its own Prometheus registry.
@@ -392,8 +396,7 @@ impl Metrics {
                 registry,
                 provider,
                 instruments,
-                store_seen: [AtomicU64::new(0), AtomicU64::new(0)],
-                secrets_seen: AtomicU64::new(0),
+                seen: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             }),
         })
     }
@@ -500,10 +503,7 @@ impl Metrics {
     /// Brings `alertpub_discovery_invalid_secrets_total` up to `total`, the discovery's count
     /// since the start.
     pub fn record_invalid_secrets(&self, total: u64) {
-        let before = self.inner.secrets_seen.fetch_max(total, Ordering::SeqCst);
-        self.ins()
-            .invalid_secrets
-            .add(total.saturating_sub(before), &[]);
+        self.follow(SEEN_SECRETS, &self.ins().invalid_secrets, total);
     }
 
     /// Counts one health check of `target` in `alertpub_health_checks_total{target,result}`, and
@@ -596,17 +596,19 @@ impl Metrics {
             _ => 2,
         };
         ins.store_condition.record(condition, &[]);
-        let seen = &self.inner.store_seen;
-        for (i, (counter, total)) in [
-            (&ins.quarantined, health.quarantined_records),
-            (&ins.dlq_evicted, health.evicted_dead_letters),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let before = seen[i].fetch_max(total, Ordering::SeqCst);
-            counter.add(total.saturating_sub(before), &[]);
-        }
+        self.follow(
+            SEEN_QUARANTINED,
+            &ins.quarantined,
+            health.quarantined_records,
+        );
+        self.follow(SEEN_EVICTED, &ins.dlq_evicted, health.evicted_dead_letters);
+    }
+
+    /// Brings `counter` up to `total`, a count kept elsewhere since the start, by what it
+    /// gained since the last reading (slot `slot` of the totals seen).
+    fn follow(&self, slot: usize, counter: &Counter<u64>, total: u64) {
+        let before = self.inner.seen[slot].fetch_max(total, Ordering::SeqCst);
+        counter.add(total.saturating_sub(before), &[]);
     }
 
     /// Adds `n` to `alertpub_ingest_alerts_total{source}`.
