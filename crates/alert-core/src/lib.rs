@@ -72,7 +72,9 @@ pub use message_ref::{InMemoryMessageRefs, MessageRef, MessageRefStore};
 pub use observer::{
     AttemptEnded, CallOutcome, NoopObserver, ParallelOutcome, PublishObserver, SkipReason,
 };
-pub use publisher::{BoxFuture, Delivery, HealthProbe, PublishRequest, Publisher, Receipt};
+pub use publisher::{
+    BoxFuture, BuildError, Delivery, HealthProbe, PublishRequest, Publisher, Receipt,
+};
 pub use secret::{Secret, redact_url};
 pub use source::{StaticTargetSource, TargetSource};
 pub use target::{

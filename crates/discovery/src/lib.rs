@@ -31,7 +31,7 @@
 //!         Box::pin(async { Ok(Receipt::default()) })
 //!     }
 //! }
-//! let factory = |_: &Target| -> Result<Arc<dyn Publisher>, publisher_http::BuildError> { Ok(Arc::new(Accept)) };
+//! let factory = |_: &Target| -> Result<Arc<dyn Publisher>, alert_core::BuildError> { Ok(Arc::new(Accept)) };
 //! let yaml = "targets:\n  - name: ops\n    kind: webhook\n    filter: ['severity=~\"critical|warning\"']\n";
 //! let loaded = discovery::load_str(yaml, Path::new("inline.yaml"), &factory).unwrap();
 //! assert_eq!(loaded.targets.len(), 1);

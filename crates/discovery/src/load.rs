@@ -4,11 +4,11 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use alert_core::BuildError;
 use alert_core::{
     BoxFuture, DisabledReason, ErrorKind, KindSettings, PermanentReason, PublishError,
     PublishRequest, Publisher, Receipt, Target, TargetEntry, TargetSet,
 };
-use publisher_http::BuildError;
 
 use crate::config::{Config, TargetSpec};
 use crate::trust::{Trust, TrustError, admit};

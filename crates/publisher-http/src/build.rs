@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use alert_core::{KindSettings, MessageRefStore, Secret, TargetName, redact_url};
+use alert_core::{BuildError, KindSettings, MessageRefStore, Secret, TargetName, redact_url};
 use serde::de::DeserializeOwned;
 
 use crate::client::HttpClient;
@@ -44,42 +44,6 @@ impl std::fmt::Debug for BuildContext {
         f.debug_struct("BuildContext")
             .field("target", &self.target)
             .finish_non_exhaustive()
-    }
-}
-
-/// Why a publisher could not be built from its settings. No variant carries a secret.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// The settings do not match the kind's `Config`.
-    #[error("invalid settings: {0}")]
-    Settings(String),
-    /// A credential could not be read. The target loads disabled with reason `secret_unavailable`.
-    #[error("secret `{field}` is unavailable: {reason}")]
-    SecretUnavailable {
-        /// The settings field that names the secret.
-        field: &'static str,
-        /// Why, without the value.
-        reason: String,
-    },
-    /// A URL setting is not an absolute http(s) URL.
-    #[error("`{field}` is not an absolute http or https URL: {url}")]
-    InvalidUrl {
-        /// The settings field.
-        field: &'static str,
-        /// The URL, redacted.
-        url: String,
-    },
-    /// A template does not compile.
-    #[error("template: {0}")]
-    Template(String),
-}
-
-impl BuildError {
-    /// Whether the target should load disabled with reason `secret_unavailable`.
-    #[must_use]
-    pub fn is_secret_unavailable(&self) -> bool {
-        matches!(self, Self::SecretUnavailable { .. })
     }
 }
 

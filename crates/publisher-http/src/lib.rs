@@ -39,9 +39,8 @@ mod client;
 mod limit;
 mod request;
 
-pub use build::{
-    BuildContext, BuildError, check_base_url, parse_settings, resolve_secret, split_settings,
-};
+pub use alert_core::BuildError;
+pub use build::{BuildContext, check_base_url, parse_settings, resolve_secret, split_settings};
 pub use classify::{Classify, DefaultClassifier, classify_status, parse_retry_after};
 pub use client::{ClientBuildError, ClientConfig, HttpClient, HttpResponse, InMemoryHandler};
 pub use request::{HttpRequest, RequestError};
