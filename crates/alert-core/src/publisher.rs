@@ -203,7 +203,7 @@ pub enum BuildError {
     #[error("secret `{field}` is unavailable: {reason}")]
     SecretUnavailable {
         /// The settings field that names the secret.
-        field: &'static str,
+        field: String,
         /// Why, without the value.
         reason: String,
     },

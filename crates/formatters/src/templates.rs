@@ -95,6 +95,18 @@ pub(crate) struct Texts {
     pub(crate) description: String,
 }
 
+// === impl TemplateConfig ===
+
+impl TemplateConfig {
+    /// Compiles these templates at config load.
+    ///
+    /// # Errors
+    /// [`alert_core::BuildError::Template`] naming the field whose template does not compile.
+    pub fn compile(&self) -> Result<Templates, alert_core::BuildError> {
+        Templates::new(self).map_err(|e| alert_core::BuildError::Template(e.to_string()))
+    }
+}
+
 // === impl Templates ===
 
 impl Templates {

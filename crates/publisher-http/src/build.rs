@@ -3,8 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use alert_core::{BuildError, KindSettings, MessageRefStore, Secret, TargetName, redact_url};
-use serde::de::DeserializeOwned;
+use alert_core::{BuildError, MessageRefStore, Secret, TargetName, redact_url};
 
 use crate::client::HttpClient;
 
@@ -47,28 +46,6 @@ impl std::fmt::Debug for BuildContext {
     }
 }
 
-/// Parses a kind's settings into its `Config`.
-///
-/// # Errors
-/// [`BuildError::Settings`] with serde's message (field names, never values of secret fields,
-/// which are all strings).
-pub fn parse_settings<T: DeserializeOwned>(settings: &KindSettings) -> Result<T, BuildError> {
-    serde_json::from_value(serde_json::Value::Object(settings.0.clone()))
-        .map_err(|e| BuildError::Settings(e.to_string()))
-}
-
-/// Splits settings in two: the keys named in `own` (a publisher's transport settings) and the rest
-/// (typically a formatter's settings). Each half can then be parsed with `deny_unknown_fields`.
-#[must_use]
-pub fn split_settings(settings: &KindSettings, own: &[&str]) -> (KindSettings, KindSettings) {
-    let (mine, rest) = settings
-        .0
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .partition(|(k, _)| own.contains(&k.as_str()));
-    (KindSettings(mine), KindSettings(rest))
-}
-
 /// The most a secret file may hold: a token, a key or a URL is far smaller, and a path such as
 /// `/dev/zero` must not be read for ever.
 pub(crate) const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
@@ -99,7 +76,10 @@ pub fn resolve_secret(
     inline: Option<&str>,
     file: Option<&Path>,
 ) -> Result<Secret<String>, BuildError> {
-    let unavailable = |reason: String| BuildError::SecretUnavailable { field, reason };
+    let unavailable = |reason: String| BuildError::SecretUnavailable {
+        field: field.to_owned(),
+        reason,
+    };
     let value = match (inline, file) {
         (Some(_), Some(_)) => {
             return Err(unavailable(format!(

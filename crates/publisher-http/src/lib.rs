@@ -1,7 +1,11 @@
 //! The one HTTP client stack that every alertpub publisher shares.
 //!
 //! Publishers write two things only: how to build their request, and — when the status code is not
-//! enough — how to classify the answer. Everything else lives here, once:
+//! enough — how to classify the answer ([`HttpPublisher`]; [`HttpTarget`] is the `Publisher` of
+//! each). Everything else lives here, once:
+//! - the shared settings: a [`Credential`] (inline, `${env:VAR}` or `NAME_file`), a [`BaseUrl`]
+//!   with the vendor's default, and reading a target's settings ([`parse_settings`],
+//!   [`split_settings`]);
 //! - a pooled hyper-util client with rustls on the ring provider, trusting the webpki roots plus any
 //!   extra CA certificates the configuration names ([`HttpClient`], [`ClientConfig`]), with a
 //!   connection pool and connection cap per target ([`BuildContext::new`] gives each target its
@@ -37,10 +41,16 @@ mod build;
 mod classify;
 mod client;
 mod limit;
+mod publish;
 mod request;
+mod settings;
 
 pub use alert_core::BuildError;
-pub use build::{BuildContext, check_base_url, parse_settings, resolve_secret, split_settings};
+pub use build::{BuildContext, check_base_url, resolve_secret};
 pub use classify::{Classify, DefaultClassifier, classify_status, parse_retry_after};
 pub use client::{ClientBuildError, ClientConfig, HttpClient, HttpResponse, InMemoryHandler};
+pub use publish::{
+    Answer, Call, HttpPublisher, HttpTarget, MAX_FOLLOW_UPS, Outgoing, RefUpdate, build_publisher,
+};
 pub use request::{HttpRequest, RequestError};
+pub use settings::{BaseUrl, Credential, parse_settings, split_settings};

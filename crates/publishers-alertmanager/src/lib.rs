@@ -38,18 +38,12 @@
 //! # }
 //! ```
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use alert_core::{
-    BoxFuture, HealthProbe, KindSettings, PublishError, PublishRequest, Publisher, Receipt, Secret,
-    wire,
-};
-use formatters::FormatContext;
+use alert_core::{HealthProbe, KindSettings, PublishError, Secret, wire};
 use publisher_http::{
-    BuildContext, BuildError, DefaultClassifier, HttpClient, HttpRequest, check_base_url,
-    parse_settings, resolve_secret,
+    BuildContext, BuildError, Call, Credential, HttpPublisher, HttpRequest, Outgoing,
+    check_base_url, parse_settings,
 };
 use serde::Deserialize;
 
@@ -66,12 +60,10 @@ pub struct Config {
     /// How often a firing alert is re-forwarded, as "1m"; default 1m.
     #[serde(default)]
     pub refresh_interval: Option<String>,
-    /// An optional bearer token, for an Alertmanager behind an authenticating proxy.
+    /// An optional bearer token (or `bearer_token_file`), for an Alertmanager behind an
+    /// authenticating proxy.
     #[serde(default)]
-    pub bearer_token: Option<Secret<String>>,
-    /// A file holding the bearer token.
-    #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
+    pub bearer_token: Option<Credential>,
 }
 
 impl Config {
@@ -96,52 +88,15 @@ impl Config {
 /// The Alertmanager forwarding publisher.
 #[derive(Debug)]
 pub struct AlertmanagerPublisher {
-    client: HttpClient,
     endpoint: String,
     health: String,
     refresh_interval: Duration,
     bearer: Option<Secret<String>>,
 }
 
-/// Builds the publisher from a target's settings.
-///
-/// # Errors
-/// [`BuildError`].
-pub fn from_settings(
-    settings: &KindSettings,
-    context: &BuildContext,
-) -> Result<Arc<dyn Publisher>, BuildError> {
-    Ok(Arc::new(AlertmanagerPublisher::new(
-        &parse_settings(settings)?,
-        context.client.clone(),
-    )?))
-}
+publisher_http::from_settings!(AlertmanagerPublisher);
 
 impl AlertmanagerPublisher {
-    /// Builds the publisher from its config.
-    ///
-    /// # Errors
-    /// [`BuildError`] for a bad URL or interval, or an unavailable token.
-    pub fn new(config: &Config, client: HttpClient) -> Result<Self, BuildError> {
-        let base = check_base_url("url", &config.url)?;
-        let refresh_interval = config.refresh_interval()?;
-        let bearer = match (&config.bearer_token, &config.bearer_token_file) {
-            (None, None) => None,
-            (inline, file) => Some(resolve_secret(
-                "bearer_token",
-                inline.as_ref().map(|s| s.expose().as_str()),
-                file.as_deref(),
-            )?),
-        };
-        Ok(Self {
-            client,
-            endpoint: format!("{base}/api/v2/alerts"),
-            health: format!("{base}/-/healthy"),
-            refresh_interval,
-            bearer,
-        })
-    }
-
     /// How often a firing alert is re-forwarded.
     #[must_use]
     pub fn refresh_interval(&self) -> Duration {
@@ -149,36 +104,39 @@ impl AlertmanagerPublisher {
     }
 }
 
-impl Publisher for AlertmanagerPublisher {
-    fn publish<'a>(
-        &'a self,
-        request: PublishRequest<'a>,
-    ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
-        Box::pin(async move {
-            let context = FormatContext::new(request.status, request.at);
-            let alert = &request.alert.alert;
-            if let Some(url) = alert.generator_url()
-                && !url.is_empty()
-                && !formatters::alertmanager::is_absolute_request_uri(url)
-            {
-                tracing::warn!(
-                    fingerprint = %alert.fingerprint(),
-                    generator_url_chars = url.chars().count(),
-                    "the alert's generatorURL is not an absolute URI, which Alertmanager refuses \
-                     with 422; it is forwarded without one"
-                );
-            }
-            let body = formatters::alertmanager::postable_alerts_with_context(
-                &[&request.alert.alert],
-                &context,
-            )?;
-            let mut http = HttpRequest::post(&self.endpoint)?.json(body);
-            if let Some(token) = &self.bearer {
-                http = http.bearer(token)?;
-            }
-            let response = self.client.send(http, &DefaultClassifier).await?;
-            Ok(Receipt::with_status(response.status.as_u16()))
+impl HttpPublisher for AlertmanagerPublisher {
+    const KIND: &'static str = "alertmanager";
+
+    fn build(settings: &KindSettings, _: &BuildContext) -> Result<Self, BuildError> {
+        let config: Config = parse_settings(settings)?;
+        let base = check_base_url("url", &config.url)?;
+        Ok(Self {
+            endpoint: format!("{base}/api/v2/alerts"),
+            health: format!("{base}/-/healthy"),
+            refresh_interval: config.refresh_interval()?,
+            bearer: Credential::optional(config.bearer_token.as_ref(), "bearer_token")?,
         })
+    }
+
+    fn request(&self, call: &Call<'_>) -> Result<Outgoing, PublishError> {
+        let alert = &call.alert.alert;
+        if let Some(url) = alert.generator_url()
+            && !url.is_empty()
+            && !formatters::alertmanager::is_absolute_request_uri(url)
+        {
+            tracing::warn!(
+                fingerprint = %alert.fingerprint(),
+                generator_url_chars = url.chars().count(),
+                "the alert's generatorURL is not an absolute URI, which Alertmanager refuses \
+                 with 422; it is forwarded without one"
+            );
+        }
+        let body = formatters::alertmanager::postable_alerts_with_context(&[alert], &call.context)?;
+        let mut http = HttpRequest::post(&self.endpoint)?.json(body);
+        if let Some(token) = &self.bearer {
+            http = http.bearer(token)?;
+        }
+        Ok(http.into())
     }
 
     /// `GET /-/healthy`, with the bearer token when one is configured.

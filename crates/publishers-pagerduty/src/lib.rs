@@ -30,17 +30,13 @@
 //! # }
 //! ```
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
-use alert_core::{
-    BoxFuture, HealthProbe, KindSettings, PublishError, PublishRequest, Publisher, Receipt, Secret,
-};
+use alert_core::{HealthProbe, KindSettings, PublishError, Secret};
+use formatters::TemplateConfig;
+use formatters::Templates;
 use formatters::pagerduty::PagerDutySettings;
-use formatters::{FormatContext, TemplateConfig, Templates};
 use publisher_http::{
-    BuildContext, BuildError, DefaultClassifier, HttpClient, HttpRequest, check_base_url,
-    parse_settings, resolve_secret, split_settings,
+    BaseUrl, BuildContext, BuildError, Call, Credential, HttpPublisher, HttpRequest, Outgoing,
+    split_settings,
 };
 use serde::Deserialize;
 
@@ -56,101 +52,51 @@ pub const DEFAULT_URL: &str = "https://events.pagerduty.com";
 pub struct Config {
     /// The base URL, default `https://events.pagerduty.com`; `/v2/enqueue` is appended.
     #[serde(default)]
-    pub url: Option<String>,
-    /// The integration's routing key, or `${env:VAR}`.
+    pub url: BaseUrl,
+    /// The integration's routing key (or `routing_key_file`).
     #[serde(default)]
-    pub routing_key: Option<Secret<String>>,
-    /// A file holding the routing key.
-    #[serde(default)]
-    pub routing_key_file: Option<PathBuf>,
+    pub routing_key: Option<Credential>,
     /// Templates for the summary.
     #[serde(default)]
     pub templates: TemplateConfig,
 }
 
-const OWN_KEYS: &[&str] = &["url", "routing_key", "routing_key_file", "templates"];
-
 /// The PagerDuty publisher.
 pub struct PagerDutyPublisher {
-    client: HttpClient,
     endpoint: String,
     routing_key: Secret<String>,
     event: PagerDutySettings,
     templates: Templates,
 }
 
-impl std::fmt::Debug for PagerDutyPublisher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PagerDutyPublisher")
-            .field("endpoint", &alert_core::redact_url(&self.endpoint))
-            .finish_non_exhaustive()
-    }
-}
+publisher_http::from_settings!(PagerDutyPublisher);
 
-/// Builds the publisher from a target's settings.
-///
-/// # Errors
-/// [`BuildError`]; an unreadable routing key is [`BuildError::SecretUnavailable`].
-pub fn from_settings(
-    settings: &KindSettings,
-    context: &BuildContext,
-) -> Result<Arc<dyn Publisher>, BuildError> {
-    let (own, event) = split_settings(settings, OWN_KEYS);
-    Ok(Arc::new(PagerDutyPublisher::new(
-        parse_settings(&own)?,
-        parse_settings(&event)?,
-        context.client.clone(),
-    )?))
-}
+impl HttpPublisher for PagerDutyPublisher {
+    const KIND: &'static str = "pagerduty";
 
-impl PagerDutyPublisher {
-    /// Builds the publisher.
-    ///
-    /// # Errors
-    /// [`BuildError`] for a bad URL or template, or an unavailable routing key.
-    pub fn new(
-        config: Config,
-        event: PagerDutySettings,
-        client: HttpClient,
-    ) -> Result<Self, BuildError> {
-        let base = check_base_url("url", config.url.as_deref().unwrap_or(DEFAULT_URL))?;
-        let routing_key = resolve_secret(
-            "routing_key",
-            config.routing_key.as_ref().map(|s| s.expose().as_str()),
-            config.routing_key_file.as_deref(),
-        )?;
-        let templates =
-            Templates::new(&config.templates).map_err(|e| BuildError::Template(e.to_string()))?;
+    fn build(settings: &KindSettings, _: &BuildContext) -> Result<Self, BuildError> {
+        let (config, event): (Config, PagerDutySettings) =
+            split_settings(settings, &["url", "routing_key", "templates"])?;
         Ok(Self {
-            client,
-            endpoint: format!("{base}/v2/enqueue"),
-            routing_key,
+            endpoint: format!("{}/v2/enqueue", config.url.or("url", DEFAULT_URL)?),
+            routing_key: Credential::required(config.routing_key.as_ref(), "routing_key")?,
             event,
-            templates,
+            templates: config.templates.compile()?,
         })
     }
-}
 
-impl Publisher for PagerDutyPublisher {
-    fn publish<'a>(
-        &'a self,
-        request: PublishRequest<'a>,
-    ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
-        Box::pin(async move {
-            let context = FormatContext::new(request.status, request.at);
-            let body = formatters::pagerduty::event(
-                request.alert,
-                &context,
-                self.routing_key.expose(),
-                &self.event,
-                &self.templates,
-            )?;
-            let http = HttpRequest::post(&self.endpoint)?
-                .json(body)
-                .scrub(&self.routing_key);
-            let response = self.client.send(http, &DefaultClassifier).await?;
-            Ok(Receipt::with_status(response.status.as_u16()))
-        })
+    fn request(&self, call: &Call<'_>) -> Result<Outgoing, PublishError> {
+        let body = formatters::pagerduty::event(
+            call.alert,
+            &call.context,
+            self.routing_key.expose(),
+            &self.event,
+            &self.templates,
+        )?;
+        let request = HttpRequest::post(&self.endpoint)?
+            .json(body)
+            .scrub(&self.routing_key);
+        Ok(request.into())
     }
 
     /// `GET` on the enqueue endpoint. The routing key travels in event bodies, so the probe carries

@@ -51,18 +51,14 @@
 //! # }
 //! ```
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use alert_core::{
-    AlertStatus, BoxFuture, ErrorKind, HealthProbe, KindSettings, MessageRef, MessageRefStore,
-    PermanentReason, PublishError, PublishRequest, Publisher, Receipt, Secret, TargetName,
+    ErrorKind, HealthProbe, KindSettings, MessageRef, PermanentReason, PublishError, Secret,
 };
 use formatters::rootly::RootlySettings;
-use formatters::{FormatContext, TemplateConfig, Templates};
+use formatters::{TemplateConfig, Templates};
 use publisher_http::{
-    BuildContext, BuildError, DefaultClassifier, HttpClient, HttpRequest, check_base_url,
-    parse_settings, resolve_secret, split_settings,
+    Answer, BaseUrl, BuildContext, BuildError, Call, Credential, HttpPublisher, HttpRequest,
+    HttpResponse, Outgoing, RefUpdate, split_settings,
 };
 use serde::Deserialize;
 
@@ -85,90 +81,31 @@ const NO_STORED_ID: &str = "no Rootly alert id is stored for this alert; Rootly 
 pub struct Config {
     /// The base URL, default `https://api.rootly.com`.
     #[serde(default)]
-    pub url: Option<String>,
-    /// The API key, or `${env:VAR}`.
+    pub url: BaseUrl,
+    /// The API key (or `api_key_file`).
     #[serde(default)]
-    pub api_key: Option<Secret<String>>,
-    /// A file holding the API key.
-    #[serde(default)]
-    pub api_key_file: Option<PathBuf>,
+    pub api_key: Option<Credential>,
     /// Templates for the summary and description.
     #[serde(default)]
     pub templates: TemplateConfig,
 }
 
-const OWN_KEYS: &[&str] = &["url", "api_key", "api_key_file", "templates"];
-
 /// The Rootly publisher.
 pub struct RootlyPublisher {
-    client: HttpClient,
     base: String,
     api_key: Secret<String>,
-    target: TargetName,
     alert: RootlySettings,
     templates: Templates,
-    refs: Arc<dyn MessageRefStore>,
 }
 
-impl std::fmt::Debug for RootlyPublisher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RootlyPublisher")
-            .field("target", &self.target)
-            .field("base", &alert_core::redact_url(&self.base))
-            .finish_non_exhaustive()
-    }
-}
-
-/// Builds the publisher from a target's settings.
-///
-/// # Errors
-/// [`BuildError`]; an unreadable API key is [`BuildError::SecretUnavailable`].
-pub fn from_settings(
-    settings: &KindSettings,
-    context: &BuildContext,
-) -> Result<Arc<dyn Publisher>, BuildError> {
-    let (own, alert) = split_settings(settings, OWN_KEYS);
-    Ok(Arc::new(RootlyPublisher::new(
-        &parse_settings::<Config>(&own)?,
-        parse_settings(&alert)?,
-        context,
-    )?))
-}
+publisher_http::from_settings!(RootlyPublisher);
 
 impl RootlyPublisher {
-    /// Builds the publisher.
-    ///
-    /// # Errors
-    /// [`BuildError`] for a bad URL or template, or an unavailable API key.
-    pub fn new(
-        config: &Config,
-        alert: RootlySettings,
-        context: &BuildContext,
-    ) -> Result<Self, BuildError> {
-        let base = check_base_url("url", config.url.as_deref().unwrap_or(DEFAULT_URL))?;
-        let api_key = resolve_secret(
-            "api_key",
-            config.api_key.as_ref().map(|s| s.expose().as_str()),
-            config.api_key_file.as_deref(),
-        )?;
-        let templates =
-            Templates::new(&config.templates).map_err(|e| BuildError::Template(e.to_string()))?;
-        Ok(Self {
-            client: context.client.clone(),
-            base,
-            api_key,
-            target: context.target.clone(),
-            alert,
-            templates,
-            refs: context.message_refs.clone(),
-        })
-    }
-
-    fn request(&self, path: &str, body: Vec<u8>) -> Result<HttpRequest, PublishError> {
-        HttpRequest::post(&format!("{}{path}", self.base))?
+    fn post(&self, path: &str, body: Vec<u8>) -> Result<Outgoing, PublishError> {
+        let request = HttpRequest::post(&format!("{}{path}", self.base))?
             .body_with_type(body, CONTENT_TYPE)
-            .bearer(&self.api_key)
-            .map_err(PublishError::from)
+            .bearer(&self.api_key)?;
+        Ok(request.into())
     }
 }
 
@@ -182,69 +119,72 @@ struct CreatedData {
     id: serde_json::Value,
 }
 
-impl Publisher for RootlyPublisher {
-    fn publish<'a>(
-        &'a self,
-        request: PublishRequest<'a>,
-    ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
-        Box::pin(async move {
-            let context = FormatContext::new(request.status, request.at);
-            let fingerprint = request.alert.alert.fingerprint();
-            if context.status == AlertStatus::Resolved {
-                let Some(created) = self.refs.get(self.target.as_str(), fingerprint).await else {
-                    return Err(PublishError::new(
-                        ErrorKind::Permanent {
-                            reason: PermanentReason::Config,
-                        },
-                        NO_STORED_ID,
-                    ));
-                };
-                let body =
-                    formatters::rootly::resolve_body(request.alert, &context, &self.templates)?;
-                let path = format!("/v1/alerts/{}/resolve", created.id);
-                let response = self
-                    .client
-                    .send(self.request(&path, body)?, &DefaultClassifier)
-                    .await?;
-                self.refs.remove(self.target.as_str(), fingerprint).await;
-                return Ok(Receipt::with_status(response.status.as_u16()));
-            }
-            let body = formatters::rootly::alert_body(
-                request.alert,
-                &context,
-                &self.alert,
-                &self.templates,
-            )?;
-            let response = self
-                .client
-                .send(self.request("/v1/alerts", body)?, &DefaultClassifier)
-                .await?;
-            let mut receipt = Receipt::with_status(response.status.as_u16());
-            // Only a firing gets here: a resolve returned above.
-            if let Ok(created) = serde_json::from_slice::<Created>(&response.body) {
-                let id = match created.data.id {
-                    serde_json::Value::String(id) => id,
-                    other => other.to_string(),
-                };
-                // The id goes into a URL path later, so only plain ids are kept.
-                if id.is_empty()
-                    || !id
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                {
-                    return Ok(receipt);
-                }
-                self.refs
-                    .put(
-                        self.target.as_str(),
-                        fingerprint,
-                        MessageRef::new("", id.clone()),
-                    )
-                    .await;
-                receipt.message_ref = Some(id);
-            }
-            Ok(receipt)
+impl HttpPublisher for RootlyPublisher {
+    const KIND: &'static str = "rootly";
+
+    fn build(settings: &KindSettings, _: &BuildContext) -> Result<Self, BuildError> {
+        let (config, alert): (Config, RootlySettings) =
+            split_settings(settings, &["url", "api_key", "templates"])?;
+        Ok(Self {
+            base: config.url.or("url", DEFAULT_URL)?,
+            api_key: Credential::required(config.api_key.as_ref(), "api_key")?,
+            alert,
+            templates: config.templates.compile()?,
         })
+    }
+
+    /// A resolve needs the id Rootly gave the firing.
+    fn threads(&self) -> bool {
+        true
+    }
+
+    fn request(&self, call: &Call<'_>) -> Result<Outgoing, PublishError> {
+        if call.is_resolve() {
+            let Some(created) = &call.original else {
+                return Err(PublishError::new(
+                    ErrorKind::Permanent {
+                        reason: PermanentReason::Config,
+                    },
+                    NO_STORED_ID,
+                ));
+            };
+            let body =
+                formatters::rootly::resolve_body(call.alert, &call.context, &self.templates)?;
+            return self.post(&format!("/v1/alerts/{}/resolve", created.id), body);
+        }
+        let body = formatters::rootly::alert_body(
+            call.alert,
+            &call.context,
+            &self.alert,
+            &self.templates,
+        )?;
+        self.post("/v1/alerts", body)
+    }
+
+    /// A resolve forgets the id; a firing keeps the id Rootly answered with, when it is a plain
+    /// one (it goes into a URL path later).
+    fn answer(&self, call: &Call<'_>, response: &HttpResponse) -> Result<Answer, PublishError> {
+        if call.is_resolve() {
+            return Ok(Answer::Accepted {
+                message_ref: None,
+                refs: RefUpdate::Forget,
+            });
+        }
+        let Ok(created) = serde_json::from_slice::<Created>(&response.body) else {
+            return Ok(Answer::accepted());
+        };
+        let id = match created.data.id {
+            serde_json::Value::String(id) => id,
+            other => other.to_string(),
+        };
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Ok(Answer::accepted());
+        }
+        Ok(Answer::keep(MessageRef::new("", id)))
     }
 
     /// `GET /v1/alerts` with the API key, so a rejected key shows as degraded(auth).

@@ -63,19 +63,16 @@
 //! # }
 //! ```
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use alert_core::{
-    AlertStatus, BoxFuture, ErrorKind, HealthProbe, KindSettings, MessageRef, MessageRefStore,
-    PermanentReason, PublishError, PublishRequest, Publisher, Receipt, Secret, TargetName,
+    ErrorKind, HealthProbe, KindSettings, MessageRef, PermanentReason, PublishError, Secret,
 };
 use formatters::slack::SlackSettings;
-use formatters::{FormatContext, TemplateConfig, Templates};
+use formatters::{TemplateConfig, Templates};
 use http::Method;
 use publisher_http::{
-    BuildContext, BuildError, Classify, DefaultClassifier, HttpClient, HttpRequest, HttpResponse,
-    check_base_url, classify_status, parse_settings, resolve_secret, split_settings,
+    Answer, BaseUrl, BuildContext, BuildError, Call, Classify, Credential, HttpPublisher,
+    HttpRequest, HttpResponse, Outgoing, RefUpdate, check_base_url, classify_status,
+    split_settings,
 };
 use serde::Deserialize;
 
@@ -99,21 +96,15 @@ pub enum ResolveMode {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Config {
-    /// Webhook mode: the incoming-webhook URL, or `${env:VAR}`.
+    /// Webhook mode: the incoming-webhook URL (or `webhook_url_file`).
     #[serde(default)]
-    pub webhook_url: Option<Secret<String>>,
-    /// Webhook mode: a file holding the webhook URL.
+    pub webhook_url: Option<Credential>,
+    /// Bot mode: the bot token (or `token_file`).
     #[serde(default)]
-    pub webhook_url_file: Option<PathBuf>,
-    /// Bot mode: the bot token, or `${env:VAR}`.
-    #[serde(default)]
-    pub token: Option<Secret<String>>,
-    /// Bot mode: a file holding the bot token.
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
+    pub token: Option<Credential>,
     /// Bot mode: the Web API base URL, default `https://slack.com/api`.
     #[serde(default)]
-    pub url: Option<String>,
+    pub url: BaseUrl,
     /// Bot mode: how a resolve is shown.
     #[serde(default)]
     pub resolve_mode: ResolveMode,
@@ -122,15 +113,7 @@ pub struct Config {
     pub templates: TemplateConfig,
 }
 
-const OWN_KEYS: &[&str] = &[
-    "webhook_url",
-    "webhook_url_file",
-    "token",
-    "token_file",
-    "url",
-    "resolve_mode",
-    "templates",
-];
+const OWN_KEYS: &[&str] = &["webhook_url", "token", "url", "resolve_mode", "templates"];
 
 enum Mode {
     Webhook {
@@ -146,77 +129,60 @@ enum Mode {
 
 /// The Slack publisher.
 pub struct SlackPublisher {
-    client: HttpClient,
     mode: Mode,
-    target: TargetName,
     message: SlackSettings,
     templates: Templates,
-    refs: Arc<dyn MessageRefStore>,
 }
 
-impl std::fmt::Debug for SlackPublisher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mode = match &self.mode {
-            Mode::Webhook { .. } => "webhook",
-            Mode::Bot { .. } => "bot",
-        };
-        f.debug_struct("SlackPublisher")
-            .field("target", &self.target)
-            .field("mode", &mode)
-            .finish_non_exhaustive()
+publisher_http::from_settings!(SlackPublisher);
+
+impl SlackPublisher {
+    /// A Web API call, judged by `classifier`.
+    fn call(
+        api: &str,
+        token: &Secret<String>,
+        method: &str,
+        message: &serde_json::Value,
+        classifier: &'static dyn Classify,
+    ) -> Result<Outgoing, PublishError> {
+        let http = HttpRequest::post(&format!("{api}/{method}"))?
+            .body_with_type(message.to_string(), "application/json; charset=utf-8")
+            .bearer(token)?;
+        Ok(Outgoing::classified_by(http, classifier))
+    }
+
+    /// The message for `call`, posted in the thread of `original`.
+    fn thread_reply(
+        &self,
+        call: &Call<'_>,
+        original: &MessageRef,
+    ) -> Result<serde_json::Value, PublishError> {
+        let mut message =
+            formatters::slack::message(call.alert, &call.context, &self.message, &self.templates)?;
+        message["channel"] = original.container.clone().into();
+        message["thread_ts"] = original.id.clone().into();
+        Ok(message)
     }
 }
 
-/// Builds the publisher from a target's settings.
-///
-/// # Errors
-/// [`BuildError`]; an unreadable webhook URL or token is [`BuildError::SecretUnavailable`].
-pub fn from_settings(
-    settings: &KindSettings,
-    context: &BuildContext,
-) -> Result<Arc<dyn Publisher>, BuildError> {
-    let (own, message) = split_settings(settings, OWN_KEYS);
-    Ok(Arc::new(SlackPublisher::new(
-        parse_settings(&own)?,
-        parse_settings(&message)?,
-        context,
-    )?))
-}
+impl HttpPublisher for SlackPublisher {
+    const KIND: &'static str = "slack";
 
-impl SlackPublisher {
-    /// Builds the publisher.
-    ///
-    /// # Errors
-    /// [`BuildError`] when the mode is ambiguous or incomplete, or a secret is unavailable.
-    pub fn new(
-        config: Config,
-        message: SlackSettings,
-        context: &BuildContext,
-    ) -> Result<Self, BuildError> {
-        let webhook = config.webhook_url.is_some() || config.webhook_url_file.is_some();
-        let bot = config.token.is_some() || config.token_file.is_some();
-        let mode = match (webhook, bot) {
-            (true, false) => {
-                let url = resolve_secret(
-                    "webhook_url",
-                    config.webhook_url.as_ref().map(|s| s.expose().as_str()),
-                    config.webhook_url_file.as_deref(),
-                )?;
+    fn build(settings: &KindSettings, _: &BuildContext) -> Result<Self, BuildError> {
+        let (config, message): (Config, SlackSettings) = split_settings(settings, OWN_KEYS)?;
+        let mode = match (&config.webhook_url, &config.token) {
+            (Some(url), None) => {
+                let url = url.resolve("webhook_url")?;
                 check_base_url("webhook_url", url.expose())?;
                 Mode::Webhook { url }
             }
-            (false, true) => {
-                let token = resolve_secret(
-                    "token",
-                    config.token.as_ref().map(|s| s.expose().as_str()),
-                    config.token_file.as_deref(),
-                )?;
+            (None, Some(token)) => {
+                let token = token.resolve("token")?;
                 let channel = message.channel.clone().ok_or_else(|| {
                     BuildError::Settings("bot-token mode needs `channel`".to_owned())
                 })?;
-                let api = check_base_url("url", config.url.as_deref().unwrap_or(DEFAULT_API_URL))?;
                 Mode::Bot {
-                    api,
+                    api: config.url.or("url", DEFAULT_API_URL)?,
                     token,
                     channel,
                     resolve_mode: config.resolve_mode,
@@ -228,116 +194,113 @@ impl SlackPublisher {
                 ));
             }
         };
-        let templates =
-            Templates::new(&config.templates).map_err(|e| BuildError::Template(e.to_string()))?;
         Ok(Self {
-            client: context.client.clone(),
             mode,
-            target: context.target.clone(),
             message,
-            templates,
-            refs: context.message_refs.clone(),
+            templates: config.templates.compile()?,
         })
     }
 
-    async fn publish_webhook(
-        &self,
-        url: &Secret<String>,
-        message: serde_json::Value,
-    ) -> Result<Receipt, PublishError> {
-        let request = HttpRequest::secret_url(Method::POST, url)?.json(message.to_string());
-        let response = self.client.send(request, &DefaultClassifier).await?;
-        Ok(Receipt::with_status(response.status.as_u16()))
+    /// In bot mode, a resolve updates or answers the firing's message.
+    fn threads(&self) -> bool {
+        matches!(self.mode, Mode::Bot { .. })
     }
 
-    async fn publish_bot(
-        &self,
-        (api, token, channel, resolve_mode): (&str, &Secret<String>, &str, &ResolveMode),
-        request: PublishRequest<'_>,
-        status: AlertStatus,
-        mut message: serde_json::Value,
-    ) -> Result<Receipt, PublishError> {
-        let fingerprint = request.alert.alert.fingerprint();
-        let original = match status {
-            AlertStatus::Resolved => self.refs.get(self.target.as_str(), fingerprint).await,
-            AlertStatus::Firing => None,
+    fn request(&self, call: &Call<'_>) -> Result<Outgoing, PublishError> {
+        let mut message =
+            formatters::slack::message(call.alert, &call.context, &self.message, &self.templates)?;
+        let (api, token, channel, resolve_mode) = match &self.mode {
+            Mode::Webhook { url } => {
+                return Ok(HttpRequest::secret_url(Method::POST, url)?
+                    .json(message.to_string())
+                    .into());
+            }
+            Mode::Bot {
+                api,
+                token,
+                channel,
+                resolve_mode,
+            } => (api, token, channel, resolve_mode),
         };
-        let (status_code, reply) = match (&original, resolve_mode) {
+        match (&call.original, resolve_mode) {
             (Some(original), ResolveMode::Update) => {
-                let mut update = message.clone();
-                update["channel"] = original.container.clone().into();
-                update["ts"] = original.id.clone().into();
-                let (status_code, reply) = self
-                    .call(api, token, "chat.update", &update, &UpdateClassifier)
-                    .await?;
-                if reply.ok {
-                    (status_code, reply)
-                } else {
-                    // `UpdateClassifier` lets only the errors that mean "this message can no
-                    // longer be edited" through: the resolve goes out as a reply in the original
-                    // message's thread instead (see the crate docs).
-                    message["channel"] = original.container.clone().into();
-                    message["thread_ts"] = original.id.clone().into();
-                    self.call(api, token, "chat.postMessage", &message, &WebApiClassifier)
-                        .await?
-                }
+                message["channel"] = original.container.clone().into();
+                message["ts"] = original.id.clone().into();
+                Self::call(api, token, "chat.update", &message, &UpdateClassifier)
             }
             (Some(original), ResolveMode::Thread) => {
-                message["channel"] = original.container.clone().into();
-                message["thread_ts"] = original.id.clone().into();
-                self.call(api, token, "chat.postMessage", &message, &WebApiClassifier)
-                    .await?
+                let reply = self.thread_reply(call, original)?;
+                Self::call(api, token, "chat.postMessage", &reply, &WebApiClassifier)
             }
             (None, _) => {
-                message["channel"] = channel.into();
-                self.call(api, token, "chat.postMessage", &message, &WebApiClassifier)
-                    .await?
+                message["channel"] = channel.as_str().into();
+                Self::call(api, token, "chat.postMessage", &message, &WebApiClassifier)
             }
-        };
-        let mut receipt = Receipt::with_status(status_code);
-        // `{"ok":true}` is Slack's word that the message was accepted; `ts` and `channel` are only
-        // what a later resolve needs. Without a `ts` the delivery still counts, with no message
-        // ref, and the resolve will be posted as a message of its own.
-        let Some(ts) = reply.ts else {
-            return Ok(receipt);
-        };
-        // Only a new top-level message becomes the message a later resolve refers to. Slack
-        // names the channel by id in its reply, which `chat.update` needs; the configured
-        // channel (perhaps a `#name`) is the fallback when the reply leaves it out.
-        if original.is_none() && status == AlertStatus::Firing {
-            let reply_channel = reply.channel.unwrap_or_else(|| channel.to_owned());
-            self.refs
-                .put(
-                    self.target.as_str(),
-                    fingerprint,
-                    MessageRef::new(reply_channel, ts.clone()),
-                )
-                .await;
         }
-        receipt.message_ref = Some(ts);
-        Ok(receipt)
     }
 
-    /// Calls one Web API method and returns the HTTP status and the parsed reply, which
-    /// `classifier` has already judged.
-    async fn call(
-        &self,
-        api: &str,
-        token: &Secret<String>,
-        method: &str,
-        message: &serde_json::Value,
-        classifier: &dyn Classify,
-    ) -> Result<(u16, WebApiReply), PublishError> {
-        let http = HttpRequest::post(&format!("{api}/{method}"))?
-            .body_with_type(message.to_string(), "application/json; charset=utf-8")
-            .bearer(token)?;
-        let response = self.client.send(http, classifier).await?;
+    /// In bot mode: a `chat.update` that Slack refused with one of the
+    /// [`UPDATE_FALLBACK_ERRORS`] is followed by the resolve as a reply in the original
+    /// message's thread. A new top-level firing message is kept for its resolve, by the channel
+    /// id Slack answers with (the configured channel, perhaps a `#name`, when the reply leaves it
+    /// out). `{"ok":true}` is Slack's word that the message was accepted; without a `ts` the
+    /// delivery still counts, with no message ref, and the resolve is posted on its own.
+    fn answer(&self, call: &Call<'_>, response: &HttpResponse) -> Result<Answer, PublishError> {
+        let Mode::Bot {
+            api,
+            token,
+            channel,
+            ..
+        } = &self.mode
+        else {
+            return Ok(Answer::accepted());
+        };
         // Both classifiers refuse a reply that is not a Web API object, so this parse succeeds.
         let reply: WebApiReply = serde_json::from_slice(&response.body).map_err(|_| {
             PublishError::new(ErrorKind::Transient, "Slack's reply is not JSON")
                 .with_status(response.status.as_u16())
         })?;
-        Ok((response.status.as_u16(), reply))
+        if !reply.ok
+            && let Some(original) = &call.original
+        {
+            let message = self.thread_reply(call, original)?;
+            return Ok(Answer::FollowUp(Box::new(Self::call(
+                api,
+                token,
+                "chat.postMessage",
+                &message,
+                &WebApiClassifier,
+            )?)));
+        }
+        let Some(ts) = reply.ts else {
+            return Ok(Answer::accepted());
+        };
+        if call.original.is_none() && !call.is_resolve() {
+            let reply_channel = reply.channel.unwrap_or_else(|| channel.clone());
+            return Ok(Answer::keep(MessageRef::new(reply_channel, ts)));
+        }
+        Ok(Answer::Accepted {
+            message_ref: Some(ts),
+            refs: RefUpdate::Unchanged,
+        })
+    }
+
+    /// Webhook mode: `GET` on the webhook URL (Slack answers 400 or 405, which proves it is
+    /// reachable). Bot mode: `GET {url}/auth.test` with the token; Slack answers a bad token with
+    /// `200 {"ok":false,"error":"invalid_auth"}` (or another of [`AUTH_REFUSED_ERRORS`]), which
+    /// [`auth_refused`] reads so that the target shows as degraded (`auth`).
+    fn health_probe(&self) -> Option<HealthProbe> {
+        Some(match &self.mode {
+            Mode::Webhook { url } => HealthProbe::new(url.clone()),
+            Mode::Bot { api, token, .. } => {
+                HealthProbe::new(Secret::new(format!("{api}/auth.test")))
+                    .with_header(
+                        "Authorization",
+                        Secret::new(format!("Bearer {}", token.expose())),
+                    )
+                    .with_auth_refused(auth_refused)
+            }
+        })
     }
 }
 
@@ -460,57 +423,5 @@ pub fn error_kind(code: &str) -> ErrorKind {
             ErrorKind::Transient
         }
         _ => permanent(PermanentReason::BadRequest),
-    }
-}
-
-impl Publisher for SlackPublisher {
-    fn publish<'a>(
-        &'a self,
-        request: PublishRequest<'a>,
-    ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
-        Box::pin(async move {
-            let context = FormatContext::new(request.status, request.at);
-            let message = formatters::slack::message(
-                request.alert,
-                &context,
-                &self.message,
-                &self.templates,
-            )?;
-            match &self.mode {
-                Mode::Webhook { url } => self.publish_webhook(url, message).await,
-                Mode::Bot {
-                    api,
-                    token,
-                    channel,
-                    resolve_mode,
-                } => {
-                    self.publish_bot(
-                        (api, token, channel, resolve_mode),
-                        request,
-                        context.status,
-                        message,
-                    )
-                    .await
-                }
-            }
-        })
-    }
-
-    /// Webhook mode: `GET` on the webhook URL (Slack answers 400 or 405, which proves it is
-    /// reachable). Bot mode: `GET {url}/auth.test` with the token; Slack answers a bad token with
-    /// `200 {"ok":false,"error":"invalid_auth"}` (or another of [`AUTH_REFUSED_ERRORS`]), which
-    /// [`auth_refused`] reads so that the target shows as degraded (`auth`).
-    fn health_probe(&self) -> Option<HealthProbe> {
-        Some(match &self.mode {
-            Mode::Webhook { url } => HealthProbe::new(url.clone()),
-            Mode::Bot { api, token, .. } => {
-                HealthProbe::new(Secret::new(format!("{api}/auth.test")))
-                    .with_header(
-                        "Authorization",
-                        Secret::new(format!("Bearer {}", token.expose())),
-                    )
-                    .with_auth_refused(auth_refused)
-            }
-        })
     }
 }

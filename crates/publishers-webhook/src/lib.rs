@@ -36,19 +36,14 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
 
-use alert_core::{
-    BoxFuture, HealthProbe, KindSettings, PublishError, PublishRequest, Publisher, Receipt, Secret,
-};
+use alert_core::{HealthProbe, KindSettings, PublishError, Secret};
 use base64::Engine as _;
-use formatters::FormatContext;
 use hmac::{Hmac, Mac};
 use http::Method;
 use publisher_http::{
-    BuildContext, BuildError, DefaultClassifier, HttpClient, HttpRequest, parse_settings,
-    resolve_secret,
+    BuildContext, BuildError, Call, Credential, HttpPublisher, HttpRequest, Outgoing,
+    parse_settings,
 };
 use serde::Deserialize;
 use sha2::Sha256;
@@ -61,12 +56,10 @@ pub const SIGNATURE_HEADER: &str = "X-Alertpub-Signature";
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Config {
-    /// The full URL called. May be `${env:VAR}`, since such URLs often embed tokens.
+    /// The full URL called (or `url_file`); may be `${env:VAR}`, since such URLs often embed
+    /// tokens.
     #[serde(default)]
-    pub url: Option<Secret<String>>,
-    /// A file holding the URL, instead of `url`.
-    #[serde(default)]
-    pub url_file: Option<PathBuf>,
+    pub url: Option<Credential>,
     /// `POST` (the default) or `PUT`.
     #[serde(default)]
     pub method: Option<String>,
@@ -77,12 +70,9 @@ pub struct Config {
     /// Authentication, at most one scheme.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
-    /// The HMAC-SHA256 signing secret.
+    /// The HMAC-SHA256 signing secret (or `hmac_secret_file`).
     #[serde(default)]
-    pub hmac_secret: Option<Secret<String>>,
-    /// A file holding the signing secret.
-    #[serde(default)]
-    pub hmac_secret_file: Option<PathBuf>,
+    pub hmac_secret: Option<Credential>,
 }
 
 /// How the webhook authenticates: exactly one of the three.
@@ -90,12 +80,9 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct AuthConfig {
-    /// `Authorization: Bearer <token>`.
+    /// `Authorization: Bearer <token>` (or `bearer_token_file`).
     #[serde(default)]
-    pub bearer_token: Option<Secret<String>>,
-    /// A file holding the bearer token.
-    #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
+    pub bearer_token: Option<Credential>,
     /// `Authorization: Basic …`.
     #[serde(default)]
     pub basic: Option<BasicAuth>,
@@ -111,12 +98,9 @@ pub struct AuthConfig {
 pub struct BasicAuth {
     /// The user name.
     pub username: String,
-    /// The password.
+    /// The password (or `password_file`).
     #[serde(default)]
-    pub password: Option<Secret<String>>,
-    /// A file holding the password.
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
+    pub password: Option<Credential>,
 }
 
 /// An API key sent in a header.
@@ -127,12 +111,9 @@ pub struct ApiKeyAuth {
     /// The header, default `X-API-Key`.
     #[serde(default = "default_api_key_header")]
     pub header: String,
-    /// The key.
+    /// The key (or `value_file`).
     #[serde(default)]
-    pub value: Option<Secret<String>>,
-    /// A file holding the key.
-    #[serde(default)]
-    pub value_file: Option<PathBuf>,
+    pub value: Option<Credential>,
 }
 
 fn default_api_key_header() -> String {
@@ -148,7 +129,6 @@ enum Auth {
 
 /// The webhook publisher.
 pub struct WebhookPublisher {
-    client: HttpClient,
     url: Secret<String>,
     /// What every request shares, built once: the parsed URL and its redacted form, the
     /// configured headers and the credentials. Each publish clones it and adds its own headers
@@ -159,40 +139,55 @@ pub struct WebhookPublisher {
     hmac_secret: Option<Secret<String>>,
 }
 
-impl std::fmt::Debug for WebhookPublisher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookPublisher")
-            .field("url", &self.template.redacted_url())
-            .field("method", self.template.method())
-            .finish_non_exhaustive()
+publisher_http::from_settings!(WebhookPublisher);
+
+fn resolve_auth(auth: AuthConfig) -> Result<Auth, BuildError> {
+    let schemes = usize::from(auth.bearer_token.is_some())
+        + usize::from(auth.basic.is_some())
+        + usize::from(auth.api_key.is_some());
+    if schemes != 1 {
+        return Err(BuildError::Settings(
+            "auth needs exactly one of bearer_token(_file), basic or api_key".to_owned(),
+        ));
     }
+    if let Some(basic) = auth.basic {
+        let password = Credential::required(basic.password.as_ref(), "auth.basic.password")?;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            basic.username,
+            password.expose()
+        ));
+        return Ok(Auth::Header(
+            "Authorization".to_owned(),
+            Secret::new(format!("Basic {encoded}")),
+        ));
+    }
+    if let Some(key) = auth.api_key {
+        let value = Credential::required(key.value.as_ref(), "auth.api_key.value")?;
+        return Ok(Auth::Header(key.header, value));
+    }
+    let token = Credential::required(auth.bearer_token.as_ref(), "auth.bearer_token")?;
+    Ok(Auth::Bearer(token))
 }
 
-/// Builds the publisher from a target's settings.
-///
-/// # Errors
-/// [`BuildError`]; an unreadable secret is [`BuildError::SecretUnavailable`].
-pub fn from_settings(
-    settings: &KindSettings,
-    context: &BuildContext,
-) -> Result<Arc<dyn Publisher>, BuildError> {
-    Ok(Arc::new(WebhookPublisher::new(
-        parse_settings(settings)?,
-        context.client.clone(),
-    )?))
+/// The signature: lowercase hex of HMAC-SHA256(secret, `"<timestamp>.<body>"`).
+#[must_use]
+pub fn sign(secret: &Secret<String>, timestamp: i64, body: &[u8]) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
 }
 
-impl WebhookPublisher {
-    /// Builds the publisher from its config.
-    ///
-    /// # Errors
-    /// [`BuildError`] for a bad URL, method or header, or an unavailable secret.
-    pub fn new(config: Config, client: HttpClient) -> Result<Self, BuildError> {
-        let url = resolve_secret(
-            "url",
-            config.url.as_ref().map(|s| s.expose().as_str()),
-            config.url_file.as_deref(),
-        )?;
+impl HttpPublisher for WebhookPublisher {
+    const KIND: &'static str = "webhook";
+
+    fn build(settings: &KindSettings, _: &BuildContext) -> Result<Self, BuildError> {
+        let config: Config = parse_settings(settings)?;
+        let url = Credential::required(config.url.as_ref(), "url")?;
         publisher_http::check_base_url("url", url.expose())?;
         let method = match config
             .method
@@ -212,14 +207,7 @@ impl WebhookPublisher {
             None => Auth::None,
             Some(auth) => resolve_auth(auth)?,
         };
-        let hmac_secret = match (&config.hmac_secret, &config.hmac_secret_file) {
-            (None, None) => None,
-            (inline, file) => Some(resolve_secret(
-                "hmac_secret",
-                inline.as_ref().map(|s| s.expose().as_str()),
-                file.as_deref(),
-            )?),
-        };
+        let hmac_secret = Credential::optional(config.hmac_secret.as_ref(), "hmac_secret")?;
         // Built now, so a bad header fails at load rather than on every publish.
         let settings = |e: publisher_http::RequestError| BuildError::Settings(e.to_string());
         let mut template = HttpRequest::secret_url(method, &url).map_err(settings)?;
@@ -232,7 +220,6 @@ impl WebhookPublisher {
             Auth::Header(name, value) => template.secret_header(name, value).map_err(settings)?,
         };
         Ok(Self {
-            client,
             url,
             template,
             auth,
@@ -240,100 +227,24 @@ impl WebhookPublisher {
         })
     }
 
-    /// The request for `body`, signed (when a secret is set) with the attempt's instant `at`.
-    fn request(
-        &self,
-        body: Vec<u8>,
-        idempotency_key: &str,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<HttpRequest, PublishError> {
-        let mut request = self
-            .template
-            .clone()
-            .header("Idempotency-Key", idempotency_key)?;
+    /// The generic body, with an `Idempotency-Key` and, when a secret is set, a signature made
+    /// at the attempt's instant.
+    fn request(&self, call: &Call<'_>) -> Result<Outgoing, PublishError> {
+        let body = formatters::webhook::body(call.alert, &call.context)?;
+        let key = formatters::webhook::idempotency_key(
+            &call.alert.alert,
+            call.context.status,
+            call.delivery.sequence,
+        );
+        let mut request = self.template.clone().header("Idempotency-Key", &key)?;
         if let Some(secret) = &self.hmac_secret {
-            let timestamp = at.timestamp();
+            let timestamp = call.context.now.timestamp();
             let signature = sign(secret, timestamp, &body);
             request = request
                 .header(SIGNATURE_HEADER, &format!("t={timestamp},v1={signature}"))?
                 .scrub(secret);
         }
-        Ok(request.json(body))
-    }
-}
-
-fn resolve_auth(auth: AuthConfig) -> Result<Auth, BuildError> {
-    let schemes = usize::from(auth.bearer_token.is_some() || auth.bearer_token_file.is_some())
-        + usize::from(auth.basic.is_some())
-        + usize::from(auth.api_key.is_some());
-    if schemes != 1 {
-        return Err(BuildError::Settings(
-            "auth needs exactly one of bearer_token(_file), basic or api_key".to_owned(),
-        ));
-    }
-    if let Some(basic) = auth.basic {
-        let password = resolve_secret(
-            "auth.basic.password",
-            basic.password.as_ref().map(|s| s.expose().as_str()),
-            basic.password_file.as_deref(),
-        )?;
-        let encoded = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            basic.username,
-            password.expose()
-        ));
-        return Ok(Auth::Header(
-            "Authorization".to_owned(),
-            Secret::new(format!("Basic {encoded}")),
-        ));
-    }
-    if let Some(key) = auth.api_key {
-        let value = resolve_secret(
-            "auth.api_key.value",
-            key.value.as_ref().map(|s| s.expose().as_str()),
-            key.value_file.as_deref(),
-        )?;
-        return Ok(Auth::Header(key.header, value));
-    }
-    let token = resolve_secret(
-        "auth.bearer_token",
-        auth.bearer_token.as_ref().map(|s| s.expose().as_str()),
-        auth.bearer_token_file.as_deref(),
-    )?;
-    Ok(Auth::Bearer(token))
-}
-
-/// The signature: lowercase hex of HMAC-SHA256(secret, `"<timestamp>.<body>"`).
-#[must_use]
-pub fn sign(secret: &Secret<String>, timestamp: i64, body: &[u8]) -> String {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
-        .expect("HMAC takes any key length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
-}
-
-impl Publisher for WebhookPublisher {
-    fn publish<'a>(
-        &'a self,
-        request: PublishRequest<'a>,
-    ) -> BoxFuture<'a, Result<Receipt, PublishError>> {
-        Box::pin(async move {
-            let context = FormatContext::new(request.status, request.at);
-            let body = formatters::webhook::body(request.alert, &context)?;
-            let key = formatters::webhook::idempotency_key(
-                &request.alert.alert,
-                context.status,
-                request.delivery.sequence,
-            );
-            let response = self
-                .client
-                .send(self.request(body, &key, request.at)?, &DefaultClassifier)
-                .await?;
-            Ok(Receipt::with_status(response.status.as_u16()))
-        })
+        Ok(request.json(body).into())
     }
 
     /// `GET` on the URL, with the configured auth.
