@@ -1,5 +1,7 @@
 //! Pure functions from an alert to each target's wire payload: PagerDuty Events v2, Slack Block
-//! Kit, Rootly's Alerts API, the generic webhook, and Alertmanager's API v2 and webhook shapes.
+//! Kit, Rootly's Alerts API, the generic webhook, Alertmanager's API v2 and webhook shapes, Teams
+//! Adaptive Cards, Opsgenie's Alert API, incident.io's HTTP alert source, Discord embeds,
+//! Telegram's HTML messages, and e-mail.
 //!
 //! Formatters do no I/O, read no clock and log nothing: the same alert, [`FormatContext`] and
 //! settings always give the same bytes. The caller decides the status to publish and the instant
@@ -8,9 +10,10 @@
 //! - [`Templates`] compiles a target's [`TemplateConfig`] (minijinja) once, at config load, and
 //!   renders the title, summary and description every text-bearing target uses.
 //! - One module per target kind holds its formatter and, where it has options, its settings:
-//!   [`pagerduty`], [`slack`], [`rootly`], [`webhook`] and [`alertmanager`]. The functions keep
+//!   [`pagerduty`], [`slack`], [`rootly`], [`webhook`], [`alertmanager`], [`msteams`],
+//!   [`opsgenie`], [`incidentio`], [`discord`] and [`telegram`]. The functions keep
 //!   their module's name at the call site (`pagerduty::event`, `slack::message`), which is why
-//!   these five modules are public while everything else is re-exported below.
+//!   these modules are public while everything else is re-exported below.
 //! - Every limit a target documents (PagerDuty's 1024-character summary and 512 KB event, Slack's
 //!   block and text limits) is enforced here, so a payload is never refused for its shape.
 //! - [`FormatError`] is the one error; [`FormatError::kind`] classifies it for a publisher.
@@ -54,9 +57,14 @@ mod templates;
 mod text;
 
 pub mod alertmanager;
+pub mod discord;
+pub mod incidentio;
+pub mod msteams;
+pub mod opsgenie;
 pub mod pagerduty;
 pub mod rootly;
 pub mod slack;
+pub mod telegram;
 pub mod webhook;
 
 pub use context::FormatContext;

@@ -91,6 +91,7 @@ pub struct Templates {
 
 /// The rendered summary and description of one alert.
 pub(crate) struct Texts {
+    pub(crate) title: String,
     pub(crate) summary: String,
     pub(crate) description: String,
 }
@@ -216,6 +217,7 @@ impl Templates {
             description.clone_from(&summary);
         }
         Ok(Texts {
+            title,
             summary,
             description,
         })

@@ -7,8 +7,13 @@
 
 mod alertmanager;
 mod common;
+mod discord;
+mod incidentio;
+mod msteams;
+mod opsgenie;
 mod pagerduty;
 mod rootly;
 mod slack;
+mod telegram;
 mod templates;
 mod webhook;
