@@ -106,16 +106,34 @@ pub enum TargetKind {
     Webhook,
     /// Another Alertmanager's API v2.
     Alertmanager,
+    /// Microsoft Teams, through a Workflows webhook.
+    Msteams,
+    /// The Opsgenie Alert API v2.
+    Opsgenie,
+    /// incident.io's HTTP alert source.
+    Incidentio,
+    /// E-mail over SMTP.
+    Email,
+    /// A Discord webhook.
+    Discord,
+    /// The Telegram Bot API.
+    Telegram,
 }
 
 impl TargetKind {
     /// Every kind, in a stable order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 11] = [
         Self::Rootly,
         Self::Pagerduty,
         Self::Slack,
         Self::Webhook,
         Self::Alertmanager,
+        Self::Msteams,
+        Self::Opsgenie,
+        Self::Incidentio,
+        Self::Email,
+        Self::Discord,
+        Self::Telegram,
     ];
 
     /// The lowercase wire name.
@@ -127,6 +145,12 @@ impl TargetKind {
             Self::Slack => "slack",
             Self::Webhook => "webhook",
             Self::Alertmanager => "alertmanager",
+            Self::Msteams => "msteams",
+            Self::Opsgenie => "opsgenie",
+            Self::Incidentio => "incidentio",
+            Self::Email => "email",
+            Self::Discord => "discord",
+            Self::Telegram => "telegram",
         }
     }
 }

@@ -42,6 +42,11 @@ impl PublisherRegistry {
             TargetKind::Rootly => publishers_rootly::from_settings,
             TargetKind::Webhook => publishers_webhook::from_settings,
             TargetKind::Alertmanager => publishers_alertmanager::from_settings,
+            TargetKind::Msteams => publishers_msteams::from_settings,
+            TargetKind::Opsgenie => publishers_opsgenie::from_settings,
+            TargetKind::Incidentio => publishers_incidentio::from_settings,
+            TargetKind::Discord => publishers_discord::from_settings,
+            TargetKind::Telegram => publishers_telegram::from_settings,
             _ => return None,
         })
     }

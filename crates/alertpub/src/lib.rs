@@ -56,8 +56,13 @@ pub use queue;
 /// One module per target kind.
 pub mod publishers {
     pub use publishers_alertmanager as alertmanager;
+    pub use publishers_discord as discord;
+    pub use publishers_incidentio as incidentio;
+    pub use publishers_msteams as msteams;
+    pub use publishers_opsgenie as opsgenie;
     pub use publishers_pagerduty as pagerduty;
     pub use publishers_rootly as rootly;
     pub use publishers_slack as slack;
+    pub use publishers_telegram as telegram;
     pub use publishers_webhook as webhook;
 }

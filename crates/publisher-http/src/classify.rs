@@ -82,6 +82,29 @@ pub fn classify_status(response: &HttpResponse) -> Result<(), PublishError> {
     Err(PublishError::new(kind, describe(response)).with_status(status.as_u16()))
 }
 
+/// [`classify_status`], except that a 429 without a usable `Retry-After` header pauses for the
+/// delay its body gives, when `from_body` finds one there (Discord's `retry_after`, Telegram's
+/// `parameters.retry_after`). The delay is capped at an hour.
+///
+/// # Errors
+/// As [`classify_status`].
+pub fn classify_status_with(
+    response: &HttpResponse,
+    from_body: fn(&[u8]) -> Option<Duration>,
+) -> Result<(), PublishError> {
+    classify_status(response).map_err(|mut err| {
+        if err.kind == (ErrorKind::RateLimited { retry_after: None }) {
+            err.kind = ErrorKind::RateLimited {
+                retry_after: from_body(&response.body).map(|d| d.min(MAX_BODY_RETRY_AFTER)),
+            };
+        }
+        err
+    })
+}
+
+/// The longest pause a body's retry hint may ask for.
+const MAX_BODY_RETRY_AFTER: Duration = Duration::from_secs(3_600);
+
 /// `HTTP 503 Service Unavailable: <start of the body>`.
 pub(crate) fn describe(response: &HttpResponse) -> String {
     let mut message = format!("HTTP {}", response.status);

@@ -47,10 +47,12 @@ mod settings;
 
 pub use alert_core::BuildError;
 pub use build::{BuildContext, check_base_url, resolve_secret};
-pub use classify::{Classify, DefaultClassifier, classify_status, parse_retry_after};
+pub use classify::{
+    Classify, DefaultClassifier, classify_status, classify_status_with, parse_retry_after,
+};
 pub use client::{ClientBuildError, ClientConfig, HttpClient, HttpResponse, InMemoryHandler};
 pub use publish::{
     Answer, Call, HttpPublisher, HttpTarget, MAX_FOLLOW_UPS, Outgoing, RefUpdate, build_publisher,
 };
-pub use request::{HttpRequest, RequestError};
+pub use request::{HttpRequest, MIN_SCRUBBED_PART, RequestError};
 pub use settings::{BaseUrl, Credential, parse_settings, split_settings};

@@ -8,6 +8,10 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Uri};
 
+/// The shortest path segment or query value of a secret URL that is scrubbed on its own: tokens
+/// are longer, and names such as `api` or `webhooks` are not secrets.
+pub const MIN_SCRUBBED_PART: usize = 16;
+
 /// Why a request could not be built. Messages never contain the URL's path or a secret.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -79,18 +83,29 @@ impl HttpRequest {
         Self::new(Method::POST, url)
     }
 
-    /// A request to a URL that is itself a secret (a Slack webhook URL carries its token in the
-    /// path). The whole URL is scrubbed from error messages as well as redacted.
+    /// A request to a URL that is itself a secret (a Slack or Discord webhook URL carries its
+    /// token in the path, a Teams workflow URL its signature in the query). The whole URL, its
+    /// path and query, and each of their segments and values of [`MIN_SCRUBBED_PART`] characters
+    /// or more (a token alone, as an answer may echo it) are scrubbed from error messages; the
+    /// URL is also redacted.
     ///
     /// # Errors
     /// As [`new`](Self::new).
     pub fn secret_url(method: Method, url: &Secret<String>) -> Result<Self, RequestError> {
         let mut request = Self::new(method, url.expose())?;
-        Arc::make_mut(&mut request.secrets).push(url.expose().clone());
+        let secrets = Arc::make_mut(&mut request.secrets);
+        secrets.push(url.expose().clone());
         if let Some(path) = request.uri.path_and_query().map(|p| p.as_str().to_owned())
             && path.len() > 1
         {
-            Arc::make_mut(&mut request.secrets).push(path);
+            let parts = path
+                .split(['/', '?', '&'])
+                .map(|part| part.split_once('=').map_or(part, |(_, value)| value))
+                .filter(|part| part.len() >= MIN_SCRUBBED_PART)
+                .map(str::to_owned)
+                .collect::<Vec<_>>();
+            secrets.push(path);
+            secrets.extend(parts);
         }
         Ok(request)
     }

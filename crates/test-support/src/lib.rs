@@ -9,6 +9,7 @@
 //! - [`MockTarget`]: a real HTTP server on 127.0.0.1 (optionally HTTPS with a certificate made at
 //!   start-up) that records every request and answers as the test scripts it.
 
+pub mod kind;
 mod mock;
 pub mod postgres;
 

@@ -50,7 +50,10 @@ publish_responses = common({
 name_param = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 id_param = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 def q(name, schema, desc): return {"name": name, "in": "query", "required": False, "schema": schema, "description": desc}
-KINDS = ["pagerduty", "slack", "rootly", "webhook", "alertmanager"]
+KINDS = [
+    "pagerduty", "slack", "rootly", "webhook", "alertmanager",
+    "msteams", "opsgenie", "incidentio", "email", "discord", "telegram",
+]
 TARGET_NAME = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"}
 dlq_query = [q("target", TARGET_NAME, "Only this target's entries."),
              q("kind", {"type": "string", "enum": KINDS}, "Only this kind of target's."),

@@ -7,7 +7,9 @@ use tokio::time::Instant;
 
 /// The rate limit a target's lane applies: the target's own `rate_limit` when it has one, else its
 /// kind's default. PagerDuty allows 120 events a minute per routing key; Rootly 50 alerts a minute
-/// per API key; a Slack incoming webhook about one message a second. Slack in bot mode (its settings name a `token` or `token_file`) and
+/// per API key; a Slack incoming webhook about one message a second; a Teams webhook four
+/// requests a second; an incident.io alert source 120 events a minute; a Telegram bot 20 messages
+/// a minute in a group. Slack in bot mode (its settings name a `token` or `token_file`) and
 /// every other kind are unlimited by default. `None` means unlimited.
 #[must_use]
 pub fn default_rate_limit(target: &Target) -> Option<RateLimit> {
@@ -19,6 +21,15 @@ pub fn default_rate_limit(target: &Target) -> Option<RateLimit> {
         // Rootly ingests at most 50 alerts a minute per source and API key by default
         // (https://docs.rootly.com/alerts).
         TargetKind::Rootly => Some(RateLimit { per_minute: 50 }),
+        // Teams throttles a webhook sent more than four requests a second
+        // (learn.microsoft.com, "Create an Incoming Webhook").
+        TargetKind::Msteams => Some(RateLimit { per_minute: 240 }),
+        // incident.io accepts 120 events a minute per alert source
+        // (https://docs.incident.io/incidents/auto-create).
+        TargetKind::Incidentio => Some(RateLimit { per_minute: 120 }),
+        // A bot may send 20 messages a minute to a group
+        // (https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this).
+        TargetKind::Telegram => Some(RateLimit { per_minute: 20 }),
         TargetKind::Slack => {
             let settings = &target.settings.0;
             let bot = settings.contains_key("token") || settings.contains_key("token_file");
@@ -125,6 +136,17 @@ mod tests {
             Some(RateLimit { per_minute: 50 })
         );
         assert_eq!(default_rate_limit(&target(TargetKind::Webhook)), None);
+        for (kind, per_minute) in [
+            (TargetKind::Msteams, Some(240)),
+            (TargetKind::Incidentio, Some(120)),
+            (TargetKind::Telegram, Some(20)),
+            (TargetKind::Opsgenie, None),
+            (TargetKind::Discord, None),
+            (TargetKind::Email, None),
+        ] {
+            let limit = per_minute.map(|per_minute| RateLimit { per_minute });
+            assert_eq!(default_rate_limit(&target(kind)), limit, "{kind}");
+        }
         let mut own = target(TargetKind::Webhook);
         own.rate_limit = Some(RateLimit { per_minute: 5 });
         assert_eq!(default_rate_limit(&own), Some(RateLimit { per_minute: 5 }));
