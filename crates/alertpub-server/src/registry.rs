@@ -46,6 +46,7 @@ impl PublisherRegistry {
             TargetKind::Opsgenie => publishers_opsgenie::from_settings,
             TargetKind::Incidentio => publishers_incidentio::from_settings,
             TargetKind::Discord => publishers_discord::from_settings,
+            TargetKind::Email => publishers_email::from_settings,
             TargetKind::Telegram => publishers_telegram::from_settings,
             _ => return None,
         })

@@ -57,6 +57,7 @@ pub use queue;
 pub mod publishers {
     pub use publishers_alertmanager as alertmanager;
     pub use publishers_discord as discord;
+    pub use publishers_email as email;
     pub use publishers_incidentio as incidentio;
     pub use publishers_msteams as msteams;
     pub use publishers_opsgenie as opsgenie;

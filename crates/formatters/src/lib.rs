@@ -11,7 +11,7 @@
 //!   renders the title, summary and description every text-bearing target uses.
 //! - One module per target kind holds its formatter and, where it has options, its settings:
 //!   [`pagerduty`], [`slack`], [`rootly`], [`webhook`], [`alertmanager`], [`msteams`],
-//!   [`opsgenie`], [`incidentio`], [`discord`] and [`telegram`]. The functions keep
+//!   [`opsgenie`], [`incidentio`], [`discord`], [`telegram`] and [`email`]. The functions keep
 //!   their module's name at the call site (`pagerduty::event`, `slack::message`), which is why
 //!   these modules are public while everything else is re-exported below.
 //! - Every limit a target documents (PagerDuty's 1024-character summary and 512 KB event, Slack's
@@ -58,6 +58,7 @@ mod text;
 
 pub mod alertmanager;
 pub mod discord;
+pub mod email;
 pub mod incidentio;
 pub mod msteams;
 pub mod opsgenie;

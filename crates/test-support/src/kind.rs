@@ -33,7 +33,8 @@ pub fn build(
     from_settings(&settings, &context)
 }
 
-/// `DiskFull` on `db-1` (critical), started ten minutes ago, with a summary and a generator URL;
+/// `DiskFull` on `db-1` (critical), started at 2026-01-01T00:00:00Z (the same start every time,
+/// so a firing and its resolve are one alert's life), with a summary and a generator URL;
 /// resolved a minute ago when `resolved`.
 ///
 /// # Panics
@@ -48,9 +49,8 @@ pub fn disk_full(resolved: bool) -> EnrichedAlert {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    let now = chrono::Utc::now();
-    let start = now - chrono::Duration::minutes(10);
-    let end = resolved.then(|| now - chrono::Duration::minutes(1));
+    let start = chrono::DateTime::from_timestamp(1_767_225_600, 0).expect("a valid instant");
+    let end = resolved.then(|| chrono::Utc::now() - chrono::Duration::minutes(1));
     let annotations = [("summary".to_owned(), "Disk 95% full".to_owned())].into();
     let url = Some("http://prometheus.local/graph".to_owned());
     EnrichedAlert::new(Alert::build(labels, annotations, start, end, url).expect("a valid alert"))

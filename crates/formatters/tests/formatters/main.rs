@@ -8,6 +8,7 @@
 mod alertmanager;
 mod common;
 mod discord;
+mod email;
 mod incidentio;
 mod msteams;
 mod opsgenie;
