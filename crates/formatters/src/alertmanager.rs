@@ -146,6 +146,32 @@ pub fn webhook_envelope(
     })
 }
 
+/// The v4 webhook message of one alert, exactly as Alertmanager sends it for one alert in a
+/// group (`group_by: ['...']`): the alert's status decided by the caller, a zero `endsAt` while
+/// it fires (Alertmanager's template data sets `EndsAt` only once an alert is resolved), and the
+/// resolve's end ([`FormatContext::effective_ends_at`]) once resolved, so a receiver never reads
+/// a resolve without an end. The `fingerprint` is Alertmanager's own (the same hash of the
+/// labels), and `groupKey` is `{}:{fingerprint="<fingerprint>"}`, one group per alert.
+///
+/// # Errors
+/// [`FormatError::Serialize`] only if JSON encoding fails.
+pub fn webhook_message(
+    alert: &EnrichedAlert,
+    ctx: &FormatContext,
+    receiver: &str,
+    external_url: &str,
+) -> Result<Vec<u8>, FormatError> {
+    let group_key = format!("{{}}:{{fingerprint=\"{}\"}}", alert.alert.fingerprint());
+    let mut envelope = webhook_envelope(&[(alert, ctx.status)], receiver, &group_key, external_url);
+    envelope["alerts"][0]["endsAt"] = match ctx.status {
+        AlertStatus::Firing => ZERO_TIME.into(),
+        AlertStatus::Resolved => {
+            wire::format_timestamp(ctx.effective_ends_at(&alert.alert).unwrap_or(ctx.now)).into()
+        }
+    };
+    Ok(serde_json::to_vec(&envelope)?)
+}
+
 /// The pairs present, with equal values, in every map; empty when there are no maps.
 fn common<'a>(mut maps: impl Iterator<Item = &'a Labels>) -> Labels {
     let Some(first) = maps.next() else {

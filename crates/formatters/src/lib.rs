@@ -70,4 +70,4 @@ pub mod webhook;
 
 pub use context::FormatContext;
 pub use error::FormatError;
-pub use templates::{MAX_RENDERED_BYTES, TemplateConfig, Templates};
+pub use templates::{BODY_TEMPLATE, BodyTemplate, MAX_RENDERED_BYTES, TemplateConfig, Templates};

@@ -1,6 +1,6 @@
 //! User-customisable text: the title, summary and description of a notification.
 
-use alert_core::{Alert, Annotations, Classification, EnrichedAlert, Labels, wire};
+use alert_core::{Alert, AlertStatus, Annotations, Classification, EnrichedAlert, Labels, wire};
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use serde::{Deserialize, Serialize};
@@ -258,6 +258,104 @@ impl Templates {
         })?;
         Ok(text.trim().to_owned())
     }
+}
+
+/// The name a body template's errors carry: the webhook's setting.
+pub const BODY_TEMPLATE: &str = "body_template";
+
+/// A template that renders a whole request body (the webhook's `body_template`), with the
+/// variables, fuel and output cap of the text templates; its output is not trimmed of anything
+/// but surrounding whitespace. When the body is JSON, the output must parse as JSON: this is
+/// checked when the template is compiled, on a sample alert both firing and resolved, and again
+/// at every render, so a template that only breaks on some alert's text fails that delivery with
+/// a `config` error instead of sending a broken body.
+#[derive(Clone, Debug)]
+pub struct BodyTemplate {
+    templates: Templates,
+    json: bool,
+}
+
+impl BodyTemplate {
+    /// Compiles `source` and, for a JSON body, checks it on a sample alert.
+    ///
+    /// # Errors
+    /// [`FormatError::Template`] naming `body_template`, when it does not compile, fails to
+    /// render, or renders something that is not JSON.
+    pub fn new(source: &str, json: bool) -> Result<Self, FormatError> {
+        let mut templates = Templates::defaults();
+        templates
+            .env
+            .add_template_owned(BODY_TEMPLATE, source.to_owned())
+            .map_err(|err| template_error(BODY_TEMPLATE, &err))?;
+        let body = Self { templates, json };
+        let sample = sample_alert();
+        let at = sample.alert.starts_at() + chrono::Duration::hours(1);
+        for status in [AlertStatus::Firing, AlertStatus::Resolved] {
+            body.render(&sample, &FormatContext::new(status, at))
+                .map_err(|err| match err {
+                    FormatError::Template { field, message } => FormatError::Template {
+                        field,
+                        message: format!("for a sample {} alert: {message}", status.as_str()),
+                    },
+                    other => other,
+                })?;
+        }
+        Ok(body)
+    }
+
+    /// Renders the body for `alert`.
+    ///
+    /// # Errors
+    /// [`FormatError::Template`] when rendering fails or a JSON body is not JSON;
+    /// [`FormatError::TemplateTooLarge`] past the output cap.
+    pub fn render(
+        &self,
+        alert: &EnrichedAlert,
+        ctx: &FormatContext,
+    ) -> Result<Vec<u8>, FormatError> {
+        let text = self
+            .templates
+            .render(BODY_TEMPLATE, &Vars::new(alert, ctx))?;
+        if self.json {
+            serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|err| {
+                FormatError::Template {
+                    field: BODY_TEMPLATE,
+                    message: format!("the output is not JSON: {err}"),
+                }
+            })?;
+        }
+        Ok(text.into_bytes())
+    }
+}
+
+/// The alert a body template is checked on at compile time.
+fn sample_alert() -> EnrichedAlert {
+    let pairs = |pairs: &[(&str, &str)]| -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let labels = pairs(&[
+        ("alertname", "Sample"),
+        ("instance", "host-1:9100"),
+        ("job", "node"),
+        ("severity", "critical"),
+    ]);
+    let annotations = pairs(&[
+        ("summary", "A \"sample\" alert"),
+        ("description", "Line one\nline two"),
+    ]);
+    let starts_at = chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default();
+    let alert = Alert::build(
+        labels,
+        annotations,
+        starts_at,
+        None,
+        Some("http://prometheus.example/graph".to_owned()),
+    )
+    .expect("the sample alert is valid");
+    EnrichedAlert::new(alert)
 }
 
 impl Default for Templates {

@@ -125,6 +125,18 @@ impl HttpRequest {
         self
     }
 
+    /// Sets the body and a content type checked beforehand (a configured one).
+    #[must_use]
+    pub fn body_with_content_type(
+        mut self,
+        body: impl Into<Bytes>,
+        content_type: HeaderValue,
+    ) -> Self {
+        self.body = body.into();
+        self.headers.insert(CONTENT_TYPE, content_type);
+        self
+    }
+
     /// Adds a header whose value is not secret.
     ///
     /// # Errors

@@ -6,10 +6,28 @@
 //! from the fingerprint, the status, `starts_at` and the notification log's delivery sequence, so
 //! retries of one delivery reuse it and a `repeat_interval` reminder gets a new one.
 //!
-//! Options: the method (`POST` or `PUT`), extra headers, Bearer, Basic or API-key auth, and an
-//! HMAC-SHA256 signature header `X-Alertpub-Signature: t=<unix seconds>,v1=<hex>` computed over
-//! `"<t>.<body>"` with the configured secret. A receiver verifies it by recomputing the HMAC over
-//! the timestamp, a dot and the raw body, comparing in constant time, and rejecting old timestamps.
+//! Options: the method (`POST` or `PUT`), extra headers, Bearer, Basic or API-key auth, and a
+//! signature.
+//!
+//! **The body.** By default the generic body above. `format: alertmanager` sends Alertmanager's
+//! own v4 webhook message instead, one alert per message, exactly as Alertmanager sends it
+//! ([`formatters::alertmanager::webhook_message`]), for the tools that already take it;
+//! `external_url` fills its `externalURL`. `body_template` renders the whole body with minijinja
+//! (the variables of the text templates; `tojson` escapes a value for JSON), sent with
+//! `content_type` (default `application/json`). When the content type is JSON, the output must
+//! parse as JSON: checked at config load on a sample alert, firing and resolved, and again at
+//! every send ([`formatters::BodyTemplate`]).
+//!
+//! **The signature.** With `hmac_secret` (or `hmac_secret_file`), by default the header
+//! `X-Alertpub-Signature: t=<unix seconds>,v1=<hex>`: HMAC-SHA256 over `"<t>.<body>"`. A receiver
+//! verifies it by recomputing the HMAC over the timestamp, a dot and the raw body, comparing in
+//! constant time, and rejecting old timestamps. `signature: standard` signs by the
+//! [Standard Webhooks](https://www.standardwebhooks.com/) scheme instead
+//! (<https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md>):
+//! `webhook-id` (the idempotency key, the same across a delivery's retries), `webhook-timestamp`
+//! (unix seconds) and `webhook-signature: v1,<base64 HMAC-SHA256 over "<id>.<timestamp>.<body>">`,
+//! the secret given as `whsec_<base64>` (or plain base64). `hmac_secrets` lists more secrets, each
+//! of which signs too (space-separated signatures), so a receiver can rotate its secret.
 //!
 //! Used on its own:
 //!
@@ -39,7 +57,9 @@ use std::collections::BTreeMap;
 
 use alert_core::{HealthProbe, KindSettings, PublishError, Secret};
 use base64::Engine as _;
+use formatters::BodyTemplate;
 use hmac::{Hmac, Mac};
+use http::HeaderValue;
 use http::Method;
 use publisher_http::{
     BuildContext, BuildError, Call, Credential, HttpPublisher, HttpRequest, Outgoing,
@@ -50,6 +70,28 @@ use sha2::Sha256;
 
 /// The signature header's name.
 pub const SIGNATURE_HEADER: &str = "X-Alertpub-Signature";
+
+/// Which body is sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The generic JSON body.
+    #[default]
+    Generic,
+    /// Alertmanager's v4 webhook message, one alert per message.
+    Alertmanager,
+}
+
+/// How the body is signed when a secret is set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signature {
+    /// `X-Alertpub-Signature: t=…,v1=<hex>`.
+    #[default]
+    Alertpub,
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`.
+    Standard,
+}
 
 /// A webhook target's settings.
 #[derive(Debug, Deserialize)]
@@ -73,6 +115,24 @@ pub struct Config {
     /// The HMAC-SHA256 signing secret (or `hmac_secret_file`).
     #[serde(default)]
     pub hmac_secret: Option<Credential>,
+    /// More signing secrets (`signature: standard`), for rotation: each signs too.
+    #[serde(default)]
+    pub hmac_secrets: Vec<Credential>,
+    /// How the body is signed, `alertpub` (the default) or `standard`.
+    #[serde(default)]
+    pub signature: Signature,
+    /// Which body is sent, `generic` (the default) or `alertmanager`.
+    #[serde(default)]
+    pub format: Format,
+    /// `externalURL` of the `alertmanager` format.
+    #[serde(default)]
+    pub external_url: Option<String>,
+    /// A minijinja template for the whole body.
+    #[serde(default)]
+    pub body_template: Option<String>,
+    /// The body's content type with `body_template`, default `application/json`.
+    #[serde(default)]
+    pub content_type: Option<String>,
 }
 
 /// How the webhook authenticates: exactly one of the three.
@@ -136,7 +196,67 @@ pub struct WebhookPublisher {
     template: HttpRequest,
     /// The credentials again, for the health probe.
     auth: Auth,
-    hmac_secret: Option<Secret<String>>,
+    signer: Option<Signer>,
+    body: Body,
+}
+
+/// How the body is made.
+enum Body {
+    Generic,
+    Alertmanager {
+        receiver: String,
+        external_url: String,
+    },
+    Template {
+        template: Box<BodyTemplate>,
+        content_type: HeaderValue,
+    },
+}
+
+/// How the body is signed.
+enum Signer {
+    Alertpub(Secret<String>),
+    /// The decoded keys, and the configured secrets to scrub.
+    Standard(Vec<(Secret<Vec<u8>>, Secret<String>)>),
+}
+
+/// The Standard Webhooks key of a `whsec_<base64>` (or plain base64) secret.
+fn standard_key(
+    secret: &Secret<String>,
+    field: &'static str,
+) -> Result<Secret<Vec<u8>>, BuildError> {
+    let text = secret.expose();
+    let encoded = text.strip_prefix("whsec_").unwrap_or(text);
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()
+        .filter(|key| !key.is_empty())
+        .map(Secret::new)
+        .ok_or_else(|| {
+            BuildError::Settings(format!(
+                "{field}: a Standard Webhooks secret is `whsec_` and base64 (the value is not shown)"
+            ))
+        })
+}
+
+/// The `webhook-signature` value: `v1,<base64>` per key, space-separated.
+#[must_use]
+pub fn standard_signature(keys: &[&[u8]], id: &str, timestamp: i64, body: &[u8]) -> String {
+    keys.iter()
+        .map(|key| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+            mac.update(id.as_bytes());
+            mac.update(b".");
+            mac.update(timestamp.to_string().as_bytes());
+            mac.update(b".");
+            mac.update(body);
+            format!(
+                "v1,{}",
+                base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 publisher_http::from_settings!(WebhookPublisher);
@@ -185,7 +305,7 @@ pub fn sign(secret: &Secret<String>, timestamp: i64, body: &[u8]) -> String {
 impl HttpPublisher for WebhookPublisher {
     const KIND: &'static str = "webhook";
 
-    fn build(settings: &KindSettings, _: &BuildContext) -> Result<Self, BuildError> {
+    fn build(settings: &KindSettings, context: &BuildContext) -> Result<Self, BuildError> {
         let config: Config = parse_settings(settings)?;
         let url = Credential::required(config.url.as_ref(), "url")?;
         publisher_http::check_base_url("url", url.expose())?;
@@ -208,6 +328,63 @@ impl HttpPublisher for WebhookPublisher {
             Some(auth) => resolve_auth(auth)?,
         };
         let hmac_secret = Credential::optional(config.hmac_secret.as_ref(), "hmac_secret")?;
+        let signer = match (config.signature, hmac_secret) {
+            (Signature::Alertpub, secret) => {
+                if !config.hmac_secrets.is_empty() {
+                    return Err(BuildError::Settings(
+                        "hmac_secrets needs `signature: standard`".to_owned(),
+                    ));
+                }
+                secret.map(Signer::Alertpub)
+            }
+            (Signature::Standard, secret) => {
+                let mut keys = Vec::new();
+                for secret in secret.into_iter().map(Ok).chain(
+                    config
+                        .hmac_secrets
+                        .iter()
+                        .map(|c| c.resolve("hmac_secrets")),
+                ) {
+                    let secret = secret?;
+                    keys.push((standard_key(&secret, "hmac_secret")?, secret));
+                }
+                if keys.is_empty() {
+                    return Err(BuildError::Settings(
+                        "`signature: standard` needs hmac_secret(_file) or hmac_secrets".to_owned(),
+                    ));
+                }
+                Some(Signer::Standard(keys))
+            }
+        };
+        let body = match (config.format, &config.body_template) {
+            (Format::Generic, None) => Body::Generic,
+            (Format::Alertmanager, None) => Body::Alertmanager {
+                receiver: context.target.as_str().to_owned(),
+                external_url: config.external_url.clone().unwrap_or_default(),
+            },
+            (Format::Generic, Some(source)) => {
+                let content_type = config.content_type.as_deref().unwrap_or("application/json");
+                let json = content_type.starts_with("application/json")
+                    || content_type
+                        .split(';')
+                        .next()
+                        .is_some_and(|t| t.trim().ends_with("+json"));
+                Body::Template {
+                    template: Box::new(
+                        BodyTemplate::new(source, json)
+                            .map_err(|e| BuildError::Template(e.to_string()))?,
+                    ),
+                    content_type: HeaderValue::from_str(content_type).map_err(|_| {
+                        BuildError::Settings("content_type is not a valid header value".to_owned())
+                    })?,
+                }
+            }
+            (Format::Alertmanager, Some(_)) => {
+                return Err(BuildError::Settings(
+                    "body_template and `format: alertmanager` exclude each other".to_owned(),
+                ));
+            }
+        };
         // Built now, so a bad header fails at load rather than on every publish.
         let settings = |e: publisher_http::RequestError| BuildError::Settings(e.to_string());
         let mut template = HttpRequest::secret_url(method, &url).map_err(settings)?;
@@ -223,28 +400,73 @@ impl HttpPublisher for WebhookPublisher {
             url,
             template,
             auth,
-            hmac_secret,
+            signer,
+            body,
         })
     }
 
-    /// The generic body, with an `Idempotency-Key` and, when a secret is set, a signature made
-    /// at the attempt's instant.
+    /// The body (generic, Alertmanager's or the template's), with an `Idempotency-Key` and, when
+    /// a secret is set, a signature made at the attempt's instant.
     fn request(&self, call: &Call<'_>) -> Result<Outgoing, PublishError> {
-        let body = formatters::webhook::body(call.alert, &call.context)?;
         let key = formatters::webhook::idempotency_key(
             &call.alert.alert,
             call.context.status,
             call.delivery.sequence,
         );
         let mut request = self.template.clone().header("Idempotency-Key", &key)?;
-        if let Some(secret) = &self.hmac_secret {
-            let timestamp = call.context.now.timestamp();
-            let signature = sign(secret, timestamp, &body);
-            request = request
-                .header(SIGNATURE_HEADER, &format!("t={timestamp},v1={signature}"))?
-                .scrub(secret);
+        let (body, content_type) = match &self.body {
+            Body::Generic => (formatters::webhook::body(call.alert, &call.context)?, None),
+            Body::Alertmanager {
+                receiver,
+                external_url,
+            } => (
+                formatters::alertmanager::webhook_message(
+                    call.alert,
+                    &call.context,
+                    receiver,
+                    external_url,
+                )?,
+                None,
+            ),
+            Body::Template {
+                template,
+                content_type,
+            } => (
+                template.render(call.alert, &call.context)?,
+                Some(content_type.clone()),
+            ),
+        };
+        let timestamp = call.context.now.timestamp();
+        match &self.signer {
+            None => {}
+            Some(Signer::Alertpub(secret)) => {
+                let signature = sign(secret, timestamp, &body);
+                request = request
+                    .header(SIGNATURE_HEADER, &format!("t={timestamp},v1={signature}"))?
+                    .scrub(secret);
+            }
+            Some(Signer::Standard(keys)) => {
+                let raw: Vec<&[u8]> = keys
+                    .iter()
+                    .map(|(key, _)| key.expose().as_slice())
+                    .collect();
+                request = request
+                    .header("webhook-id", &key)?
+                    .header("webhook-timestamp", &timestamp.to_string())?
+                    .header(
+                        "webhook-signature",
+                        &standard_signature(&raw, &key, timestamp, &body),
+                    )?;
+                for (_, secret) in keys {
+                    request = request.scrub(secret);
+                }
+            }
         }
-        Ok(request.json(body).into())
+        Ok(match content_type {
+            None => request.json(body),
+            Some(content_type) => request.body_with_content_type(body, content_type),
+        }
+        .into())
     }
 
     /// `GET` on the URL, with the configured auth.

@@ -322,3 +322,59 @@ fn postable_firing_is_sent_without_its_end_so_refreshes_keep_it_alive() {
     assert!(body[0].get("endsAt").is_none(), "{body}");
     assert_eq!(body[0]["startsAt"], STARTS_AT);
 }
+
+#[test]
+fn one_alert_message_as_alertmanager_sends_it() {
+    // Prometheus sends a firing alert with an end ahead of now; Alertmanager's webhook zeroes it.
+    let ahead = alert_with(
+        pairs(&[
+            ("alertname", "DiskFull"),
+            ("instance", "db-1"),
+            ("job", "node"),
+            ("severity", "critical"),
+        ]),
+        pairs(&[]),
+    )
+    .with_ends_at(Some(at(ENDS_AT)))
+    .unwrap();
+    let firing_alert = EnrichedAlert::new(ahead);
+    let body = parse(
+        &alertmanager::webhook_message(&firing_alert, &ctx_firing(), "oncall", "http://am:9093")
+            .unwrap(),
+    );
+    assert_eq!(
+        body,
+        json!({
+            "version": "4",
+            "groupKey": format!("{{}}:{{fingerprint=\"{FP}\"}}"),
+            "truncatedAlerts": 0,
+            "status": "firing",
+            "receiver": "oncall",
+            "groupLabels": {},
+            "commonLabels": labels_json(),
+            "commonAnnotations": {},
+            "externalURL": "http://am:9093",
+            "alerts": [{
+                "status": "firing",
+                "labels": labels_json(),
+                "annotations": {},
+                "startsAt": STARTS_AT,
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": GENERATOR_URL,
+                "fingerprint": FP,
+            }],
+        })
+    );
+    let resolve = parse(
+        &alertmanager::webhook_message(&resolved(), &crate::common::ctx_resolved(), "oncall", "")
+            .unwrap(),
+    );
+    assert_eq!(resolve["status"], "resolved");
+    assert_eq!(resolve["alerts"][0]["endsAt"], ENDS_AT);
+    // An auto-resolve (no end of its own) ends at the delivery's instant.
+    let auto = parse(
+        &alertmanager::webhook_message(&firing(), &crate::common::ctx_resolved(), "oncall", "")
+            .unwrap(),
+    );
+    assert_eq!(auto["alerts"][0]["endsAt"], NOW_AFTER_END);
+}

@@ -267,3 +267,35 @@ fn empty_title_falls_back_and_empty_description_becomes_the_summary() {
         "Disk almost full"
     );
 }
+
+#[test]
+fn a_body_template_renders_the_whole_body_and_must_be_json_when_json_is_sent() {
+    use formatters::BodyTemplate;
+    let source =
+        r#"{"text": {{ (alert_name ~ " is " ~ status) | tojson }}, "fp": "{{ fingerprint }}"}"#;
+    let body = BodyTemplate::new(source, true).unwrap();
+    let rendered = crate::common::parse(
+        &body
+            .render(&crate::common::firing(), &crate::common::ctx_firing())
+            .unwrap(),
+    );
+    assert_eq!(
+        rendered,
+        serde_json::json!({"text": "DiskFull is firing", "fp": crate::common::FP})
+    );
+    // A template that forgets to quote a string is refused at load, naming the setting.
+    let err = BodyTemplate::new(r#"{"text": {{ alert_name }}}"#, true).unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.contains("body_template") && shown.contains("not JSON"),
+        "{shown}"
+    );
+    // Not JSON is fine when the body is not JSON.
+    BodyTemplate::new("{{ alert_name }} is {{ status }}", false).unwrap();
+    // A template that breaks only on some alert's text fails that render.
+    let fragile = BodyTemplate::new(r#"{"summary": "{{ annotations.summary }}"}"#, true);
+    assert!(
+        fragile.is_err(),
+        "the sample's quoted summary breaks it at load"
+    );
+}
