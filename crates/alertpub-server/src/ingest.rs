@@ -296,6 +296,48 @@ pub struct Plan {
     pub invalid: Vec<Refused>,
 }
 
+/// Ingest delivers to every matching target: health and breakers are gates in each target's
+/// lane, which delay delivery rather than drop it.
+const INGEST_POLICY: SelectionPolicy = SelectionPolicy {
+    health_strategy: HealthStrategy::PublishToAll,
+    respect_circuit_breakers: false,
+};
+
+/// Which targets an alert with these labels would go to, by the rule [`plan`] applies: each of
+/// `targets` in order, with `None` when it would receive the alert, or why not (disabled, or its
+/// filter does not match). `alertpub check-config FILE --route 'alertname=X,severity=critical'`
+/// prints it.
+///
+/// # Errors
+/// The labels do not make a valid alert (none at all, or an invalid name).
+pub fn route(
+    labels: alert_core::Labels,
+    targets: &TargetSet,
+) -> Result<Vec<(&TargetEntry, Option<alert_core::SkipReason>)>, alert_core::AlertError> {
+    let alert = alert_core::Alert::new(labels)?;
+    Ok(
+        match select_targets(
+            &alert,
+            targets,
+            &Selection::All,
+            INGEST_POLICY,
+            &UnknownHealth,
+            &AlwaysClosed,
+        ) {
+            Ok(selected) => selected
+                .candidates
+                .iter()
+                .map(|c| (c.entry, c.skip))
+                .collect(),
+            // No enabled target at all: every one is disabled.
+            Err(_) => targets
+                .iter()
+                .map(|entry| (entry, Some(alert_core::SkipReason::Disabled)))
+                .collect(),
+        },
+    )
+}
+
 /// Plans `items` (a request's alerts, each as JSON text) for the queue: each valid alert goes to
 /// every enabled target of `targets` whose filter matches it, as `admit` makes the admission
 /// (ingest delivers to every matching target: health and breakers are gates in each target's
@@ -309,10 +351,7 @@ pub fn plan(
     limits: &AlertLimits,
     admit: impl Fn(&TargetEntry, Arc<EnrichedAlert>, bool) -> Admission,
 ) -> Plan {
-    let policy = SelectionPolicy {
-        health_strategy: HealthStrategy::PublishToAll,
-        respect_circuit_breakers: false,
-    };
+    let policy = INGEST_POLICY;
     let mut plan = Plan {
         // Room for one admission per alert and target, up to a bound, so the vector does not
         // grow step by step as it fills.

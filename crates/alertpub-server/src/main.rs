@@ -63,6 +63,10 @@ enum Command {
     CheckConfig {
         /// The config file.
         file: PathBuf,
+        /// A label set, as `alertname=X,severity=critical`: lists which targets an alert with
+        /// these labels would go to, and why each other one would not.
+        #[arg(long)]
+        route: Option<String>,
     },
     /// Prints the version.
     Version,
@@ -96,7 +100,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::CheckConfig { file } => match check_config(&file) {
+        Command::CheckConfig { file, route } => match check_config(&file, route.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("FAILED: {err:#}");
@@ -135,7 +139,31 @@ fn healthcheck(address: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_config(file: &Path) -> anyhow::Result<()> {
+/// Parses `alertname=X,severity=critical` (a value may be in double quotes, and then hold commas).
+fn parse_route(text: &str) -> anyhow::Result<alert_core::Labels> {
+    let mut labels = alert_core::Labels::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let (name, after) = rest
+            .split_once('=')
+            .with_context(|| format!("--route: `{rest}` is not name=value"))?;
+        let after = after.trim_start();
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted
+                .find('"')
+                .with_context(|| format!("--route: the quote after `{name}=` is not closed"))?;
+            (&quoted[..end], quoted[end + 1..].trim_start())
+        } else {
+            after.split_once(',').map_or((after, ""), |(v, n)| (v, n))
+        };
+        labels.insert(name.trim().to_owned(), value.trim().to_owned());
+        rest = next.trim_start().trim_start_matches(',').trim();
+    }
+    anyhow::ensure!(!labels.is_empty(), "--route: no labels given");
+    Ok(labels)
+}
+
+fn check_config(file: &Path, route: Option<&str>) -> anyhow::Result<()> {
     println!("Checking '{}'", file.display());
     let client = HttpClient::new(&ClientConfig::default()).context("building the HTTP client")?;
     let registry = PublisherRegistry::new(client, Arc::new(InMemoryMessageRefs::new()));
@@ -162,6 +190,32 @@ fn check_config(file: &Path) -> anyhow::Result<()> {
     }
     for warning in &loaded.warnings {
         println!("  WARNING: {}: {}", warning.target, warning.message);
+    }
+    if let Some(route) = route {
+        let labels = parse_route(route)?;
+        let shown = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let routed = ingest::route(labels, &loaded.targets).context("--route")?;
+        let receivers = routed.iter().filter(|(_, skip)| skip.is_none()).count();
+        println!(
+            "  ROUTE {{{shown}}}: {receivers} of {} targets",
+            routed.len()
+        );
+        for (entry, skip) in routed {
+            let target = &entry.target;
+            match skip {
+                None => println!("   + {:<24} {}", target.name.as_str(), target.kind.as_str()),
+                Some(reason) => println!(
+                    "   - {:<24} {:<13} not sent: {}",
+                    target.name.as_str(),
+                    target.kind.as_str(),
+                    reason.as_str()
+                ),
+            }
+        }
     }
     let webhook_net = Duration::from(loaded.config.ingest.webhook_resolve_timeout);
     println!(

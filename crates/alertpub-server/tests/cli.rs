@@ -70,3 +70,85 @@ fn version_prints_the_version() {
     assert!(first.contains("revision: "), "{stdout}");
     assert!(stdout.contains("rust version: 1."), "{stdout}");
 }
+
+#[test]
+fn check_config_routes_a_label_set_across_the_kinds() {
+    let output = alertpub()
+        .args([
+            "check-config",
+            "examples/integrations.yaml",
+            "--route",
+            "alertname=DiskFull,severity=critical",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("SUCCESS: 8 targets found"), "{stdout}");
+    assert!(stdout.contains("7 of 8 targets"), "{stdout}");
+    for kind in [
+        "msteams",
+        "opsgenie",
+        "incidentio",
+        "email",
+        "discord",
+        "telegram",
+    ] {
+        assert!(stdout.contains(kind), "{kind}: {stdout}");
+    }
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| {
+                l.contains(name)
+                    && (l.contains(" + ") || l.contains(" - "))
+                    && !l.contains("enabled")
+            })
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line("opsgenie-critical").contains('+'), "{stdout}");
+    assert!(
+        line("telegram-storage").contains("not sent: filtered"),
+        "{stdout}"
+    );
+    // Secrets from examples/secrets never appear.
+    assert!(!stdout.contains("example-not-a-real"), "{stdout}");
+    let warning = alertpub()
+        .args([
+            "check-config",
+            "examples/integrations.yaml",
+            "--route",
+            "severity=warning",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&warning.stdout);
+    assert!(stdout.contains("6 of 8 targets"), "{stdout}");
+}
+
+#[test]
+fn a_body_template_that_is_not_json_is_refused_at_load_naming_the_field() {
+    let dir = std::env::temp_dir().join(format!("alertpub-cli-tpl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.yaml");
+    std::fs::write(
+        &file,
+        "targets:\n  - name: ok\n    kind: webhook\n    url: http://127.0.0.1:1/\n  - name: chat\n    kind: webhook\n    url: http://127.0.0.1:1/\n    body_template: '{\"text\": {{ alert_name }}}'\n",
+    )
+    .unwrap();
+    let output = alertpub().arg("check-config").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("targets[1] (chat)")
+            && stderr.contains("body_template:")
+            && stderr.contains("not JSON"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

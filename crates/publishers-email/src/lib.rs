@@ -18,6 +18,9 @@
 //!   of their own and `In-Reply-To` and `References` naming the root, so the resolve lands in the
 //!   firing's thread, from any process and after any restart. The message-ref store only
 //!   remembers that the root was sent, so a reminder does not reuse its id.
+//! - **Connections.** One per message: alert mail is rare, and lettre's pool would spawn tasks
+//!   when the publisher is built or dropped, which a config check or a reload does outside the
+//!   runtime.
 //! - **Answers.** A 4xx SMTP reply, a timeout or a connection or TLS failure is transient; a 5xx
 //!   reply is permanent (`auth` for 530, 534 and 535, `bad_request` otherwise).
 //!

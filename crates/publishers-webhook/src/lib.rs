@@ -370,10 +370,12 @@ impl HttpPublisher for WebhookPublisher {
                         .next()
                         .is_some_and(|t| t.trim().ends_with("+json"));
                 Body::Template {
-                    template: Box::new(
-                        BodyTemplate::new(source, json)
-                            .map_err(|e| BuildError::Template(e.to_string()))?,
-                    ),
+                    template: Box::new(BodyTemplate::new(source, json).map_err(|e| match e {
+                        formatters::FormatError::Template { field, message } => {
+                            BuildError::Settings(format!("{field}: {message}"))
+                        }
+                        other => BuildError::Settings(format!("body_template: {other}")),
+                    })?),
                     content_type: HeaderValue::from_str(content_type).map_err(|_| {
                         BuildError::Settings("content_type is not a valid header value".to_owned())
                     })?,
