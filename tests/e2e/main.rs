@@ -9,6 +9,7 @@ mod bad_input;
 mod bounds;
 mod container;
 mod deploy;
+mod formats;
 mod ha;
 mod hardening;
 mod history;
