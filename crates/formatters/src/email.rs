@@ -35,22 +35,7 @@ pub struct Email {
     pub html: String,
 }
 
-/// Escapes text for HTML: `&`, `<`, `>`, `"` and `'`.
-#[must_use]
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::text::escape_html;
 
 /// The `Message-ID` an alert's thread hangs from:
 /// `<alertpub.<fingerprint>.<startsAt in ms>@<domain>>`.

@@ -4,7 +4,7 @@
 //!
 //! The body is `{title, status, deduplication_key, description, source_url, metadata}`:
 //! `status` is `firing` or `resolved`, and `deduplication_key` is
-//! [`pagerduty::dedup_key`](crate::pagerduty::dedup_key) of the fingerprint, so a resolve sent by
+//! [`pagerduty::dedup_key`] of the fingerprint, so a resolve sent by
 //! any process after any restart resolves the alert its firing opened. `metadata` carries the
 //! labels, the annotations and the fingerprint, for the alert source's attribute expressions.
 

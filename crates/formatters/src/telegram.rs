@@ -36,21 +36,9 @@ pub struct TelegramSettings {
     pub disable_notification: bool,
 }
 
-/// Escapes text for Telegram's HTML mode: `&`, `<`, `>` and `"` (for attribute values).
-#[must_use]
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escapes text for Telegram's HTML mode, which takes HTML's entities (all numeric ones, and
+/// `&lt;`, `&gt;`, `&amp;`, `&quot;`).
+pub use crate::text::escape_html as escape;
 
 /// The JSON body of `sendMessage`, replying to `reply_to` when given.
 ///

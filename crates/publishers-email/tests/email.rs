@@ -9,27 +9,12 @@ use std::time::Duration;
 
 use alert_core::{ErrorKind, InMemoryMessageRefs, PermanentReason, Publisher};
 use serde_json::{Value, json};
-use test_support::kind::{build, disk_full, publish};
+use test_support::kind::{build, disk_full, publish, python_module};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const USER: &str = "alertpub";
 const PASSWORD: &str = "smtp-p4ssw0rd-000000000001";
-
-/// Whether aiosmtpd can run here; in CI it must.
-fn available() -> bool {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import aiosmtpd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok || std::env::var("CI").as_deref() != Ok("true"),
-        "python3 with aiosmtpd (PyPI) is needed in CI"
-    );
-    ok
-}
 
 /// A running aiosmtpd, stopped by its PID when dropped.
 struct SmtpServer {
@@ -138,7 +123,7 @@ impl Drop for SmtpServer {
 #[tokio::test]
 async fn firing_and_resolve_arrive_over_starttls_with_auth_and_the_resolve_is_in_the_firings_thread()
  {
-    if !available() {
+    if !python_module("aiosmtpd") {
         return;
     }
     let server = SmtpServer::start("starttls").await;
@@ -198,7 +183,7 @@ async fn firing_and_resolve_arrive_over_starttls_with_auth_and_the_resolve_is_in
 
 #[tokio::test]
 async fn a_reminder_keeps_to_the_thread_with_an_id_of_its_own_over_implicit_tls() {
-    if !available() {
+    if !python_module("aiosmtpd") {
         return;
     }
     let server = SmtpServer::start("implicit").await;
@@ -214,7 +199,7 @@ async fn a_reminder_keeps_to_the_thread_with_an_id_of_its_own_over_implicit_tls(
 
 #[tokio::test]
 async fn a_refused_password_is_permanent_auth_and_never_shown() {
-    if !available() {
+    if !python_module("aiosmtpd") {
         return;
     }
     let server = SmtpServer::start("starttls").await;

@@ -152,3 +152,35 @@ fn a_missing_routing_key_file_is_secret_unavailable() {
         serde_json::from_value(serde_json::json!({"routing_key": "k", "sevrity": "x"})).unwrap();
     assert!(publishers_pagerduty::from_settings(&unknown, &context).is_err());
 }
+
+#[tokio::test]
+async fn a_summary_template_that_fails_fails_the_delivery_as_config() {
+    let target = MockTarget::start().await;
+    let settings: KindSettings = serde_json::from_value(serde_json::json!({
+        "url": target.base_url(),
+        "routing_key": ROUTING_KEY,
+        "templates": {"summary": "{{ nothing.here() }}"},
+    }))
+    .unwrap();
+    let context = BuildContext::new(
+        TargetName::new("pagerduty-oncall").unwrap(),
+        HttpClient::new(&ClientConfig::default()).unwrap(),
+        Arc::new(InMemoryMessageRefs::new()),
+    );
+    let publisher = publishers_pagerduty::from_settings(&settings, &context).unwrap();
+    let err = publisher
+        .publish(PublishRequest::made_at(
+            &alert(false),
+            Delivery::first(),
+            chrono::Utc::now(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind,
+        ErrorKind::Permanent {
+            reason: PermanentReason::Config
+        }
+    );
+    assert!(target.requests().is_empty());
+}

@@ -571,3 +571,25 @@ async fn the_bot_probe_is_healthy_when_the_token_works_or_only_lacks_a_scope() {
     assert_eq!(health.status, HealthStatus::Healthy);
     assert_eq!(health.degraded_reason, None);
 }
+
+#[tokio::test]
+async fn exactly_one_mode_is_set_and_bot_mode_names_its_channel() {
+    let build = |settings: serde_json::Value| {
+        let settings: KindSettings = serde_json::from_value(settings).unwrap();
+        publishers_slack::from_settings(&settings, &context(Arc::default()))
+    };
+    let both =
+        build(serde_json::json!({"webhook_url": "https://hooks.slack.com/x", "token": BOT_TOKEN}))
+            .unwrap_err();
+    assert!(both.to_string().contains("set either"), "{both}");
+    assert!(build(serde_json::json!({})).is_err());
+    let no_channel = build(serde_json::json!({"token": BOT_TOKEN})).unwrap_err();
+    assert!(no_channel.to_string().contains("channel"), "{no_channel}");
+    let webhook = build(serde_json::json!({
+        "webhook_url": format!("https://hooks.slack.com/services/{WEBHOOK_TOKEN}")
+    }))
+    .unwrap();
+    let probe = webhook.health_probe().unwrap();
+    assert!(probe.url.expose().ends_with(WEBHOOK_TOKEN));
+    assert!(probe.headers.is_empty());
+}

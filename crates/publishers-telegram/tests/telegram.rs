@@ -108,3 +108,68 @@ async fn a_chat_id_is_required() {
     .unwrap_err();
     assert!(err.to_string().contains("chat_id"), "{err}");
 }
+
+#[tokio::test]
+async fn a_200_with_ok_false_is_classified_by_its_error_code() {
+    let target = MockTarget::start().await;
+    let refused = |code: u16, extra: serde_json::Value| {
+        let mut body = json!({"ok": false, "error_code": code, "description": "no"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        MockResponse::status(200).json(&body)
+    };
+    target.enqueue(refused(429, json!({"parameters": {"retry_after": 4}})));
+    target.enqueue(refused(502, json!({})));
+    target.enqueue(refused(400, json!({})));
+    target.enqueue(MockResponse::status(200).body("<html>proxy</html>"));
+    target.enqueue(MockResponse::status(200).json(&json!({"ok": true})));
+    let publisher = publisher(&target, Arc::default());
+    let kinds = [
+        ErrorKind::RateLimited {
+            retry_after: Some(Duration::from_secs(4)),
+        },
+        ErrorKind::Transient,
+        ErrorKind::Permanent {
+            reason: PermanentReason::BadRequest,
+        },
+        ErrorKind::Transient,
+    ];
+    for kind in kinds {
+        let err = publish(&publisher, &disk_full(false)).await.unwrap_err();
+        assert_eq!(err.kind, kind, "{err}");
+    }
+    // Accepted without a result: delivered, with nothing to keep.
+    let receipt = publish(&publisher, &disk_full(false)).await.unwrap();
+    assert_eq!(receipt.message_ref, None);
+}
+
+#[tokio::test]
+async fn chat_ids_are_numbers_or_channel_names_and_a_failing_template_fails_the_delivery() {
+    for (chat_id, ok) in [
+        (json!("@alerts"), true),
+        (json!("-100123"), true),
+        (json!("alerts"), false),
+        (json!("@"), false),
+    ] {
+        let built = build(
+            publishers_telegram::from_settings,
+            json!({"token": TOKEN, "chat_id": chat_id}),
+            Arc::default(),
+        );
+        assert_eq!(built.is_ok(), ok, "{chat_id}");
+    }
+    let target = MockTarget::start().await;
+    let settings = json!({"url": target.base_url(), "token": TOKEN, "chat_id": 1,
+                          "templates": {"title": "{{ nothing.here() }}"}});
+    let publisher = build(publishers_telegram::from_settings, settings, Arc::default()).unwrap();
+    let err = publish(&publisher, &disk_full(false)).await.unwrap_err();
+    assert_eq!(
+        err.kind,
+        ErrorKind::Permanent {
+            reason: PermanentReason::Config
+        },
+        "{err}"
+    );
+    assert!(target.requests().is_empty());
+}

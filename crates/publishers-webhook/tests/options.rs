@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use alert_core::Publisher;
 use serde_json::json;
-use test_support::kind::{build, disk_full, publish};
+use test_support::kind::{build, disk_full, publish, python_module};
 use test_support::{MockTarget, RecordedRequest};
 
 fn publisher(target: &MockTarget, extra: serde_json::Value) -> Arc<dyn Publisher> {
@@ -96,21 +96,6 @@ async fn the_alertmanager_format_is_alertmanagers_webhook_message() {
 const SECRET_A: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const SECRET_B: &str = "whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24=";
 
-/// Whether the `standardwebhooks` package can run here; in CI it must.
-fn standardwebhooks() -> bool {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import standardwebhooks"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok || std::env::var("CI").as_deref() != Ok("true"),
-        "python3 with standardwebhooks (PyPI) is needed in CI"
-    );
-    ok
-}
-
 /// Verifies `request` with `secret` through the `standardwebhooks` package.
 fn verifies(request: &RecordedRequest, secret: &str) -> bool {
     let headers = json!({
@@ -142,7 +127,7 @@ fn verifies(request: &RecordedRequest, secret: &str) -> bool {
 
 #[tokio::test]
 async fn standard_webhooks_signatures_verify_with_an_independent_implementation() {
-    if !standardwebhooks() {
+    if !python_module("standardwebhooks") {
         return;
     }
     let request = one_request(

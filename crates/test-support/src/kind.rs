@@ -72,3 +72,23 @@ pub async fn publish(
         ))
         .await
 }
+
+/// Whether `python3` can import `module` (a PyPI package a test runs, such as `aiosmtpd`). In CI
+/// (`CI=true`) it must: a missing package fails the test there, and skips it elsewhere.
+///
+/// # Panics
+/// In CI, when the module cannot be imported.
+#[must_use]
+pub fn python_module(module: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok || std::env::var("CI").as_deref() != Ok("true"),
+        "python3 with {module} (PyPI) is needed in CI"
+    );
+    ok
+}
