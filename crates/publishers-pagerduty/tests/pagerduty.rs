@@ -156,24 +156,18 @@ fn a_missing_routing_key_file_is_secret_unavailable() {
 #[tokio::test]
 async fn a_summary_template_that_fails_fails_the_delivery_as_config() {
     let target = MockTarget::start().await;
-    let settings: KindSettings = serde_json::from_value(serde_json::json!({
+    let settings = serde_json::json!({
         "url": target.base_url(),
         "routing_key": ROUTING_KEY,
         "templates": {"summary": "{{ nothing.here() }}"},
-    }))
+    });
+    let publisher = test_support::kind::build(
+        publishers_pagerduty::from_settings,
+        settings,
+        Arc::default(),
+    )
     .unwrap();
-    let context = BuildContext::new(
-        TargetName::new("pagerduty-oncall").unwrap(),
-        HttpClient::new(&ClientConfig::default()).unwrap(),
-        Arc::new(InMemoryMessageRefs::new()),
-    );
-    let publisher = publishers_pagerduty::from_settings(&settings, &context).unwrap();
-    let err = publisher
-        .publish(PublishRequest::made_at(
-            &alert(false),
-            Delivery::first(),
-            chrono::Utc::now(),
-        ))
+    let err = test_support::kind::publish(&publisher, &alert(false))
         .await
         .unwrap_err();
     assert_eq!(
