@@ -118,11 +118,8 @@ impl HttpRequest {
 
     /// Sets the body and its content type.
     #[must_use]
-    pub fn body_with_type(mut self, body: impl Into<Bytes>, content_type: &'static str) -> Self {
-        self.body = body.into();
-        self.headers
-            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-        self
+    pub fn body_with_type(self, body: impl Into<Bytes>, content_type: &'static str) -> Self {
+        self.body_with_content_type(body, HeaderValue::from_static(content_type))
     }
 
     /// Sets the body and a content type checked beforehand (a configured one).

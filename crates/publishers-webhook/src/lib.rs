@@ -242,17 +242,13 @@ fn standard_key(
 /// The `webhook-signature` value: `v1,<base64>` per key, space-separated.
 #[must_use]
 pub fn standard_signature(keys: &[&[u8]], id: &str, timestamp: i64, body: &[u8]) -> String {
+    let timestamp = timestamp.to_string();
     keys.iter()
         .map(|key| {
-            let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-            mac.update(id.as_bytes());
-            mac.update(b".");
-            mac.update(timestamp.to_string().as_bytes());
-            mac.update(b".");
-            mac.update(body);
+            let mac = hmac_over(key, &[id.as_bytes(), timestamp.as_bytes(), body]);
             format!(
                 "v1,{}",
-                base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+                base64::engine::general_purpose::STANDARD.encode(mac)
             )
         })
         .collect::<Vec<_>>()
@@ -260,6 +256,74 @@ pub fn standard_signature(keys: &[&[u8]], id: &str, timestamp: i64, body: &[u8])
 }
 
 publisher_http::from_settings!(WebhookPublisher);
+
+/// How the body is signed, from `signature`, `hmac_secret(_file)` and `hmac_secrets`.
+fn signer(config: &Config) -> Result<Option<Signer>, BuildError> {
+    let hmac_secret = Credential::optional(config.hmac_secret.as_ref(), "hmac_secret")?;
+    Ok(match (config.signature, hmac_secret) {
+        (Signature::Alertpub, secret) => {
+            if !config.hmac_secrets.is_empty() {
+                return Err(BuildError::Settings(
+                    "hmac_secrets needs `signature: standard`".to_owned(),
+                ));
+            }
+            secret.map(Signer::Alertpub)
+        }
+        (Signature::Standard, secret) => {
+            let mut keys = Vec::new();
+            for secret in secret.into_iter().map(Ok).chain(
+                config
+                    .hmac_secrets
+                    .iter()
+                    .map(|c| c.resolve("hmac_secrets")),
+            ) {
+                let secret = secret?;
+                keys.push((standard_key(&secret, "hmac_secret")?, secret));
+            }
+            if keys.is_empty() {
+                return Err(BuildError::Settings(
+                    "`signature: standard` needs hmac_secret(_file) or hmac_secrets".to_owned(),
+                ));
+            }
+            Some(Signer::Standard(keys))
+        }
+    })
+}
+
+/// How the body is made, from `format`, `body_template` and `content_type`.
+fn body(config: &Config, context: &BuildContext) -> Result<Body, BuildError> {
+    Ok(match (config.format, &config.body_template) {
+        (Format::Generic, None) => Body::Generic,
+        (Format::Alertmanager, None) => Body::Alertmanager {
+            receiver: context.target.as_str().to_owned(),
+            external_url: config.external_url.clone().unwrap_or_default(),
+        },
+        (Format::Generic, Some(source)) => {
+            let content_type = config.content_type.as_deref().unwrap_or("application/json");
+            let json = content_type.starts_with("application/json")
+                || content_type
+                    .split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().ends_with("+json"));
+            Body::Template {
+                template: Box::new(BodyTemplate::new(source, json).map_err(|e| match e {
+                    formatters::FormatError::Template { field, message } => {
+                        BuildError::Settings(format!("{field}: {message}"))
+                    }
+                    other => BuildError::Settings(format!("body_template: {other}")),
+                })?),
+                content_type: HeaderValue::from_str(content_type).map_err(|_| {
+                    BuildError::Settings("content_type is not a valid header value".to_owned())
+                })?,
+            }
+        }
+        (Format::Alertmanager, Some(_)) => {
+            return Err(BuildError::Settings(
+                "body_template and `format: alertmanager` exclude each other".to_owned(),
+            ));
+        }
+    })
+}
 
 fn resolve_auth(auth: AuthConfig) -> Result<Auth, BuildError> {
     let schemes = usize::from(auth.bearer_token.is_some())
@@ -290,23 +354,34 @@ fn resolve_auth(auth: AuthConfig) -> Result<Auth, BuildError> {
     Ok(Auth::Bearer(token))
 }
 
+/// HMAC-SHA256 with `key` over `parts` joined by dots: what both signature schemes sign.
+fn hmac_over(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            mac.update(b".");
+        }
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
 /// The signature: lowercase hex of HMAC-SHA256(secret, `"<timestamp>.<body>"`).
 #[must_use]
 pub fn sign(secret: &Secret<String>, timestamp: i64, body: &[u8]) -> String {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
-        .expect("HMAC takes any key length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+    let timestamp = timestamp.to_string();
+    hex::encode(hmac_over(
+        secret.expose().as_bytes(),
+        &[timestamp.as_bytes(), body],
+    ))
 }
 
 impl HttpPublisher for WebhookPublisher {
     const KIND: &'static str = "webhook";
 
     fn build(settings: &KindSettings, context: &BuildContext) -> Result<Self, BuildError> {
-        let config: Config = parse_settings(settings)?;
+        let mut config: Config = parse_settings(settings)?;
         let url = Credential::required(config.url.as_ref(), "url")?;
         publisher_http::check_base_url("url", url.expose())?;
         let method = match config
@@ -323,70 +398,12 @@ impl HttpPublisher for WebhookPublisher {
                 )));
             }
         };
-        let auth = match config.auth {
+        let auth = match config.auth.take() {
             None => Auth::None,
             Some(auth) => resolve_auth(auth)?,
         };
-        let hmac_secret = Credential::optional(config.hmac_secret.as_ref(), "hmac_secret")?;
-        let signer = match (config.signature, hmac_secret) {
-            (Signature::Alertpub, secret) => {
-                if !config.hmac_secrets.is_empty() {
-                    return Err(BuildError::Settings(
-                        "hmac_secrets needs `signature: standard`".to_owned(),
-                    ));
-                }
-                secret.map(Signer::Alertpub)
-            }
-            (Signature::Standard, secret) => {
-                let mut keys = Vec::new();
-                for secret in secret.into_iter().map(Ok).chain(
-                    config
-                        .hmac_secrets
-                        .iter()
-                        .map(|c| c.resolve("hmac_secrets")),
-                ) {
-                    let secret = secret?;
-                    keys.push((standard_key(&secret, "hmac_secret")?, secret));
-                }
-                if keys.is_empty() {
-                    return Err(BuildError::Settings(
-                        "`signature: standard` needs hmac_secret(_file) or hmac_secrets".to_owned(),
-                    ));
-                }
-                Some(Signer::Standard(keys))
-            }
-        };
-        let body = match (config.format, &config.body_template) {
-            (Format::Generic, None) => Body::Generic,
-            (Format::Alertmanager, None) => Body::Alertmanager {
-                receiver: context.target.as_str().to_owned(),
-                external_url: config.external_url.clone().unwrap_or_default(),
-            },
-            (Format::Generic, Some(source)) => {
-                let content_type = config.content_type.as_deref().unwrap_or("application/json");
-                let json = content_type.starts_with("application/json")
-                    || content_type
-                        .split(';')
-                        .next()
-                        .is_some_and(|t| t.trim().ends_with("+json"));
-                Body::Template {
-                    template: Box::new(BodyTemplate::new(source, json).map_err(|e| match e {
-                        formatters::FormatError::Template { field, message } => {
-                            BuildError::Settings(format!("{field}: {message}"))
-                        }
-                        other => BuildError::Settings(format!("body_template: {other}")),
-                    })?),
-                    content_type: HeaderValue::from_str(content_type).map_err(|_| {
-                        BuildError::Settings("content_type is not a valid header value".to_owned())
-                    })?,
-                }
-            }
-            (Format::Alertmanager, Some(_)) => {
-                return Err(BuildError::Settings(
-                    "body_template and `format: alertmanager` exclude each other".to_owned(),
-                ));
-            }
-        };
+        let signer = signer(&config)?;
+        let body = body(&config, context)?;
         // Built now, so a bad header fails at load rather than on every publish.
         let settings = |e: publisher_http::RequestError| BuildError::Settings(e.to_string());
         let mut template = HttpRequest::secret_url(method, &url).map_err(settings)?;
