@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,9 @@ struct Shared {
 struct Counters {
     /// Accepted so far.
     accepted: AtomicU64,
+    /// Accepted so far that carried at least one delivery: a health probe's connection, closed
+    /// after its answer, is counted in `accepted` only.
+    delivering: AtomicU64,
     /// Open now.
     open: AtomicU64,
     /// The most open at once: tells reuse beyond the lane's limit (more accepted than open at
@@ -153,6 +156,14 @@ impl MockPool {
         self.connections
             .iter()
             .map(|c| c.accepted.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// TCP connections each mock accepted that carried at least one delivery.
+    pub(crate) fn delivery_connections(&self) -> Vec<u64> {
+        self.connections
+            .iter()
+            .map(|c| c.delivering.load(Ordering::Relaxed))
             .collect()
     }
 
@@ -249,8 +260,14 @@ async fn accept_loop(
                 let shared = Arc::clone(&shared);
                 let counters = Arc::clone(&counters);
                 connections.spawn(async move {
+                    let delivered = Arc::new(AtomicBool::new(false));
+                    let counted = Arc::clone(&counters);
                     let service = service_fn(move |request| {
-                        handle(request, index, delay, status, Arc::clone(&shared))
+                        let seen = Seen {
+                            connection: Arc::clone(&delivered),
+                            counters: Arc::clone(&counted),
+                        };
+                        handle(request, index, (delay, status), Arc::clone(&shared), seen)
                     });
                     let _ = http1::Builder::new()
                         .keep_alive(true)
@@ -264,12 +281,18 @@ async fn accept_loop(
     }
 }
 
+/// Whether a connection has carried a delivery yet, and its port's counts.
+struct Seen {
+    connection: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+}
+
 async fn handle(
     request: Request<Incoming>,
     index: usize,
-    delay: Duration,
-    status: StatusCode,
+    (delay, status): (Duration, StatusCode),
     shared: Arc<Shared>,
+    seen: Seen,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     // The head has been parsed: this is the header-arrival instant of SPEC §9.
     let at = Instant::now();
@@ -287,6 +310,8 @@ async fn handle(
         let ids = bench_ids(&body);
         if ids.is_empty() {
             log.others_per_target[index] += 1;
+        } else if !seen.connection.swap(true, Ordering::Relaxed) {
+            seen.counters.delivering.fetch_add(1, Ordering::Relaxed);
         }
         for id in ids {
             log.arrivals.push(Arrival {

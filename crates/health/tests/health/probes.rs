@@ -594,3 +594,47 @@ async fn a_probe_goes_through_the_targets_own_client_when_the_lookup_gives_one()
     assert_eq!(pool.requests.load(Ordering::SeqCst), 2);
     assert_eq!(base.registry.get("ops").unwrap().consecutive_failures, 0);
 }
+
+#[tokio::test]
+async fn a_probe_leaves_no_connection_open() {
+    // The server keeps its connections alive; the probe must ask for the close and close its side
+    // once it has the answer, so an idle target holds no socket between probes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/health", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0_u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert_ne!(n, 0, "the probe closed before its request was whole");
+            request.extend_from_slice(&buf[..n]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        // The client's close is the signal; a kept-alive connection would block here until the
+        // test's deadline.
+        let closed = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
+        (
+            String::from_utf8_lossy(&request).to_ascii_lowercase(),
+            closed,
+        )
+    });
+    let client = client(None);
+    let publisher = HttpPublisher::new(&client, &url, Some(probe(&url, None)));
+    let fx = fixture(
+        fast_config(),
+        &client,
+        vec![Spec::enabled("ops", publisher)],
+    );
+    let health = fx.prober.check_now("ops").await.unwrap();
+    assert_eq!(health.status, HealthStatus::Healthy);
+    let (request, closed) = server.await.unwrap();
+    assert!(request.contains("connection: close"), "{request}");
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "the probe's connection stayed open: {closed:?}"
+    );
+}
