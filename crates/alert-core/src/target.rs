@@ -193,10 +193,33 @@ pub struct RateLimit {
 /// A kind's own settings, opaque to everything but that kind's publisher crate, which parses them
 /// into its `Config`. No struct anywhere holds every kind's options.
 ///
+/// Shared, not copied: the configuration, the target and its dispatcher lane all hold the same
+/// map, so a configured target keeps one copy of its settings however many places refer to it.
+/// [`make_mut`](Self::make_mut) copies it only when a holder changes it.
+///
 /// `Debug` does not print the contents, since they may name credentials.
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct KindSettings(pub serde_json::Map<String, serde_json::Value>);
+pub struct KindSettings(pub Arc<serde_json::Map<String, serde_json::Value>>);
+
+impl KindSettings {
+    /// Settings holding `map`.
+    #[must_use]
+    pub fn new(map: serde_json::Map<String, serde_json::Value>) -> Self {
+        Self(Arc::new(map))
+    }
+
+    /// The map, to change: copied first if another holder shares it.
+    pub fn make_mut(&mut self) -> &mut serde_json::Map<String, serde_json::Value> {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl From<serde_json::Map<String, serde_json::Value>> for KindSettings {
+    fn from(map: serde_json::Map<String, serde_json::Value>) -> Self {
+        Self::new(map)
+    }
+}
 
 impl fmt::Debug for KindSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -313,7 +336,8 @@ pub enum TargetSetError {
 /// never see half a reload.
 #[derive(Clone, Debug, Default)]
 pub struct TargetSet {
-    entries: Vec<TargetEntry>,
+    // Shared, so a holder that keeps an entry (a dispatcher lane) keeps this one, not a copy.
+    entries: Vec<Arc<TargetEntry>>,
     by_name: HashMap<TargetName, usize>,
 }
 
@@ -329,17 +353,23 @@ impl TargetSet {
                 return Err(TargetSetError::DuplicateName(entry.target.name.to_string()));
             }
         }
+        let entries = entries.into_iter().map(Arc::new).collect();
         Ok(Self { entries, by_name })
     }
 
     /// The entry with this name.
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&TargetEntry> {
-        self.by_name.get(name).map(|&index| &self.entries[index])
+        self.by_name.get(name).map(|&index| &*self.entries[index])
     }
 
     /// All entries, in configuration order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &TargetEntry> {
+        self.entries.iter().map(|entry| &**entry)
+    }
+
+    /// All entries, in configuration order, as the set holds them: cloning one shares it.
+    pub fn iter_shared(&self) -> impl ExactSizeIterator<Item = &Arc<TargetEntry>> {
         self.entries.iter()
     }
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use alert_core::{Matcher, RateLimit, TargetKind, TargetName};
+use alert_core::{KindSettings, Matcher, RateLimit, TargetKind, TargetName};
 use serde::Deserialize;
 
 use crate::duration::Dur;
@@ -420,7 +420,7 @@ pub struct TargetSpec {
     pub rate_limit: Option<RateLimit>,
     /// Everything else: the kind's own settings.
     #[serde(flatten)]
-    pub settings: serde_json::Map<String, serde_json::Value>,
+    pub settings: KindSettings,
 }
 
 fn yes() -> bool {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use alert_core::BuildError;
 use alert_core::{
-    BoxFuture, DisabledReason, ErrorKind, KindSettings, PermanentReason, PublishError,
-    PublishRequest, Publisher, Receipt, Target, TargetEntry, TargetSet,
+    BoxFuture, DisabledReason, ErrorKind, PermanentReason, PublishError, PublishRequest, Publisher,
+    Receipt, Target, TargetEntry, TargetSet,
 };
 
 use crate::config::{Config, TargetSpec};
@@ -212,7 +212,7 @@ pub fn target_of(spec: &TargetSpec) -> Target {
     target.timeout = spec.timeout.map(Into::into);
     target.in_flight_limit = spec.in_flight;
     target.rate_limit = spec.rate_limit;
-    target.settings = KindSettings(spec.settings.clone());
+    target.settings = spec.settings.clone();
     target
 }
 
@@ -340,7 +340,7 @@ pub fn referenced_files(config: &Config) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for target in &config.targets {
         walk(
-            &serde_json::Value::Object(target.settings.clone()),
+            &serde_json::Value::Object((*target.settings.0).clone()),
             &mut files,
         );
     }

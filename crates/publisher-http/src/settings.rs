@@ -134,7 +134,7 @@ impl BaseUrl {
 /// which are all strings); [`BuildError::SecretUnavailable`] when a credential is given both
 /// inline and as a file.
 pub fn parse_settings<T: DeserializeOwned>(settings: &KindSettings) -> Result<T, BuildError> {
-    let folded = fold_files(settings.0.clone(), "")?;
+    let folded = fold_files((*settings.0).clone(), "")?;
     serde_json::from_value(Value::Object(folded)).map_err(|e| BuildError::Settings(e.to_string()))
 }
 
@@ -161,7 +161,7 @@ pub fn split_settings<T: DeserializeOwned, F: DeserializeOwned>(
         .partition(|(k, _)| is_own(k));
     let rest = serde_json::from_value(Value::Object(rest))
         .map_err(|e| BuildError::Settings(e.to_string()))?;
-    Ok((parse_settings(&KindSettings(mine))?, rest))
+    Ok((parse_settings(&KindSettings::new(mine))?, rest))
 }
 
 /// Moves each `NAME_file: PATH` of `map` (and of the maps in it, except [`USER_MAPS`]) to

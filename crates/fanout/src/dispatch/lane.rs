@@ -1,7 +1,7 @@
 //! One target's lane: gate → rate limit → in-flight limit → `TargetCall`, then settle.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use alert_core::{
@@ -9,7 +9,6 @@ use alert_core::{
     Target, TargetEntry,
 };
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -86,9 +85,28 @@ enum Step {
     Wait { until: Option<Instant>, wake: bool },
 }
 
+/// A lane's target as it is now: the supervisor replaces it when the configuration changes, and
+/// the lane reads it at each step. A `watch` channel did the same at ten times the size, and the
+/// lane never waits for a change.
+pub(super) struct EntryCell(Mutex<Arc<TargetEntry>>);
+
+impl EntryCell {
+    pub(super) fn new(entry: Arc<TargetEntry>) -> Arc<Self> {
+        Arc::new(Self(Mutex::new(entry)))
+    }
+
+    pub(super) fn get(&self) -> Arc<TargetEntry> {
+        Arc::clone(&self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub(super) fn set(&self, entry: Arc<TargetEntry>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = entry;
+    }
+}
+
 pub(super) struct Lane {
     context: Arc<Context>,
-    entry: watch::Receiver<Arc<TargetEntry>>,
+    entry: Arc<EntryCell>,
     shared: Arc<LaneShared>,
     stop: CancellationToken,
     rng: SplitMix64,
@@ -112,12 +130,14 @@ pub(super) struct Lane {
 impl Lane {
     pub(super) fn new(
         context: Arc<Context>,
-        entry: watch::Receiver<Arc<TargetEntry>>,
+        entry: Arc<EntryCell>,
         shared: Arc<LaneShared>,
         stop: CancellationToken,
-    ) -> Self {
-        let rng = SplitMix64::seeded_from(entry.borrow().target.name.as_str());
-        Self {
+    ) -> Box<Self> {
+        let rng = SplitMix64::seeded_from(entry.get().target.name.as_str());
+        // Boxed: the task's future then holds a pointer, not the lane, and an idle lane's task
+        // is its wait and little more (one task per configured target).
+        Box::new(Self {
             context,
             entry,
             shared,
@@ -131,15 +151,21 @@ impl Lane {
             lease_retry_at: None,
             free_since: None,
             attempts: JoinSet::new(),
-        }
+        })
     }
 
-    pub(super) async fn run(mut self) {
+    pub(super) async fn run(mut self: Box<Self>) {
         while !self.stop.is_cancelled() {
-            let entry = Arc::clone(&self.entry.borrow());
+            let entry = self.entry.get();
             match self.next_step(&entry) {
                 Step::Wait { until, wake } => self.wait(until, wake).await,
-                Step::Lease(n) => self.lease(&entry, n).await,
+                Step::Lease(n) => {
+                    // The lease's own wait happens here, not inside it, so the task's future
+                    // never holds the two at once.
+                    if let Some(until) = self.lease(&entry, n).await {
+                        self.wait(Some(until), true).await;
+                    }
+                }
             }
         }
         // Shutdown or stop: lease nothing more, and let the attempts in flight finish. The
@@ -333,7 +359,9 @@ impl Lane {
         }
     }
 
-    async fn lease(&mut self, entry: &Arc<TargetEntry>, n: usize) {
+    /// Leases up to `n` jobs and starts their attempts. `Some(until)` when there was none: the
+    /// lane then waits until that instant or a wake-up.
+    async fn lease(&mut self, entry: &Arc<TargetEntry>, n: usize) -> Option<Instant> {
         let context = Arc::clone(&self.context);
         let config = &context.config;
         let target = &entry.target;
@@ -344,7 +372,7 @@ impl Lane {
         let now = context.clock.now();
         let lease = tokio::select! {
             lease = context.store.lease(&target.name, n, ttl, now) => lease,
-            () = self.stop.cancelled() => return,
+            () = self.stop.cancelled() => return None,
         };
         let lease = match lease {
             Ok(lease) => {
@@ -360,7 +388,7 @@ impl Lane {
                 );
                 tracing::warn!(target = %target.name, error = %err, "leasing jobs failed; backing off");
                 self.lease_retry_at = Some(self.instant() + delay);
-                return;
+                return None;
             }
         };
         if lease.jobs.is_empty() {
@@ -375,8 +403,7 @@ impl Lane {
                 let left = (due - context.clock.now()).to_std().unwrap_or_default();
                 until = until.min(mono + left);
             }
-            self.wait(Some(until), true).await;
-            return;
+            return Some(until);
         }
         let started = self.instant();
         // What the lane knows of the target, once for the whole lease: when it is known to be
@@ -417,6 +444,7 @@ impl Lane {
                 guard,
             ));
         }
+        None
     }
 }
 

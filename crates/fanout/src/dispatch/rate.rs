@@ -129,7 +129,7 @@ mod tests {
         let mut bot = target(TargetKind::Slack);
         let mut settings = serde_json::Map::new();
         settings.insert("token_file".into(), "/run/slack".into());
-        bot.settings = KindSettings(settings);
+        bot.settings = KindSettings::new(settings);
         assert_eq!(default_rate_limit(&bot), None);
         assert_eq!(
             default_rate_limit(&target(TargetKind::Rootly)),

@@ -4,18 +4,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError};
 
 use alert_core::{TargetEntry, TargetName, TargetSet, TargetSource};
-use tokio::sync::watch;
 use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::lane::Lane;
+use super::lane::{EntryCell, Lane};
 use super::{Context, LaneShared, PauseReason, Registry};
 
 /// The supervisor's hold on one running lane.
 struct LaneControl {
     /// The lane reads its target's current entry from here, so a config change reaches it
     /// without a restart.
-    entry: watch::Sender<Arc<TargetEntry>>,
+    entry: Arc<EntryCell>,
     /// Cancelled to stop the lane: it stops leasing, finishes its attempts in flight, and ends.
     stop: CancellationToken,
     task: Id,
@@ -103,13 +102,13 @@ impl Supervisor {
 
     /// Starts, updates and stops lanes so that exactly the enabled targets of `set` have one.
     fn reconcile(&mut self, set: &TargetSet) {
-        for entry in set.iter() {
+        for entry in set.iter_shared() {
             let name = &entry.target.name;
             let shared = self.shared(name, entry);
             if entry.target.is_enabled() {
                 match self.lanes.get(name) {
                     Some(lane) => {
-                        lane.entry.send_replace(Arc::new(entry.clone()));
+                        lane.entry.set(Arc::clone(entry));
                     }
                     None => self.start_lane(entry, shared),
                 }
@@ -145,22 +144,27 @@ impl Supervisor {
         Arc::clone(shared)
     }
 
-    fn start_lane(&mut self, entry: &TargetEntry, shared: Arc<LaneShared>) {
+    fn start_lane(&mut self, entry: &Arc<TargetEntry>, shared: Arc<LaneShared>) {
         let name = entry.target.name.clone();
-        let (sender, receiver) = watch::channel(Arc::new(entry.clone()));
+        let cell = EntryCell::new(Arc::clone(entry));
         let stop = self.shutdown.child_token();
         shared.set_pause(None, None);
         // A stopped lane of the same target may still be finishing its attempts in flight. Their
         // calls count in `shared`'s in-flight figure, which the new lane obeys, so the target
         // never has more calls than its limit; for that short while the jobs held are the old
         // lane's on top of the new one's.
-        let lane = Lane::new(Arc::clone(&self.context), receiver, shared, stop.clone());
+        let lane = Lane::new(
+            Arc::clone(&self.context),
+            Arc::clone(&cell),
+            shared,
+            stop.clone(),
+        );
         let task = self.tasks.spawn(lane.run()).id();
         self.by_task.insert(task, name.clone());
         self.lanes.insert(
             name,
             LaneControl {
-                entry: sender,
+                entry: cell,
                 stop,
                 task,
             },
