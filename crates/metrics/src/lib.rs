@@ -1,9 +1,12 @@
 //! alertpub's metrics, exported as Prometheus text through OpenTelemetry and opentelemetry-prometheus.
 //!
-//! Metric names follow Prometheus conventions and pass `promtool check metrics`. The instruments are
-//! OpenTelemetry instruments on the meter `alertpub`; the opentelemetry-prometheus exporter adds the
-//! unit suffix (`_seconds`) and the counter suffix (`_total`), so the base names here carry neither,
-//! and every sample carries an `otel_scope_name="alertpub"` label.
+//! Metric names follow Prometheus conventions and pass `promtool check metrics`. The process-wide
+//! instruments are OpenTelemetry instruments on the meter `alertpub`; the opentelemetry-prometheus
+//! exporter adds the unit suffix (`_seconds`) and the counter suffix (`_total`), so the base names
+//! here carry neither, and every sample carries an `otel_scope_name="alertpub"` label. The
+//! per-target series (`target` label) are a table of this crate's own, rendered on the same
+//! registry in the same form: an OpenTelemetry instrument keeps at most 2 000 attribute sets, which
+//! a fleet of 400 targets fills (see `targets.rs`).
 //!
 //! [`Metrics`] implements [`PublishObserver`], so the engine updates the publish metrics itself; the
 //! rest are set through plain methods. [`Metrics::render`] produces the `/metrics` response.
@@ -44,6 +47,10 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, MeterProvider as _, UpDownCounter};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::Encoder as _;
+
+use crate::targets::{TargetCollector, TargetTable};
+
+mod targets;
 
 /// The name of the OpenTelemetry meter (and the `otel_scope_name` label on every sample).
 pub const METER_NAME: &str = "alertpub";
@@ -99,13 +106,7 @@ pub const fn circuit_value(state: CircuitState) -> i64 {
 struct Instruments {
     parallel_duration: Histogram<f64>,
     parallel_total: Counter<u64>,
-    target_total: Counter<u64>,
-    target_failures: Counter<u64>,
-    target_skipped: Counter<u64>,
-    target_duration: Histogram<f64>,
     in_flight: UpDownCounter<i64>,
-    target_health: Gauge<i64>,
-    circuit_state: Gauge<i64>,
     queue_depth: Gauge<u64>,
     queue_retries: Counter<u64>,
     dlq_size: Gauge<u64>,
@@ -113,7 +114,6 @@ struct Instruments {
     truncated: Counter<u64>,
     ends_capped: Counter<u64>,
     active_refused: Counter<u64>,
-    target_full: Counter<u64>,
     body_bytes_in_flight: Gauge<u64>,
     http_requests: Counter<u64>,
     http_duration: Histogram<f64>,
@@ -124,11 +124,7 @@ struct Instruments {
     reload_successful: Gauge<u64>,
     reload_success_time: Gauge<f64>,
     dead_lettered: Counter<u64>,
-    delivery_latency: Histogram<f64>,
     invalid_secrets: Counter<u64>,
-    health_checks: Counter<u64>,
-    health_check_duration: Histogram<f64>,
-    health_transitions: Counter<u64>,
 }
 
 impl Instruments {
@@ -150,48 +146,9 @@ impl Instruments {
                      partial or failure).",
                 )
                 .build(),
-            target_total: meter
-                .u64_counter("alertpub_target_publish")
-                .with_description(
-                    "Calls to a target, by target, kind and outcome (success or failed).",
-                )
-                .build(),
-            target_failures: meter
-                .u64_counter("alertpub_target_publish_failures")
-                .with_description(
-                    "Failed calls to a target, by target and reason (transient, rate_limited, \
-                     permanent, timeout or cancelled).",
-                )
-                .build(),
-            target_skipped: meter
-                .u64_counter("alertpub_target_publish_skipped")
-                .with_description(
-                    "Targets not called for an alert, by target and reason (disabled, unhealthy, \
-                     degraded, circuit_open or filtered).",
-                )
-                .build(),
-            target_duration: meter
-                .f64_histogram("alertpub_target_publish_duration")
-                .with_description("Duration of one call to a target, by target and kind.")
-                .with_unit("s")
-                .with_boundaries(PUBLISH_BUCKETS.to_vec())
-                .build(),
             in_flight: meter
                 .i64_up_down_counter("alertpub_publish_in_flight")
                 .with_description("Calls to targets currently in flight.")
-                .build(),
-            target_health: meter
-                .i64_gauge("alertpub_target_health_status")
-                .with_description(
-                    "Health of a target: 0 = unknown, 1 = healthy, 2 = degraded, 3 = unhealthy.",
-                )
-                .build(),
-            circuit_state: meter
-                .i64_gauge("alertpub_circuit_breaker_state")
-                .with_description(
-                    "State of a target's circuit breaker: 0 = closed (calls flow), 1 = half_open \
-                     (one trial call at a time), 2 = open (calls refused).",
-                )
                 .build(),
             queue_depth: meter
                 .u64_gauge("alertpub_queue_depth")
@@ -228,13 +185,6 @@ impl Instruments {
                 .with_description(
                     "Requests refused with 503 because they would take the active alerts past \
                      ingest.max_active_alerts.",
-                )
-                .build(),
-            target_full: meter
-                .u64_counter("alertpub_queue_target_full")
-                .with_description(
-                    "Deliveries refused at ingest because their target's queue held \
-                     queue.max_jobs_per_target jobs (the request was answered 503).",
                 )
                 .build(),
             body_bytes_in_flight: meter
@@ -301,41 +251,12 @@ impl Instruments {
                      expired or target_removed).",
                 )
                 .build(),
-            health_checks: meter
-                .u64_counter("alertpub_health_checks")
-                .with_description(
-                    "Active health checks of a target, by target and result (reachable, \
-                     auth_rejected or unreachable).",
-                )
-                .build(),
-            health_check_duration: meter
-                .f64_histogram("alertpub_health_check_duration")
-                .with_description("Time a target took to answer a health check, by target.")
-                .with_unit("s")
-                .with_boundaries(PUBLISH_BUCKETS.to_vec())
-                .build(),
-            health_transitions: meter
-                .u64_counter("alertpub_health_transitions")
-                .with_description(
-                    "Changes of a target's health, by target and the status it went from and to \
-                     (unknown, healthy, degraded, unhealthy).",
-                )
-                .build(),
             invalid_secrets: meter
                 .u64_counter("alertpub_discovery_invalid_secrets")
                 .with_description(
                     "Kubernetes Secrets of targets skipped as invalid (bad YAML, an unknown \
                      field, a refused host); each is logged with its reason.",
                 )
-                .build(),
-            delivery_latency: meter
-                .f64_histogram("alertpub_delivery_latency")
-                .with_description(
-                    "Time from an alert's acceptance at ingest to its delivery to a target (the \
-                     target's answer), by target, over retries and outages.",
-                )
-                .with_unit("s")
-                .with_boundaries(DELIVERY_BUCKETS.to_vec())
                 .build(),
         }
     }
@@ -350,6 +271,8 @@ struct Inner {
     registry: prometheus::Registry,
     provider: SdkMeterProvider,
     instruments: Instruments,
+    /// The per-target series (see [`targets`]).
+    targets: Arc<TargetTable>,
     /// Totals kept elsewhere as last seen (the store's quarantined records and evicted dead
     /// letters, the discovery's invalid Secrets), so each reading adds only what is new.
     seen: [AtomicU64; 3],
@@ -371,10 +294,6 @@ impl fmt::Debug for Metrics {
     }
 }
 
-fn target_label(target: &Target) -> KeyValue {
-    KeyValue::new("target", target.name.as_str().to_owned())
-}
-
 impl Metrics {
     /// A fresh registry with the exporter and every instrument on it.
     ///
@@ -391,11 +310,18 @@ impl Metrics {
         let provider = SdkMeterProvider::builder().with_reader(exporter).build();
         let meter = provider.meter(METER_NAME);
         let instruments = Instruments::new(&meter);
+        let targets = Arc::new(TargetTable::default());
+        let collector = TargetCollector::new(Arc::clone(&targets))
+            .map_err(|e| MetricsError::Exporter(e.to_string()))?;
+        registry
+            .register(Box::new(collector))
+            .map_err(|e| MetricsError::Exporter(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 registry,
                 provider,
                 instruments,
+                targets,
                 seen: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             }),
         })
@@ -410,43 +336,7 @@ impl Metrics {
     /// touched are otherwise missing, and an alert on `increase(...)` would not fire on the first
     /// event.
     pub fn init_target(&self, target: &Target) {
-        let ins = self.ins();
-        let name = target_label(target);
-        let kind = KeyValue::new("kind", target.kind.as_str());
-        for outcome in ["success", "failed"] {
-            ins.target_total.add(
-                0,
-                &[
-                    name.clone(),
-                    kind.clone(),
-                    KeyValue::new("outcome", outcome),
-                ],
-            );
-        }
-        for reason in [
-            "transient",
-            "rate_limited",
-            "permanent",
-            "timeout",
-            "cancelled",
-        ] {
-            ins.target_failures
-                .add(0, &[name.clone(), KeyValue::new("reason", reason)]);
-        }
-        for reason in [
-            "disabled",
-            "unhealthy",
-            "degraded",
-            "circuit_open",
-            "filtered",
-        ] {
-            ins.target_skipped
-                .add(0, &[name.clone(), KeyValue::new("reason", reason)]);
-        }
-        for result in ["reachable", "auth_rejected", "unreachable"] {
-            ins.health_checks
-                .add(0, &[name.clone(), KeyValue::new("result", result)]);
-        }
+        self.inner.targets.init(target.name.as_str(), target.kind);
     }
 
     /// Starts the process-wide counters at zero (see [`init_target`](Self::init_target)).
@@ -514,27 +404,12 @@ impl Metrics {
         result: &'static str,
         latency: Option<Duration>,
     ) {
-        let name = KeyValue::new("target", target.to_owned());
-        if let Some(latency) = latency {
-            self.ins()
-                .health_check_duration
-                .record(latency.as_secs_f64(), std::slice::from_ref(&name));
-        }
-        self.ins()
-            .health_checks
-            .add(1, &[name, KeyValue::new("result", result)]);
+        self.inner.targets.health_check(target, result, latency);
     }
 
     /// Counts a change of `target`'s health in `alertpub_health_transitions_total`.
     pub fn add_health_transition(&self, target: &str, from: HealthStatus, to: HealthStatus) {
-        self.ins().health_transitions.add(
-            1,
-            &[
-                KeyValue::new("target", target.to_owned()),
-                KeyValue::new("from", from.as_str()),
-                KeyValue::new("to", to.as_str()),
-            ],
-        );
+        self.inner.targets.health_transition(target, from, to);
     }
 
     /// Adds `n` to `alertpub_queue_dead_lettered_total{reason}`.
@@ -547,25 +422,19 @@ impl Metrics {
     /// Records one delivery in `alertpub_delivery_latency_seconds{target}`: the time from the
     /// alert's acceptance to the target's answer.
     pub fn record_delivery(&self, target: &Target, since_accepted: Duration) {
-        self.ins()
-            .delivery_latency
-            .record(since_accepted.as_secs_f64(), &[target_label(target)]);
+        self.inner
+            .targets
+            .delivered(target.name.as_str(), since_accepted);
     }
 
     /// Sets `alertpub_target_health_status{target}` (see [`health_value`]).
     pub fn set_target_health(&self, target: &str, status: HealthStatus) {
-        self.ins().target_health.record(
-            health_value(status),
-            &[KeyValue::new("target", target.to_owned())],
-        );
+        self.inner.targets.set_health(target, health_value(status));
     }
 
     /// Sets `alertpub_circuit_breaker_state{target}` (see [`circuit_value`]).
     pub fn set_circuit_state(&self, target: &str, state: CircuitState) {
-        self.ins().circuit_state.record(
-            circuit_value(state),
-            &[KeyValue::new("target", target.to_owned())],
-        );
+        self.inner.targets.set_circuit(target, circuit_value(state));
     }
 
     /// Sets `alertpub_queue_depth{priority}`.
@@ -636,9 +505,7 @@ impl Metrics {
 
     /// Adds `n` to `alertpub_queue_target_full_total{target}`.
     pub fn add_target_full(&self, target: &str, n: u64) {
-        self.ins()
-            .target_full
-            .add(n, &[KeyValue::new("target", target.to_owned())]);
+        self.inner.targets.add_target_full(target, n);
     }
 
     /// Sets `alertpub_http_body_bytes_in_flight`.
@@ -684,35 +551,22 @@ impl PublishObserver for Metrics {
     }
 
     fn on_call_finished(&self, target: &Target, outcome: &CallOutcome) {
-        let ins = self.ins();
-        ins.in_flight.add(-1, &[]);
-        let name = target_label(target);
-        let kind = KeyValue::new("kind", target.kind.as_str());
-        ins.target_duration.record(
-            outcome.duration.as_secs_f64(),
-            &[name.clone(), kind.clone()],
+        self.ins().in_flight.add(-1, &[]);
+        let failure = outcome
+            .result
+            .as_ref()
+            .err()
+            .map(|error| error.kind.label());
+        self.inner.targets.call_finished(
+            target.name.as_str(),
+            target.kind,
+            outcome.duration,
+            failure,
         );
-        match &outcome.result {
-            Ok(_) => ins
-                .target_total
-                .add(1, &[name, kind, KeyValue::new("outcome", "success")]),
-            Err(error) => {
-                ins.target_total
-                    .add(1, &[name.clone(), kind, KeyValue::new("outcome", "failed")]);
-                ins.target_failures
-                    .add(1, &[name, KeyValue::new("reason", error.kind.label())]);
-            }
-        }
     }
 
     fn on_skipped(&self, target: &Target, reason: SkipReason) {
-        self.ins().target_skipped.add(
-            1,
-            &[
-                target_label(target),
-                KeyValue::new("reason", reason.as_str()),
-            ],
-        );
+        self.inner.targets.skipped(target.name.as_str(), reason);
     }
 
     fn on_parallel_publish(&self, outcome: ParallelOutcome, duration: Duration) {

@@ -505,3 +505,65 @@ fn invalid_secrets_follow_the_discoverys_count_without_counting_twice() {
     metrics.record_invalid_secrets(5);
     assert_eq!(read(&metrics), 5.0);
 }
+
+#[test]
+fn a_fleet_of_targets_keeps_a_series_of_its_own_for_every_target() {
+    // 1 000 targets × 5 failure reasons is 5 000 series of one family: more than the 2 000 an
+    // OpenTelemetry instrument keeps before it folds the rest into one overflow series.
+    let metrics = Metrics::new().expect("metrics");
+    let names: Vec<String> = (0..1_000).map(|i| format!("t{i:04}")).collect();
+    for name in &names {
+        metrics.init_target(&target(name, TargetKind::Webhook));
+        metrics.record_health_check(name, "reachable", Some(Duration::from_millis(2)));
+    }
+    let last = target(&names[999], TargetKind::Webhook);
+    let failed = CallOutcome::new(
+        Err(PublishError::new(ErrorKind::Timeout, "slow")),
+        Duration::from_secs(2),
+    );
+    metrics.on_call_finished(&last, &failed);
+    metrics.on_skipped(&last, SkipReason::CircuitOpen);
+    let (_, body) = metrics.render();
+    let text = String::from_utf8(body).expect("utf-8 exposition");
+    assert!(!text.contains("otel_metric_overflow"));
+    let exp = parse(&text).expect("valid exposition");
+    let per_family = |family: &str| {
+        exp.samples
+            .keys()
+            .filter(|(name, _)| name == family)
+            .count()
+    };
+    assert_eq!(per_family("alertpub_target_publish_failures_total"), 5_000);
+    assert_eq!(per_family("alertpub_target_publish_skipped_total"), 5_000);
+    assert_eq!(per_family("alertpub_target_publish_total"), 2_000);
+    assert_eq!(per_family("alertpub_health_checks_total"), 3_000);
+    assert_eq!(
+        per_family("alertpub_health_check_duration_seconds_count"),
+        1_000
+    );
+    let t = ("target", names[999].as_str());
+    assert_eq!(
+        value(
+            &exp,
+            "alertpub_target_publish_failures_total",
+            &[t, ("reason", "timeout")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &exp,
+            "alertpub_target_publish_skipped_total",
+            &[t, ("reason", "circuit_open")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &exp,
+            "alertpub_health_checks_total",
+            &[("target", names[0].as_str()), ("result", "reachable")]
+        ),
+        1.0
+    );
+}
