@@ -887,7 +887,7 @@ async fn per_target_memory(bin: &Binary) -> Result<TargetMemory> {
         if !probed(&sender, &server, targets).await {
             println!("  {targets} targets: not every startup probe was recorded within 60 s");
         }
-        let idle = server::rss_kib(server.pid())?;
+        let idle = server::settled_rss_kib(server.pid()).await?;
         // S4's load, on the same 100 targets in both runs: the others are configured and filter
         // these alerts out.
         let url = server.url("/api/v2/alerts");
@@ -905,7 +905,7 @@ async fn per_target_memory(bin: &Binary) -> Result<TargetMemory> {
         {
             println!("  {targets} targets: not every delivery arrived within {DRAIN_TIMEOUT:?}");
         }
-        let loaded = server::rss_kib(server.pid())?;
+        let loaded = server::settled_rss_kib(server.pid()).await?;
         println!(
             "  {targets} targets: RSS {} idle, {} after {accepted} alerts to {LOADED} of them",
             show(idle as f64 / MIB, "MiB"),
@@ -926,7 +926,7 @@ async fn per_target_memory(bin: &Binary) -> Result<TargetMemory> {
 /// What a target costs in RSS, in bytes.
 struct TargetMemory {
     /// Per configured target, idle: (RSS with 1 000 targets − RSS with 100) / 900, both after
-    /// every startup probe.
+    /// every startup probe, once the RSS has settled.
     idle: f64,
     /// The same, both after the same 200 alerts delivered to the same 100 targets.
     loaded: f64,

@@ -200,6 +200,32 @@ pub(crate) fn rss_kib(pid: u32) -> Result<u64> {
     status_kib(pid, "VmRSS:")
 }
 
+/// The resident set of process `pid` once it has settled, in KiB: sampled each second for at
+/// least 20 s and until five samples in a row lie within 1 % of each other (at most 40 s). Freed
+/// memory goes back to the system on the allocator's decay schedule (jemalloc's background
+/// thread, over about 10 s), so a reading taken at once still holds what a burst just before it
+/// (the startup's configuration parse and first probes, a load) used and freed.
+pub(crate) async fn settled_rss_kib(pid: u32) -> Result<u64> {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(40);
+    let mut recent = std::collections::VecDeque::new();
+    loop {
+        let now = rss_kib(pid)?;
+        recent.push_back(now);
+        if recent.len() > 5 {
+            recent.pop_front();
+        }
+        let (low, high) = recent
+            .iter()
+            .fold((u64::MAX, 0), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let steady = recent.len() == 5 && high - low <= high / 100;
+        if (steady && start.elapsed() >= Duration::from_secs(20)) || Instant::now() >= deadline {
+            return Ok(now);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// The peak resident set of process `pid` so far (`VmHWM`), in KiB.
 pub(crate) fn peak_rss_kib(pid: u32) -> Result<u64> {
     status_kib(pid, "VmHWM:")
