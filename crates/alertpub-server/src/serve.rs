@@ -60,7 +60,6 @@ enum LogFormat {
 /// Runs the server until SIGTERM or SIGINT, then drains and exits 0.
 pub(crate) fn main(args: ServeArgs) -> ExitCode {
     init_logging(args.log_format, &args.log_level);
-    purge_in_background();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("alertpub")
@@ -83,18 +82,6 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
             tracing::error!(error = %format!("{err:#}"), "alertpub stopped");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Lets jemalloc hand freed memory back to the system from a background thread, on its decay
-/// schedule (10 s), instead of only when a later allocation happens to run the decay: after a
-/// burst (the configuration's parse and the first probes of a thousand targets, a backlog of
-/// deliveries) the RSS then falls back while the server idles.
-fn purge_in_background() {
-    #[cfg(feature = "jemalloc")]
-    if let Err(err) = tikv_jemalloc_ctl::background_thread::write(true) {
-        // Not fatal: freed memory is then purged as allocations come, as without the thread.
-        tracing::warn!(error = %err, "jemalloc's background purging is off");
     }
 }
 

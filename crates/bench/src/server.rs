@@ -202,9 +202,9 @@ pub(crate) fn rss_kib(pid: u32) -> Result<u64> {
 
 /// The resident set of process `pid` once it has settled, in KiB: sampled each second for at
 /// least 20 s and until five samples in a row lie within 1 % of each other (at most 40 s). Freed
-/// memory goes back to the system on the allocator's decay schedule (jemalloc's background
-/// thread, over about 10 s), so a reading taken at once still holds what a burst just before it
-/// (the startup's configuration parse and first probes, a load) used and freed.
+/// memory goes back to the system on the allocator's decay schedule (jemalloc's, over about 10 s,
+/// run as later allocations come), so a reading taken at once still holds what a burst just
+/// before it (the startup's configuration parse and first probes, a load) used and freed.
 pub(crate) async fn settled_rss_kib(pid: u32) -> Result<u64> {
     let start = Instant::now();
     let deadline = start + Duration::from_secs(40);
