@@ -339,6 +339,12 @@ impl Metrics {
         self.inner.targets.init(target.name.as_str(), target.kind);
     }
 
+    /// Drops the per-target series of every target `keep` refuses (targets no longer configured),
+    /// so they leave the output and the table does not grow as targets come and go.
+    pub fn retain_targets(&self, keep: impl Fn(&str) -> bool) {
+        self.inner.targets.retain(keep);
+    }
+
     /// Starts the process-wide counters at zero (see [`init_target`](Self::init_target)).
     pub fn init_counters(&self) {
         let ins = self.ins();

@@ -343,6 +343,16 @@ impl TargetTable {
             });
     }
 
+    /// Forgets every target `keep` refuses: a removed target's series leave the output, as
+    /// Prometheus expects of a thing that is gone, and the table stays as large as the
+    /// configuration however many targets come and go.
+    pub(crate) fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.rows
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|name, _| keep(name));
+    }
+
     /// Every row, sorted by target name.
     fn snapshot(&self) -> Vec<(Arc<str>, Arc<Row>)> {
         let mut rows: Vec<_> = self

@@ -567,3 +567,27 @@ fn a_fleet_of_targets_keeps_a_series_of_its_own_for_every_target() {
         1.0
     );
 }
+
+#[test]
+fn a_removed_targets_series_leave_the_output() {
+    let metrics = Metrics::new().expect("metrics");
+    for name in ["kept", "removed"] {
+        let t = target(name, TargetKind::Webhook);
+        metrics.init_target(&t);
+        metrics.set_circuit_state(name, CircuitState::Closed);
+        metrics.on_job_delivered(&t, Duration::from_millis(5));
+    }
+    metrics.retain_targets(|name| name == "kept");
+    let (_, body) = metrics.render();
+    let text = String::from_utf8(body).expect("utf-8 exposition");
+    assert!(!text.contains("target=\"removed\""), "{text}");
+    let exp = parse(&text).expect("valid exposition");
+    assert_eq!(
+        value(
+            &exp,
+            "alertpub_delivery_latency_seconds_count",
+            &[("target", "kept")]
+        ),
+        1.0
+    );
+}

@@ -11,7 +11,10 @@ pub(super) async fn metrics(State(app): Shared) -> Response {
     for health in app.health.snapshot() {
         app.metrics.set_target_health(&health.target, health.status);
     }
-    for entry in app.targets.snapshot().iter() {
+    let targets = app.targets.snapshot();
+    app.metrics
+        .retain_targets(|name| targets.get(name).is_some());
+    for entry in targets.iter() {
         app.metrics.init_target(&entry.target);
         let name = entry.target.name.as_str();
         if app.health.get(name).is_none() {
