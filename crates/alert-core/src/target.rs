@@ -215,12 +215,6 @@ impl KindSettings {
     }
 }
 
-impl From<serde_json::Map<String, serde_json::Value>> for KindSettings {
-    fn from(map: serde_json::Map<String, serde_json::Value>) -> Self {
-        Self::new(map)
-    }
-}
-
 impl fmt::Debug for KindSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "KindSettings({} keys)", self.0.len())

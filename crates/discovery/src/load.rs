@@ -321,28 +321,26 @@ impl Publisher for Unavailable {
 /// Every file a config refers to through a `*_file` setting, at any depth.
 #[must_use]
 pub fn referenced_files(config: &Config) -> Vec<PathBuf> {
+    fn walk_map(map: &serde_json::Map<String, serde_json::Value>, out: &mut Vec<PathBuf>) {
+        for (key, value) in map {
+            match value {
+                serde_json::Value::String(path) if key.ends_with("_file") => {
+                    out.push(PathBuf::from(path))
+                }
+                other => walk(other, out),
+            }
+        }
+    }
     fn walk(value: &serde_json::Value, out: &mut Vec<PathBuf>) {
         match value {
-            serde_json::Value::Object(map) => {
-                for (key, value) in map {
-                    match value {
-                        serde_json::Value::String(path) if key.ends_with("_file") => {
-                            out.push(PathBuf::from(path))
-                        }
-                        other => walk(other, out),
-                    }
-                }
-            }
+            serde_json::Value::Object(map) => walk_map(map, out),
             serde_json::Value::Array(items) => items.iter().for_each(|item| walk(item, out)),
             _ => {}
         }
     }
     let mut files = Vec::new();
     for target in &config.targets {
-        walk(
-            &serde_json::Value::Object((*target.settings.0).clone()),
-            &mut files,
-        );
+        walk_map(&target.settings.0, &mut files);
     }
     if let Some(auth) = &config.server.auth {
         files.push(auth.bearer_tokens_file.clone());

@@ -14,7 +14,7 @@
 //! attributes as labels sorted by name, then `otel_scope_name`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -190,8 +190,9 @@ struct Row {
     /// Started at zero by `init`: its counters are all in the output. Otherwise only those
     /// counted so far are, as an instrument shows only the attribute sets it has seen.
     started: AtomicBool,
-    /// `kind` of the series that carry it, once a call site has said it.
-    kind: Mutex<Option<TargetKind>>,
+    /// `kind` of the series that carry it, once a call site has said it: 1 + its index in
+    /// `TargetKind::ALL`, 0 before. An atomic, as every call's outcome sets it.
+    kind: AtomicU8,
     outcomes: [AtomicU64; 2],
     failures: [AtomicU64; 5],
     skips: [AtomicU64; 5],
@@ -211,7 +212,7 @@ impl Row {
     fn new() -> Self {
         Self {
             started: AtomicBool::new(false),
-            kind: Mutex::new(None),
+            kind: AtomicU8::new(0),
             outcomes: Default::default(),
             failures: Default::default(),
             skips: Default::default(),
@@ -227,11 +228,17 @@ impl Row {
     }
 
     fn set_kind(&self, kind: TargetKind) {
-        *self.kind.lock().unwrap_or_else(PoisonError::into_inner) = Some(kind);
+        if let Some(i) = TargetKind::ALL.iter().position(|k| *k == kind) {
+            // At most 11 kinds, so the index fits.
+            #[allow(clippy::cast_possible_truncation)]
+            self.kind.store(i as u8 + 1, Ordering::Relaxed);
+        }
     }
 
     fn kind(&self) -> Option<TargetKind> {
-        *self.kind.lock().unwrap_or_else(PoisonError::into_inner)
+        let i = usize::from(self.kind.load(Ordering::Relaxed));
+        i.checked_sub(1)
+            .and_then(|i| TargetKind::ALL.get(i).copied())
     }
 }
 
@@ -420,25 +427,15 @@ fn gauge(pairs: &[(&str, &str)], value: i64) -> Metric {
     let mut gauge = Gauge::default();
     #[allow(clippy::cast_precision_loss)]
     gauge.set_value(value as f64);
-    Metric::from_gauge(gauge).with_labels(labels(pairs))
+    let mut metric = Metric::from_label(labels(pairs));
+    metric.set_gauge(gauge);
+    metric
 }
 
 fn histogram(pairs: &[(&str, &str)], histogram: Histogram) -> Metric {
     let mut metric = Metric::from_label(labels(pairs));
     metric.set_histogram(histogram);
     metric
-}
-
-/// Sets a metric's labels (the plain model's `from_gauge` takes none).
-trait WithLabels {
-    fn with_labels(self, labels: Vec<LabelPair>) -> Self;
-}
-
-impl WithLabels for Metric {
-    fn with_labels(mut self, labels: Vec<LabelPair>) -> Self {
-        self.set_label(labels);
-        self
-    }
 }
 
 impl Collector for TargetCollector {
