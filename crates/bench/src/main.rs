@@ -609,11 +609,17 @@ fn complete_figure(scenario: &'static str, run: &Run) -> Figure {
 /// The server config for a pool of mocks, all `webhook` targets: a short attempt timeout and
 /// backoff so failing targets dead-letter within the scenario, health probes out of the way.
 fn config(pool: &MockPool) -> String {
+    config_with(pool, |_| "")
+}
+
+/// `config`'s settings with `extra(i)` (indented YAML lines) added to target `i`.
+fn config_with(pool: &MockPool, extra: impl Fn(usize) -> &'static str) -> String {
     let mut targets = String::new();
     for i in 0..pool.len() {
         targets.push_str(&format!(
-            "  - name: t{i:03}\n    kind: webhook\n    url: {}\n",
-            pool.url(i)
+            "  - name: t{i:03}\n    kind: webhook\n    url: {}\n{}",
+            pool.url(i),
+            extra(i)
         ));
     }
     format!(
@@ -940,17 +946,13 @@ struct TargetMemory {
 /// same in both runs (one pooled connection a target; with 16, how many each target ends up
 /// holding varies by a few MiB between runs, more than the 900 idle targets' difference).
 fn memory_config(pool: &MockPool, loaded: usize) -> String {
-    let mut config = config(pool);
-    for i in 0..pool.len() {
-        let url = format!("    url: {}\n", pool.url(i));
-        let extra = if i < loaded {
+    config_with(pool, |i| {
+        if i < loaded {
             "    in_flight: 1\n"
         } else {
             "    filter: ['service=\"elsewhere\"']\n"
-        };
-        config = config.replacen(&url, &format!("{url}{extra}"), 1);
-    }
-    config
+        }
+    })
 }
 
 /// Waits (polling, at most 60 s) until the server has recorded a probe of each of its
