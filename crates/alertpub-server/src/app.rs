@@ -397,17 +397,12 @@ async fn discovered_targets(
     }
 }
 
-/// The one HTTP client, with a connection cap per host: a target never sees more connections
+/// The one HTTP client and connection pool. Each target's publisher draws on it under a claim
+/// of its in-flight limit (this default, or its own), so a target never sees more connections
 /// than its lane's in-flight limit (SPEC §9).
 fn http_client(early: &Config) -> anyhow::Result<HttpClient> {
-    let connections = early
-        .targets
-        .iter()
-        .filter_map(|t| t.in_flight)
-        .chain([early.queue.per_target_in_flight])
-        .max()
-        .unwrap_or(16);
-    HttpClient::new(&ClientConfig::default().with_max_connections_per_host(connections))
+    let in_flight = early.queue.per_target_in_flight;
+    HttpClient::new(&ClientConfig::default().with_max_connections_per_host(in_flight))
         .context("building the HTTP client")
 }
 
@@ -526,8 +521,8 @@ fn publish_defaults(config: &Config) -> anyhow::Result<PublishOptions> {
     Ok(options)
 }
 
-/// Each target's health probe, sent through the target's own connection pool, so a probe never
-/// opens a connection beyond the target's cap.
+/// Each target's health probe, sent under the target's own claim on the shared pool, so a probe
+/// never opens a connection beyond the target's cap.
 struct TargetProbes(Arc<PublisherRegistry>);
 
 impl health::ProbeLookup for TargetProbes {

@@ -15,8 +15,8 @@ type Build = fn(&alert_core::KindSettings, &BuildContext) -> Result<Arc<dyn Publ
 pub(crate) struct PublisherRegistry {
     client: HttpClient,
     message_refs: Arc<dyn MessageRefStore>,
-    /// The client (with its own connection pool) each target was last built with, so its health
-    /// probes share the target's connection cap.
+    /// The client (the shared pool under the target's claim) each target was last built with,
+    /// so its health probes share the target's connection cap.
     clients: Mutex<HashMap<TargetName, HttpClient>>,
 }
 
@@ -58,11 +58,15 @@ impl PublisherFactory for PublisherRegistry {
         let build = Self::constructor(target.kind).ok_or_else(|| {
             BuildError::Settings(format!("no publisher for kind {}", target.kind))
         })?;
+        let in_flight = target
+            .in_flight_limit
+            .unwrap_or(self.client.config().max_connections_per_host);
         let context = BuildContext::new(
             target.name.clone(),
             self.client.clone(),
             self.message_refs.clone(),
-        );
+        )
+        .with_in_flight(in_flight);
         let publisher = build(&target.settings, &context)?;
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         clients.insert(target.name.clone(), context.client);

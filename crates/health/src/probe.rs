@@ -23,7 +23,7 @@ pub trait ProbeLookup: Send + Sync + 'static {
     /// The probe for this target, or `None` when it cannot be probed.
     fn probe_for(&self, entry: &TargetEntry) -> Option<HealthProbe>;
 
-    /// The client the target's own calls go through (its own connection pool), so that a probe
+    /// The client the target's own calls go through (its claim on the shared pool), so that a probe
     /// shares the target's connection cap instead of opening a connection beside it; `None` (the
     /// default) sends it through the prober's shared client.
     fn client_for(&self, entry: &TargetEntry) -> Option<HttpClient> {

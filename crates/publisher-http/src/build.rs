@@ -13,28 +13,40 @@ use crate::client::HttpClient;
 pub struct BuildContext {
     /// The target's name.
     pub target: TargetName,
-    /// The target's HTTP client: the shared stack, with a connection pool of the target's own
-    /// ([`HttpClient::with_own_pool`]), so a slow target cannot hold the connections another
-    /// target on the same host needs.
+    /// The target's HTTP client: the shared stack and connection pool, under a claim of the
+    /// target's own ([`HttpClient::for_target`]), so a slow target cannot hold the connections
+    /// another target on the same host needs.
     pub client: HttpClient,
     /// Where publishers that update their first message keep its reference.
     pub message_refs: Arc<dyn MessageRefStore>,
 }
 
 impl BuildContext {
-    /// A context for `target`, whose client is `client` with a connection pool of the target's
-    /// own.
+    /// A context for `target`, whose client is `client`'s pool under a claim of the target's
+    /// own, as large as `client`'s ([`ClientConfig::max_connections_per_host`]); see
+    /// [`with_in_flight`](Self::with_in_flight) for a target with its own in-flight limit.
+    ///
+    /// [`ClientConfig::max_connections_per_host`]: crate::ClientConfig::max_connections_per_host
     #[must_use]
     pub fn new(
         target: TargetName,
         client: HttpClient,
         message_refs: Arc<dyn MessageRefStore>,
     ) -> Self {
+        let in_flight = client.config().max_connections_per_host;
         Self {
             target,
-            client: client.with_own_pool(),
+            client: client.for_target(in_flight),
             message_refs,
         }
+    }
+
+    /// Returns the context with the target's claim sized to its in-flight limit: the requests
+    /// it has open at once, and the connections it adds to each host's cap.
+    #[must_use]
+    pub fn with_in_flight(mut self, in_flight: usize) -> Self {
+        self.client = self.client.for_target(in_flight);
+        self
     }
 }
 

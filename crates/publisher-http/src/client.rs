@@ -18,7 +18,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use crate::classify::Classify;
-use crate::limit::LimitedConnector;
+use crate::limit::{Claim, Hosts, LimitedConnector};
 use crate::request::{HttpRequest, scrub};
 
 /// How the shared client behaves.
@@ -37,15 +37,20 @@ pub struct ClientConfig {
     pub max_response_bytes: usize,
     /// How long an idle pooled connection is kept. Default 90 s.
     pub pool_idle_timeout: Duration,
-    /// The most idle connections kept per host. Default 32.
+    /// The most idle connections kept per host. Default: no cap of its own, since the
+    /// connections a host may have open at all are already capped (below).
     pub pool_max_idle_per_host: usize,
-    /// The most connections one pool opens to one host (scheme, host and port) at once, busy or
-    /// idle; a request that finds none free waits for one. Default 16, each dispatcher lane's
-    /// default in-flight limit, so a target never sees more connections than the work in flight.
-    /// Each target has a pool of its own ([`HttpClient::with_own_pool`], which
-    /// [`BuildContext::new`](crate::BuildContext::new) applies), so the cap is per target and
-    /// host: targets that share a host (hooks.slack.com, the PagerDuty events API) never wait
-    /// for each other's connections.
+    /// The requests a client made by [`HttpClient::new`] has open at once, and the connections
+    /// it adds to each host's cap. Default 16, each dispatcher lane's default in-flight limit.
+    ///
+    /// Every client shares one connection pool, and each target's client holds a claim of its
+    /// own on it ([`HttpClient::for_target`], which [`BuildContext`](crate::BuildContext)
+    /// applies with the target's in-flight limit): at most that many requests of the target
+    /// open at once, and a host (scheme, host and port) may have as many connections open,
+    /// busy or idle, as the claims of the targets that send to it add up to. A request that
+    /// finds no connection free waits for one. So a target never sees more connections than
+    /// the work in flight, and targets that share a host (hooks.slack.com, the PagerDuty events
+    /// API) never wait for each other's connections.
     pub max_connections_per_host: usize,
     /// Extra CA certificates to trust, PEM-encoded, beside the webpki roots.
     pub extra_roots_pem: Vec<Vec<u8>>,
@@ -58,7 +63,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(5),
             max_response_bytes: 256 * 1024,
             pool_idle_timeout: Duration::from_secs(90),
-            pool_max_idle_per_host: 32,
+            pool_max_idle_per_host: usize::MAX,
             max_connections_per_host: 16,
             extra_roots_pem: Vec::new(),
         }
@@ -141,7 +146,8 @@ impl fmt::Debug for HttpResponse {
 }
 
 /// The pooled HTTP/1.1 and HTTP/2 client with rustls (ring). Cheap to clone: clones share the
-/// pool; [`with_own_pool`](Self::with_own_pool) makes one that does not.
+/// pool and the claim on it; [`for_target`](Self::for_target) makes one that shares the pool
+/// under a claim of its own.
 #[derive(Clone)]
 pub struct HttpClient {
     transport: Transport,
@@ -154,16 +160,13 @@ type Pooled = Client<HttpsConnector<LimitedConnector<HttpConnector>>, Full<Bytes
 /// Where requests go: the network, or a handler in this process.
 #[derive(Clone)]
 enum Transport {
-    // Boxed: the pooled client is large, and the enum is held once per client.
-    Network(Box<Network>),
+    Network {
+        /// The one pool, shared by every client made from the same [`HttpClient::new`].
+        pool: Arc<Pooled>,
+        /// This client's hold on it.
+        claim: Arc<Claim>,
+    },
     InMemory(Arc<dyn InMemoryHandler>),
-}
-
-/// A pool, and the TLS settings that build another like it.
-#[derive(Clone)]
-struct Network {
-    pool: Pooled,
-    tls: Arc<rustls::ClientConfig>,
 }
 
 /// Answers requests inside the process, for [`HttpClient::in_memory`]: a simulation's targets.
@@ -222,28 +225,30 @@ impl HttpClient {
         // this configuration rather than holding a copy of its own.
         let mut tls = tls;
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let tls = Arc::new(tls);
+        let hosts = Arc::new(Hosts::default());
         Ok(Self {
-            transport: Transport::Network(Box::new(Network {
-                pool: pool(config, &tls),
-                tls,
-            })),
+            transport: Transport::Network {
+                pool: Arc::new(pool(config, Arc::new(tls), Arc::clone(&hosts))),
+                claim: Arc::new(Claim::new(hosts, config.max_connections_per_host)),
+            },
             config: Arc::new(config.clone()),
         })
     }
 
-    /// A client with the same settings and trusted roots, but a connection pool of its own, with
-    /// its own cap of [`ClientConfig::max_connections_per_host`] per host. Every target gets one
-    /// ([`BuildContext::new`](crate::BuildContext::new)): a target that stops answering holds
-    /// only its own connections, never those another target on the same host needs. An
-    /// in-memory client is returned as it is.
+    /// A client on the same connection pool under a claim of its own: at most `in_flight`
+    /// requests open at once, and `in_flight` more connections allowed to each host it sends to
+    /// (see [`ClientConfig::max_connections_per_host`]). Every target gets one
+    /// ([`BuildContext`](crate::BuildContext)): a target that stops answering holds only its
+    /// own claim's connections, never those another target on the same host needs, and an idle
+    /// target holds nothing but the claim. The claim is given back when the last clone of the
+    /// client is dropped. An in-memory client is returned as it is.
     #[must_use]
-    pub fn with_own_pool(&self) -> Self {
+    pub fn for_target(&self, in_flight: usize) -> Self {
         let transport = match &self.transport {
-            Transport::Network(network) => Transport::Network(Box::new(Network {
-                pool: pool(&self.config, &network.tls),
-                tls: Arc::clone(&network.tls),
-            })),
+            Transport::Network { pool, claim } => Transport::Network {
+                pool: Arc::clone(pool),
+                claim: Arc::new(Claim::new(claim.hosts(), in_flight)),
+            },
             Transport::InMemory(handler) => Transport::InMemory(Arc::clone(handler)),
         };
         Self {
@@ -317,8 +322,8 @@ impl HttpClient {
         &self,
         http_request: Request<Full<Bytes>>,
     ) -> Result<HttpResponse, PublishError> {
-        let client = match &self.transport {
-            Transport::Network(network) => &network.pool,
+        let (client, claim) = match &self.transport {
+            Transport::Network { pool, claim } => (pool, claim),
             Transport::InMemory(handler) => {
                 let (parts, body) = http_request.into_parts();
                 let body = body
@@ -342,6 +347,9 @@ impl HttpClient {
                 });
             }
         };
+        // The slot is held until the whole answer is read, so the claim bounds the connections
+        // its requests keep busy.
+        let _slot = claim.slot(http_request.uri()).await;
         let response = client.request(http_request).await.map_err(|err| {
             PublishError::new(
                 ErrorKind::Transient,
@@ -366,18 +374,15 @@ impl HttpClient {
     }
 }
 
-/// A connection pool with `config`'s settings, its connection cap and these TLS settings.
-fn pool(config: &ClientConfig, tls: &Arc<rustls::ClientConfig>) -> Pooled {
+/// The connection pool with `config`'s settings, these TLS settings and these hosts' caps.
+fn pool(config: &ClientConfig, tls: Arc<rustls::ClientConfig>, hosts: Arc<Hosts>) -> Pooled {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(config.connect_timeout));
     // `https` and `http` URLs both, over the shared TLS configuration (its ALPN offers h2 and
     // HTTP/1.1).
-    let https = HttpsConnector::from((
-        LimitedConnector::new(http, config.max_connections_per_host),
-        Arc::clone(tls),
-    ));
+    let https = HttpsConnector::from((LimitedConnector::new(http, hosts), tls));
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(config.pool_idle_timeout)
         .pool_max_idle_per_host(config.pool_max_idle_per_host)

@@ -7,9 +7,10 @@
 //!   with the vendor's default, and reading a target's settings ([`parse_settings`],
 //!   [`split_settings`]);
 //! - a pooled hyper-util client with rustls on the ring provider, trusting the webpki roots plus any
-//!   extra CA certificates the configuration names ([`HttpClient`], [`ClientConfig`]), with a
-//!   connection pool and connection cap per target ([`BuildContext::new`] gives each target its
-//!   own), so a target that stops answering never holds another target's connections;
+//!   extra CA certificates the configuration names ([`HttpClient`], [`ClientConfig`]): one
+//!   connection pool for every target, each target under a claim of its own on it (its
+//!   in-flight limit, [`BuildContext`]), so a target that stops answering never holds another
+//!   target's connections, and an idle target holds no pool;
 //! - no attempt deadline of its own by default: the caller applies each target's `timeout` (the
 //!   dispatcher and the synchronous API do, in `TargetCall`), so a target set to 30 s is not cut
 //!   at a hidden shorter limit; [`ClientConfig::with_timeout`] adds one for callers without;

@@ -1,55 +1,176 @@
-//! A cap on open connections per host, below one connection pool. Each target has a pool of its
-//! own (`HttpClient::with_own_pool`), so the cap is per target and host.
+//! Connection caps over the one shared connection pool.
 //!
-//! hyper-util's pooled client opens a new connection whenever a request finds no idle one, even if
-//! a busy connection frees up a moment later, and then keeps it. Under load a target would see
-//! more connections than requests in flight. This connector holds a semaphore permit per host
-//! (scheme, host and port) for as long as each connection lives, so a host never sees more than
-//! the cap: a request that finds no idle connection waits for one, because the pool hands it the
-//! first connection that comes free while the new connect waits for a permit.
+//! Every target's client shares one hyper pool (idle connections are kept per scheme, host and
+//! port, whichever target opened them), and each target holds a [`Claim`] on it: its in-flight
+//! limit. Two caps follow from the claims:
+//! - **per target**, a request waits for one of its claim's slots before it reaches the pool, so
+//!   a target never has more requests open than its limit, whatever its caller does;
+//! - **per host**, the connector holds a semaphore permit per host (scheme, host and port) for
+//!   as long as each connection lives, and a host's permits are the sum of the claims of the
+//!   targets that have sent to it. hyper-util's pool opens a new connection whenever a request
+//!   finds no idle one, even if a busy connection frees up a moment later, and then keeps it;
+//!   with the permits, a request that finds no idle connection waits for one instead.
+//!
+//! So a target that stops answering holds at most its own claim's connections, and the host's
+//! other targets always find theirs: their claims are on top of its.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tower_service::Service;
 
-/// Wraps a connector so that at most `per_host` connections to one host are open at once.
-#[derive(Clone, Debug)]
-pub(crate) struct LimitedConnector<C> {
-    inner: C,
-    per_host: usize,
-    hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+/// The key a host's cap is kept under: scheme, host and port, as the pool keys its connections.
+fn host_key(uri: &Uri) -> (&str, &str, u16) {
+    (
+        uri.scheme_str().unwrap_or("http"),
+        uri.host().unwrap_or(""),
+        uri.port_u16().unwrap_or(0),
+    )
 }
 
-impl<C> LimitedConnector<C> {
-    pub(crate) fn new(inner: C, per_host: usize) -> Self {
+/// One host's connection cap: the sum of the claims made on it.
+#[derive(Debug)]
+pub(crate) struct HostCap {
+    scheme: String,
+    host: String,
+    port: u16,
+    permits: Arc<Semaphore>,
+    /// Permits given back by released claims while their connections were still open: that
+    /// many connections forget their permit when they close instead of returning it.
+    debt: AtomicUsize,
+}
+
+impl HostCap {
+    fn is(&self, (scheme, host, port): (&str, &str, u16)) -> bool {
+        self.port == port && self.host == host && self.scheme == scheme
+    }
+
+    /// Raises the cap by `n`, paying back any debt first.
+    fn add(&self, n: usize) {
+        let debt = self
+            .debt
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |debt| {
+                Some(debt - debt.min(n))
+            })
+            .unwrap_or_else(|debt| debt);
+        self.permits.add_permits(n - debt.min(n));
+    }
+
+    /// Lowers the cap by `n`: free permits go at once, the rest as connections close.
+    fn remove(&self, n: usize) {
+        let forgotten = self.permits.forget_permits(n);
+        self.debt.fetch_add(n - forgotten, Ordering::AcqRel);
+    }
+
+    /// Whether a closing connection's permit must be forgotten, to pay a debt.
+    fn take_debt(&self) -> bool {
+        self.debt
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |debt| {
+                debt.checked_sub(1)
+            })
+            .is_ok()
+    }
+}
+
+/// Every host's cap, shared by the connector and the claims. One entry per distinct host the
+/// targets have sent to: bounded by the configuration.
+#[derive(Debug, Default)]
+pub(crate) struct Hosts(Mutex<HashMap<(String, String, u16), Arc<HostCap>>>);
+
+impl Hosts {
+    fn get(&self, uri: &Uri) -> Arc<HostCap> {
+        let (scheme, host, port) = host_key(uri);
+        let mut hosts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (scheme.to_owned(), host.to_owned(), port);
+        Arc::clone(hosts.entry(key).or_insert_with(|| {
+            Arc::new(HostCap {
+                scheme: scheme.to_owned(),
+                host: host.to_owned(),
+                port,
+                permits: Arc::new(Semaphore::new(0)),
+                debt: AtomicUsize::new(0),
+            })
+        }))
+    }
+}
+
+/// One target's hold on the shared pool: at most `limit` requests of its own at once, and
+/// `limit` connections added to the cap of each host it sends to. Released when the last
+/// client holding it is dropped.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    limit: usize,
+    requests: Semaphore,
+    hosts: Arc<Hosts>,
+    /// The hosts this claim has raised the cap of.
+    claimed: Mutex<Vec<Arc<HostCap>>>,
+}
+
+impl Claim {
+    pub(crate) fn new(hosts: Arc<Hosts>, limit: usize) -> Self {
+        let limit = limit.max(1);
         Self {
-            inner,
-            per_host: per_host.max(1),
-            hosts: Arc::default(),
+            limit,
+            requests: Semaphore::new(limit),
+            hosts,
+            claimed: Mutex::new(Vec::new()),
         }
     }
 
-    fn semaphore(&self, uri: &Uri) -> Arc<Semaphore> {
-        let key = format!(
-            "{}://{}:{}",
-            uri.scheme_str().unwrap_or("http"),
-            uri.host().unwrap_or(""),
-            uri.port_u16().unwrap_or(0)
-        );
-        // One entry per distinct host the targets name: bounded by the configuration.
-        self.hosts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
-            .clone()
+    /// The host caps this claim draws on, for another claim on the same pool.
+    pub(crate) fn hosts(&self) -> Arc<Hosts> {
+        Arc::clone(&self.hosts)
+    }
+
+    /// Waits for one of the claim's request slots, after raising `uri`'s host cap by the claim
+    /// if this is its first request there.
+    pub(crate) async fn slot(&self, uri: &Uri) -> SemaphorePermit<'_> {
+        {
+            let key = host_key(uri);
+            let mut claimed = self.claimed.lock().unwrap_or_else(PoisonError::into_inner);
+            if !claimed.iter().any(|cap| cap.is(key)) {
+                let cap = self.hosts.get(uri);
+                cap.add(self.limit);
+                claimed.push(cap);
+            }
+        }
+        // Never closed: the claim owns the semaphore.
+        self.requests
+            .acquire()
+            .await
+            .unwrap_or_else(|_closed| unreachable!("a claim never closes its semaphore"))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let claimed = self
+            .claimed
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for cap in claimed.drain(..) {
+            cap.remove(self.limit);
+        }
+    }
+}
+
+/// Wraps a connector so that a host never has more connections open than its cap.
+#[derive(Clone, Debug)]
+pub(crate) struct LimitedConnector<C> {
+    inner: C,
+    hosts: Arc<Hosts>,
+}
+
+impl<C> LimitedConnector<C> {
+    pub(crate) fn new(inner: C, hosts: Arc<Hosts>) -> Self {
+        Self { inner, hosts }
     }
 }
 
@@ -70,16 +191,17 @@ where
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let semaphore = self.semaphore(&uri);
+        let cap = self.hosts.get(&uri);
         // `poll_ready` was called on this clone's inner connector; keep that one for the call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let permit = semaphore.acquire_owned().await?;
+            let permit = Arc::clone(&cap.permits).acquire_owned().await?;
             let io = inner.call(uri).await.map_err(Into::into)?;
             Ok(Permitted {
                 io,
-                _permit: permit,
+                permit: Some(permit),
+                cap,
             })
         })
     }
@@ -89,7 +211,18 @@ where
 #[derive(Debug)]
 pub(crate) struct Permitted<T> {
     io: T,
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    cap: Arc<HostCap>,
+}
+
+impl<T> Drop for Permitted<T> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take()
+            && self.cap.take_debt()
+        {
+            permit.forget();
+        }
+    }
 }
 
 impl<T: Connection> Connection for Permitted<T> {
@@ -135,5 +268,65 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Permitted<T> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(text: &str) -> Uri {
+        text.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_hosts_cap_is_the_sum_of_its_claims_and_shrinks_as_they_go() {
+        let hosts = Arc::new(Hosts::default());
+        let host = uri("http://127.0.0.1:9/a");
+        let cap = hosts.get(&host);
+        let (a, b) = (
+            Claim::new(Arc::clone(&hosts), 3),
+            Claim::new(Arc::clone(&hosts), 2),
+        );
+        drop(a.slot(&host).await);
+        assert_eq!(cap.permits.available_permits(), 3);
+        // A second request of the same claim does not raise the cap again.
+        drop(a.slot(&uri("http://127.0.0.1:9/other")).await);
+        drop(b.slot(&host).await);
+        assert_eq!(cap.permits.available_permits(), 5);
+        // Another host has a cap of its own.
+        drop(b.slot(&uri("https://127.0.0.1:9/")).await);
+        assert_eq!(cap.permits.available_permits(), 5);
+
+        // Two connections are open when `a` goes: one permit is free to forget now, and the
+        // other two connections forget theirs as they close.
+        let open: Vec<_> = (0..4)
+            .map(|_| Arc::clone(&cap.permits).try_acquire_owned().unwrap())
+            .collect();
+        drop(a);
+        assert_eq!(cap.permits.available_permits(), 0);
+        assert_eq!(cap.debt.load(Ordering::Acquire), 2);
+        for permit in open {
+            drop(Permitted {
+                io: (),
+                permit: Some(permit),
+                cap: Arc::clone(&cap),
+            });
+        }
+        assert_eq!(cap.permits.available_permits(), 2, "b's claim is left");
+        drop(b);
+        assert_eq!(cap.permits.available_permits(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_claim_bounds_its_own_requests() {
+        let hosts = Arc::new(Hosts::default());
+        let claim = Claim::new(hosts, 2);
+        let host = uri("http://127.0.0.1:9/");
+        let (first, second) = (claim.slot(&host).await, claim.slot(&host).await);
+        let third = tokio::time::timeout(std::time::Duration::from_millis(10), claim.slot(&host));
+        assert!(third.await.is_err(), "a third request waits");
+        drop((first, second));
+        drop(claim.slot(&host).await);
     }
 }

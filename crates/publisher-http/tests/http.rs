@@ -341,3 +341,29 @@ async fn a_target_that_never_answers_holds_only_its_own_connections() {
     );
     hanging.abort_all();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_on_one_host_share_the_pools_connections() {
+    // Two targets of one host, one after the other: the second finds the connection the first
+    // left idle, since the pool is shared and only the claims are the targets' own.
+    let host = MockTarget::start().await;
+    let shared = HttpClient::new(&ClientConfig::default()).unwrap();
+    let refs = std::sync::Arc::new(alert_core::InMemoryMessageRefs::new());
+    for name in ["first", "second", "first"] {
+        let context = publisher_http::BuildContext::new(
+            alert_core::TargetName::new(name).unwrap(),
+            shared.clone(),
+            refs.clone(),
+        )
+        .with_in_flight(4);
+        let request = HttpRequest::post(&host.url("/hook")).unwrap().json("{}");
+        let answer = context
+            .client
+            .send(request, &DefaultClassifier)
+            .await
+            .unwrap();
+        assert_eq!(answer.status.as_u16(), 200);
+    }
+    assert_eq!(host.requests().len(), 3);
+    assert_eq!(host.connections(), 1, "one connection served every target");
+}
