@@ -260,6 +260,10 @@ pub struct Lease {
     /// When the earliest job of this target that is not due yet becomes due, if there is one. A
     /// lane with nothing to do may sleep until then (or until it is woken).
     pub next_due: Option<DateTime<Utc>>,
+    /// The store has no job of this target left, pending or leased, and will announce the next
+    /// one ([`LaneQueue::on_new_work`]): its lane may end until then. `false` when the store
+    /// cannot tell, and the lane keeps polling.
+    pub drained: bool,
 }
 
 /// The last failure of a job, as kept with it and in the dead-letter queue.

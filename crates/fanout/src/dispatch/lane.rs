@@ -77,6 +77,27 @@ impl Streak {
     }
 }
 
+/// How a lane's run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LaneEnd {
+    /// Stopped (shutdown, or its target was disabled or removed), after its attempts ended.
+    Stopped,
+    /// The store had no job of its target left, pending or leased, and nothing of the lane's
+    /// own was running or waiting: it ended so that an idle target holds no task. The next job
+    /// starts a lane again ([`DispatcherWaker::wake`](super::DispatcherWaker::wake)).
+    Drained,
+}
+
+/// What a lease found.
+enum Leased {
+    /// Jobs: their attempts have started.
+    Jobs,
+    /// None due: wait until this instant or a wake-up.
+    Nothing(Instant),
+    /// None at all, pending or leased: the lane may end, or else wait as for `Nothing`.
+    Drained(Instant),
+}
+
 /// What the lane does next.
 enum Step {
     /// Lease up to this many jobs.
@@ -154,7 +175,7 @@ impl Lane {
         })
     }
 
-    pub(super) async fn run(mut self: Box<Self>) {
+    pub(super) async fn run(mut self: Box<Self>) -> LaneEnd {
         while !self.stop.is_cancelled() {
             let entry = self.entry.get();
             match self.next_step(&entry) {
@@ -162,8 +183,12 @@ impl Lane {
                 Step::Lease(n) => {
                     // The lease's own wait happens here, not inside it, so the task's future
                     // never holds the two at once.
-                    if let Some(until) = self.lease(&entry, n).await {
-                        self.wait(Some(until), true).await;
+                    match self.lease(&entry, n).await {
+                        Leased::Jobs => {}
+                        Leased::Drained(_) if self.may_end() => return LaneEnd::Drained,
+                        Leased::Nothing(until) | Leased::Drained(until) => {
+                            self.wait(Some(until), true).await;
+                        }
                     }
                 }
             }
@@ -174,6 +199,35 @@ impl Lane {
         while let Some(ended) = self.attempts.join_next().await {
             self.attempt_ended(ended);
         }
+        LaneEnd::Stopped
+    }
+
+    /// Whether the lane may end now that the store has no job of its target: nothing of its own
+    /// runs or waits (an attempt, a pause, a run of 429s, a store's backoff, tokens spent from
+    /// its bucket), so a lane started afresh for the next job behaves as this one would. Marks
+    /// the lane as not running first, and then looks for a wake-up since its lease: one that
+    /// came too late for this look finds the lane not running and has the supervisor start
+    /// another ([`DispatcherWaker::wake`](super::DispatcherWaker::wake)).
+    fn may_end(&mut self) -> bool {
+        let now = self.instant();
+        let quiet = self.attempts.is_empty()
+            && self.shared.in_flight.load(Ordering::Relaxed) == 0
+            && self.pause.is_none()
+            && self.rate_limited_streak == 0
+            && self.store_failures == 0
+            && self
+                .bucket
+                .as_mut()
+                .is_none_or(|bucket| bucket.is_full(now));
+        if !quiet {
+            return false;
+        }
+        self.shared.running.store(false, Ordering::SeqCst);
+        if self.shared.work.load(Ordering::SeqCst) {
+            self.shared.running.store(true, Ordering::SeqCst);
+            return false;
+        }
+        true
     }
 
     /// The clock's monotonic time, on tokio's timeline, for the lane's pauses and waits.
@@ -359,9 +413,8 @@ impl Lane {
         }
     }
 
-    /// Leases up to `n` jobs and starts their attempts. `Some(until)` when there was none: the
-    /// lane then waits until that instant or a wake-up.
-    async fn lease(&mut self, entry: &Arc<TargetEntry>, n: usize) -> Option<Instant> {
+    /// Leases up to `n` jobs and starts their attempts.
+    async fn lease(&mut self, entry: &Arc<TargetEntry>, n: usize) -> Leased {
         let context = Arc::clone(&self.context);
         let config = &context.config;
         let target = &entry.target;
@@ -370,9 +423,11 @@ impl Lane {
         // while it is still in flight.
         let ttl = config.lease_ttl.max(call_timeout.saturating_mul(3));
         let now = context.clock.now();
+        // A wake-up from here on is for work this lease may not see: the lane does not end on it.
+        self.shared.work.store(false, Ordering::SeqCst);
         let lease = tokio::select! {
             lease = context.store.lease(&target.name, n, ttl, now) => lease,
-            () = self.stop.cancelled() => return None,
+            () = self.stop.cancelled() => return Leased::Jobs,
         };
         let lease = match lease {
             Ok(lease) => {
@@ -388,7 +443,7 @@ impl Lane {
                 );
                 tracing::warn!(target = %target.name, error = %err, "leasing jobs failed; backing off");
                 self.lease_retry_at = Some(self.instant() + delay);
-                return None;
+                return Leased::Jobs;
             }
         };
         if lease.jobs.is_empty() {
@@ -403,7 +458,11 @@ impl Lane {
                 let left = (due - context.clock.now()).to_std().unwrap_or_default();
                 until = until.min(mono + left);
             }
-            return Some(until);
+            return if lease.drained {
+                Leased::Drained(until)
+            } else {
+                Leased::Nothing(until)
+            };
         }
         let started = self.instant();
         // What the lane knows of the target, once for the whole lease: when it is known to be
@@ -444,7 +503,7 @@ impl Lane {
                 guard,
             ));
         }
-        None
+        Leased::Jobs
     }
 }
 

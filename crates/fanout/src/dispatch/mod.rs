@@ -24,7 +24,7 @@ mod supervisor;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ use alert_core::{
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -151,10 +151,19 @@ struct Pause {
 }
 
 /// What the handle and a target's lane share: the wake-up, the in-flight count and the status.
-/// It outlives a lane that is stopped and restarted, so a wake-up is never lost to a restart.
+/// It outlives a lane that is stopped and restarted, or that ended because its target had no
+/// job, so a wake-up is never lost to a restart.
 #[derive(Debug)]
 struct LaneShared {
     wake: Notify,
+    /// Set by each wake-up, cleared by the lane before each lease: whether work may have come
+    /// that the lane's last lease did not see.
+    work: AtomicBool,
+    /// Whether a lane runs for the target: set by the supervisor as it starts one, cleared by a
+    /// lane that ends because its target has no job ([`lane::LaneEnd::Drained`]).
+    running: AtomicBool,
+    /// Whether a request to start a lane is on its way to the supervisor.
+    start_requested: AtomicBool,
     /// A call has ended, so the lane may have a slot free.
     call_ended: Notify,
     in_flight: AtomicUsize,
@@ -166,6 +175,9 @@ impl LaneShared {
     fn new(kind: TargetKind) -> Self {
         Self {
             wake: Notify::new(),
+            work: AtomicBool::new(false),
+            running: AtomicBool::new(false),
+            start_requested: AtomicBool::new(false),
             call_ended: Notify::new(),
             in_flight: AtomicUsize::new(0),
             kind: Mutex::new(kind),
@@ -196,6 +208,11 @@ impl LaneShared {
 /// The lanes the handle can see, by target name. The supervisor adds and removes entries; the
 /// lock is only ever held for a map operation, never across an await.
 type Registry = Arc<Mutex<BTreeMap<TargetName, Arc<LaneShared>>>>;
+
+/// Targets whose lane a wake-up found not running, for the supervisor to start one. A target is
+/// on its way at most once at a time (`LaneShared::start_requested`), so the channel holds at
+/// most one message per configured target.
+type StartRequests = mpsc::UnboundedSender<TargetName>;
 
 /// Everything a lane and its attempts need, shared by all lanes.
 struct Context {
@@ -309,17 +326,25 @@ impl Dispatcher {
     #[must_use]
     pub fn start(self, shutdown: CancellationToken) -> DispatcherHandle {
         let registry: Registry = Arc::default();
+        let (starts, start_requests) = mpsc::unbounded_channel();
         // The store tells the lanes of new work itself, as soon as they can lease it.
         let waker = DispatcherWaker {
             registry: Arc::clone(&registry),
+            starts: starts.clone(),
         };
         self.context
             .store
             .on_new_work(Arc::new(move |target: &TargetName| waker.wake(target)));
-        let supervisor =
-            supervisor::Supervisor::new(self.context, self.source, Arc::clone(&registry), shutdown);
+        let supervisor = supervisor::Supervisor::new(
+            self.context,
+            self.source,
+            Arc::clone(&registry),
+            start_requests,
+            shutdown,
+        );
         DispatcherHandle {
             registry,
+            starts,
             task: Some(tokio::spawn(supervisor.run())),
         }
     }
@@ -329,6 +354,7 @@ impl Dispatcher {
 /// cancel the shutdown token and [`join`](Self::join) it to stop gracefully.
 pub struct DispatcherHandle {
     registry: Registry,
+    starts: StartRequests,
     task: Option<JoinHandle<()>>,
 }
 
@@ -339,6 +365,7 @@ impl DispatcherHandle {
     pub fn waker(&self) -> DispatcherWaker {
         DispatcherWaker {
             registry: self.registry.clone(),
+            starts: self.starts.clone(),
         }
     }
 
@@ -351,6 +378,12 @@ impl DispatcherHandle {
     #[must_use]
     pub fn lanes(&self) -> Vec<LaneStatus> {
         self.waker().lanes()
+    }
+
+    /// How many targets have a lane running now; see [`DispatcherWaker::running_lanes`].
+    #[must_use]
+    pub fn running_lanes(&self) -> usize {
+        self.waker().running_lanes()
     }
 
     /// Waits for the supervisor and every lane to end, after the shutdown token was cancelled.
@@ -372,6 +405,7 @@ impl DispatcherHandle {
 #[derive(Clone)]
 pub struct DispatcherWaker {
     registry: Registry,
+    starts: StartRequests,
 }
 
 impl std::fmt::Debug for DispatcherWaker {
@@ -381,8 +415,9 @@ impl std::fmt::Debug for DispatcherWaker {
 }
 
 impl DispatcherWaker {
-    /// Wakes `target`'s lane, so it leases now instead of at its next poll. Never blocks; a
-    /// target without a lane is ignored.
+    /// Wakes `target`'s lane, so it leases now instead of at its next poll, and has the
+    /// supervisor start one if the target's lane had ended for want of jobs. Never blocks; a
+    /// target the dispatcher does not know is ignored.
     pub fn wake(&self, target: &TargetName) {
         let lane = self
             .registry
@@ -391,8 +426,29 @@ impl DispatcherWaker {
             .get(target)
             .cloned();
         if let Some(lane) = lane {
+            // The order matters against a lane that is ending (`Lane::may_end`): it clears
+            // `running` and then looks at `work`, so either it sees this wake-up and stays, or
+            // this sees it gone and asks for another.
+            lane.work.store(true, Ordering::SeqCst);
             lane.wake.notify_one();
+            if !lane.running.load(Ordering::SeqCst)
+                && !lane.start_requested.swap(true, Ordering::SeqCst)
+            {
+                // The supervisor is gone only after shutdown, when no lane is wanted.
+                let _ = self.starts.send(target.clone());
+            }
         }
+    }
+
+    /// How many targets have a lane running now. A target with no job has none: its lane
+    /// ended, and the next job starts one.
+    #[must_use]
+    pub fn running_lanes(&self) -> usize {
+        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        registry
+            .values()
+            .filter(|lane| lane.running.load(Ordering::SeqCst))
+            .count()
     }
 
     /// Every known target's lane, by name, including disabled targets (paused as

@@ -91,6 +91,12 @@ impl TokenBucket {
         usize::try_from(self.credit / UNITS_PER_TOKEN).unwrap_or(usize::MAX)
     }
 
+    /// Whether the bucket is as full as a new one.
+    pub(crate) fn is_full(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.credit >= self.capacity
+    }
+
     /// Takes one token. Callers check [`available`](Self::available) first; taking from an empty
     /// bucket takes nothing.
     pub(crate) fn take(&mut self, now: Instant) {

@@ -1,13 +1,20 @@
-//! The supervisor: one lane per enabled target, following the target source.
+//! The supervisor: a lane per enabled target that has jobs, following the target source.
+//!
+//! Every enabled target gets a lane when it is first seen (so jobs left from before a restart
+//! are found). A lane whose store says its target has no job left ends ([`LaneEnd::Drained`]),
+//! and the target is *quiet*: it holds no task until a wake-up asks for a lane again. So an idle
+//! target costs its `LaneShared` and nothing more, however many are configured.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 use alert_core::{TargetEntry, TargetName, TargetSet, TargetSource};
-use tokio::task::{Id, JoinSet};
+use tokio::sync::mpsc;
+use tokio::task::{Id, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::lane::{EntryCell, Lane};
+use super::lane::{EntryCell, Lane, LaneEnd};
 use super::{Context, LaneShared, PauseReason, Registry};
 
 /// The supervisor's hold on one running lane.
@@ -25,8 +32,12 @@ pub(super) struct Supervisor {
     source: Arc<dyn TargetSource>,
     registry: Registry,
     shutdown: CancellationToken,
+    /// Targets whose lane a wake-up found ended.
+    start_requests: mpsc::UnboundedReceiver<TargetName>,
     lanes: BTreeMap<TargetName, LaneControl>,
-    tasks: JoinSet<()>,
+    /// Enabled targets whose lane ended for want of jobs.
+    quiet: HashSet<TargetName>,
+    tasks: JoinSet<LaneEnd>,
     by_task: HashMap<Id, TargetName>,
 }
 
@@ -35,6 +46,7 @@ impl Supervisor {
         context: Arc<Context>,
         source: Arc<dyn TargetSource>,
         registry: Registry,
+        start_requests: mpsc::UnboundedReceiver<TargetName>,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -42,7 +54,9 @@ impl Supervisor {
             source,
             registry,
             shutdown,
+            start_requests,
             lanes: BTreeMap::new(),
+            quiet: HashSet::new(),
             tasks: JoinSet::new(),
             by_task: HashMap::new(),
         }
@@ -65,19 +79,13 @@ impl Supervisor {
                     let current = targets.borrow_and_update().clone();
                     self.reconcile(&current);
                 }
-                Some(ended) = self.tasks.join_next_with_id() => {
-                    let id = match &ended {
-                        Ok((id, ())) => *id,
-                        Err(err) => err.id(),
-                    };
-                    if let Err(err) = &ended && err.is_panic() {
-                        tracing::error!("a dispatcher lane panicked; restarting it");
-                    }
-                    self.lane_ended(id);
-                    // A lane that ends on its own (a panic) is restarted if its target still
-                    // wants one; a stopped lane's target no longer does.
+                Some(target) = self.start_requests.recv() => {
                     let current = targets.borrow().clone();
-                    self.reconcile(&current);
+                    self.start_requested(&target, &current);
+                }
+                Some(ended) = self.tasks.join_next_with_id() => {
+                    let current = targets.borrow().clone();
+                    self.ended(ended, &current);
                 }
             }
         }
@@ -91,12 +99,67 @@ impl Supervisor {
         }
     }
 
-    /// Forgets the lane that ran as task `id`, if it is still the current lane of its target.
-    fn lane_ended(&mut self, id: Id) {
-        if let Some(name) = self.by_task.remove(&id)
-            && self.lanes.get(&name).is_some_and(|lane| lane.task == id)
+    /// A lane's task ended: a stopped lane is forgotten; a drained one leaves its target quiet,
+    /// unless a wake-up came as it ended; one that panicked is restarted if its target still
+    /// wants one.
+    fn ended(&mut self, ended: Result<(Id, LaneEnd), JoinError>, set: &TargetSet) {
+        let (id, end) = match ended {
+            Ok((id, end)) => (id, Some(end)),
+            Err(err) => {
+                if err.is_panic() {
+                    tracing::error!("a dispatcher lane panicked; restarting it");
+                }
+                (err.id(), None)
+            }
+        };
+        let Some(name) = self.by_task.remove(&id) else {
+            return;
+        };
+        if self.lanes.get(&name).is_none_or(|lane| lane.task != id) {
+            // A lane stopped earlier, whose target has another lane by now or wants none.
+            return;
+        }
+        self.lanes.remove(&name);
+        if end == Some(LaneEnd::Drained) {
+            let work = self
+                .registry
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&name)
+                .is_some_and(|shared| shared.work.load(Ordering::SeqCst));
+            if !work {
+                tracing::debug!(target = %name, "dispatcher lane ended: no jobs");
+                self.quiet.insert(name);
+                return;
+            }
+        }
+        self.reconcile(set);
+    }
+
+    /// A wake-up found `target`'s lane not running: start one, if the target is enabled and has
+    /// none.
+    fn start_requested(&mut self, target: &TargetName, set: &TargetSet) {
+        let Some(shared) = self
+            .registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(target)
+            .cloned()
+        else {
+            return;
+        };
+        // Cleared before looking, so a wake-up after this look asks again.
+        shared.start_requested.store(false, Ordering::SeqCst);
+        if self.lanes.contains_key(target) {
+            // Running, or ending: an ending lane's `ended` sees the wake-up's `work`.
+            return;
+        }
+        if let Some(entry) = set.iter_shared().find(|e| &e.target.name == target)
+            && entry.target.is_enabled()
         {
-            self.lanes.remove(&name);
+            let entry = Arc::clone(entry);
+            self.quiet.remove(target);
+            self.start_lane(&entry, shared);
         }
     }
 
@@ -110,13 +173,18 @@ impl Supervisor {
                     Some(lane) => {
                         lane.entry.set(Arc::clone(entry));
                     }
+                    // Its lane ended for want of jobs; the next job starts one with the
+                    // entry current then.
+                    None if self.quiet.contains(name) => {}
                     None => self.start_lane(entry, shared),
                 }
             } else {
                 self.stop_lane(name);
+                self.quiet.remove(name);
                 shared.set_pause(None, Some(PauseReason::Disabled));
             }
         }
+        self.quiet.retain(|name| set.get(name.as_str()).is_some());
         let removed: Vec<TargetName> = self
             .lanes
             .keys()
@@ -149,6 +217,7 @@ impl Supervisor {
         let cell = EntryCell::new(Arc::clone(entry));
         let stop = self.shutdown.child_token();
         shared.set_pause(None, None);
+        shared.running.store(true, Ordering::SeqCst);
         // A stopped lane of the same target may still be finishing its attempts in flight. Their
         // calls count in `shared`'s in-flight figure, which the new lane obeys, so the target
         // never has more calls than its limit; for that short while the jobs held are the old
@@ -175,6 +244,14 @@ impl Supervisor {
     fn stop_lane(&mut self, name: &TargetName) {
         if let Some(lane) = self.lanes.remove(name) {
             lane.stop.cancel();
+            if let Some(shared) = self
+                .registry
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(name)
+            {
+                shared.running.store(false, Ordering::SeqCst);
+            }
             tracing::debug!(target = %name, "dispatcher lane stopping");
         }
     }

@@ -1028,6 +1028,73 @@ async fn lanes_follow_the_target_source() {
     rig.stop().await;
 }
 
+// === Idle targets hold no lane ===
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_targets_lane_ends_and_its_next_job_starts_another() {
+    let publishers: Vec<Arc<Scripted>> = (0..50)
+        .map(|_| Scripted::accepting(Duration::ZERO))
+        .collect();
+    let entries = publishers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| target_entry(&format!("t{i}"), p))
+        .collect();
+    let rig = start(entries, config());
+    settle_tasks().await;
+    // Every lane leased once, found nothing, and ended.
+    assert_eq!(rig.handle.running_lanes(), 0);
+
+    // Each job starts its target's lane again, whether the lane has ended by then (the even
+    // rounds, after the tasks settle) or is ending as the job comes (the odd ones).
+    for round in 0..40 {
+        rig.enqueue("t7", 1, &format!("round-{round}")).await;
+        rig.store
+            .until("the job to be delivered", |s| s.acks("t7") == round + 1)
+            .await;
+        if round % 2 == 0 {
+            settle_tasks().await;
+            assert_eq!(rig.handle.running_lanes(), 0, "round {round}");
+        }
+    }
+    assert_eq!(publishers[7].call_count(), 40);
+    assert!(
+        publishers
+            .iter()
+            .enumerate()
+            .all(|(i, p)| i == 7 || p.call_count() == 0)
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lane_with_a_retry_to_come_stays_until_it_is_delivered() {
+    let flaky = Scripted::new(|n| {
+        if n == 0 {
+            Step::Fail(PublishError::new(ErrorKind::Transient, "scripted 503").with_status(503))
+        } else {
+            Step::Accept(Duration::ZERO)
+        }
+    });
+    let rig = start(vec![target_entry("flaky", &flaky)], config());
+    rig.enqueue("flaky", 1, "retry").await;
+    rig.store
+        .until("the failed attempt to be rescheduled", |s| {
+            s.reschedules == 1
+        })
+        .await;
+    settle_tasks().await;
+    // The job waits for its backoff in the store: the lane waits with it.
+    assert_eq!(rig.handle.running_lanes(), 1);
+    rig.store
+        .until("the retry to be delivered", |s| s.acks("flaky") == 1)
+        .await;
+    settle_tasks().await;
+    assert_eq!(rig.handle.running_lanes(), 0);
+    assert_eq!(flaky.call_count(), 2);
+    rig.stop().await;
+}
+
 // === Shutdown ===
 
 #[tokio::test(start_paused = true)]

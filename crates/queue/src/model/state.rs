@@ -553,6 +553,7 @@ impl State {
         }
         self.index.leased(target, cycle, now);
         Ok(Lease {
+            drained: jobs.is_empty() && self.index.live(target) == 0,
             jobs,
             next_due: self.next_due(target, now),
         })

@@ -352,13 +352,18 @@ impl PgJobStore {
         let (mut ids, mut untils, mut ttls) = (Vec::new(), Vec::new(), Vec::new());
         for (call, owned) in calls.iter().zip(&owned) {
             if !owned {
+                // Another replica's lane, or none: this one keeps polling for ownership.
                 leases.push(Lease {
                     jobs: Vec::new(),
                     next_due: None,
+                    drained: false,
                 });
                 continue;
             }
-            let lease = state.lease(&call.target, call.n, call.ttl, call.now)?;
+            let mut lease = state.lease(&call.target, call.n, call.ttl, call.now)?;
+            // Whether another replica has this target's jobs, or will own its lane, this replica
+            // cannot tell from its own state: its lane keeps polling.
+            lease.drained = false;
             // The lease runs from when this batch runs: a call that waited behind a slow batch
             // would otherwise get a lease shorter by the wait, and lapse while its job is sent.
             let ttl = chrono::Duration::from_std(call.ttl.saturating_add(call.made.elapsed()))
