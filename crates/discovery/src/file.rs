@@ -212,9 +212,13 @@ impl FileSource {
         }
     }
 
-    /// Whether the file or a secret it names differs from what was last loaded.
+    /// Whether the file or a secret it names differs from what was last loaded. The files it
+    /// names are those of the config in force: while the text is unchanged they are the same,
+    /// and once it changes the digest differs anyway, so the text is not parsed again here (a
+    /// parse of a thousand targets' config is megabytes, on every file event).
     fn changed_on_disk(&self) -> bool {
-        digest_of(&self.path) != self.digest.load(Ordering::SeqCst)
+        let named = referenced_files(&self.config());
+        digest_with(&self.path, &named) != self.digest.load(Ordering::SeqCst)
     }
 
     fn arm(&self, events: &mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
@@ -240,17 +244,27 @@ impl FileSource {
 /// Hashes the config file and every file it names (following symlinks), so a rotated secret or an
 /// edited file changes the digest. Unreadable files hash as absent.
 fn digest_of(path: &Path) -> u64 {
+    let text = std::fs::read(path).ok();
+    let named = text
+        .as_ref()
+        .and_then(|t| crate::load::parse(&String::from_utf8_lossy(t), path).ok())
+        .map(|config| referenced_files(&config))
+        .unwrap_or_default();
+    digest(text.as_deref(), &named)
+}
+
+/// [`digest_of`] with the files the text names already known.
+fn digest_with(path: &Path, named: &[PathBuf]) -> u64 {
+    digest(std::fs::read(path).ok().as_deref(), named)
+}
+
+fn digest(text: Option<&[u8]>, named: &[PathBuf]) -> u64 {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let mut hasher = DefaultHasher::new();
-    let text = std::fs::read(path).ok();
     text.hash(&mut hasher);
-    if let Some(config) =
-        text.and_then(|t| crate::load::parse(&String::from_utf8_lossy(&t), path).ok())
-    {
-        for file in referenced_files(&config) {
-            file.hash(&mut hasher);
-            std::fs::read(&file).ok().hash(&mut hasher);
-        }
+    for file in named {
+        file.hash(&mut hasher);
+        std::fs::read(file).ok().hash(&mut hasher);
     }
     hasher.finish()
 }

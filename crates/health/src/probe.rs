@@ -146,34 +146,44 @@ impl Prober {
 
     /// Runs one round: probes every enabled target that has a probe, at most
     /// `max_concurrent_probes` at a time, and returns how many were probed.
+    ///
+    /// A target's probe is built only when its turn comes, so a round holds at most
+    /// `max_concurrent_probes` probes at once however many targets there are: the first round
+    /// of a thousand targets does not make a thousand requests' worth of memory at startup.
     pub async fn probe_all(&self) -> usize {
         let targets = self.source.snapshot();
-        let due: Vec<(&str, HealthProbe, Option<HttpClient>)> = targets
-            .iter()
-            .filter(|entry| entry.target.is_enabled())
-            .filter_map(|entry| {
-                let probe = self.probes.probe_for(entry)?;
-                let client = self.probes.client_for(entry);
-                Some((entry.target.name.as_str(), probe, client))
-            })
-            .collect();
-        let mut running: FuturesUnordered<_> = due
-            .iter()
-            .map(|(target, probe, client)| async move {
-                let client = client.as_ref().unwrap_or(&self.client);
-                (*target, self.probe_and_record(target, probe, client).await)
-            })
-            .collect();
+        let limit = self.registry.config().max_concurrent_probes.max(1);
+        let mut waiting = targets.iter().filter(|entry| entry.target.is_enabled());
+        let mut running = FuturesUnordered::new();
         let mut probed = 0;
-        while let Some((target, result)) = running.next().await {
-            match result {
-                Ok(_) => probed += 1,
-                Err(error) => {
+        loop {
+            while running.len() < limit {
+                let Some(entry) = waiting.next() else { break };
+                running.push(self.probe_entry(entry));
+            }
+            let Some(done) = running.next().await else {
+                return probed;
+            };
+            match done {
+                None => {}
+                Some((_, Ok(_))) => probed += 1,
+                Some((target, Err(error))) => {
                     tracing::warn!(target_name = target, %error, "health probe not sent");
                 }
             }
         }
-        probed
+    }
+
+    /// Probes `entry` if it has a probe.
+    async fn probe_entry<'a>(
+        &self,
+        entry: &'a TargetEntry,
+    ) -> Option<(&'a str, Result<TargetHealth, HealthError>)> {
+        let probe = self.probes.probe_for(entry)?;
+        let own = self.probes.client_for(entry);
+        let client = own.as_ref().unwrap_or(&self.client);
+        let target = entry.target.name.as_str();
+        Some((target, self.probe_and_record(target, &probe, client).await))
     }
 
     /// Probes one target now, whatever the schedule (and even if it is disabled: an operator

@@ -595,6 +595,85 @@ async fn a_probe_goes_through_the_targets_own_client_when_the_lookup_gives_one()
     assert_eq!(base.registry.get("ops").unwrap().consecutive_failures, 0);
 }
 
+/// Counts the probes a round has built and the ones its targets have answered, and the most
+/// built and not yet answered at any moment.
+#[derive(Default)]
+struct Built {
+    built: AtomicUsize,
+    answered: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl publisher_http::InMemoryHandler for Built {
+    fn handle(
+        &self,
+        _request: http::Request<bytes::Bytes>,
+    ) -> alert_core::BoxFuture<'static, http::Response<bytes::Bytes>> {
+        let open = self.built.load(Ordering::SeqCst) - self.answered.load(Ordering::SeqCst);
+        self.peak.fetch_max(open, Ordering::SeqCst);
+        self.answered.fetch_add(1, Ordering::SeqCst);
+        Box::pin(std::future::ready(http::Response::new(bytes::Bytes::new())))
+    }
+}
+
+struct CountedProbes {
+    probe: alert_core::HealthProbe,
+    counts: Arc<Built>,
+    own: publisher_http::HttpClient,
+}
+
+impl health::ProbeLookup for CountedProbes {
+    fn probe_for(&self, _entry: &alert_core::TargetEntry) -> Option<alert_core::HealthProbe> {
+        self.counts.built.fetch_add(1, Ordering::SeqCst);
+        Some(self.probe.clone())
+    }
+
+    fn client_for(&self, _entry: &alert_core::TargetEntry) -> Option<publisher_http::HttpClient> {
+        Some(self.own.clone())
+    }
+}
+
+#[tokio::test]
+async fn a_round_builds_each_probe_only_when_its_turn_comes() {
+    // A thousand targets' probes built at once are a thousand requests' worth of memory at
+    // startup; a round holds no more than `max_concurrent_probes` of them.
+    let counts = Arc::new(Built::default());
+    let own = publisher_http::HttpClient::in_memory(
+        &publisher_http::ClientConfig::default(),
+        counts.clone(),
+    );
+    let shared = client(None);
+    let url = closed_port_url();
+    let names: Vec<&'static str> = (0..50)
+        .map(|i| &*Box::leak(format!("t{i}").into_boxed_str()))
+        .collect();
+    let base = fixture(
+        fast_config().with_max_concurrent_probes(3),
+        &shared,
+        names
+            .iter()
+            .map(|name| Spec::enabled(name, HttpPublisher::new(&shared, &url, None)))
+            .collect(),
+    );
+    let prober = health::Prober::new(
+        base.registry.clone(),
+        base.source.clone(),
+        shared,
+        CountedProbes {
+            probe: probe(&url, None),
+            counts: counts.clone(),
+            own,
+        },
+    );
+    assert_eq!(prober.probe_all().await, 50);
+    assert_eq!(counts.answered.load(Ordering::SeqCst), 50);
+    let peak = counts.peak.load(Ordering::SeqCst);
+    assert!(
+        (1..=3).contains(&peak),
+        "{peak} probes built and not answered at once"
+    );
+}
+
 #[tokio::test]
 async fn a_probe_leaves_no_connection_open() {
     // The server keeps its connections alive; the probe must ask for the close and close its side
