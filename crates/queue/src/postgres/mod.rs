@@ -96,6 +96,15 @@ const MEMBERS_EVERY: Duration = Duration::from_secs(1);
 /// its bound: counting every row for every op would cost more than the op.
 const COUNTS_EVERY: Duration = Duration::from_secs(1);
 
+/// How long they may be reused while every count is far from its bound: under a quarter of it
+/// and [`FAR_HEADROOM`] short of it, which no ingest rate fills in this time. A count of the jobs
+/// reads every row the acks left for the vacuum: with three replicas under S2 of
+/// `cargo xtask bench`, counting once a second each took a tenth of the database's CPU.
+const COUNTS_EVERY_FAR: Duration = Duration::from_secs(5);
+
+/// See [`COUNTS_EVERY_FAR`]: five seconds of 20 000 new jobs a second.
+const FAR_HEADROOM: u64 = 100_000;
+
 /// The advisory lock whose holder runs the maintenance pass: one replica at a time.
 const MAINTENANCE_LOCK: i64 = 0x616c_6572_746d_6e74;
 
@@ -180,6 +189,39 @@ async fn read_counts(tx: &Tx<'_>) -> Result<Counts, JobStoreError> {
         dead: unsigned(row.get(1)),
         per_target,
     })
+}
+
+/// How long `counts` may be reused: not at all near a bound, [`COUNTS_EVERY_FAR`] far from
+/// every bound, and [`COUNTS_EVERY`] between.
+fn reuse_for(planner: &Planner, counts: &Counts) -> Duration {
+    if near_a_bound(planner, counts) {
+        return Duration::ZERO;
+    }
+    let far =
+        |count: u64, bound: u64| count < bound / 4 && count.saturating_add(FAR_HEADROOM) < bound;
+    let quota = planner.max_jobs_per_target;
+    let every_far = far(counts.jobs, planner.max_jobs)
+        && far(counts.logs, planner.max_active_alerts)
+        // The dead-letter cap is kept by dropping the oldest entries, never by refusing: a
+        // count a few seconds old only delays a trim.
+        && counts.dead < planner.dead_letter_cap as u64 / 4
+        && counts.per_target.values().all(|&n| far(n, quota));
+    if every_far {
+        COUNTS_EVERY_FAR
+    } else {
+        COUNTS_EVERY
+    }
+}
+
+/// Whether `counts` are within a tenth of a bound (or of 1 000 under it), where a count a
+/// second old could let a bound be passed: then the op counts afresh.
+fn near_a_bound(planner: &Planner, counts: &Counts) -> bool {
+    let near = |count: u64, bound: u64| count.saturating_add((bound / 10).max(1_000)) >= bound;
+    let quota = planner.max_jobs_per_target;
+    near(counts.jobs, planner.max_jobs)
+        || near(counts.logs, planner.max_active_alerts)
+        || near(counts.dead, planner.dead_letter_cap as u64)
+        || counts.per_target.values().any(|&n| near(n, quota))
 }
 
 impl PgJobStore {
@@ -477,7 +519,7 @@ impl PgJobStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-            .filter(|(at, counts)| at.elapsed() < COUNTS_EVERY && !self.near_a_bound(counts));
+            .filter(|(at, counts)| at.elapsed() < reuse_for(&self.planner, counts));
         let counts = match cached {
             Some((_, counts)) => counts,
             None => {
@@ -492,17 +534,6 @@ impl PgJobStore {
         g.dead_count = counts.dead;
         state.live_counts = Some(counts.per_target);
         Ok(())
-    }
-
-    /// Whether `counts` are within a tenth of a bound (or of 1 000 under it), where a count a
-    /// second old could let a bound be passed: then the op counts afresh.
-    fn near_a_bound(&self, counts: &Counts) -> bool {
-        let near = |count: u64, bound: u64| count.saturating_add((bound / 10).max(1_000)) >= bound;
-        let quota = self.planner.max_jobs_per_target;
-        near(counts.jobs, self.planner.max_jobs)
-            || near(counts.logs, self.planner.max_active_alerts)
-            || near(counts.dead, self.planner.dead_letter_cap as u64)
-            || counts.per_target.values().any(|&n| near(n, quota))
     }
 
     /// Takes one block of ids for the jobs and bodies the op makes.
@@ -774,5 +805,57 @@ impl fmt::Debug for PgJobStore {
             .field("owner", &self.owner)
             .field("max_jobs", &self.planner.max_jobs)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planner() -> Planner {
+        Planner {
+            max_jobs: 1_000_000,
+            max_jobs_per_target: 250_000,
+            max_active_alerts: 1_000_000,
+            dead_letter_cap: 100_000,
+            dead_letter_retention: None,
+        }
+    }
+
+    fn counts(jobs: u64, per_target: u64) -> Counts {
+        Counts {
+            jobs,
+            logs: jobs / 10,
+            dead: 0,
+            per_target: [(TargetName::new("ops").unwrap(), per_target)].into(),
+        }
+    }
+
+    #[test]
+    fn counts_are_reused_longest_far_from_every_bound_and_not_at_all_near_one() {
+        let planner = planner();
+        assert_eq!(
+            reuse_for(&planner, &counts(50_000, 50_000)),
+            COUNTS_EVERY_FAR
+        );
+        // Past a quarter of a bound, or within the headroom of one: a second.
+        assert_eq!(reuse_for(&planner, &counts(300_000, 50_000)), COUNTS_EVERY);
+        assert_eq!(reuse_for(&planner, &counts(50_000, 70_000)), COUNTS_EVERY);
+        // Within a tenth of a bound: counted afresh for every op.
+        assert_eq!(
+            reuse_for(&planner, &counts(950_000, 50_000)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            reuse_for(&planner, &counts(50_000, 240_000)),
+            Duration::ZERO
+        );
+        // Small bounds are never far: five seconds of ingest could pass them.
+        let small = Planner {
+            max_jobs: 50_000,
+            max_jobs_per_target: 50_000,
+            ..planner
+        };
+        assert_eq!(reuse_for(&small, &counts(10, 10)), COUNTS_EVERY);
     }
 }
