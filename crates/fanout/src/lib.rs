@@ -11,7 +11,8 @@
 //!   [`ParallelPublishResult`] with one entry per target.
 //!
 //! - [`Dispatcher`]: delivers the jobs ingest committed to a [`JobStore`](alert_core::JobStore),
-//!   one lane per enabled target. Each lane is gate (breaker, health, a 429's `Retry-After`, all
+//!   one lane per enabled target that has jobs (an idle target's lane ends, and its next job
+//!   starts another). Each lane is gate (breaker, health, a 429's `Retry-After`, all
 //!   delays) → token-bucket rate limit → in-flight limit → [`TargetCall`], and settles every job
 //!   once: ack, reschedule with full-jitter backoff, or dead-letter. Retries happen here and
 //!   nowhere else, so a slow or broken target only ever fills its own lane.
