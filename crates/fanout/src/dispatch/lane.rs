@@ -145,6 +145,9 @@ pub(super) struct Lane {
     /// Since when a slot has been free while the lane waits for a quarter of them (see
     /// [`LEASE_LINGER`]).
     free_since: Option<Instant>,
+    /// Since when every lease has found the target drained: the lane ends once that has lasted
+    /// an `idle_poll`.
+    drained_since: Option<Instant>,
     attempts: JoinSet<AttemptEnd>,
 }
 
@@ -171,6 +174,7 @@ impl Lane {
             store_failures: 0,
             lease_retry_at: None,
             free_since: None,
+            drained_since: None,
             attempts: JoinSet::new(),
         })
     }
@@ -202,15 +206,19 @@ impl Lane {
         LaneEnd::Stopped
     }
 
-    /// Whether the lane may end now that the store has no job of its target: nothing of its own
-    /// runs or waits (an attempt, a pause, a run of 429s, a store's backoff, tokens spent from
-    /// its bucket), so a lane started afresh for the next job behaves as this one would. Marks
-    /// the lane as not running first, and then looks for a wake-up since its lease: one that
-    /// came too late for this look finds the lane not running and has the supervisor start
-    /// another ([`DispatcherWaker::wake`](super::DispatcherWaker::wake)).
+    /// Whether the lane may end now that the store has no job of its target: it has had none
+    /// for an `idle_poll` (a target with a steady trickle of jobs keeps its lane, and pays no
+    /// restart per job), and nothing of its own runs or waits (an attempt, a pause, a run of
+    /// 429s, a store's backoff, tokens spent from its bucket), so a lane started afresh for the
+    /// next job behaves as this one would. Marks the lane as not running first, and then looks
+    /// for a wake-up since its lease: one that came too late for this look finds the lane not
+    /// running and has the supervisor start another
+    /// ([`DispatcherWaker::wake`](super::DispatcherWaker::wake)).
     fn may_end(&mut self) -> bool {
         let now = self.instant();
-        let quiet = self.attempts.is_empty()
+        let since = *self.drained_since.get_or_insert(now);
+        let quiet = now.saturating_duration_since(since) >= self.context.config.idle_poll
+            && self.attempts.is_empty()
             && self.shared.in_flight.load(Ordering::Relaxed) == 0
             && self.pause.is_none()
             && self.rate_limited_streak == 0
@@ -446,6 +454,9 @@ impl Lane {
                 return Leased::Jobs;
             }
         };
+        if !lease.drained {
+            self.drained_since = None;
+        }
         if lease.jobs.is_empty() {
             // Whether a job is due is the store's comparison with the clock's wall time, the
             // time the job was stamped by. The lane sleeps on monotonic time until the next one

@@ -1042,22 +1042,30 @@ async fn an_idle_targets_lane_ends_and_its_next_job_starts_another() {
         .collect();
     let rig = start(entries, config());
     settle_tasks().await;
-    // Every lane leased once, found nothing, and ended.
+    // A lane found nothing, and waits an idle poll before it ends: a trickle of jobs keeps it.
+    assert_eq!(rig.handle.running_lanes(), 50);
+    tokio::time::sleep(config().idle_poll).await;
+    settle_tasks().await;
     assert_eq!(rig.handle.running_lanes(), 0);
 
-    // Each job starts its target's lane again, whether the lane has ended by then (the even
-    // rounds, after the tasks settle) or is ending as the job comes (the odd ones).
-    for round in 0..40 {
+    // Each job starts its target's lane again, whether the lane has ended by then (every third
+    // round), is ending as the job comes (the rounds whose job comes as the idle poll ends),
+    // or still runs (the others).
+    for round in 0..60 {
         rig.enqueue("t7", 1, &format!("round-{round}")).await;
         rig.store
             .until("the job to be delivered", |s| s.acks("t7") == round + 1)
             .await;
-        if round % 2 == 0 {
-            settle_tasks().await;
-            assert_eq!(rig.handle.running_lanes(), 0, "round {round}");
+        match round % 3 {
+            0 => {
+                tokio::time::sleep(config().idle_poll * 2).await;
+                assert_eq!(rig.handle.running_lanes(), 0, "round {round}");
+            }
+            1 => tokio::time::sleep(config().idle_poll).await,
+            _ => {}
         }
     }
-    assert_eq!(publishers[7].call_count(), 40);
+    assert_eq!(publishers[7].call_count(), 60);
     assert!(
         publishers
             .iter()
@@ -1089,7 +1097,7 @@ async fn a_lane_with_a_retry_to_come_stays_until_it_is_delivered() {
     rig.store
         .until("the retry to be delivered", |s| s.acks("flaky") == 1)
         .await;
-    settle_tasks().await;
+    tokio::time::sleep(config().idle_poll * 2).await;
     assert_eq!(rig.handle.running_lanes(), 0);
     assert_eq!(flaky.call_count(), 2);
     rig.stop().await;
