@@ -11,8 +11,9 @@
 //!    `docs/bench/latency.svg` for docs/BENCHMARKS.md.
 //!
 //! Then one combined table: every figure, its same-run baseline, the ratio and the acceptance bar
-//! of issue 7. `--only micro,queue,s1,s2,s3,s4,s5` runs a subset; `--peer alertmanager` measures
-//! S5 on Alertmanager too, in the same run.
+//! of issue 7. `--only micro,queue,s1,s2,s3,s4,s5,targets,pg` runs a subset (`pg`: S2 on
+//! PostgreSQL with 1, 2 and 3 replicas); `--peer alertmanager` measures S2 and S5 on
+//! Alertmanager too, in the same run.
 
 use std::fs;
 use std::path::Path;
@@ -27,13 +28,13 @@ const TARGET_COUNTS: [u32; 4] = [1, 10, 50, 200];
 const RATIO_BAR_AT_50: f64 = 3.0;
 /// Issue 6, acceptance 9: 3.5k alerts/s with 10 targets each.
 const QUEUE_ALERTS_BAR: f64 = 3500.0;
-const E2E_SCENARIOS: [&str; 6] = ["s1", "s2", "s3", "s4", "s5", "targets"];
+const E2E_SCENARIOS: [&str; 7] = ["s1", "s2", "s3", "s4", "s5", "targets", "pg"];
 
 /// `cargo xtask bench` options.
 #[derive(clap::Args)]
 pub(crate) struct BenchArgs {
     /// Run only these parts, comma-separated: micro (fanout_overhead), queue, s1, s2, s3, s4, s5,
-    /// targets (memory per target).
+    /// targets (memory per target), pg (S2 on PostgreSQL).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Measure the scenarios that have a peer figure on this peer too, in the same run:
