@@ -357,6 +357,12 @@ impl TargetSet {
         self.by_name.get(name).map(|&index| &*self.entries[index])
     }
 
+    /// The entry with this name, as the set holds it: cloning it shares it.
+    #[must_use]
+    pub fn get_shared(&self, name: &str) -> Option<&Arc<TargetEntry>> {
+        self.by_name.get(name).map(|&index| &self.entries[index])
+    }
+
     /// All entries, in configuration order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &TargetEntry> {
         self.entries.iter().map(|entry| &**entry)

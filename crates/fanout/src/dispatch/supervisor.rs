@@ -154,7 +154,7 @@ impl Supervisor {
             // Running, or ending: an ending lane's `ended` sees the wake-up's `work`.
             return;
         }
-        if let Some(entry) = set.iter_shared().find(|e| &e.target.name == target)
+        if let Some(entry) = set.get_shared(target.as_str())
             && entry.target.is_enabled()
         {
             let entry = Arc::clone(entry);
