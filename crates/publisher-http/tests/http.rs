@@ -344,12 +344,15 @@ async fn a_target_that_never_answers_holds_only_its_own_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn targets_on_one_host_share_the_pools_connections() {
-    // Two targets of one host, one after the other: the second finds the connection the first
-    // left idle, since the pool is shared and only the claims are the targets' own.
+    // Three targets of one host, one after the other: each finds a connection another left idle,
+    // since the pool is shared and only the claims are the targets' own. With a pool per target
+    // there would be three connections. hyper hands a finished connection back to the pool a
+    // moment after the answer is read, so a request can miss it and open a second; then the
+    // next finds one of the two idle, so sequential requests never need a third.
     let host = MockTarget::start().await;
     let shared = HttpClient::new(&ClientConfig::default()).unwrap();
     let refs = std::sync::Arc::new(alert_core::InMemoryMessageRefs::new());
-    for name in ["first", "second", "first"] {
+    for name in ["first", "second", "third", "first", "second", "third"] {
         let context = publisher_http::BuildContext::new(
             alert_core::TargetName::new(name).unwrap(),
             shared.clone(),
@@ -364,6 +367,10 @@ async fn targets_on_one_host_share_the_pools_connections() {
             .unwrap();
         assert_eq!(answer.status.as_u16(), 200);
     }
-    assert_eq!(host.requests().len(), 3);
-    assert_eq!(host.connections(), 1, "one connection served every target");
+    assert_eq!(host.requests().len(), 6);
+    let connections = host.connections();
+    assert!(
+        (1..=2).contains(&connections),
+        "{connections} connections for three targets of one host"
+    );
 }

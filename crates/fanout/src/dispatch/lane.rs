@@ -90,8 +90,9 @@ pub(super) enum LaneEnd {
 
 /// What a lease found.
 enum Leased {
-    /// Jobs: their attempts have started.
-    Jobs,
+    /// Jobs whose attempts have started, a failed lease (its backoff is set) or a stop: the
+    /// lane takes its next step at once.
+    Again,
     /// None due: wait until this instant or a wake-up.
     Nothing(Instant),
     /// None at all, pending or leased: the lane may end, or else wait as for `Nothing`.
@@ -188,7 +189,7 @@ impl Lane {
                     // The lease's own wait happens here, not inside it, so the task's future
                     // never holds the two at once.
                     match self.lease(&entry, n).await {
-                        Leased::Jobs => {}
+                        Leased::Again => {}
                         Leased::Drained(_) if self.may_end() => return LaneEnd::Drained,
                         Leased::Nothing(until) | Leased::Drained(until) => {
                             self.wait(Some(until), true).await;
@@ -435,7 +436,7 @@ impl Lane {
         self.shared.work.store(false, Ordering::SeqCst);
         let lease = tokio::select! {
             lease = context.store.lease(&target.name, n, ttl, now) => lease,
-            () = self.stop.cancelled() => return Leased::Jobs,
+            () = self.stop.cancelled() => return Leased::Again,
         };
         let lease = match lease {
             Ok(lease) => {
@@ -451,7 +452,7 @@ impl Lane {
                 );
                 tracing::warn!(target = %target.name, error = %err, "leasing jobs failed; backing off");
                 self.lease_retry_at = Some(self.instant() + delay);
-                return Leased::Jobs;
+                return Leased::Again;
             }
         };
         if !lease.drained {
@@ -514,7 +515,7 @@ impl Lane {
                 guard,
             ));
         }
-        Leased::Jobs
+        Leased::Again
     }
 }
 

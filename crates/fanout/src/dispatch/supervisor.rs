@@ -120,32 +120,43 @@ impl Supervisor {
             return;
         }
         self.lanes.remove(&name);
-        if end == Some(LaneEnd::Drained) {
-            let work = self
-                .registry
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(&name)
-                .is_some_and(|shared| shared.work.load(Ordering::SeqCst));
-            if !work {
-                tracing::debug!(target = %name, "dispatcher lane ended: no jobs");
-                self.quiet.insert(name);
-                return;
-            }
+        let Some(shared) = self.shared_of(&name) else {
+            return;
+        };
+        if end == Some(LaneEnd::Drained) && !shared.work.load(Ordering::SeqCst) {
+            tracing::debug!(target = %name, "dispatcher lane ended: no jobs");
+            self.quiet.insert(name);
+            return;
         }
-        self.reconcile(set);
+        // A wake-up came as the lane ended, or the lane panicked: its target gets another if it
+        // still wants one.
+        self.start_if_enabled(&name, shared, set);
+    }
+
+    /// The shared state of a target the dispatcher knows.
+    fn shared_of(&self, name: &TargetName) -> Option<Arc<LaneShared>> {
+        self.registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// Starts a lane for `name` if `set` has it enabled.
+    fn start_if_enabled(&mut self, name: &TargetName, shared: Arc<LaneShared>, set: &TargetSet) {
+        if let Some(entry) = set.get_shared(name.as_str())
+            && entry.target.is_enabled()
+        {
+            let entry = Arc::clone(entry);
+            self.quiet.remove(name);
+            self.start_lane(&entry, shared);
+        }
     }
 
     /// A wake-up found `target`'s lane not running: start one, if the target is enabled and has
     /// none.
     fn start_requested(&mut self, target: &TargetName, set: &TargetSet) {
-        let Some(shared) = self
-            .registry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(target)
-            .cloned()
-        else {
+        let Some(shared) = self.shared_of(target) else {
             return;
         };
         // Cleared before looking, so a wake-up after this look asks again.
@@ -154,13 +165,7 @@ impl Supervisor {
             // Running, or ending: an ending lane's `ended` sees the wake-up's `work`.
             return;
         }
-        if let Some(entry) = set.get_shared(target.as_str())
-            && entry.target.is_enabled()
-        {
-            let entry = Arc::clone(entry);
-            self.quiet.remove(target);
-            self.start_lane(&entry, shared);
-        }
+        self.start_if_enabled(target, shared, set);
     }
 
     /// Starts, updates and stops lanes so that exactly the enabled targets of `set` have one.
@@ -244,12 +249,7 @@ impl Supervisor {
     fn stop_lane(&mut self, name: &TargetName) {
         if let Some(lane) = self.lanes.remove(name) {
             lane.stop.cancel();
-            if let Some(shared) = self
-                .registry
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(name)
-            {
+            if let Some(shared) = self.shared_of(name) {
                 shared.running.store(false, Ordering::SeqCst);
             }
             tracing::debug!(target = %name, "dispatcher lane stopping");
