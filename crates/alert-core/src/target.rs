@@ -193,31 +193,85 @@ pub struct RateLimit {
 /// A kind's own settings, opaque to everything but that kind's publisher crate, which parses them
 /// into its `Config`. No struct anywhere holds every kind's options.
 ///
+/// Kept as the map's JSON text, not as the map: a target's settings are read when its publisher
+/// is built and seldom after (the targets API, a reload's comparison), and a map of one short
+/// string (a `serde_json::Map` is a B-tree, whose smallest node holds eleven entries) takes
+/// ten times the bytes of its text. Equal maps have equal texts, since the map's keys are
+/// sorted.
+///
 /// Shared, not copied: the configuration, the target and its dispatcher lane all hold the same
-/// map, so a configured target keeps one copy of its settings however many places refer to it.
-/// [`make_mut`](Self::make_mut) copies it only when a holder changes it.
+/// text, so a configured target keeps one copy of its settings however many places refer to it.
 ///
 /// `Debug` does not print the contents, since they may name credentials.
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct KindSettings(pub Arc<serde_json::Map<String, serde_json::Value>>);
+#[derive(Clone, PartialEq, Eq)]
+pub struct KindSettings(Arc<str>);
 
 impl KindSettings {
     /// Settings holding `map`.
     #[must_use]
     pub fn new(map: serde_json::Map<String, serde_json::Value>) -> Self {
-        Self(Arc::new(map))
+        Self(Arc::from(serde_json::Value::Object(map).to_string()))
     }
 
-    /// The map, to change: copied first if another holder shares it.
-    pub fn make_mut(&mut self) -> &mut serde_json::Map<String, serde_json::Value> {
-        Arc::make_mut(&mut self.0)
+    /// The settings, as a map.
+    #[must_use]
+    pub fn map(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_str(&self.0).unwrap_or_default()
+    }
+
+    /// The setting named `key`, if there is one.
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<serde_json::Value> {
+        self.map().remove(key)
+    }
+
+    /// Whether there is a setting named `key`.
+    #[must_use]
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.map().contains_key(key)
+    }
+
+    /// Changes the settings: `change` gets the map, and the settings hold what it leaves.
+    pub fn update<R>(
+        &mut self,
+        change: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>) -> R,
+    ) -> R {
+        let mut map = self.map();
+        let result = change(&mut map);
+        *self = Self::new(map);
+        result
+    }
+
+    /// The settings parsed as `T`, a kind's `Config`.
+    ///
+    /// # Errors
+    /// When the settings do not have `T`'s shape.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.0)
+    }
+}
+
+impl Default for KindSettings {
+    fn default() -> Self {
+        Self::new(serde_json::Map::new())
+    }
+}
+
+impl Serialize for KindSettings {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.map().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for KindSettings {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Map::deserialize(deserializer).map(Self::new)
     }
 }
 
 impl fmt::Debug for KindSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KindSettings({} keys)", self.0.len())
+        write!(f, "KindSettings({} keys)", self.map().len())
     }
 }
 
@@ -347,7 +401,10 @@ impl TargetSet {
                 return Err(TargetSetError::DuplicateName(entry.target.name.to_string()));
             }
         }
-        let entries = entries.into_iter().map(Arc::new).collect();
+        // Collected in place, the vector would keep the bytes of the entries it was given, many
+        // times what its `Arc`s need.
+        let mut entries: Vec<Arc<TargetEntry>> = entries.into_iter().map(Arc::new).collect();
+        entries.shrink_to_fit();
         Ok(Self { entries, by_name })
     }
 

@@ -177,8 +177,8 @@ fn check_config(file: &Path, route: Option<&str>) -> anyhow::Result<()> {
         };
         let url = target
             .settings
-            .0
             .get("url")
+            .as_ref()
             .and_then(|u| u.as_str())
             .map(redact_url)
             .unwrap_or_default();

@@ -340,7 +340,7 @@ pub fn referenced_files(config: &Config) -> Vec<PathBuf> {
     }
     let mut files = Vec::new();
     for target in &config.targets {
-        walk_map(&target.settings.0, &mut files);
+        walk_map(&target.settings.map(), &mut files);
     }
     if let Some(auth) = &config.server.auth {
         files.push(auth.bearer_tokens_file.clone());

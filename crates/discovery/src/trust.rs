@@ -162,15 +162,17 @@ pub(crate) fn admit(spec: &TargetSpec, trust: Trust<'_>) -> Result<Admitted, Tru
     let Trust::Discovered(discovered) = trust else {
         return Ok(Admitted { spec, missing });
     };
-    for (key, value) in spec.settings.make_mut() {
-        walk(discovered, key, value, &mut missing)?;
-    }
+    spec.settings.update(|settings| {
+        settings
+            .iter_mut()
+            .try_for_each(|(key, value)| walk(discovered, key, value, &mut missing))
+    })?;
     // An unresolved reference leaves the target disabled: it never sends, so there is no URL to
     // check yet.
     if missing.is_empty() {
         for field in DESTINATIONS {
-            if let Some(Value::String(url)) = spec.settings.0.get(*field) {
-                check_destination(discovered, field, url)?;
+            if let Some(Value::String(url)) = spec.settings.get(field) {
+                check_destination(discovered, field, &url)?;
             }
         }
     }
@@ -385,7 +387,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            admitted.spec.settings.0["auth"]["bearer_token"],
+            admitted.spec.settings.map()["auth"]["bearer_token"],
             json!("s3cr3t-token")
         );
         assert_eq!(admitted.missing, ["binary", "nope"]);

@@ -134,7 +134,7 @@ impl BaseUrl {
 /// which are all strings); [`BuildError::SecretUnavailable`] when a credential is given both
 /// inline and as a file.
 pub fn parse_settings<T: DeserializeOwned>(settings: &KindSettings) -> Result<T, BuildError> {
-    let folded = fold_files((*settings.0).clone(), "")?;
+    let folded = fold_files(settings.map(), "")?;
     serde_json::from_value(Value::Object(folded)).map_err(|e| BuildError::Settings(e.to_string()))
 }
 
@@ -154,11 +154,8 @@ pub fn split_settings<T: DeserializeOwned, F: DeserializeOwned>(
                 .strip_suffix("_file")
                 .is_some_and(|stem| own.contains(&stem))
     };
-    let (mine, rest): (Map<String, Value>, Map<String, Value>) = settings
-        .0
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .partition(|(k, _)| is_own(k));
+    let (mine, rest): (Map<String, Value>, Map<String, Value>) =
+        settings.map().into_iter().partition(|(k, _)| is_own(k));
     let rest = serde_json::from_value(Value::Object(rest))
         .map_err(|e| BuildError::Settings(e.to_string()))?;
     Ok((parse_settings(&KindSettings::new(mine))?, rest))

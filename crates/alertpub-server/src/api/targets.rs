@@ -39,15 +39,10 @@ enum Circuit {
 pub(super) fn target_view(app: &App, entry: &TargetEntry) -> TargetView {
     let target = &entry.target;
     let name = target.name.as_str();
+    let settings = target.settings.map();
     let endpoint = ["url", "webhook_url"]
         .iter()
-        .filter_map(|key| {
-            target
-                .settings
-                .0
-                .get(*key)
-                .and_then(serde_json::Value::as_str)
-        })
+        .filter_map(|key| settings.get(*key).and_then(serde_json::Value::as_str))
         .find(|url| url.contains("://"))
         .map(redact_url);
     let health = app

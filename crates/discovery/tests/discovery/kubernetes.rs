@@ -248,9 +248,8 @@ async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 
 fn url_of(set: &TargetSet, name: &str) -> Option<String> {
     set.get(name)
-        .and_then(|e| e.target.settings.0.get("url"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
+        .and_then(|e| e.target.settings.get("url"))
+        .and_then(|url| url.as_str().map(str::to_owned))
 }
 
 struct Running {

@@ -31,7 +31,7 @@ pub fn default_rate_limit(target: &Target) -> Option<RateLimit> {
         // (https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this).
         TargetKind::Telegram => Some(RateLimit { per_minute: 20 }),
         TargetKind::Slack => {
-            let settings = &target.settings.0;
+            let settings = target.settings.map();
             let bot = settings.contains_key("token") || settings.contains_key("token_file");
             (!bot).then_some(RateLimit { per_minute: 60 })
         }
