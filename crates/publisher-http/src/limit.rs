@@ -14,8 +14,10 @@
 //! So a target that stops answering holds at most its own claim's connections, and the host's
 //! other targets always find theirs: their claims are on top of its.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::HashSet;
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -38,9 +40,8 @@ fn host_key(uri: &Uri) -> (&str, &str, u16) {
 /// One host's connection cap: the sum of the claims made on it.
 #[derive(Debug)]
 pub(crate) struct HostCap {
-    scheme: String,
-    host: String,
-    port: u16,
+    /// Its host, as `scheme://host:port`: one string, kept once (the set of caps is keyed by it).
+    key: Box<str>,
     permits: Arc<Semaphore>,
     /// Permits given back by released claims while their connections were still open: that
     /// many connections forget their permit when they close instead of returning it.
@@ -49,7 +50,12 @@ pub(crate) struct HostCap {
 
 impl HostCap {
     fn is(&self, (scheme, host, port): (&str, &str, u16)) -> bool {
-        self.port == port && self.host == host && self.scheme == scheme
+        self.key
+            .strip_prefix(scheme)
+            .and_then(|rest| rest.strip_prefix("://"))
+            .and_then(|rest| rest.strip_prefix(host))
+            .and_then(|rest| rest.strip_prefix(':'))
+            .is_some_and(|rest| rest.parse() == Ok(port))
     }
 
     /// Raises the cap by `n`, paying back any debt first.
@@ -82,22 +88,49 @@ impl HostCap {
 /// Every host's cap, shared by the connector and the claims. One entry per distinct host the
 /// targets have sent to: bounded by the configuration.
 #[derive(Debug, Default)]
-pub(crate) struct Hosts(Mutex<HashMap<(String, String, u16), Arc<HostCap>>>);
+pub(crate) struct Hosts(Mutex<HashSet<Held>>);
+
+/// A cap in [`Hosts`], found by its key.
+#[derive(Debug)]
+struct Held(Arc<HostCap>);
+
+impl Borrow<str> for Held {
+    fn borrow(&self) -> &str {
+        &self.0.key
+    }
+}
+
+impl PartialEq for Held {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for Held {}
+
+impl Hash for Held {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.key.hash(state);
+    }
+}
 
 impl Hosts {
+    /// The cap of `uri`'s host, made at zero on first sight. Called when a claim first sends to
+    /// a host and when a connection opens, not for every request.
     fn get(&self, uri: &Uri) -> Arc<HostCap> {
         let (scheme, host, port) = host_key(uri);
+        let key = format!("{scheme}://{host}:{port}");
         let mut hosts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (scheme.to_owned(), host.to_owned(), port);
-        Arc::clone(hosts.entry(key).or_insert_with(|| {
-            Arc::new(HostCap {
-                scheme: scheme.to_owned(),
-                host: host.to_owned(),
-                port,
-                permits: Arc::new(Semaphore::new(0)),
-                debt: AtomicUsize::new(0),
-            })
-        }))
+        if let Some(held) = hosts.get(key.as_str()) {
+            return Arc::clone(&held.0);
+        }
+        let cap = Arc::new(HostCap {
+            key: key.into_boxed_str(),
+            permits: Arc::new(Semaphore::new(0)),
+            debt: AtomicUsize::new(0),
+        });
+        hosts.insert(Held(Arc::clone(&cap)));
+        cap
     }
 }
 
