@@ -263,19 +263,63 @@ enum Observation {
     Failure(PublishError),
 }
 
-/// One target's health plus what is needed to update it.
+/// One target's health plus what is needed to update it: [`TargetHealth`]'s fields without the
+/// name (the registry's key) and with the success rate kept as its window, the rare last
+/// failure boxed. The registry holds one per target, so it is kept small.
 #[derive(Clone, Debug)]
 struct Tracked {
-    health: TargetHealth,
+    status: HealthStatus,
+    degraded_reason: Option<DegradedReason>,
+    consecutive_failures: u32,
+    status_since: Option<DateTime<Utc>>,
+    last_success_at: Option<DateTime<Utc>>,
+    last_probe_at: Option<DateTime<Utc>>,
+    last_latency: Option<Duration>,
+    latency_ewma: Option<Duration>,
+    last_failure: Option<Box<LastFailure>>,
     /// The most recent outcomes, newest last; `true` for a success.
     window: VecDeque<bool>,
 }
 
-impl Tracked {
-    fn new(target: &str) -> Self {
+impl Default for Tracked {
+    /// Nothing known yet.
+    fn default() -> Self {
         Self {
-            health: TargetHealth::unknown(target),
+            status: HealthStatus::Unknown,
+            degraded_reason: None,
+            consecutive_failures: 0,
+            status_since: None,
+            last_success_at: None,
+            last_probe_at: None,
+            last_latency: None,
+            latency_ewma: None,
+            last_failure: None,
             window: VecDeque::new(),
+        }
+    }
+}
+
+impl Tracked {
+    /// The health of `target`, as the API and routing see it.
+    fn health(&self, target: &str) -> TargetHealth {
+        let successes = self.window.iter().filter(|s| **s).count();
+        // Both counts are at most the window size, far below f64's exact-integer range.
+        #[allow(clippy::cast_precision_loss)]
+        let success_rate =
+            (!self.window.is_empty()).then(|| successes as f64 / self.window.len() as f64);
+        TargetHealth {
+            target: target.to_owned(),
+            status: self.status,
+            degraded_reason: self.degraded_reason,
+            consecutive_failures: self.consecutive_failures,
+            status_since: self.status_since,
+            last_success_at: self.last_success_at,
+            last_failure: self.last_failure.as_deref().cloned(),
+            success_rate,
+            sample_count: self.window.len(),
+            last_latency: self.last_latency,
+            latency_ewma: self.latency_ewma,
+            last_probe_at: self.last_probe_at,
         }
     }
 
@@ -288,11 +332,10 @@ impl Tracked {
     /// - a failure counts, and the `failure_threshold`-th in a row makes the target unhealthy;
     ///   below that the status stays as it was.
     fn apply(&mut self, config: &HealthConfig, observation: Observation, at: DateTime<Utc>) {
-        let health = &mut self.health;
         let (status, reason) = match observation {
             Observation::Success { latency } => {
-                health.consecutive_failures = 0;
-                health.last_success_at = Some(at);
+                self.consecutive_failures = 0;
+                self.last_success_at = Some(at);
                 self.record_latency(latency);
                 self.push(config, true);
                 if latency > config.slow_threshold {
@@ -302,35 +345,33 @@ impl Tracked {
                 }
             }
             Observation::AuthRejected { latency, error } => {
-                health.consecutive_failures = 0;
-                health.last_failure = Some(LastFailure { at, error });
+                self.consecutive_failures = 0;
+                self.last_failure = Some(Box::new(LastFailure { at, error }));
                 self.record_latency(latency);
                 self.push(config, false);
                 (HealthStatus::Degraded, Some(DegradedReason::Auth))
             }
             Observation::Failure(error) => {
-                health.consecutive_failures = health.consecutive_failures.saturating_add(1);
-                health.last_failure = Some(LastFailure { at, error });
+                self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+                self.last_failure = Some(Box::new(LastFailure { at, error }));
                 self.push(config, false);
-                if self.health.consecutive_failures >= config.failure_threshold {
+                if self.consecutive_failures >= config.failure_threshold {
                     (HealthStatus::Unhealthy, None)
                 } else {
-                    (self.health.status, self.health.degraded_reason)
+                    (self.status, self.degraded_reason)
                 }
             }
         };
-        let health = &mut self.health;
-        if health.status != status {
-            health.status_since = Some(at);
+        if self.status != status {
+            self.status_since = Some(at);
         }
-        health.status = status;
-        health.degraded_reason = reason;
+        self.status = status;
+        self.degraded_reason = reason;
     }
 
     fn record_latency(&mut self, latency: Duration) {
-        let health = &mut self.health;
-        health.last_latency = Some(latency);
-        health.latency_ewma = Some(match health.latency_ewma {
+        self.last_latency = Some(latency);
+        self.latency_ewma = Some(match self.latency_ewma {
             None => latency,
             Some(average) => Duration::from_secs_f64(
                 average.as_secs_f64() * (1.0 - EWMA_WEIGHT) + latency.as_secs_f64() * EWMA_WEIGHT,
@@ -343,12 +384,6 @@ impl Tracked {
             self.window.pop_front();
         }
         self.window.push_back(success);
-        let successes = self.window.iter().filter(|s| **s).count();
-        // Both counts are at most the window size, far below f64's exact-integer range.
-        #[allow(clippy::cast_precision_loss)]
-        let rate = successes as f64 / self.window.len() as f64;
-        self.health.success_rate = Some(rate);
-        self.health.sample_count = self.window.len();
     }
 }
 
@@ -380,7 +415,9 @@ impl Tracked {
 /// ```
 pub struct HealthRegistry {
     config: HealthConfig,
-    targets: DashMap<String, Tracked>,
+    /// Boxed: a map sized for a thousand entries has room for twice as many, and an empty slot
+    /// costs its value's size.
+    targets: DashMap<Box<str>, Box<Tracked>>,
     clock: Arc<dyn Clock>,
     observer: Option<Arc<dyn HealthObserver>>,
 }
@@ -439,7 +476,7 @@ impl HealthRegistry {
     pub fn get(&self, target: &str) -> Option<TargetHealth> {
         self.targets
             .get(target)
-            .map(|tracked| tracked.health.clone())
+            .map(|tracked| tracked.health(target))
     }
 
     /// Every known target's health, sorted by target name.
@@ -448,7 +485,7 @@ impl HealthRegistry {
         let mut all: Vec<TargetHealth> = self
             .targets
             .iter()
-            .map(|tracked| tracked.health.clone())
+            .map(|tracked| tracked.health(tracked.key()))
             .collect();
         all.sort_by(|a, b| a.target.cmp(&b.target));
         all
@@ -485,7 +522,7 @@ impl HealthRegistry {
             ProbeResult::Unreachable(_) => None,
         };
         self.update(target, |tracked| {
-            tracked.health.last_probe_at = Some(at);
+            tracked.last_probe_at = Some(at);
             if let Some(observation) = observation {
                 tracked.apply(&self.config, observation, at);
             }
@@ -523,14 +560,11 @@ impl HealthRegistry {
         let (before, after) = {
             let mut tracked = match self.targets.get_mut(target) {
                 Some(tracked) => tracked,
-                None => self
-                    .targets
-                    .entry(target.to_owned())
-                    .or_insert_with(|| Tracked::new(target)),
+                None => self.targets.entry(Box::from(target)).or_default(),
             };
-            let before = (tracked.health.status, tracked.health.degraded_reason);
+            let before = (tracked.status, tracked.degraded_reason);
             change(&mut tracked);
-            (before, tracked.health.clone())
+            (before, tracked.health(target))
         };
         if before.0 != after.status
             && let Some(observer) = &self.observer
@@ -584,7 +618,7 @@ impl HealthView for HealthRegistry {
     fn status(&self, target: &str) -> HealthStatus {
         self.targets
             .get(target)
-            .map_or(HealthStatus::Unknown, |tracked| tracked.health.status)
+            .map_or(HealthStatus::Unknown, |tracked| tracked.status)
     }
 
     fn record(&self, target: &str, outcome: &CallOutcome) {
