@@ -14,8 +14,8 @@
 //! attributes as labels sorted by name, then `otel_scope_name`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use alert_core::{HealthStatus, SkipReason, TargetKind};
@@ -194,13 +194,13 @@ struct Row {
     /// `TargetKind::ALL`, 0 before. An atomic, as every call's outcome sets it.
     kind: AtomicU8,
     outcomes: [AtomicU64; 2],
-    failures: [AtomicU64; 5],
-    skips: [AtomicU64; 5],
     checks: [AtomicU64; 3],
-    /// `from` × `to`, rendered once counted.
-    transitions: [AtomicU64; 16],
-    /// Rendered once added to (`u64::MAX`: never).
-    target_full: AtomicU64,
+    /// `from` × `to`, rendered once counted. 32 bits: a status changes at most once a call or
+    /// a probe, so more than four billion changes of one target is not a concern.
+    transitions: [AtomicU32; 16],
+    /// The counters of failures and skips, made at the first: most targets never have one,
+    /// and the table keeps a row per configured target.
+    rare: OnceLock<Box<Rare>>,
     health: AtomicI64,
     circuit: AtomicI64,
     call_duration: LazyHist,
@@ -208,17 +208,34 @@ struct Row {
     delivery: LazyHist,
 }
 
+/// A row's counters that most targets never use.
+struct Rare {
+    failures: [AtomicU64; 5],
+    skips: [AtomicU64; 5],
+    /// Rendered once added to (`u64::MAX`: never).
+    target_full: AtomicU64,
+}
+
 impl Row {
+    /// The row's failure and skip counters, made on first use.
+    fn rare(&self) -> &Rare {
+        self.rare.get_or_init(|| {
+            Box::new(Rare {
+                failures: Default::default(),
+                skips: Default::default(),
+                target_full: AtomicU64::new(u64::MAX),
+            })
+        })
+    }
+
     fn new() -> Self {
         Self {
             started: AtomicBool::new(false),
             kind: AtomicU8::new(0),
             outcomes: Default::default(),
-            failures: Default::default(),
-            skips: Default::default(),
             checks: Default::default(),
             transitions: Default::default(),
-            target_full: AtomicU64::new(u64::MAX),
+            rare: OnceLock::new(),
             health: AtomicI64::new(UNSET),
             circuit: AtomicI64::new(UNSET),
             call_duration: LazyHist::default(),
@@ -295,14 +312,14 @@ impl TargetTable {
         match failure {
             None => row.outcomes[0].fetch_add(1, Ordering::Relaxed),
             Some(reason) => {
-                add(&row.failures, &FAILURES, reason, 1);
+                add(&row.rare().failures, &FAILURES, reason, 1);
                 row.outcomes[1].fetch_add(1, Ordering::Relaxed)
             }
         };
     }
 
     pub(crate) fn skipped(&self, target: &str, reason: SkipReason) {
-        add(&self.row(target).skips, &SKIPS, reason.as_str(), 1);
+        add(&self.row(target).rare().skips, &SKIPS, reason.as_str(), 1);
     }
 
     pub(crate) fn health_check(&self, target: &str, result: &str, latency: Option<Duration>) {
@@ -340,6 +357,7 @@ impl TargetTable {
         let row = self.row(target);
         // The first add starts the series at `n`; later ones add to it.
         let _ = row
+            .rare()
             .target_full
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
                 Some(if now == u64::MAX {
@@ -467,12 +485,20 @@ impl Collector for TargetCollector {
                     families[3].push(histogram(&[target, ("kind", kind.as_str())], h));
                 }
             }
-            for (reason, slot) in FAILURES.iter().zip(&row.failures) {
+            // A row without its failure and skip counters shows them as a started row shows
+            // counters never added to: at zero, and only if it is started.
+            let none = Rare {
+                failures: Default::default(),
+                skips: Default::default(),
+                target_full: AtomicU64::new(u64::MAX),
+            };
+            let rare = row.rare.get().map_or(&none, |rare| &**rare);
+            for (reason, slot) in FAILURES.iter().zip(&rare.failures) {
                 if let Some(n) = shown(slot) {
                     families[1].push(counter(&[target, ("reason", reason)], n));
                 }
             }
-            for (reason, slot) in SKIPS.iter().zip(&row.skips) {
+            for (reason, slot) in SKIPS.iter().zip(&rare.skips) {
                 if let Some(n) = shown(slot) {
                     families[2].push(counter(&[target, ("reason", reason)], n));
                 }
@@ -485,7 +511,7 @@ impl Collector for TargetCollector {
             if circuit != UNSET {
                 families[5].push(gauge(&[target], circuit));
             }
-            let full = load(&row.target_full);
+            let full = load(&rare.target_full);
             if full != u64::MAX {
                 families[6].push(counter(&[target], full));
             }
@@ -498,7 +524,7 @@ impl Collector for TargetCollector {
                 families[8].push(histogram(&[target], h));
             }
             for (i, slot) in row.transitions.iter().enumerate() {
-                let n = load(slot);
+                let n = u64::from(slot.load(Ordering::Relaxed));
                 if n > 0 {
                     let from = STATUSES[i / STATUSES.len()].as_str();
                     let to = STATUSES[i % STATUSES.len()].as_str();
