@@ -149,6 +149,9 @@ pub(super) struct Lane {
     /// Since when every lease has found the target drained: the lane ends once that has lasted
     /// an `idle_poll`.
     drained_since: Option<Instant>,
+    /// Whether a lease has given the lane a job: a lane that never had one (started with the
+    /// dispatcher, for a target without jobs) ends at its first drained lease.
+    leased: bool,
     attempts: JoinSet<AttemptEnd>,
 }
 
@@ -176,6 +179,7 @@ impl Lane {
             lease_retry_at: None,
             free_since: None,
             drained_since: None,
+            leased: false,
             attempts: JoinSet::new(),
         })
     }
@@ -209,7 +213,8 @@ impl Lane {
 
     /// Whether the lane may end now that the store has no job of its target: it has had none
     /// for an `idle_poll` (a target with a steady trickle of jobs keeps its lane, and pays no
-    /// restart per job), and nothing of its own runs or waits (an attempt, a pause, a run of
+    /// restart per job) or never had one (the dispatcher's start makes no task per configured
+    /// target that outlives the first lease), and nothing of its own runs or waits (an attempt, a pause, a run of
     /// 429s, a store's backoff, tokens spent from its bucket), so a lane started afresh for the
     /// next job behaves as this one would. Marks the lane as not running first, and then looks
     /// for a wake-up since its lease: one that came too late for this look finds the lane not
@@ -218,7 +223,9 @@ impl Lane {
     fn may_end(&mut self) -> bool {
         let now = self.instant();
         let since = *self.drained_since.get_or_insert(now);
-        let quiet = now.saturating_duration_since(since) >= self.context.config.idle_poll
+        let waited =
+            !self.leased || now.saturating_duration_since(since) >= self.context.config.idle_poll;
+        let quiet = waited
             && self.attempts.is_empty()
             && self.shared.in_flight.load(Ordering::Relaxed) == 0
             && self.pause.is_none()
@@ -476,6 +483,7 @@ impl Lane {
                 Leased::Nothing(until)
             };
         }
+        self.leased = true;
         let started = self.instant();
         // What the lane knows of the target, once for the whole lease: when it is known to be
         // down, each attempt probes it for the lane.
