@@ -38,13 +38,22 @@ pub(crate) async fn run(
 ) {
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The plan of the set in force, made again only when the set changes: a pass runs every
+    // second, and most find nothing to do.
+    let mut planned: Option<(Arc<TargetSet>, SweepPlan)> = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let plan = plan(&source.snapshot(), settings);
-        match store.sweep(&plan, clock.now()).await {
+        let set = source.snapshot();
+        let plan = match planned.take() {
+            Some((of, plan)) if Arc::ptr_eq(&of, &set) => plan,
+            _ => plan(&set, settings),
+        };
+        let swept = store.sweep(&plan, clock.now()).await;
+        planned = Some((set, plan));
+        match swept {
             Ok(report) => {
                 metrics.add_dead_lettered(DeadReason::Expired, report.expired_jobs);
                 metrics.add_dead_lettered(DeadReason::TargetRemoved, report.removed_jobs);

@@ -432,25 +432,31 @@ impl Planner {
         plan: &SweepPlan,
         now: DateTime<Utc>,
     ) -> Planned2<SweepReport> {
-        let targets: HashMap<&str, Option<Duration>> = plan
-            .targets
-            .iter()
-            .map(|(name, interval)| (name.as_str(), *interval))
-            .collect();
         let mut work = Vec::new();
         let mut expired = Vec::new();
-        let mut wake = SweepWake {
-            targets: plan.targets.iter().cloned().collect(),
-            retention: plan.log_retention,
-            at: None,
-        };
+        // Asleep: the last scan's targets and retention are the plan's, and nothing it saw is
+        // due yet. Compared with the plan as it is (its names are a set's, so unique), so that
+        // an idle pass, once a second, builds no map of the targets.
         let asleep = state.sweep_wake.as_ref().is_some_and(|w| {
-            w.targets == wake.targets
-                && w.retention == wake.retention
+            w.retention == plan.log_retention
                 && w.at.is_none_or(|at| now < at)
+                && w.targets.len() == plan.targets.len()
+                && plan
+                    .targets
+                    .iter()
+                    .all(|(name, interval)| w.targets.get(name) == Some(interval))
         });
-        let scan = !asleep;
-        if scan {
+        if !asleep {
+            let targets: HashMap<&str, Option<Duration>> = plan
+                .targets
+                .iter()
+                .map(|(name, interval)| (name.as_str(), *interval))
+                .collect();
+            let mut wake = SweepWake {
+                targets: plan.targets.iter().cloned().collect(),
+                retention: plan.log_retention,
+                at: None,
+            };
             // The entries this group set before the sweep are not in `state.log` yet, and
             // applying them comes before this wake: fold them in.
             for (key, cached) in &g.logs {
@@ -459,28 +465,24 @@ impl Planner {
                     wake.lower(due);
                 }
             }
-        }
-        let mut visit = |target: &TargetName, fingerprint: Fingerprint, cached: CachedLog| {
-            let due = wake.due(target, &cached);
-            wake.lower(due);
-            let action = sweep_action(
-                &cached.entry,
-                targets.get(target.as_str()).copied(),
-                plan.log_retention,
-                now,
-            );
-            let key = || (target.clone(), fingerprint);
-            match action {
-                SweepAction::Resolve { since } => work.push((since, key(), true)),
-                SweepAction::Refresh { since } => work.push((since, key(), false)),
-                SweepAction::Expire => expired.push(key()),
-                _ => {}
-            }
-        };
-        if scan {
+            let mut visit = |target: &TargetName, fingerprint: Fingerprint, cached: CachedLog| {
+                let due = wake.due(target, &cached);
+                wake.lower(due);
+                let action = sweep_action(
+                    &cached.entry,
+                    targets.get(target.as_str()).copied(),
+                    plan.log_retention,
+                    now,
+                );
+                let key = || (target.clone(), fingerprint);
+                match action {
+                    SweepAction::Resolve { since } => work.push((since, key(), true)),
+                    SweepAction::Refresh { since } => work.push((since, key(), false)),
+                    SweepAction::Expire => expired.push(key()),
+                    _ => {}
+                }
+            };
             state.log.for_each(&mut visit);
-        }
-        if scan {
             // Before this pass's own entries, which bring it forward as they are applied.
             g.effects.push(Effect::SweepWake(wake));
         }

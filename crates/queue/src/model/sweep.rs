@@ -62,7 +62,8 @@ pub(crate) type TargetChanges = Vec<(TargetName, Option<KnownTarget>)>;
 /// Brings the recorded targets up to date with `known` (the plan's set) at `now`. A target of
 /// the set is recorded unmarked; a recorded one that left it is marked removed at `now`, once;
 /// a removed one with no live job left is forgotten; a target with live jobs that was never
-/// recorded is recorded as removed at `now`. `live` tells a target's live jobs.
+/// recorded is recorded as removed at `now`. `live` tells a target's live jobs. `known`'s names
+/// are unique (a target set's).
 pub(crate) fn track_targets(
     recorded: &BTreeMap<TargetName, KnownTarget>,
     known: &[(TargetName, TargetKind)],
@@ -70,6 +71,19 @@ pub(crate) fn track_targets(
     live: impl Fn(&TargetName) -> u64,
     now: DateTime<Utc>,
 ) -> TargetChanges {
+    let with_jobs: Vec<TargetName> = with_jobs.into_iter().collect();
+    // The pass of a set that has not changed, once a second: every target recorded as it is,
+    // no other recorded, none with jobs unrecorded. Told without building a map of the set.
+    let unchanged = recorded.len() == known.len()
+        && known.iter().all(|(name, kind)| {
+            recorded
+                .get(name)
+                .is_some_and(|r| r.kind == *kind && r.removed_since.is_none())
+        })
+        && with_jobs.iter().all(|name| recorded.contains_key(name));
+    if unchanged {
+        return Vec::new();
+    }
     let set: BTreeMap<&TargetName, TargetKind> = known.iter().map(|(n, k)| (n, *k)).collect();
     let mut changes = Vec::new();
     for (name, kind) in &set {
@@ -118,6 +132,12 @@ pub(crate) fn removal_due(
     grace: Duration,
     now: DateTime<Utc>,
 ) -> HashSet<TargetName> {
+    let marked = |record: Option<&KnownTarget>| record.is_some_and(|r| r.removed_since.is_some());
+    if !recorded.values().any(|r| marked(Some(r)))
+        && !changes.iter().any(|(_, c)| marked(c.as_ref()))
+    {
+        return HashSet::new();
+    }
     let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
     let mut after: BTreeMap<&TargetName, Option<&KnownTarget>> =
         recorded.iter().map(|(n, r)| (n, Some(r))).collect();
