@@ -285,8 +285,9 @@ pub struct Target {
     pub kind: TargetKind,
     /// `Some` when the target is disabled, with the reason.
     pub disabled: Option<DisabledReason>,
-    /// Label matchers; the target receives only alerts that match all of them.
-    pub filter: Vec<Matcher>,
+    /// Label matchers; the target receives only alerts that match all of them. Shared with the
+    /// configuration it came from.
+    pub filter: Arc<[Matcher]>,
     /// How often an unchanged firing alert is sent again; `Some(ZERO)` means never.
     pub repeat_interval: Option<Duration>,
     /// Overrides the per-attempt timeout.
@@ -307,7 +308,7 @@ impl Target {
             name,
             kind,
             disabled: None,
-            filter: Vec::new(),
+            filter: Arc::from([]),
             repeat_interval: None,
             timeout: None,
             in_flight_limit: None,
@@ -318,8 +319,8 @@ impl Target {
 
     /// Returns the target with this filter.
     #[must_use]
-    pub fn with_filter(mut self, filter: Vec<Matcher>) -> Self {
-        self.filter = filter;
+    pub fn with_filter(mut self, filter: impl Into<Arc<[Matcher]>>) -> Self {
+        self.filter = filter.into();
         self
     }
 

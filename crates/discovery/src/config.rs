@@ -1,6 +1,7 @@
 //! The config file's shape (SPEC §5). Field names are binding: scripts and operators depend on them.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use alert_core::{KindSettings, Matcher, RateLimit, TargetKind, TargetName};
 use serde::Deserialize;
@@ -403,9 +404,9 @@ pub struct TargetSpec {
     /// Whether it is enabled; default true.
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Label matchers; all must match.
+    /// Label matchers; all must match. Shared with the target built from it.
     #[serde(default)]
-    pub filter: Vec<Matcher>,
+    pub filter: Arc<[Matcher]>,
     /// Overrides `ingest.repeat_interval`.
     #[serde(default)]
     pub repeat_interval: Option<Dur>,

@@ -29,7 +29,7 @@ fn world(condition: Condition) -> (TargetSet, MapHealth, FakeGate) {
         Condition::Plain => {}
         Condition::Disabled => subject.target.disabled = Some(DisabledReason::Configured),
         Condition::FilterMismatch => {
-            subject.target.filter = vec!["severity=\"critical\"".parse().unwrap()]
+            subject.target.filter = vec!["severity=\"critical\"".parse::<Matcher>().unwrap()].into()
         }
         Condition::Unhealthy => health.set("subject", HealthStatus::Unhealthy),
         Condition::Degraded => health.set("subject", HealthStatus::Degraded),
@@ -195,7 +195,7 @@ fn first_applicable_reason_wins() {
     let stats = FakeStats::new();
     let mut subject = entry("subject", FakePublisher::accept(stats.clone()).shared());
     subject.target.disabled = Some(DisabledReason::SecretUnavailable);
-    subject.target.filter = vec!["x=\"y\"".parse::<Matcher>().unwrap()];
+    subject.target.filter = vec!["x=\"y\"".parse::<Matcher>().unwrap()].into();
     let targets = TargetSet::new(vec![
         subject,
         entry("other", FakePublisher::accept(stats).shared()),
@@ -310,7 +310,7 @@ fn selection_errors() {
     );
     // Every enabled target filtered out: not an error, just nothing to call.
     let mut filtered = entry("filtered", FakePublisher::accept(stats).shared());
-    filtered.target.filter = vec!["a=\"c\"".parse().unwrap()];
+    filtered.target.filter = vec!["a=\"c\"".parse::<Matcher>().unwrap()].into();
     let set = TargetSet::new(vec![filtered]).unwrap();
     let selected = select_targets(&a.alert, &set, &Selection::All, policy, &health, &gate).unwrap();
     assert_eq!(selected.to_call().count(), 0);
