@@ -83,6 +83,8 @@ impl App {
         storage_path: Option<&Path>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Arc<Self>, Background)> {
+        // Until the first health round is over, freed memory goes back to the system at once.
+        let startup = crate::memory::Startup::begin();
         // The queue opens first: its file also keeps the publishers' message refs (Slack `ts`,
         // Rootly alert ids), so resolves find their message after a restart. `queue.*` changes
         // need a restart, so reading that part before the full load is safe.
@@ -171,7 +173,7 @@ impl App {
             clock,
             shutdown,
         });
-        app.spawn_background(&mut tasks);
+        app.spawn_background(&mut tasks, startup);
         let history = history_task.map(|task| (history_stop, task));
         Ok((
             app,
@@ -184,9 +186,24 @@ impl App {
     }
 
     /// Starts the prober, the config watcher and the queue's maintenance; they stop at shutdown.
-    fn spawn_background(&self, tasks: &mut tokio::task::JoinSet<()>) {
+    /// The startup ends with the prober's first round.
+    fn spawn_background(
+        &self,
+        tasks: &mut tokio::task::JoinSet<()>,
+        startup: crate::memory::Startup,
+    ) {
         let (prober, shutdown) = (self.prober.clone(), self.shutdown.clone());
-        tasks.spawn(async move { prober.run(shutdown).await });
+        tasks.spawn(async move {
+            let mut startup = Some(startup);
+            prober
+                .run_with(shutdown, |_| {
+                    if let Some(startup) = startup.take() {
+                        startup.done();
+                    }
+                })
+                .await;
+        });
+        tasks.spawn(crate::memory::trim_periodically(self.shutdown.clone()));
         let (source, shutdown) = (self.source.clone(), self.shutdown.clone());
         tasks.spawn(async move { source.watch(shutdown).await });
         tasks.spawn(crate::maintenance::run(

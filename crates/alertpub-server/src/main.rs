@@ -26,6 +26,7 @@ mod history;
 mod listener;
 mod logfmt;
 mod maintenance;
+mod memory;
 mod probes;
 mod registry;
 mod serve;
