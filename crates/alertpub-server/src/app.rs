@@ -83,7 +83,8 @@ impl App {
         storage_path: Option<&Path>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Arc<Self>, Background)> {
-        // Until the first health round is over, freed memory goes back to the system at once.
+        // Until the targets are built and the server is about to serve, freed memory goes back
+        // to the system at once.
         let startup = crate::memory::Startup::begin();
         // The queue opens first: its file also keeps the publishers' message refs (Slack `ts`,
         // Rootly alert ids), so resolves find their message after a restart. `queue.*` changes
@@ -173,7 +174,8 @@ impl App {
             clock,
             shutdown,
         });
-        app.spawn_background(&mut tasks, startup);
+        app.spawn_background(&mut tasks);
+        startup.done();
         let history = history_task.map(|task| (history_stop, task));
         Ok((
             app,
@@ -185,24 +187,11 @@ impl App {
         ))
     }
 
-    /// Starts the prober, the config watcher and the queue's maintenance; they stop at shutdown.
-    /// The startup ends with the prober's first round.
-    fn spawn_background(
-        &self,
-        tasks: &mut tokio::task::JoinSet<()>,
-        startup: crate::memory::Startup,
-    ) {
+    /// Starts the prober, the allocator's trims, the config watcher and the queue's maintenance;
+    /// they stop at shutdown.
+    fn spawn_background(&self, tasks: &mut tokio::task::JoinSet<()>) {
         let (prober, shutdown) = (self.prober.clone(), self.shutdown.clone());
-        tasks.spawn(async move {
-            let mut startup = Some(startup);
-            prober
-                .run_with(shutdown, |_| {
-                    if let Some(startup) = startup.take() {
-                        startup.done();
-                    }
-                })
-                .await;
-        });
+        tasks.spawn(async move { prober.run(shutdown).await });
         tasks.spawn(crate::memory::trim_periodically(self.shutdown.clone()));
         let (source, shutdown) = (self.source.clone(), self.shutdown.clone());
         tasks.spawn(async move { source.watch(shutdown).await });

@@ -8,10 +8,11 @@
 //! `GET /api/v1/targets` on a large set. Decaying eagerly all the time (`dirty_decay_ms:0`)
 //! would return them too, but costs the loaded paths a purge on every free
 //! (docs/BENCHMARKS.md). Instead:
-//! - during the startup, until the first health round is over, freed pages go back at once
-//!   ([`Startup`]);
+//! - while the server starts (the config loaded, the targets built), freed pages go back at
+//!   once ([`Startup`]); it ends before the server serves, so no load runs under it;
 //! - after it, every [`TRIM_EVERY`] the pages freed and not reused since go back
-//!   ([`trim_periodically`]): a quiet server's RSS is what it holds, within seconds of a burst.
+//!   ([`trim_periodically`]): a quiet server's RSS is what it holds within seconds of a burst,
+//!   the first round of health probes included.
 //!
 //! Without the `jemalloc` feature these do nothing: the system allocator trims on its own.
 
@@ -65,7 +66,9 @@ pub(crate) async fn trim_periodically(shutdown: tokio_util::sync::CancellationTo
 }
 
 /// The startup's allocator setting: freed pages go back to the system at once until
-/// [`Startup::done`], then on jemalloc's usual decay schedule (and at each trim).
+/// [`Startup::done`], then on jemalloc's usual decay schedule (and at each trim). Eager
+/// purging costs a loaded server a purge on every free, so the startup ends before the
+/// server serves.
 pub(crate) struct Startup {
     #[cfg(feature = "jemalloc")]
     previous: Option<isize>,
@@ -80,8 +83,8 @@ impl Startup {
         }
     }
 
-    /// The startup is over (the targets are built and probed once): the arenas decay as usual
-    /// again, and keep what they free for reuse.
+    /// The startup is over (the targets are built, the server is about to serve): the arenas
+    /// decay as usual again, and keep what they free for reuse.
     pub(crate) fn done(self) {
         #[cfg(feature = "jemalloc")]
         if let Some(previous) = self.previous {

@@ -126,12 +126,6 @@ impl Prober {
     /// again every `interval`, until `shutdown` is cancelled. A round that runs past the interval
     /// delays the next one rather than overlapping it.
     pub async fn run(&self, shutdown: CancellationToken) {
-        self.run_with(shutdown, |_| {}).await;
-    }
-
-    /// [`run`](Self::run), calling `after_round` with the number of targets probed at the end
-    /// of each round (the first one ends once the startup's probes are recorded).
-    pub async fn run_with(&self, shutdown: CancellationToken, mut after_round: impl FnMut(usize)) {
         let mut ticks = tokio::time::interval(self.registry.config().interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -145,7 +139,6 @@ impl Prober {
                 () = shutdown.cancelled() => return,
                 probed = self.probe_all() => {
                     tracing::debug!(probed, "health probe round finished");
-                    after_round(probed);
                 }
             }
         }
