@@ -84,10 +84,17 @@ impl Startup {
     }
 
     /// The startup is over (the targets are built, the server is about to serve): the arenas
-    /// decay as usual again, and keep what they free for reuse.
+    /// decay as usual again, and keep what they free for reuse. Dropping it does the same, so a
+    /// startup that fails half way leaves no eager purging behind.
     pub(crate) fn done(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Startup {
+    fn drop(&mut self) {
         #[cfg(feature = "jemalloc")]
-        if let Some(previous) = self.previous {
+        if let Some(previous) = self.previous.take() {
             set_dirty_decay(previous);
             tracing::debug!(
                 dirty_decay_ms = previous,
