@@ -225,12 +225,6 @@ impl KindSettings {
         self.map().remove(key)
     }
 
-    /// Whether there is a setting named `key`.
-    #[must_use]
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.map().contains_key(key)
-    }
-
     /// Changes the settings: `change` gets the map, and the settings hold what it leaves.
     pub fn update<R>(
         &mut self,
@@ -240,14 +234,6 @@ impl KindSettings {
         let result = change(&mut map);
         *self = Self::new(map);
         result
-    }
-
-    /// The settings parsed as `T`, a kind's `Config`.
-    ///
-    /// # Errors
-    /// When the settings do not have `T`'s shape.
-    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_str(&self.0)
     }
 }
 

@@ -170,9 +170,10 @@ pub(crate) fn admit(spec: &TargetSpec, trust: Trust<'_>) -> Result<Admitted, Tru
     // An unresolved reference leaves the target disabled: it never sends, so there is no URL to
     // check yet.
     if missing.is_empty() {
+        let settings = spec.settings.map();
         for field in DESTINATIONS {
-            if let Some(Value::String(url)) = spec.settings.get(field) {
-                check_destination(discovered, field, &url)?;
+            if let Some(Value::String(url)) = settings.get(*field) {
+                check_destination(discovered, field, url)?;
             }
         }
     }

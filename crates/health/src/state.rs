@@ -521,12 +521,16 @@ impl HealthRegistry {
             }
             ProbeResult::Unreachable(_) => None,
         };
-        self.update(target, |tracked| {
-            tracked.last_probe_at = Some(at);
-            if let Some(observation) = observation {
-                tracked.apply(&self.config, observation, at);
-            }
-        })
+        self.update(
+            target,
+            |tracked| {
+                tracked.last_probe_at = Some(at);
+                if let Some(observation) = observation {
+                    tracked.apply(&self.config, observation, at);
+                }
+            },
+            |tracked| tracked.health(target),
+        )
     }
 
     /// Forgets a target, which becomes unknown.
@@ -549,47 +553,56 @@ impl HealthRegistry {
             // Not the target's fault: the state is left exactly as it was.
             Err(_) => return,
         };
-        self.update(target, |tracked| {
-            tracked.apply(&self.config, observation, at);
-        });
+        // Once per call: nothing is built from the record but the status change.
+        self.update(
+            target,
+            |tracked| tracked.apply(&self.config, observation, at),
+            |_| (),
+        );
     }
 
-    /// Runs `change` on the target's entry (creating it), logs a status change, and returns the
-    /// new health. The entry's shard lock is held only for `change` and the clone.
-    fn update(&self, target: &str, change: impl FnOnce(&mut Tracked)) -> TargetHealth {
-        let (before, after) = {
+    /// Runs `change` on the target's entry (creating it), logs a status change, and returns what
+    /// `read` takes from the entry then. The entry's shard lock is held only for the two.
+    fn update<T>(
+        &self,
+        target: &str,
+        change: impl FnOnce(&mut Tracked),
+        read: impl FnOnce(&Tracked) -> T,
+    ) -> T {
+        let (before, after, read) = {
             let mut tracked = match self.targets.get_mut(target) {
                 Some(tracked) => tracked,
                 None => self.targets.entry(Box::from(target)).or_default(),
             };
             let before = (tracked.status, tracked.degraded_reason);
             change(&mut tracked);
-            (before, tracked.health(target))
+            let after = (tracked.status, tracked.degraded_reason);
+            (before, after, read(&tracked))
         };
-        if before.0 != after.status
+        if before.0 != after.0
             && let Some(observer) = &self.observer
         {
-            observer.on_transition(target, before.0, after.status);
+            observer.on_transition(target, before.0, after.0);
         }
-        if before != (after.status, after.degraded_reason) {
-            let reason = after.degraded_reason.map(DegradedReason::as_str);
-            match after.status {
+        if before != after {
+            let reason = after.1.map(DegradedReason::as_str);
+            match after.0 {
                 HealthStatus::Unhealthy | HealthStatus::Degraded => tracing::warn!(
                     target_name = target,
                     from = %before.0,
-                    to = %after.status,
+                    to = %after.0,
                     reason,
                     "target health changed"
                 ),
                 HealthStatus::Healthy | HealthStatus::Unknown => tracing::info!(
                     target_name = target,
                     from = %before.0,
-                    to = %after.status,
+                    to = %after.0,
                     "target health changed"
                 ),
             }
         }
-        after
+        read
     }
 }
 

@@ -216,16 +216,21 @@ struct Rare {
     target_full: AtomicU64,
 }
 
+impl Rare {
+    /// Every counter at zero, `target_full` never added to.
+    fn new() -> Self {
+        Self {
+            failures: Default::default(),
+            skips: Default::default(),
+            target_full: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
 impl Row {
     /// The row's failure and skip counters, made on first use.
     fn rare(&self) -> &Rare {
-        self.rare.get_or_init(|| {
-            Box::new(Rare {
-                failures: Default::default(),
-                skips: Default::default(),
-                target_full: AtomicU64::new(u64::MAX),
-            })
-        })
+        self.rare.get_or_init(|| Box::new(Rare::new()))
     }
 
     fn new() -> Self {
@@ -487,11 +492,7 @@ impl Collector for TargetCollector {
             }
             // A row without its failure and skip counters shows them as a started row shows
             // counters never added to: at zero, and only if it is started.
-            let none = Rare {
-                failures: Default::default(),
-                skips: Default::default(),
-                target_full: AtomicU64::new(u64::MAX),
-            };
+            let none = Rare::new();
             let rare = row.rare.get().map_or(&none, |rare| &**rare);
             for (reason, slot) in FAILURES.iter().zip(&rare.failures) {
                 if let Some(n) = shown(slot) {

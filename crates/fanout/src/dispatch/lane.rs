@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use alert_core::{
-    CircuitState, DeadReason, ErrorKind, HealthStatus, JobError, JobId, LeasedJob, Reschedule,
-    Target, TargetEntry,
+    CircuitState, DeadReason, ErrorKind, HealthStatus, JobError, JobId, LeasedJob, RateLimit,
+    Reschedule, Target, TargetEntry,
 };
 use chrono::{DateTime, Utc};
 use tokio::task::{JoinError, JoinSet};
@@ -149,6 +149,8 @@ pub(super) struct Lane {
     /// Since when every lease has found the target drained: the lane ends once that has lasted
     /// an `idle_poll`.
     drained_since: Option<Instant>,
+    /// The rate limit of the entry it was worked out for (see [`Self::bucket_for`]).
+    rate_of: Option<(Arc<TargetEntry>, Option<RateLimit>)>,
     /// Whether a lease has given the lane a job: a lane that never had one (started with the
     /// dispatcher, for a target without jobs) ends at its first drained lease.
     leased: bool,
@@ -179,6 +181,7 @@ impl Lane {
             lease_retry_at: None,
             free_since: None,
             drained_since: None,
+            rate_of: None,
             leased: false,
             attempts: JoinSet::new(),
         })
@@ -252,7 +255,7 @@ impl Lane {
     }
 
     /// Walks the layers from the outside in and says what to do now.
-    fn next_step(&mut self, entry: &TargetEntry) -> Step {
+    fn next_step(&mut self, entry: &Arc<TargetEntry>) -> Step {
         let config = &self.context.config;
         let target = &entry.target;
         let name = target.name.as_str();
@@ -318,7 +321,7 @@ impl Lane {
         }
 
         // Rate limit: a token per attempt; wait for one, never fail.
-        let tokens = match self.bucket_for(target, now) {
+        let tokens = match self.bucket_for(entry, now) {
             Some(bucket) => {
                 let tokens = bucket.available(now);
                 if tokens == 0 {
@@ -360,8 +363,18 @@ impl Lane {
     }
 
     /// The token bucket for the target's current rate limit, rebuilt when the limit changes.
-    fn bucket_for(&mut self, target: &Target, now: Instant) -> Option<&mut TokenBucket> {
-        let Some(limit) = default_rate_limit(target) else {
+    fn bucket_for(&mut self, entry: &Arc<TargetEntry>, now: Instant) -> Option<&mut TokenBucket> {
+        // A kind's default may read the target's settings, which are kept as text: worked out
+        // once per entry, not at every step.
+        let limit = match &self.rate_of {
+            Some((of, limit)) if Arc::ptr_eq(of, entry) => *limit,
+            _ => {
+                let limit = default_rate_limit(&entry.target);
+                self.rate_of = Some((Arc::clone(entry), limit));
+                limit
+            }
+        };
+        let Some(limit) = limit else {
             self.bucket = None;
             return None;
         };
