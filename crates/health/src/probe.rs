@@ -241,7 +241,7 @@ impl Prober {
         for (name, value) in &probe.headers {
             request = request.secret_header(name, value).map_err(invalid)?;
         }
-        let shown_url = request.redacted_url().to_owned();
+        let shown_url = request.redacted_url();
         let timeout = self.registry.config().timeout;
         let started = Instant::now();
         let answer = tokio::time::timeout(timeout, client.send(request, &AnyStatus)).await;

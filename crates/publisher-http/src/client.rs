@@ -19,7 +19,7 @@ use rustls::pki_types::pem::PemObject;
 
 use crate::classify::Classify;
 use crate::limit::{Claim, Hosts, LimitedConnector};
-use crate::request::{HttpRequest, scrub};
+use crate::request::{HttpRequest, redacted};
 
 /// How the shared client behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -291,14 +291,14 @@ impl HttpClient {
         let HttpRequest {
             method,
             uri,
-            redacted_url,
             headers,
             body,
-            secrets,
+            scrubbed,
         } = request;
         let mut http_request = Request::new(Full::new(body));
         *http_request.method_mut() = method.clone();
-        *http_request.uri_mut() = uri;
+        // A clone shares the URL's bytes: an error message needs it after the request is gone.
+        *http_request.uri_mut() = uri.clone();
         *http_request.headers_mut() = headers;
         let exchanged = match self.config.timeout {
             None => Ok(self.exchange(http_request).await),
@@ -312,7 +312,8 @@ impl HttpClient {
             Err(deadline) => Err(PublishError::timeout(deadline)),
         };
         result.map_err(|mut err| {
-            err.message = format!("{method} {redacted_url}: {}", scrub(&secrets, &err.message));
+            let redacted_url = redacted(&uri);
+            err.message = format!("{method} {redacted_url}: {}", scrubbed.apply(&uri, &err.message));
             tracing::debug!(url = %redacted_url, kind = %err.kind, status = ?err.status_code, "publish attempt failed");
             err
         })

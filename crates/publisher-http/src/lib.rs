@@ -55,5 +55,5 @@ pub use client::{ClientBuildError, ClientConfig, HttpClient, HttpResponse, InMem
 pub use publish::{
     Answer, Call, HttpPublisher, HttpTarget, MAX_FOLLOW_UPS, Outgoing, RefUpdate, build_publisher,
 };
-pub use request::{HttpRequest, MIN_SCRUBBED_PART, RequestError};
+pub use request::{HttpRequest, MIN_SCRUBBED_PART, RequestError, RequestTemplate};
 pub use settings::{BaseUrl, Credential, parse_settings, split_settings};

@@ -1,7 +1,7 @@
 //! Building a request whose URL and credentials never leak.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use alert_core::{Secret, redact_url};
 use bytes::Bytes;
@@ -41,14 +41,75 @@ impl From<RequestError> for alert_core::PublishError {
 /// Its `Debug` output shows the method, the redacted URL and the header names only. Secrets passed
 /// through [`bearer`](Self::bearer), [`secret_header`](Self::secret_header) or
 /// [`secret_url`](Self::secret_url) are marked sensitive and scrubbed from every error message.
+///
+/// A target's publisher keeps one as the template of its requests, so it holds nothing that can
+/// be worked out when needed: the redacted URL and the scrubbed parts of a secret URL are made
+/// from the parsed URL when an error message needs them, and a request without secrets shares
+/// one empty list.
 #[derive(Clone)]
 pub struct HttpRequest {
     pub(crate) method: Method,
     pub(crate) uri: Uri,
-    pub(crate) redacted_url: Arc<str>,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
-    pub(crate) secrets: Arc<Vec<String>>,
+    pub(crate) scrubbed: Scrubbed,
+}
+
+/// What a request's error messages are scrubbed of.
+#[derive(Clone)]
+pub(crate) struct Scrubbed {
+    /// Whether the URL is itself a secret ([`HttpRequest::secret_url`]).
+    url: bool,
+    /// The registered secrets: header values, tokens.
+    secrets: Arc<Vec<String>>,
+}
+
+/// The list of a request that registers no secret, shared.
+static NO_SECRETS: LazyLock<Arc<Vec<String>>> = LazyLock::new(Arc::default);
+
+impl Scrubbed {
+    fn none() -> Self {
+        Self {
+            url: false,
+            secrets: Arc::clone(&NO_SECRETS),
+        }
+    }
+
+    fn push(&mut self, secret: &str) {
+        Arc::make_mut(&mut self.secrets).push(secret.to_owned());
+    }
+
+    /// `text` without the secrets, and without the URL `uri` and its parts when the URL is
+    /// secret: the whole URL, its path and query, and each of their segments and values of
+    /// [`MIN_SCRUBBED_PART`] characters or more (a token alone, as an answer may echo it).
+    pub(crate) fn apply(&self, uri: &Uri, text: &str) -> String {
+        let mut out = text.to_owned();
+        if self.url {
+            let mut parts = vec![uri.to_string()];
+            if let Some(path) = uri.path_and_query().map(|p| p.as_str().to_owned())
+                && path.len() > 1
+            {
+                parts.extend(
+                    path.split(['/', '?', '&'])
+                        .map(|part| part.split_once('=').map_or(part, |(_, value)| value))
+                        .filter(|part| part.len() >= MIN_SCRUBBED_PART)
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>(),
+                );
+                parts.insert(1, path);
+            }
+            out = scrub(&parts, &out);
+        }
+        scrub(&self.secrets, &out)
+    }
+}
+
+/// The URL as it may be shown: `scheme://host:port/…`, without user information, path or query.
+pub(crate) fn redacted(uri: &Uri) -> String {
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => redact_url(&format!("{scheme}://{authority}/")),
+        _ => redact_url(""),
+    }
 }
 
 impl HttpRequest {
@@ -57,21 +118,19 @@ impl HttpRequest {
     /// # Errors
     /// [`RequestError::InvalidUrl`] unless `url` is an absolute `http` or `https` URL.
     pub fn new(method: Method, url: &str) -> Result<Self, RequestError> {
-        let redacted_url = redact_url(url);
         let uri: Uri = url
             .parse()
-            .map_err(|_| RequestError::InvalidUrl(redacted_url.clone()))?;
+            .map_err(|_| RequestError::InvalidUrl(redact_url(url)))?;
         match uri.scheme_str() {
             Some("http" | "https") if uri.host().is_some() => {}
-            _ => return Err(RequestError::InvalidUrl(redacted_url)),
+            _ => return Err(RequestError::InvalidUrl(redact_url(url))),
         }
         Ok(Self {
             method,
             uri,
-            redacted_url: redacted_url.into(),
             headers: HeaderMap::new(),
             body: Bytes::new(),
-            secrets: Arc::default(),
+            scrubbed: Scrubbed::none(),
         })
     }
 
@@ -93,20 +152,7 @@ impl HttpRequest {
     /// As [`new`](Self::new).
     pub fn secret_url(method: Method, url: &Secret<String>) -> Result<Self, RequestError> {
         let mut request = Self::new(method, url.expose())?;
-        let secrets = Arc::make_mut(&mut request.secrets);
-        secrets.push(url.expose().clone());
-        if let Some(path) = request.uri.path_and_query().map(|p| p.as_str().to_owned())
-            && path.len() > 1
-        {
-            let parts = path
-                .split(['/', '?', '&'])
-                .map(|part| part.split_once('=').map_or(part, |(_, value)| value))
-                .filter(|part| part.len() >= MIN_SCRUBBED_PART)
-                .map(str::to_owned)
-                .collect::<Vec<_>>();
-            secrets.push(path);
-            secrets.extend(parts);
-        }
+        request.scrubbed.url = true;
         Ok(request)
     }
 
@@ -157,7 +203,7 @@ impl HttpRequest {
         let (name, mut header) = parse_header(name, value.expose())?;
         header.set_sensitive(true);
         self.headers.append(name, header);
-        Arc::make_mut(&mut self.secrets).push(value.expose().clone());
+        self.scrubbed.push(value.expose());
         Ok(self)
     }
 
@@ -170,7 +216,7 @@ impl HttpRequest {
             .map_err(|_| RequestError::InvalidHeader(AUTHORIZATION.to_string()))?;
         value.set_sensitive(true);
         self.headers.insert(AUTHORIZATION, value);
-        Arc::make_mut(&mut self.secrets).push(token.expose().clone());
+        self.scrubbed.push(token.expose());
         Ok(self)
     }
 
@@ -179,7 +225,7 @@ impl HttpRequest {
     #[must_use]
     pub fn scrub(mut self, secret: &Secret<String>) -> Self {
         if !secret.expose().is_empty() {
-            Arc::make_mut(&mut self.secrets).push(secret.expose().clone());
+            self.scrubbed.push(secret.expose());
         }
         self
     }
@@ -192,8 +238,14 @@ impl HttpRequest {
 
     /// The URL as it may be shown: `scheme://host:port/…`.
     #[must_use]
-    pub fn redacted_url(&self) -> &str {
-        &self.redacted_url
+    pub fn redacted_url(&self) -> String {
+        redacted(&self.uri)
+    }
+
+    /// The whole URL, path and query included: a secret, as a URL often carries a token.
+    #[must_use]
+    pub fn url(&self) -> Secret<String> {
+        Secret::new(self.uri.to_string())
     }
 
     /// The headers set so far.
@@ -209,8 +261,83 @@ impl HttpRequest {
     }
 }
 
+/// What every request of a target shares, kept compact: a fleet's targets each keep one for as
+/// long as they are configured. Made from a request built once (its URL parsed, its headers and
+/// secrets set, no body); [`request`](Self::request) makes each attempt's request from it
+/// without parsing anything again. A template without headers holds the method and the parsed
+/// URL only.
+///
+/// Its `Debug` output is its request's.
+#[derive(Clone)]
+pub struct RequestTemplate {
+    method: Method,
+    uri: Uri,
+    secret_url: bool,
+    /// The headers and the registered secrets, when there are any.
+    extra: Option<Box<(HeaderMap, Arc<Vec<String>>)>>,
+}
+
+impl RequestTemplate {
+    /// The template of requests like `request`, whose body, if any, is not kept.
+    #[must_use]
+    pub fn new(request: HttpRequest) -> Self {
+        let HttpRequest {
+            method,
+            uri,
+            headers,
+            body: _,
+            scrubbed,
+        } = request;
+        let extra = (!headers.is_empty() || !scrubbed.secrets.is_empty())
+            .then(|| Box::new((headers, scrubbed.secrets)));
+        Self {
+            method,
+            uri,
+            secret_url: scrubbed.url,
+            extra,
+        }
+    }
+
+    /// A request as the template describes it, with no body yet.
+    #[must_use]
+    pub fn request(&self) -> HttpRequest {
+        let (headers, secrets) = match &self.extra {
+            Some(extra) => (extra.0.clone(), Arc::clone(&extra.1)),
+            None => (HeaderMap::new(), Arc::clone(&NO_SECRETS)),
+        };
+        HttpRequest {
+            method: self.method.clone(),
+            uri: self.uri.clone(),
+            headers,
+            body: Bytes::new(),
+            scrubbed: Scrubbed {
+                url: self.secret_url,
+                secrets,
+            },
+        }
+    }
+
+    /// The value of header `name`, when the template sets it.
+    #[must_use]
+    pub fn header(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        self.extra.as_ref()?.0.get(name)
+    }
+
+    /// The whole URL, path and query included: a secret, as a URL often carries a token.
+    #[must_use]
+    pub fn url(&self) -> Secret<String> {
+        Secret::new(self.uri.to_string())
+    }
+}
+
+impl fmt::Debug for RequestTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.request(), f)
+    }
+}
+
 /// Removes every one of a request's registered `secrets` from `text`.
-pub(crate) fn scrub(secrets: &[String], text: &str) -> String {
+fn scrub(secrets: &[String], text: &str) -> String {
     let mut out = text.to_owned();
     for secret in secrets {
         if !secret.is_empty() && out.contains(secret.as_str()) {
@@ -232,7 +359,7 @@ impl fmt::Debug for HttpRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpRequest")
             .field("method", &self.method)
-            .field("url", &self.redacted_url)
+            .field("url", &self.redacted_url())
             .field(
                 "headers",
                 &self

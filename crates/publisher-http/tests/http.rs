@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use alert_core::{ErrorKind, PermanentReason, PublishError, Secret};
-use publisher_http::{ClientConfig, DefaultClassifier, HttpClient, HttpRequest};
+use publisher_http::{ClientConfig, DefaultClassifier, HttpClient, HttpRequest, RequestTemplate};
 use test_support::{MockResponse, MockTarget, closed_port_url};
 
 fn client() -> HttpClient {
@@ -260,6 +260,60 @@ async fn secrets_never_reach_errors_or_debug() {
     // Invalid URLs never echo their path.
     let err = HttpRequest::post(&format!("ftp://host/{TOKEN}")).unwrap_err();
     assert!(!err.to_string().contains(TOKEN), "{err}");
+}
+
+/// A target keeps a [`RequestTemplate`], not its request: each request made from it carries the
+/// template's headers, and its errors are scrubbed of the secret URL's parts (worked out from the
+/// parsed URL when the error comes, no longer kept as text) and of the header secrets.
+#[tokio::test]
+async fn requests_from_a_template_carry_its_headers_and_scrub_its_secrets() {
+    const TOKEN: &str = "T0KEN-IN-THE-PATH-0123456789";
+    const KEY: &str = "api-key-value-987654321";
+    let target = MockTarget::start().await;
+    // Echoes the path's token alone, and the header's key.
+    target.respond(MockResponse::status(500).body(format!("no hook {TOKEN} for key {KEY}")));
+    let url = Secret::new(target.url(&format!("/hooks/{TOKEN}?sig={TOKEN}")));
+    let with_header = RequestTemplate::new(
+        HttpRequest::secret_url(http::Method::PUT, &url)
+            .unwrap()
+            .secret_header("X-Api-Key", &Secret::new(KEY.to_owned()))
+            .unwrap(),
+    );
+    let bare = RequestTemplate::new(HttpRequest::secret_url(http::Method::POST, &url).unwrap());
+    assert_eq!(bare.url().expose(), url.expose());
+    assert_eq!(
+        with_header
+            .header(&http::HeaderName::from_static("x-api-key"))
+            .map(|v| v.as_bytes()),
+        Some(KEY.as_bytes())
+    );
+    for (template, scrubs_key) in [(&with_header, true), (&with_header, true), (&bare, false)] {
+        let request = template.request().json(b"{}".to_vec());
+        let debug = format!("{request:?} {template:?}");
+        assert!(
+            !debug.contains(TOKEN) && !debug.contains("/hooks"),
+            "{debug}"
+        );
+        let err = client()
+            .send(request, &DefaultClassifier)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains(TOKEN), "{text}");
+        // The bare template knows no key: what it was not given, it cannot scrub.
+        assert_eq!(text.contains(KEY), !scrubs_key, "{text}");
+        assert!(text.contains("[redacted]"), "{text}");
+        assert!(
+            text.contains(&format!("http://{}/…", target.addr())),
+            "{text}"
+        );
+    }
+    let requests = target.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[0].method, "PUT");
+    assert_eq!(requests[1].header("x-api-key"), Some(KEY));
+    assert_eq!(requests[2].method, "POST");
+    assert_eq!(requests[2].header("x-api-key"), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,11 +59,11 @@ use alert_core::{HealthProbe, KindSettings, PublishError, Secret};
 use base64::Engine as _;
 use formatters::BodyTemplate;
 use hmac::{Hmac, Mac};
-use http::HeaderValue;
 use http::Method;
+use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use publisher_http::{
     BuildContext, BuildError, Call, Credential, HttpPublisher, HttpRequest, Outgoing,
-    parse_settings,
+    RequestTemplate, parse_settings,
 };
 use serde::Deserialize;
 use sha2::Sha256;
@@ -187,30 +187,37 @@ enum Auth {
     Header(String, Secret<String>),
 }
 
-/// The webhook publisher.
+/// The webhook publisher. A target of a fleet's thousands holds one, so it keeps each thing
+/// once and the rare options boxed.
 pub struct WebhookPublisher {
-    url: Secret<String>,
-    /// What every request shares, built once: the parsed URL and its redacted form, the
-    /// configured headers and the credentials. Each publish clones it and adds its own headers
-    /// and body, instead of parsing and redacting the URL again.
-    template: HttpRequest,
-    /// The credentials again, for the health probe.
-    auth: Auth,
-    signer: Option<Signer>,
+    /// What every request shares, built once: the parsed URL, the configured headers and the
+    /// credentials. Each publish makes its request from it and adds its own headers and body,
+    /// instead of parsing the URL again. The health probe reads its URL and its credentials'
+    /// header from it.
+    template: RequestTemplate,
+    /// The header of the configured credentials, which the health probe sends too.
+    auth_header: Option<HeaderName>,
+    signer: Option<Box<Signer>>,
     body: Body,
 }
 
 /// How the body is made.
 enum Body {
     Generic,
-    Alertmanager {
-        receiver: String,
-        external_url: String,
-    },
-    Template {
-        template: Box<BodyTemplate>,
-        content_type: HeaderValue,
-    },
+    Alertmanager(Box<AlertmanagerBody>),
+    Template(Box<TemplateBody>),
+}
+
+/// `format: alertmanager`'s fields.
+struct AlertmanagerBody {
+    receiver: String,
+    external_url: String,
+}
+
+/// `body_template` and its content type.
+struct TemplateBody {
+    template: BodyTemplate,
+    content_type: HeaderValue,
 }
 
 /// How the body is signed.
@@ -294,10 +301,10 @@ fn signer(config: &Config) -> Result<Option<Signer>, BuildError> {
 fn body(config: &Config, context: &BuildContext) -> Result<Body, BuildError> {
     Ok(match (config.format, &config.body_template) {
         (Format::Generic, None) => Body::Generic,
-        (Format::Alertmanager, None) => Body::Alertmanager {
+        (Format::Alertmanager, None) => Body::Alertmanager(Box::new(AlertmanagerBody {
             receiver: context.target.as_str().to_owned(),
             external_url: config.external_url.clone().unwrap_or_default(),
-        },
+        })),
         (Format::Generic, Some(source)) => {
             let content_type = config.content_type.as_deref().unwrap_or("application/json");
             let json = content_type.starts_with("application/json")
@@ -305,17 +312,17 @@ fn body(config: &Config, context: &BuildContext) -> Result<Body, BuildError> {
                     .split(';')
                     .next()
                     .is_some_and(|t| t.trim().ends_with("+json"));
-            Body::Template {
-                template: Box::new(BodyTemplate::new(source, json).map_err(|e| match e {
+            Body::Template(Box::new(TemplateBody {
+                template: BodyTemplate::new(source, json).map_err(|e| match e {
                     formatters::FormatError::Template { field, message } => {
                         BuildError::Settings(format!("{field}: {message}"))
                     }
                     other => BuildError::Settings(format!("body_template: {other}")),
-                })?),
+                })?,
                 content_type: HeaderValue::from_str(content_type).map_err(|_| {
                     BuildError::Settings("content_type is not a valid header value".to_owned())
                 })?,
-            }
+            }))
         }
         (Format::Alertmanager, Some(_)) => {
             return Err(BuildError::Settings(
@@ -410,16 +417,22 @@ impl HttpPublisher for WebhookPublisher {
         for (name, value) in &config.headers {
             template = template.secret_header(name, value).map_err(settings)?;
         }
-        template = match &auth {
-            Auth::None => template,
-            Auth::Bearer(token) => template.bearer(token).map_err(settings)?,
-            Auth::Header(name, value) => template.secret_header(name, value).map_err(settings)?,
+        let auth_header = match &auth {
+            Auth::None => None,
+            Auth::Bearer(token) => {
+                template = template.bearer(token).map_err(settings)?;
+                Some(AUTHORIZATION)
+            }
+            Auth::Header(name, value) => {
+                template = template.secret_header(name, value).map_err(settings)?;
+                // `secret_header` parsed the name.
+                HeaderName::try_from(name.as_str()).ok()
+            }
         };
         Ok(Self {
-            url,
-            template,
-            auth,
-            signer,
+            template: RequestTemplate::new(template),
+            auth_header,
+            signer: signer.map(Box::new),
             body,
         })
     }
@@ -432,31 +445,25 @@ impl HttpPublisher for WebhookPublisher {
             call.context.status,
             call.delivery.sequence,
         );
-        let mut request = self.template.clone().header("Idempotency-Key", &key)?;
+        let mut request = self.template.request().header("Idempotency-Key", &key)?;
         let (body, content_type) = match &self.body {
             Body::Generic => (formatters::webhook::body(call.alert, &call.context)?, None),
-            Body::Alertmanager {
-                receiver,
-                external_url,
-            } => (
+            Body::Alertmanager(fields) => (
                 formatters::alertmanager::webhook_message(
                     call.alert,
                     &call.context,
-                    receiver,
-                    external_url,
+                    &fields.receiver,
+                    &fields.external_url,
                 )?,
                 None,
             ),
-            Body::Template {
-                template,
-                content_type,
-            } => (
-                template.render(call.alert, &call.context)?,
-                Some(content_type.clone()),
+            Body::Template(fields) => (
+                fields.template.render(call.alert, &call.context)?,
+                Some(fields.content_type.clone()),
             ),
         };
         let timestamp = call.context.now.timestamp();
-        match &self.signer {
+        match self.signer.as_deref() {
             None => {}
             Some(Signer::Alertpub(secret)) => {
                 let signature = sign(secret, timestamp, &body);
@@ -490,14 +497,18 @@ impl HttpPublisher for WebhookPublisher {
 
     /// `GET` on the URL, with the configured auth.
     fn health_probe(&self) -> Option<HealthProbe> {
-        let probe = HealthProbe::new(self.url.clone());
-        Some(match &self.auth {
-            Auth::None => probe,
-            Auth::Bearer(token) => probe.with_header(
-                "Authorization",
-                Secret::new(format!("Bearer {}", token.expose())),
+        let probe = HealthProbe::new(self.template.url());
+        let auth = self
+            .auth_header
+            .as_ref()
+            .and_then(|name| Some((name, self.template.header(name)?)));
+        Some(match auth {
+            None => probe,
+            // The value was a `String`, so its bytes are UTF-8.
+            Some((name, value)) => probe.with_header(
+                name.as_str(),
+                Secret::new(String::from_utf8_lossy(value.as_bytes()).into_owned()),
             ),
-            Auth::Header(name, value) => probe.with_header(name.clone(), value.clone()),
         })
     }
 }

@@ -115,6 +115,11 @@ impl Supervisor {
         let Some(name) = self.by_task.remove(&id) else {
             return;
         };
+        // The start runs a lane for every target with jobs, and most end once drained: the map
+        // keeps no room for them.
+        if self.by_task.len() * 4 < self.by_task.capacity() {
+            self.by_task.shrink_to_fit();
+        }
         if self.lanes.get(&name).is_none_or(|lane| lane.task != id) {
             // A lane stopped earlier, whose target has another lane by now or wants none.
             return;
