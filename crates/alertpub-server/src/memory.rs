@@ -15,6 +15,10 @@
 //!   the first round of health probes included.
 //!
 //! Without the `jemalloc` feature these do nothing: the system allocator trims on its own.
+//!
+//! jemalloc runs with one arena (`narenas:1`, set at build time in `.cargo/config.toml`): with
+//! its default of four per CPU, each arena the startup touched kept slabs half used by what the
+//! targets keep, and the RSS per configured target was about a sixth higher (docs/BENCHMARKS.md).
 
 /// Sets every arena's `dirty_decay_ms`, and the default of arenas made later, to `decay_ms`,
 /// and returns what the default was. A decay of 0 purges an arena's dirty pages at once (jemalloc's
@@ -106,6 +110,12 @@ impl Drop for Startup {
 
 #[cfg(all(test, feature = "jemalloc"))]
 mod tests {
+    /// The build's `JEMALLOC_SYS_WITH_MALLOC_CONF` (`.cargo/config.toml`) reached the allocator.
+    #[test]
+    fn the_allocator_runs_with_one_arena() {
+        assert_eq!(tikv_jemalloc_ctl::opt::narenas::read().ok(), Some(1));
+    }
+
     /// This process's resident set, in bytes (`/proc/self/statm`'s second field, in pages).
     fn resident() -> u64 {
         let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");

@@ -54,6 +54,20 @@ const STATUSES: [HealthStatus; 4] = [
     HealthStatus::Unhealthy,
 ];
 
+/// How many (`from`, `to`) pairs of [`STATUSES`] differ.
+const TRANSITIONS: usize = STATUSES.len() * (STATUSES.len() - 1);
+
+/// The slot of the change `from` → `to` (indexes in [`STATUSES`]); `None` when they are equal.
+fn transition(from: usize, to: usize) -> Option<usize> {
+    (from != to).then(|| from * (STATUSES.len() - 1) + to - usize::from(to > from))
+}
+
+/// The change a slot of [`transition`] counts: (`from`, `to`).
+fn transition_of(slot: usize) -> (usize, usize) {
+    let (from, rest) = (slot / (STATUSES.len() - 1), slot % (STATUSES.len() - 1));
+    (from, rest + usize::from(rest >= from))
+}
+
 /// A gauge that was never set.
 const UNSET: i64 = i64::MIN;
 
@@ -123,20 +137,38 @@ const FAMILIES: [(&str, &str, MetricType); 11] = [
     ),
 ];
 
+/// A bucket's count: `u64`, or `u32` for a histogram that counts health probes (at one a
+/// second, 136 years to fill), which every configured target records.
+trait BucketCount: Copy + Default + Into<u64> + Send + 'static {
+    fn bump(&mut self);
+}
+
+impl BucketCount for u64 {
+    fn bump(&mut self) {
+        *self = self.saturating_add(1);
+    }
+}
+
+impl BucketCount for u32 {
+    fn bump(&mut self) {
+        *self = self.saturating_add(1);
+    }
+}
+
 /// A histogram's counts: one per bucket and one past the last bound.
-struct Hist {
-    counts: [u64; 16],
+struct Hist<C> {
+    counts: [C; 16],
     sum: f64,
     count: u64,
 }
 
-impl Hist {
+impl<C: BucketCount> Hist<C> {
     fn record(&mut self, bounds: &[f64], value: f64) {
         let bucket = bounds
             .iter()
             .position(|bound| value <= *bound)
             .unwrap_or(bounds.len());
-        self.counts[bucket] += 1;
+        self.counts[bucket].bump();
         self.sum += value;
         self.count += 1;
     }
@@ -147,7 +179,7 @@ impl Hist {
             .iter()
             .zip(self.counts)
             .map(|(bound, count)| {
-                cumulative += count;
+                cumulative += count.into();
                 let mut bucket = Bucket::default();
                 bucket.set_upper_bound(*bound);
                 bucket.set_cumulative_count(cumulative);
@@ -163,15 +195,20 @@ impl Hist {
 }
 
 /// A histogram allocated when it is first recorded.
-#[derive(Default)]
-struct LazyHist(Mutex<Option<Box<Hist>>>);
+struct LazyHist<C = u64>(Mutex<Option<Box<Hist<C>>>>);
 
-impl LazyHist {
+impl<C> Default for LazyHist<C> {
+    fn default() -> Self {
+        Self(Mutex::new(None))
+    }
+}
+
+impl<C: BucketCount> LazyHist<C> {
     fn record(&self, bounds: &[f64], value: f64) {
         let mut hist = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         hist.get_or_insert_with(|| {
             Box::new(Hist {
-                counts: [0; 16],
+                counts: [C::default(); 16],
                 sum: 0.0,
                 count: 0,
             })
@@ -195,16 +232,17 @@ struct Row {
     kind: AtomicU8,
     outcomes: [AtomicU64; 2],
     checks: [AtomicU64; 3],
-    /// `from` × `to`, rendered once counted. 32 bits: a status changes at most once a call or
-    /// a probe, so more than four billion changes of one target is not a concern.
-    transitions: [AtomicU32; 16],
+    /// `from` × `to` with `from` ≠ `to` ([`transition`]), rendered once counted. 32 bits: a
+    /// status changes at most once a call or a probe, so more than four billion changes of one
+    /// target is not a concern.
+    transitions: [AtomicU32; TRANSITIONS],
     /// The counters of failures and skips, made at the first: most targets never have one,
     /// and the table keeps a row per configured target.
     rare: OnceLock<Box<Rare>>,
     health: AtomicI64,
     circuit: AtomicI64,
     call_duration: LazyHist,
-    check_duration: LazyHist,
+    check_duration: LazyHist<u32>,
     delivery: LazyHist,
 }
 
@@ -338,9 +376,10 @@ impl TargetTable {
 
     pub(crate) fn health_transition(&self, target: &str, from: HealthStatus, to: HealthStatus) {
         let index = |status| STATUSES.iter().position(|s| *s == status);
-        if let (Some(from), Some(to)) = (index(from), index(to)) {
-            self.row(target).transitions[from * STATUSES.len() + to]
-                .fetch_add(1, Ordering::Relaxed);
+        if let (Some(from), Some(to)) = (index(from), index(to))
+            && let Some(slot) = transition(from, to)
+        {
+            self.row(target).transitions[slot].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -527,8 +566,8 @@ impl Collector for TargetCollector {
             for (i, slot) in row.transitions.iter().enumerate() {
                 let n = u64::from(slot.load(Ordering::Relaxed));
                 if n > 0 {
-                    let from = STATUSES[i / STATUSES.len()].as_str();
-                    let to = STATUSES[i % STATUSES.len()].as_str();
+                    let (from, to) = transition_of(i);
+                    let (from, to) = (STATUSES[from].as_str(), STATUSES[to].as_str());
                     families[9].push(counter(&[target, ("from", from), ("to", to)], n));
                 }
             }
@@ -584,7 +623,7 @@ mod tests {
     #[test]
     fn a_value_lands_in_the_first_bucket_whose_bound_holds_it() {
         let mut hist = Hist {
-            counts: [0; 16],
+            counts: [0_u64; 16],
             sum: 0.0,
             count: 0,
         };
@@ -600,5 +639,45 @@ mod tests {
         assert_eq!(cumulative, [1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3]);
         assert_eq!(proto.get_sample_count(), 4);
         assert!((proto.get_sample_sum() - 121.011).abs() < 1e-9);
+    }
+
+    #[test]
+    fn each_change_of_status_has_a_slot_of_its_own() {
+        let mut seen = [false; TRANSITIONS];
+        for from in 0..STATUSES.len() {
+            for to in 0..STATUSES.len() {
+                let Some(slot) = transition(from, to) else {
+                    assert_eq!(from, to);
+                    continue;
+                };
+                assert_ne!(from, to);
+                assert!(!seen[slot], "{from} -> {to} shares slot {slot}");
+                seen[slot] = true;
+                assert_eq!(transition_of(slot), (from, to));
+            }
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn a_probe_histogram_counts_in_32_bits_and_stops_at_the_top() {
+        let mut hist = Hist {
+            counts: [u32::MAX - 1; 16],
+            sum: 0.0,
+            count: 0,
+        };
+        for _ in 0..3 {
+            hist.record(PUBLISH_BUCKETS, 0.001);
+        }
+        assert_eq!(hist.counts[0], u32::MAX);
+        let proto = hist.proto(PUBLISH_BUCKETS);
+        assert_eq!(
+            proto.get_bucket()[0].cumulative_count(),
+            u64::from(u32::MAX)
+        );
+        assert_eq!(
+            proto.get_bucket()[1].cumulative_count(),
+            u64::from(u32::MAX) + u64::from(u32::MAX - 1)
+        );
     }
 }
