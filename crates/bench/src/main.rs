@@ -15,8 +15,8 @@
 //! - **S3**: 3 healthy targets at 20 ms, 2 answering 500, 1 refusing connections; 10 alerts/s
 //!   for 15 s; baseline: S1's 0 ms p99.
 //! - **S4**: 100 instant targets, 200 alerts from 8 concurrent senders.
-//! - **targets**: RSS with 10 and with 1 000 configured targets, idle and after 200 alerts, as
-//!   bytes per target.
+//! - **targets**: anonymous RSS with 100 and with 1 000 configured targets, idle and after 200
+//!   alerts, as bytes per target.
 //! - **S5**: the fleet's steady state: `--s5-alerts` active alerts on 10 instant targets,
 //!   primed once, then re-sent in 1 000-alert POSTs from 8 connections for 20 s ([`s5`]).
 //!
@@ -424,7 +424,7 @@ async fn main() -> Result<()> {
 
     if wanted("targets") {
         println!(
-            "Memory per target: RSS with 100 and with 1 000 webhook targets, idle and after 200 \
+            "Memory per target: anonymous RSS with 100 and with 1 000 webhook targets, idle and after 200 \
              alerts to 100 of them"
         );
         let memory = per_target_memory(bin).await?;
@@ -878,8 +878,9 @@ async fn s1_sequential(delay_ms: u64) -> Result<(f64, f64)> {
     Ok((percentile(&lat, 0.50), percentile(&lat, 0.99)))
 }
 
-/// RSS per configured target, in bytes: the difference between 1 000 and 10 webhook targets,
-/// idle (once the server is up) and after 200 alerts from 8 senders reached every target.
+/// RSS per configured target, in bytes: the difference in anonymous RSS (the heap and stacks, not
+/// the binary's shared code pages) between 1 000 and 100 webhook targets,
+/// idle (once the server is up) and after 200 alerts from 8 senders reached the first 100.
 async fn per_target_memory(bin: &Binary) -> Result<TargetMemory> {
     const LOADED: usize = 100;
     const ALERTS: u64 = 200;
@@ -893,7 +894,7 @@ async fn per_target_memory(bin: &Binary) -> Result<TargetMemory> {
         if !probed(&sender, &server, targets).await {
             println!("  {targets} targets: not every startup probe was recorded within 60 s");
         }
-        let idle = server::settled_rss_kib(server.pid()).await?;
+        let idle = server::settled_anon_kib(server.pid()).await?;
         // S4's load, on the same 100 targets in both runs: the others are configured and filter
         // these alerts out.
         let url = server.url("/api/v2/alerts");
@@ -911,9 +912,9 @@ async fn per_target_memory(bin: &Binary) -> Result<TargetMemory> {
         {
             println!("  {targets} targets: not every delivery arrived within {DRAIN_TIMEOUT:?}");
         }
-        let loaded = server::settled_rss_kib(server.pid()).await?;
+        let loaded = server::settled_anon_kib(server.pid()).await?;
         println!(
-            "  {targets} targets: RSS {} idle, {} after {accepted} alerts to {LOADED} of them",
+            "  {targets} targets: anonymous RSS {} idle, {} after {accepted} alerts to {LOADED} of them",
             show(idle as f64 / MIB, "MiB"),
             show(loaded as f64 / MIB, "MiB")
         );

@@ -200,17 +200,19 @@ pub(crate) fn rss_kib(pid: u32) -> Result<u64> {
     status_kib(pid, "VmRSS:")
 }
 
-/// The resident set of process `pid` once it has settled, in KiB: sampled each second for at
+/// The anonymous part of process `pid`'s resident set (`RssAnon`: its heap and stacks, not the
+/// binary's code pages, which the page cache shares and which vary by a few hundred KiB between
+/// two runs of the same binary) once it has settled, in KiB: sampled each second for at
 /// least 20 s and until five samples in a row lie within 1 % of each other (at most 40 s). Freed
 /// memory goes back to the system on the allocator's decay schedule (jemalloc's, over about 10 s,
 /// run as later allocations come), so a reading taken at once still holds what a burst just
 /// before it (the startup's configuration parse and first probes, a load) used and freed.
-pub(crate) async fn settled_rss_kib(pid: u32) -> Result<u64> {
+pub(crate) async fn settled_anon_kib(pid: u32) -> Result<u64> {
     let start = Instant::now();
     let deadline = start + Duration::from_secs(40);
     let mut recent = std::collections::VecDeque::new();
     loop {
-        let now = rss_kib(pid)?;
+        let now = status_kib(pid, "RssAnon:")?;
         recent.push_back(now);
         if recent.len() > 5 {
             recent.pop_front();

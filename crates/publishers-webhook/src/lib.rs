@@ -195,8 +195,9 @@ pub struct WebhookPublisher {
     /// instead of parsing the URL again. The health probe reads its URL and its credentials'
     /// header from it.
     template: RequestTemplate,
-    /// The header of the configured credentials, which the health probe sends too.
-    auth_header: Option<HeaderName>,
+    /// The header of the configured credentials, which the health probe sends too (boxed: a
+    /// header name is 32 bytes, and most webhooks have none).
+    auth_header: Option<Box<HeaderName>>,
     signer: Option<Box<Signer>>,
     body: Body,
 }
@@ -431,7 +432,7 @@ impl HttpPublisher for WebhookPublisher {
         };
         Ok(Self {
             template: RequestTemplate::new(template),
-            auth_header,
+            auth_header: auth_header.map(Box::new),
             signer: signer.map(Box::new),
             body,
         })
