@@ -6,6 +6,7 @@ use std::sync::{Arc, LazyLock};
 use alert_core::{Secret, redact_url};
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Uri};
 
 /// The shortest path segment or query value of a secret URL that is scrubbed on its own: tokens
@@ -86,17 +87,16 @@ impl Scrubbed {
         let mut out = text.to_owned();
         if self.url {
             let mut parts = vec![uri.to_string()];
-            if let Some(path) = uri.path_and_query().map(|p| p.as_str().to_owned())
+            if let Some(path) = uri.path_and_query().map(PathAndQuery::as_str)
                 && path.len() > 1
             {
+                parts.push(path.to_owned());
                 parts.extend(
                     path.split(['/', '?', '&'])
                         .map(|part| part.split_once('=').map_or(part, |(_, value)| value))
                         .filter(|part| part.len() >= MIN_SCRUBBED_PART)
-                        .map(str::to_owned)
-                        .collect::<Vec<_>>(),
+                        .map(str::to_owned),
                 );
-                parts.insert(1, path);
             }
             out = scrub(&parts, &out);
         }
@@ -242,12 +242,6 @@ impl HttpRequest {
         redacted(&self.uri)
     }
 
-    /// The whole URL, path and query included: a secret, as a URL often carries a token.
-    #[must_use]
-    pub fn url(&self) -> Secret<String> {
-        Secret::new(self.uri.to_string())
-    }
-
     /// The headers set so far.
     #[must_use]
     pub fn headers(&self) -> &HeaderMap {
@@ -317,10 +311,11 @@ impl RequestTemplate {
         }
     }
 
-    /// The value of header `name`, when the template sets it.
+    /// The last value the template gives header `name` (the one set last, as credentials are
+    /// set after the configured headers), when it sets it.
     #[must_use]
     pub fn header(&self, name: &HeaderName) -> Option<&HeaderValue> {
-        self.extra.as_ref()?.0.get(name)
+        self.extra.as_ref()?.0.get_all(name).iter().next_back()
     }
 
     /// The whole URL, path and query included: a secret, as a URL often carries a token.
