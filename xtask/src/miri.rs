@@ -23,6 +23,7 @@ pub(crate) fn run() -> Result<()> {
     match ensure_miri() {
         Ok(()) => {
             run_cmd(cargo_nightly().args(["miri", "setup"]))?;
+            forget_runner_files()?;
             for (krate, extra) in CRATES {
                 let mut cmd = Command::new("timeout");
                 cmd.args([
@@ -65,6 +66,31 @@ pub(crate) fn run() -> Result<()> {
         }
     }
 }
+
+/// Removes the tested crates' own build products from miri's target directory, so that miri
+/// builds them again in this checkout.
+///
+/// For a test binary, cargo-miri writes a small file that records how to run the test, with the
+/// absolute directory it was built in; cargo keeps that file when the crate is fresh, and the
+/// directory is recorded nowhere else. A target directory shared by two checkouts of the same
+/// commit (a CI machine's cache, a fresh clone next to the working copy) would otherwise run the
+/// tests in the first checkout's directory, or fail when that directory is gone. Only the crates
+/// below are rebuilt, which takes seconds; their dependencies stay cached.
+fn forget_runner_files() -> Result<()> {
+    let mut clean = cargo_nightly();
+    clean
+        .arg("clean")
+        .arg("--target-dir")
+        .arg(target_dir().join("miri"))
+        .args(["--target", MIRI_TARGET]);
+    for (krate, _) in CRATES {
+        clean.args(["-p", krate]);
+    }
+    run_cmd(&mut clean)
+}
+
+/// The target triple cargo-miri builds for on this machine.
+const MIRI_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// Makes sure nightly miri is installed, installing what is missing.
 fn ensure_miri() -> std::result::Result<(), String> {
