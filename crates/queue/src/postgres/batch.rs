@@ -7,8 +7,14 @@
 //!
 //! A leader dropped mid-batch (its caller went away) hands the lead to a waiting caller; the
 //! calls of the batch it was running get no answer, which their callers see as `None`.
+//!
+//! A gathering batcher ([`Batcher::gathering`]) is for calls whose answer nobody waits on
+//! closely (the acks): while calls come together (the last batch held more than one), its
+//! leader waits up to a set time for enough calls before it takes them, so a busy replica
+//! makes fewer, larger statements; a lone call is never held.
 
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
 
@@ -17,11 +23,17 @@ pub(super) struct Batcher<R, A> {
     waiting: Mutex<Waiting<R, A>>,
     /// Wakes a waiting caller to lead when a leader was dropped.
     handover: Notify,
+    /// How long a leader may wait for calls, and how many end the wait.
+    gather: Option<(Duration, usize)>,
+    /// Wakes a gathering leader once enough calls wait.
+    filled: Notify,
 }
 
 struct Waiting<R, A> {
     queue: Vec<(R, oneshot::Sender<A>)>,
     leading: bool,
+    /// How many calls the last batch held.
+    last_batch: usize,
 }
 
 impl<R, A> Default for Batcher<R, A> {
@@ -30,8 +42,11 @@ impl<R, A> Default for Batcher<R, A> {
             waiting: Mutex::new(Waiting {
                 queue: Vec::new(),
                 leading: false,
+                last_batch: 0,
             }),
             handover: Notify::new(),
+            gather: None,
+            filled: Notify::new(),
         }
     }
 }
@@ -49,6 +64,15 @@ impl<R, A> Drop for Leading<'_, R, A> {
 }
 
 impl<R, A> Batcher<R, A> {
+    /// A batcher whose leader, while calls come together, waits up to `wait` for `enough` of
+    /// them before it takes its batch.
+    pub(super) fn gathering(wait: Duration, enough: usize) -> Self {
+        Self {
+            gather: Some((wait, enough)),
+            ..Self::default()
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Waiting<R, A>> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -64,6 +88,12 @@ impl<R, A> Batcher<R, A> {
         let mut lead = {
             let mut waiting = self.lock();
             waiting.queue.push((request, sender));
+            if self
+                .gather
+                .is_some_and(|(_, enough)| waiting.queue.len() == enough)
+            {
+                self.filled.notify_waiters();
+            }
             !std::mem::replace(&mut waiting.leading, true)
         };
         loop {
@@ -72,7 +102,24 @@ impl<R, A> Batcher<R, A> {
                 // answered it). Then the lead passes on, so no caller waits on other callers'
                 // batches for longer than one of them.
                 let mut guard = Leading(self, true);
-                let batch = std::mem::take(&mut self.lock().queue);
+                if let Some((wait, enough)) = self.gather {
+                    // Listening before looking, so a call that fills the batch meanwhile is heard.
+                    let filled = self.filled.notified();
+                    tokio::pin!(filled);
+                    filled.as_mut().enable();
+                    let gather = {
+                        let waiting = self.lock();
+                        waiting.last_batch > 1 && waiting.queue.len() < enough
+                    };
+                    if gather {
+                        let _ = tokio::time::timeout(wait, filled).await;
+                    }
+                }
+                let batch = {
+                    let mut waiting = self.lock();
+                    waiting.last_batch = waiting.queue.len();
+                    std::mem::take(&mut waiting.queue)
+                };
                 if !batch.is_empty() {
                     let (requests, senders): (Vec<R>, Vec<_>) = batch.into_iter().unzip();
                     let answers = work(requests).await;
@@ -218,6 +265,96 @@ mod tests {
             follower.await.expect("follower"),
             Some(2),
             "the waiting call leads its own batch once the leader is gone"
+        );
+    }
+
+    /// Runs `n` calls of `batcher` together: the first holds its batch until the others have
+    /// queued, so the batch after it carries them all. Returns each call's batch size.
+    async fn calls_together(batcher: &Arc<Batcher<u32, usize>>, n: u32) -> Vec<usize> {
+        let release = Arc::new(Notify::new());
+        let mut calls = Vec::new();
+        for i in 0..n {
+            let (batcher, release) = (Arc::clone(batcher), Arc::clone(&release));
+            calls.push(tokio::spawn(async move {
+                batcher
+                    .call(i, |requests: Vec<u32>| {
+                        let release = Arc::clone(&release);
+                        async move {
+                            if requests == [0] {
+                                release.notified().await;
+                            }
+                            vec![requests.len(); requests.len()]
+                        }
+                    })
+                    .await
+                    .expect("answered")
+            }));
+            tokio::task::yield_now().await;
+        }
+        release.notify_one();
+        let mut sizes = Vec::new();
+        for call in calls {
+            sizes.push(call.await.expect("call"));
+        }
+        sizes
+    }
+
+    async fn one_call(batcher: &Arc<Batcher<u32, usize>>, i: u32) -> usize {
+        batcher
+            .call(i, |requests: Vec<u32>| async move {
+                vec![requests.len(); requests.len()]
+            })
+            .await
+            .expect("answered")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_gathering_batcher_never_holds_a_lone_call() {
+        let batcher = Arc::new(Batcher::gathering(Duration::from_millis(10), 8));
+        let start = tokio::time::Instant::now();
+        assert_eq!(one_call(&batcher, 1).await, 1);
+        assert_eq!(one_call(&batcher, 2).await, 1);
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "calls that come one at a time are answered at once"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_calls_come_together_the_leader_waits_for_more() {
+        let batcher = Arc::new(Batcher::gathering(Duration::from_millis(10), 3));
+        assert_eq!(calls_together(&batcher, 4).await, [1, 3, 3, 3]);
+        // The last batch held three: the next leader waits, here the whole time, since no other
+        // call comes.
+        let start = tokio::time::Instant::now();
+        assert_eq!(one_call(&batcher, 9).await, 1);
+        assert_eq!(start.elapsed(), Duration::from_millis(10));
+        // That batch held one: the next call is answered at once.
+        let start = tokio::time::Instant::now();
+        assert_eq!(one_call(&batcher, 10).await, 1);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn enough_calls_end_the_wait() {
+        let batcher = Arc::new(Batcher::gathering(Duration::from_secs(60), 3));
+        assert_eq!(calls_together(&batcher, 3).await, [1, 2, 2]);
+        let start = tokio::time::Instant::now();
+        let mut calls = Vec::new();
+        for i in 0..3 {
+            let batcher = Arc::clone(&batcher);
+            calls.push(tokio::spawn(async move { one_call(&batcher, i).await }));
+            tokio::task::yield_now().await;
+        }
+        let mut sizes = Vec::new();
+        for call in calls {
+            sizes.push(call.await.expect("call"));
+        }
+        assert_eq!(sizes, [3, 3, 3], "the three calls went as one batch");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the third call ended the wait, not the timer"
         );
     }
 }

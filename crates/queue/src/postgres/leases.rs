@@ -55,6 +55,37 @@ impl PgJobStore {
         Ok(live)
     }
 
+    /// What this replica can tell of `target`'s lane without asking the database.
+    fn claim(&self, target: &TargetName, live: &[String]) -> Claim {
+        let held = self
+            .lanes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(target)
+            .copied();
+        if rendezvous(target.as_str(), live) != self.owner.as_str() {
+            return if held.is_some() {
+                Claim::HandOver
+            } else {
+                Claim::Foreign
+            };
+        }
+        // A lease renewed within the last second has four left.
+        if held.is_some_and(|renewed| renewed.elapsed() < MEMBERS_EVERY) {
+            return Claim::Held;
+        }
+        if self
+            .refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(target)
+            .is_some_and(|at| at.elapsed() < CLAIM_RETRY)
+        {
+            return Claim::Waiting;
+        }
+        Claim::Take
+    }
+
     /// Whether this replica runs `target`'s lane now. The live replica that rendezvous hashing
     /// picks for the target takes the lane's lease (or renews it) once the last holder's lapsed
     /// or it handed the lane over; a replica that holds a lane another one should run hands it
@@ -66,34 +97,24 @@ impl PgJobStore {
         live: &[String],
     ) -> Result<bool, JobStoreError> {
         let name = target.as_str();
-        if rendezvous(name, live) != self.owner.as_str() {
-            let held = self
-                .lanes
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(target)
-                .is_some();
-            if !held {
+        match self.claim(target, live) {
+            Claim::Foreign | Claim::Waiting => return Ok(false),
+            Claim::Held => return Ok(true),
+            Claim::HandOver => {
+                self.lanes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(target);
+                sql::execute(
+                    tx,
+                    "DELETE FROM alertpub_lanes WHERE target = $1 AND owner = $2",
+                    &[&name, &self.owner],
+                )
+                .await
+                .map_err(db)?;
                 return Ok(false);
             }
-            sql::execute(
-                tx,
-                "DELETE FROM alertpub_lanes WHERE target = $1 AND owner = $2",
-                &[&name, &self.owner],
-            )
-            .await
-            .map_err(db)?;
-            return Ok(false);
-        }
-        // A lease renewed within the last second has four left.
-        if self
-            .lanes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(target)
-            .is_some_and(|renewed| renewed.elapsed() < MEMBERS_EVERY)
-        {
-            return Ok(true);
+            Claim::Take => {}
         }
         let ttl = i64::try_from(LANE_TTL.as_nanos()).unwrap_or(i64::MAX);
         let row = sql::query_opt(
@@ -123,6 +144,13 @@ impl PgJobStore {
                 "took over a lane whose owner stopped renewing it"
             );
         }
+        let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+        if row.is_some() {
+            refused.remove(target);
+        } else {
+            refused.insert(target.clone(), std::time::Instant::now());
+        }
+        drop(refused);
         let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
         if row.is_some() {
             if !lanes.contains_key(target) {
@@ -221,6 +249,17 @@ impl PgJobStore {
         let live = self.members().await;
         let outcome = match live {
             Err(e) => Err(e),
+            // No lane of the round is this replica's to run or to hand over: nothing to ask.
+            Ok(live)
+                if calls.iter().all(|call| {
+                    matches!(
+                        self.claim(&call.target, &live),
+                        Claim::Foreign | Claim::Waiting
+                    )
+                }) =>
+            {
+                Ok(calls.iter().map(|_| not_mine()).collect())
+            }
             Ok(live) => {
                 self.transaction_with(false, async |tx| {
                     self.lease_in(tx, &mut state, calls, &live).await
@@ -352,12 +391,7 @@ impl PgJobStore {
         let (mut ids, mut untils, mut ttls) = (Vec::new(), Vec::new(), Vec::new());
         for (call, owned) in calls.iter().zip(&owned) {
             if !owned {
-                // Another replica's lane, or none: this one keeps polling for ownership.
-                leases.push(Lease {
-                    jobs: Vec::new(),
-                    next_due: None,
-                    drained: false,
-                });
+                leases.push(not_mine());
                 continue;
             }
             let mut lease = state.lease(&call.target, call.n, call.ttl, call.now)?;
@@ -614,6 +648,31 @@ impl PgJobStore {
             .await
             .map_err(db)?;
         Ok(())
+    }
+}
+
+/// What a replica can tell of a lane without the database (see `PgJobStore::claim`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Claim {
+    /// Another replica should run it, and this one holds no lease on it.
+    Foreign,
+    /// Another replica should run it, and this one holds its lease: it hands the lane over.
+    HandOver,
+    /// This replica runs it and renewed its lease within the last second.
+    Held,
+    /// This replica should run it, but another held its lease a moment ago.
+    Waiting,
+    /// This replica should run it: it takes the lease or renews it.
+    Take,
+}
+
+/// The answer to a lane this replica does not run (another replica's, or none's yet): no jobs,
+/// and not drained, so the lane keeps polling for its ownership.
+fn not_mine() -> Lease {
+    Lease {
+        jobs: Vec::new(),
+        next_due: None,
+        drained: false,
     }
 }
 

@@ -92,6 +92,16 @@ const LANE_TTL: Duration = Duration::from_secs(5);
 /// How often a replica beats and reads who is alive: at most once a second.
 const MEMBERS_EVERY: Duration = Duration::from_secs(1);
 
+/// How long a replica waits before it claims again a lane whose lease another replica held at
+/// its last claim (that replica hands the lane over once it reads who is alive, or its lease
+/// lapses): its lane's calls meanwhile ask the database nothing.
+const CLAIM_RETRY: Duration = Duration::from_millis(200);
+
+/// How long, while acks come together, the first waits for others, and how many end the wait:
+/// a busy replica removes its acked jobs in fewer, larger statements. A job waits for its ack
+/// outside its call's slot, so this delays no delivery.
+const ACK_GATHER: (Duration, usize) = (Duration::from_millis(10), 64);
+
 /// How long the counts the bounds are checked against may be reused, while no count is near
 /// its bound: counting every row for every op would cost more than the op.
 const COUNTS_EVERY: Duration = Duration::from_secs(1);
@@ -136,6 +146,8 @@ pub struct PgJobStore {
     counts: Mutex<Option<(std::time::Instant, Counts)>>,
     /// The lanes this replica holds, each with when it last renewed the lane's lease.
     lanes: Mutex<HashMap<TargetName, std::time::Instant>>,
+    /// The lanes this replica should run whose lease another held at its last claim, and when.
+    refused: Mutex<HashMap<TargetName, std::time::Instant>>,
     /// Each lane's last look for expired leases, by the time the lane gave.
     expiry_checked: Mutex<HashMap<TargetName, DateTime<Utc>>>,
     /// Acks waiting to be removed together.
@@ -324,8 +336,9 @@ impl PgJobStore {
             members: Mutex::new(None),
             counts: Mutex::new(None),
             lanes: Mutex::default(),
+            refused: Mutex::default(),
             expiry_checked: Mutex::default(),
-            acks: batch::Batcher::default(),
+            acks: batch::Batcher::gathering(ACK_GATHER.0, ACK_GATHER.1),
             leases: batch::Batcher::default(),
             ingests: batch::Batcher::default(),
             cursors,
