@@ -99,7 +99,8 @@ const CLAIM_RETRY: Duration = Duration::from_millis(200);
 
 /// How long, while acks come together, the first waits for others, and how many end the wait:
 /// a busy replica removes its acked jobs in fewer, larger statements. A job waits for its ack
-/// outside its call's slot, so this delays no delivery.
+/// outside its call's slot, so this delays a delivery only when its lane already holds its bound
+/// of jobs waiting for their acks.
 const ACK_GATHER: (Duration, usize) = (Duration::from_millis(10), 64);
 
 /// How long the counts the bounds are checked against may be reused, while no count is near
