@@ -81,6 +81,9 @@ struct Args {
     /// spread of all rounds printed and in the JSON.
     #[arg(long, default_value_t = 3)]
     pg_rounds: usize,
+    /// The replica counts S2 on PostgreSQL runs with, in each round.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2, 3])]
+    pg_replicas: Vec<usize>,
     /// Run the scenarios that have a peer figure (S2, S5) on this peer too, in the same run:
     /// `alertmanager`.
     #[arg(long)]
@@ -296,19 +299,19 @@ async fn main() -> Result<()> {
                 None => None,
             };
             let mut runs = Vec::new();
-            for replicas in 1..=3 {
+            for &replicas in &args.pg_replicas {
                 let run = pg::s2(bin, &cluster, args.s2_alerts, replicas, round).await?;
                 runs.push(run);
             }
             rounds.push((am, runs));
         }
         let mut medians = Vec::new();
-        for replicas in 1..=3_usize {
+        for (index, &replicas) in args.pg_replicas.iter().enumerate() {
             // (this round's run, this round's Alertmanager), ordered by the ratio between them
             // (or by throughput alone without a peer).
             let mut of: Vec<(&pg::PgRun, Option<f64>)> = rounds
                 .iter()
-                .map(|(am, runs)| (&runs[replicas - 1], *am))
+                .map(|(am, runs)| (&runs[index], *am))
                 .collect();
             let key = |(run, am): &(&pg::PgRun, Option<f64>)| {
                 am.map_or(run.deliveries_per_s, |am| run.deliveries_per_s / am)
@@ -349,9 +352,15 @@ async fn main() -> Result<()> {
                 run.db_cpu_s,
                 "s",
             ));
+            figures.push(Figure::new(
+                "S2 on PostgreSQL",
+                &format!("replicas' CPU, {replicas} replica(s)"),
+                run.replicas_cpu_s,
+                "s",
+            ));
             let (lost, duplicates): (u64, u64) = rounds
                 .iter()
-                .map(|(_, runs)| (runs[replicas - 1].lost, runs[replicas - 1].duplicates))
+                .map(|(_, runs)| (runs[index].lost, runs[index].duplicates))
                 .fold((0, 0), |(l, d), (a, b)| (l + a, d + b));
             figures.push(
                 Figure::new(

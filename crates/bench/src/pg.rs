@@ -22,6 +22,8 @@ pub(crate) struct PgRun {
     pub(crate) ingest_p99_ms: f64,
     /// The database's CPU time over the run, in seconds.
     pub(crate) db_cpu_s: f64,
+    /// The replicas' CPU time over the run, in seconds, all together.
+    pub(crate) replicas_cpu_s: f64,
     pub(crate) accepted: u64,
     pub(crate) lost: u64,
     pub(crate) duplicates: u64,
@@ -34,6 +36,7 @@ impl PgRun {
             "deliveries_per_s": self.deliveries_per_s,
             "ingest_p99_ms": self.ingest_p99_ms,
             "db_cpu_seconds": self.db_cpu_s,
+            "replicas_cpu_seconds": self.replicas_cpu_s,
             "accepted": self.accepted,
             "lost": self.lost,
             "duplicates": self.duplicates,
@@ -62,6 +65,7 @@ pub(crate) async fn s2(
     let urls: std::sync::Arc<Vec<String>> =
         std::sync::Arc::new(servers.iter().map(|s| s.url("/api/v2/alerts")).collect());
     let cpu_before = db_cpu_ticks(cluster);
+    let replicas_before = replicas_cpu(&servers);
     let sender = Sender::new();
     let client = sender.clone();
     let started = Instant::now();
@@ -79,6 +83,7 @@ pub(crate) async fn s2(
         println!("  not every delivery arrived within {DRAIN_TIMEOUT:?}");
     }
     let cpu = db_cpu_ticks(cluster).saturating_sub(cpu_before) as f64 / ticks_per_second();
+    let replicas_cpu_s = replicas_cpu(&servers) - replicas_before;
     if std::env::var("ALERTPUB_PG_OPTIONS").is_ok_and(|o| o.contains("pg_stat_statements")) {
         // The statements that cost the database the most, for a profile of the run.
         let _ = cluster.query(&db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
@@ -131,12 +136,13 @@ pub(crate) async fn s2(
         deliveries_per_s: rate(&sent, &arrivals),
         ingest_p99_ms: percentile(&answers, 0.99),
         db_cpu_s: cpu,
+        replicas_cpu_s,
         accepted,
         lost: expected.saturating_sub(unique),
         duplicates: (arrivals.len() as u64).saturating_sub(unique),
     };
     println!(
-        "  round {round}, {replicas} replica(s) on PostgreSQL: {accepted} of {alerts} alerts accepted in {:.1} s, {:.0} deliveries/s, ingest p99 {:.1} ms, database CPU {cpu:.1} s, lost {}, duplicates {}",
+        "  round {round}, {replicas} replica(s) on PostgreSQL: {accepted} of {alerts} alerts accepted in {:.1} s, {:.0} deliveries/s, ingest p99 {:.1} ms, database CPU {cpu:.1} s, replicas' CPU {replicas_cpu_s:.1} s, lost {}, duplicates {}",
         started.elapsed().as_secs_f64(),
         run.deliveries_per_s,
         run.ingest_p99_ms,
@@ -160,6 +166,14 @@ pub(crate) async fn s2(
         }
     }
     Ok(run)
+}
+
+/// The replicas' CPU time so far, in seconds, all together.
+fn replicas_cpu(servers: &[Alertpub]) -> f64 {
+    servers
+        .iter()
+        .filter_map(|s| crate::server::cpu_seconds(s.pid()).ok())
+        .sum()
 }
 
 /// Starts the cluster S2 on PostgreSQL runs on.
