@@ -1,6 +1,8 @@
 //! Leases on PostgreSQL: which replica runs each (the heartbeats and the lanes' leases),
 //! leasing a lane's due jobs, and settling them.
 
+use deadpool_postgres::GenericClient;
+
 use super::*;
 
 impl PgJobStore {
@@ -246,25 +248,44 @@ impl PgJobStore {
                 }
             }
         }
-        let live = self.members().await;
-        let outcome = match live {
+        let outcome = match self.members().await {
             Err(e) => Err(e),
-            // No lane of the round is this replica's to run or to hand over: nothing to ask.
-            Ok(live)
-                if calls.iter().all(|call| {
-                    matches!(
-                        self.claim(&call.target, &live),
-                        Claim::Foreign | Claim::Waiting
-                    )
-                }) =>
-            {
-                Ok(calls.iter().map(|_| not_mine()).collect())
-            }
             Ok(live) => {
-                self.transaction_with(false, async |tx| {
-                    self.lease_in(tx, &mut state, calls, &live).await
-                })
-                .await
+                let claims: Vec<Claim> = calls
+                    .iter()
+                    .map(|call| self.claim(&call.target, &live))
+                    .collect();
+                if claims
+                    .iter()
+                    .all(|claim| matches!(claim, Claim::Foreign | Claim::Waiting))
+                {
+                    // No lane of the round is this replica's to run or to hand over: nothing
+                    // to ask.
+                    Ok(calls.iter().map(|_| not_mine()).collect())
+                } else if calls.iter().zip(&claims).all(|(call, claim)| match claim {
+                    Claim::Foreign | Claim::Waiting => true,
+                    Claim::Held => !self.expiry_due(&call.target, call.now),
+                    Claim::HandOver | Claim::Take => false,
+                }) {
+                    // No lane lease to take, renew or hand over and no expiry to look for: the
+                    // leases are one statement, on its own.
+                    let owned: Vec<bool> = claims
+                        .iter()
+                        .map(|claim| matches!(claim, Claim::Held))
+                        .collect();
+                    let result = async {
+                        let client = self.fast.get().await.map_err(error::pool)?;
+                        self.lease_jobs(&client, &mut state, calls, &owned).await
+                    }
+                    .await;
+                    self.count(&result);
+                    result
+                } else {
+                    self.transaction_with(false, async |tx| {
+                        self.lease_in(tx, &mut state, calls, &live).await
+                    })
+                    .await
+                }
             }
         };
         if outcome.is_err() {
@@ -307,25 +328,45 @@ impl PgJobStore {
         {
             self.expire(tx, &call.target, call.now).await?;
         }
+        self.lease_jobs(tx, state, calls, &owned).await
+    }
+
+    /// Leases the due jobs of the lanes of `calls` this replica runs (`owned`) in one
+    /// statement: each lane's and level's due jobs from its cursor, oldest first, whose (target,
+    /// fingerprint) has no job in flight, are marked leased and come back with their alerts;
+    /// the priority shares then choose among them, and any they leave are let go again.
+    async fn lease_jobs<C: GenericClient + ?Sized>(
+        &self,
+        client: &C,
+        state: &mut State,
+        calls: &[&LeaseCall],
+        owned: &[bool],
+    ) -> Result<Vec<Lease>, JobStoreError> {
         let mine: Vec<&&LeaseCall> = calls
             .iter()
-            .zip(&owned)
+            .zip(owned)
             .filter(|(_, o)| **o)
             .map(|(c, _)| c)
             .collect();
+        let mut taken: HashSet<i64> = HashSet::new();
         if !mine.is_empty() {
             // One row per lane and level: where its scan starts (see `cursor`).
             let scans: Vec<cursor::Scan> =
                 mine.iter().map(|c| self.cursors.scan(&c.target)).collect();
-            let (mut targets, mut levels, mut nows, mut limits, mut from_due, mut from_id) = (
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-            );
+            let mut targets = Vec::new();
+            let (mut levels, mut nows, mut limits) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut from_due, mut from_id) = (Vec::new(), Vec::new());
+            let (mut untils, mut ttls) = (Vec::new(), Vec::new());
             for (call, scan) in mine.iter().zip(&scans) {
+                // The lease runs from when this statement runs: a call that waited behind a
+                // slow batch would otherwise get a lease shorter by the wait, and lapse while
+                // its job is sent.
+                let ttl = chrono::Duration::from_std(call.ttl.saturating_add(call.made.elapsed()))
+                    .unwrap_or(chrono::Duration::MAX);
+                let until = ns(call
+                    .now
+                    .checked_add_signed(ttl)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC));
                 for (level, from) in (0_i16..).zip(scan.from) {
                     targets.push(call.target.as_str());
                     levels.push(level);
@@ -333,44 +374,70 @@ impl PgJobStore {
                     limits.push(i64::try_from(call.n).unwrap_or(i64::MAX));
                     from_due.push(from.0);
                     from_id.push(from.1);
+                    untils.push(until);
+                    ttls.push(i64::try_from(call.ttl.as_nanos()).unwrap_or(i64::MAX));
                 }
             }
-            let columns: Vec<String> = JOB_COLUMNS.split(", ").map(|c| format!("j.{c}")).collect();
-            // The due jobs of each lane and level from its cursor, oldest first, whose (target,
-            // fingerprint) has no job in flight, with their alerts (the priority shares then
-            // choose); and the first pending job of each, which the cursor moves to. The
-            // in-flight check is a subquery of its own (`OFFSET 0`) that finds the job's
-            // (target, fingerprint) by its index: as a join, a plan made while the table was
-            // small read every job of the lane for each candidate.
+            let columns: Vec<String> = JOB_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
+            // `c`: the candidates, locked (another replica's leases of the lane's last owner
+            // are skipped); `u` marks them leased. The main query reads the rows as they were
+            // before, with each lane's and level's first pending job, which its cursor moves
+            // to. The in-flight check is a subquery of its own (`OFFSET 0`) that finds the
+            // job's (target, fingerprint) by its index: as a join, a plan made while the table
+            // was small read every job of the lane for each candidate.
             let rows = sql::query(
-                tx,
+                client,
                 &format!(
-                    "SELECT {},
-                         (SELECT b.alert FROM alertpub_bodies b WHERE b.id = j.body),
-                         r.i, f.due, f.id
-                     FROM unnest($1::text[], $2::smallint[], $3::bigint[], $4::bigint[],
-                                 $5::bigint[], $6::bigint[])
-                          WITH ORDINALITY AS r(lane, level, lane_now, lim, from_due, from_id, i)
+                    "WITH r AS (SELECT * FROM unnest($1::text[], $2::smallint[], $3::bigint[],
+                                    $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[],
+                                    $8::bigint[])
+                            WITH ORDINALITY AS r(lane, level, lane_now, lim, from_due, from_id,
+                                                 until, ttl, i)),
+                     c AS MATERIALIZED (SELECT j.*, r.i AS lane_i, r.until AS lane_until,
+                                               r.ttl AS lane_ttl
+                         FROM r CROSS JOIN LATERAL (SELECT * FROM alertpub_jobs j
+                             WHERE j.target = r.lane AND j.priority = r.level
+                               AND j.leased_until IS NULL AND j.due <= r.lane_now
+                               AND (j.due, j.id) >= (r.from_due, r.from_id)
+                               AND NOT EXISTS (SELECT 1 FROM alertpub_jobs l
+                                   WHERE l.target = j.target AND l.fingerprint = j.fingerprint
+                                     AND l.leased_until IS NOT NULL OFFSET 0)
+                             ORDER BY j.due, j.id LIMIT r.lim
+                             FOR UPDATE OF j SKIP LOCKED) j),
+                     u AS (UPDATE alertpub_jobs t
+                         SET leased_until = c.lane_until, lease_owner = $9,
+                             lease_db_until = {DB_NOW} + c.lane_ttl
+                         FROM c WHERE t.id = c.id)
+                     SELECT {}, (SELECT b.alert FROM alertpub_bodies b WHERE b.id = c.body),
+                            r.i, f.due, f.id
+                     FROM r
                      LEFT JOIN LATERAL (SELECT p.due, p.id FROM alertpub_jobs p
                          WHERE p.target = r.lane AND p.priority = r.level
                            AND p.leased_until IS NULL AND (p.due, p.id) >= (r.from_due, r.from_id)
                          ORDER BY p.due, p.id LIMIT 1) f ON TRUE
-                     LEFT JOIN LATERAL (SELECT * FROM alertpub_jobs j
-                         WHERE j.target = r.lane AND j.priority = r.level
-                           AND j.leased_until IS NULL AND j.due <= r.lane_now
-                           AND (j.due, j.id) >= (r.from_due, r.from_id)
-                           AND NOT EXISTS (SELECT 1 FROM alertpub_jobs l
-                               WHERE l.target = j.target AND l.fingerprint = j.fingerprint
-                                 AND l.leased_until IS NOT NULL OFFSET 0)
-                         ORDER BY j.due, j.id LIMIT r.lim
-                         FOR UPDATE OF j SKIP LOCKED) j ON TRUE",
+                     LEFT JOIN c ON c.lane_i = r.i",
                     columns.join(", ")
                 ),
-                &[&targets, &levels, &nows, &limits, &from_due, &from_id],
+                &[
+                    &targets,
+                    &levels,
+                    &nows,
+                    &limits,
+                    &from_due,
+                    &from_id,
+                    &untils,
+                    &ttls,
+                    &self.owner,
+                ],
             )
             .await
             .map_err(db)?;
-            add_job_rows(tx, state, &rows).await?;
+            for row in &rows {
+                if let Some(job) = row.get::<_, Option<i64>>(0) {
+                    taken.insert(job);
+                }
+            }
+            add_job_rows(client, state, &rows).await?;
             let mut first: Vec<Option<(i64, i64)>> = vec![None; targets.len()];
             for row in &rows {
                 let i = usize::try_from(row.get::<_, i64>(JOB_COLUMN_COUNT + 1)).unwrap_or(0);
@@ -388,8 +455,7 @@ impl PgJobStore {
             }
         }
         let mut leases = Vec::with_capacity(calls.len());
-        let (mut ids, mut untils, mut ttls) = (Vec::new(), Vec::new(), Vec::new());
-        for (call, owned) in calls.iter().zip(&owned) {
+        for (call, owned) in calls.iter().zip(owned) {
             if !owned {
                 leases.push(not_mine());
                 continue;
@@ -398,32 +464,21 @@ impl PgJobStore {
             // Whether another replica has this target's jobs, or will own its lane, this replica
             // cannot tell from its own state: its lane keeps polling.
             lease.drained = false;
-            // The lease runs from when this batch runs: a call that waited behind a slow batch
-            // would otherwise get a lease shorter by the wait, and lapse while its job is sent.
-            let ttl = chrono::Duration::from_std(call.ttl.saturating_add(call.made.elapsed()))
-                .unwrap_or(chrono::Duration::MAX);
-            let until = ns(call
-                .now
-                .checked_add_signed(ttl)
-                .unwrap_or(DateTime::<Utc>::MAX_UTC));
             for job in &lease.jobs {
-                ids.push(id(job.id.0));
-                untils.push(until);
-                ttls.push(i64::try_from(call.ttl.as_nanos()).unwrap_or(i64::MAX));
+                taken.remove(&id(job.id.0));
             }
             leases.push(lease);
         }
-        if !ids.is_empty() {
+        if !taken.is_empty() {
+            // The candidates the shares did not choose (or a second job of a (target,
+            // fingerprint) already chosen) are pending again, as they were.
+            let left: Vec<i64> = taken.into_iter().collect();
             sql::execute(
-                tx,
-                &format!(
-                    "UPDATE alertpub_jobs j
-                     SET leased_until = u.until, lease_owner = $4,
-                         lease_db_until = {DB_NOW} + u.ttl
-                     FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS u(id, until, ttl)
-                     WHERE j.id = u.id"
-                ),
-                &[&ids, &untils, &ttls, &self.owner],
+                client,
+                "UPDATE alertpub_jobs
+                 SET leased_until = NULL, lease_owner = NULL, lease_db_until = NULL
+                 WHERE id = ANY($1) AND lease_owner = $2",
+                &[&left, &self.owner],
             )
             .await
             .map_err(db)?;
@@ -437,7 +492,7 @@ impl PgJobStore {
             let targets: Vec<&str> = short.iter().map(|&i| calls[i].target.as_str()).collect();
             let nows: Vec<i64> = short.iter().map(|&i| ns(calls[i].now)).collect();
             let rows = sql::query(
-                tx,
+                client,
                 "SELECT (SELECT min(due) FROM alertpub_jobs
                          WHERE target = r.target AND leased_until IS NULL AND due > r.now)
                  FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS r(target, now, i)
@@ -451,6 +506,15 @@ impl PgJobStore {
             }
         }
         Ok(leases)
+    }
+
+    /// Whether `target`'s lane looks for expired leases at `now` (see [`Self::expire`]).
+    fn expiry_due(&self, target: &TargetName, now: DateTime<Utc>) -> bool {
+        self.expiry_checked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(target)
+            .is_none_or(|&last| now < last || now - last >= chrono::Duration::seconds(1))
     }
 
     /// Looks for `target`'s expired leases once a second of the lane's time: a superseded job

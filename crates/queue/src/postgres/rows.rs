@@ -9,6 +9,7 @@ use alert_core::{
     StorageKind, TargetName,
 };
 use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -136,8 +137,8 @@ pub(super) fn key_arrays(keys: &[Key]) -> (Vec<i64>, Vec<String>) {
 }
 
 /// Reads the alerts of `ids`.
-pub(super) async fn alerts(
-    tx: &Tx<'_>,
+pub(super) async fn alerts<C: GenericClient + ?Sized>(
+    tx: &C,
     ids: &[u64],
 ) -> Result<HashMap<u64, Arc<EnrichedAlert>>, JobStoreError> {
     if ids.is_empty() {
@@ -170,8 +171,8 @@ pub(super) async fn add_jobs(
 
 /// [`add_jobs`] for rows already read; a row whose id is NULL (an outer join's empty side) is
 /// skipped.
-pub(super) async fn add_job_rows(
-    tx: &Tx<'_>,
+pub(super) async fn add_job_rows<C: GenericClient + ?Sized>(
+    tx: &C,
     state: &mut State,
     rows: &[Row],
 ) -> Result<Vec<u64>, JobStoreError> {
