@@ -754,6 +754,10 @@ fn pool_of(
     );
     Pool::builder(manager)
         .max_size(size.max(1))
+        // The connection returned last is the next one out: a replica whose calls need a few
+        // connections at a time keeps using the same few (warm backends, statements already
+        // prepared) rather than cycling through the whole pool.
+        .queue_mode(deadpool_postgres::QueueMode::Lifo)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(CONNECT_TIMEOUT))
         .create_timeout(Some(CONNECT_TIMEOUT))
