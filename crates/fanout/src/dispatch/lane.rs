@@ -33,12 +33,14 @@ use crate::call::{CallResult, TargetCall};
 /// up with ingest.
 pub(super) const SETTLING_PER_CALL: usize = 4;
 
-/// A busy lane (one with attempts running) leases once a quarter of its in-flight limit is
-/// free, or once a slot has been free this long, whichever comes first. Against a fast target
-/// a lease per freed slot is a store round trip per delivery: S2 on PostgreSQL made about one
-/// lease transaction per 5 deliveries, and the database's CPU was the limit. Waiting for a
-/// quarter of the slots batches them, and the linger bounds what a slow target's lane pays for
-/// it: a job waits at most this much longer while the target is busy with others.
+/// A busy lane (one with attempts running) leases once half its in-flight limit is free, or
+/// once a slot has been free this long, whichever comes first. Against a fast target a lease
+/// per freed slot is a store round trip per delivery: S2 on PostgreSQL made about one lease
+/// transaction per 5 deliveries, and the database's CPU was the limit; at a quarter of the
+/// slots, one lease per 10 deliveries still cost the database a tenth more CPU than at half,
+/// with three replicas. Waiting for half the slots batches them, and the linger bounds what a
+/// slow target's lane pays for it: a job waits at most this much longer while the target is
+/// busy with others.
 pub(super) const LEASE_LINGER: Duration = Duration::from_millis(2);
 
 /// What an attempt tells its lane when it ends.
@@ -143,7 +145,7 @@ pub(super) struct Lane {
     store_failures: u32,
     /// After a failed lease, the lane leases again no earlier than this.
     lease_retry_at: Option<Instant>,
-    /// Since when a slot has been free while the lane waits for a quarter of them (see
+    /// Since when a slot has been free while the lane waits for half of them (see
     /// [`LEASE_LINGER`]).
     free_since: Option<Instant>,
     /// Since when every lease has found the target drained: the lane ends once that has lasted
@@ -349,7 +351,7 @@ impl Lane {
                 wake: false,
             };
         }
-        if running > 0 && free < limit / 4 {
+        if running > 0 && free < limit / 2 {
             let until = *self.free_since.get_or_insert(now) + LEASE_LINGER;
             if until > now {
                 return Step::Wait {
