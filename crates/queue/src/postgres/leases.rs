@@ -491,10 +491,15 @@ impl PgJobStore {
         if !short.is_empty() {
             let targets: Vec<&str> = short.iter().map(|&i| calls[i].target.as_str()).collect();
             let nows: Vec<i64> = short.iter().map(|&i| ns(calls[i].now)).collect();
+            // Each level's first by the ready index, which leads with the level: a range on
+            // `due` alone read every entry of the target.
             let rows = sql::query(
                 client,
-                "SELECT (SELECT min(due) FROM alertpub_jobs
-                         WHERE target = r.target AND leased_until IS NULL AND due > r.now)
+                "SELECT (SELECT min(n.due) FROM unnest('{0,1,2}'::smallint[]) AS v(level)
+                         CROSS JOIN LATERAL (SELECT due FROM alertpub_jobs
+                             WHERE target = r.target AND priority = v.level
+                               AND leased_until IS NULL AND due > r.now
+                             ORDER BY due, id LIMIT 1) n)
                  FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS r(target, now, i)
                  ORDER BY r.i",
                 &[&targets, &nows],
