@@ -103,6 +103,10 @@ const CLAIM_RETRY: Duration = Duration::from_millis(200);
 /// of jobs waiting for their acks.
 const ACK_GATHER: (Duration, usize) = (Duration::from_millis(10), 64);
 
+/// How long, while the lanes' lease calls come together, the first waits for others, and how
+/// many end the wait.
+const LEASE_GATHER: (Duration, usize) = (Duration::from_millis(2), 4);
+
 /// How long, while ingest calls come together, the first waits for others, and how many end
 /// the wait: a busy replica decides its alerts in fewer, larger transactions.
 const INGEST_GATHER: (Duration, usize) = (Duration::from_millis(5), 16);
@@ -347,7 +351,7 @@ impl PgJobStore {
             refused: Mutex::default(),
             expiry_checked: Mutex::default(),
             acks: batch::Batcher::gathering(ACK_GATHER.0, ACK_GATHER.1),
-            leases: batch::Batcher::default(),
+            leases: batch::Batcher::gathering(LEASE_GATHER.0, LEASE_GATHER.1),
             ingests: batch::Batcher::gathering(INGEST_GATHER.0, INGEST_GATHER.1),
             cursors,
         })
