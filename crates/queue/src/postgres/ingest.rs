@@ -55,9 +55,11 @@ impl PgJobStore {
         let outcome = self
             .transaction(async |tx| {
                 let mut t = PgTables::default();
-                self.lock_keys(tx, &keys).await?;
-                let released = self.load_keys(tx, &mut state, &keys).await?;
-                let base = self.id_block(tx, &mut state).await?;
+                let (released, base) = self.lock_load(tx, &mut state, &keys, true).await?;
+                let base = match base {
+                    Some(base) => base,
+                    None => self.id_block(tx, &mut state).await?,
+                };
                 let mut g = Group::new(&state);
                 self.counts(tx, &mut state, &mut g).await?;
                 let mut answers = Vec::with_capacity(count);

@@ -50,14 +50,15 @@ use alert_core::{
 };
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::ContextV7;
 
 use self::error::db;
 pub use self::refs::PgMessageRefs;
 use self::rows::{
-    JOB_COLUMN_COUNT, JOB_COLUMNS, add_job_rows, add_jobs, add_logs, dead_of, id, key_arrays, ns,
-    time, unsigned,
+    JOB_COLUMN_COUNT, JOB_COLUMNS, add_job_rows, add_jobs, add_log_rows, dead_of, id, key_arrays,
+    ns, time, unsigned,
 };
 use self::tables::PgTables;
 use crate::model::ops::Planner;
@@ -502,34 +503,77 @@ impl PgJobStore {
         state: &mut State,
         keys: &[Key],
     ) -> Result<Vec<u64>, JobStoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
+        Ok(self.lock_load(tx, state, keys, false).await?.0)
+    }
+
+    /// Locks `keys` for this transaction (in one order across replicas) if `lock`, loads their
+    /// log entries and live jobs, and takes a block of ids if `lock` (ingest's first
+    /// statements): the statements sent together, one round trip. Returns the bodies loaded,
+    /// and the block's base if taken.
+    async fn lock_load(
+        &self,
+        tx: &Tx<'_>,
+        state: &mut State,
+        keys: &[Key],
+        lock: bool,
+    ) -> Result<(Vec<u64>, Option<u64>), JobStoreError> {
+        let mut locks: Vec<i64> = keys.iter().map(key_lock).collect();
+        locks.sort_unstable();
+        locks.dedup();
         let (fingerprints, targets) = key_arrays(keys);
-        let mut bodies = add_jobs(
-            tx,
-            state,
-            &format!(
-                "SELECT {JOB_COLUMNS} FROM alertpub_jobs j
-                 JOIN unnest($1::bigint[], $2::text[]) AS k(f, t)
-                   ON j.fingerprint = k.f AND j.target = k.t"
-            ),
-            &[&fingerprints, &targets],
-        )
-        .await?;
-        bodies.extend(
-            add_logs(
-                tx,
-                state,
+        let jobs = format!(
+            "SELECT {JOB_COLUMNS} FROM alertpub_jobs j
+             JOIN unnest($1::bigint[], $2::text[]) AS k(f, t)
+               ON j.fingerprint = k.f AND j.target = k.t"
+        );
+        let mut statements: Vec<(&str, Vec<&(dyn ToSql + Sync)>)> = Vec::with_capacity(4);
+        if lock && !keys.is_empty() {
+            statements.push((
+                "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k",
+                vec![&locks],
+            ));
+        }
+        if !keys.is_empty() {
+            statements.push((&jobs, vec![&fingerprints, &targets]));
+            statements.push((
                 "SELECT l.fingerprint, l.target, l.record FROM alertpub_log l
                  JOIN unnest($1::bigint[], $2::text[]) AS k(f, t)
                    ON l.fingerprint = k.f AND l.target = k.t",
-                &[&fingerprints, &targets],
-                |key, cached| self.end_of(key, cached),
-            )
-            .await?,
-        );
-        Ok(bodies)
+                vec![&fingerprints, &targets],
+            ));
+        }
+        if lock {
+            statements.push(("SELECT nextval('alertpub_ids')", Vec::new()));
+        }
+        let mut answers = sql::query_all(tx, &statements)
+            .await
+            .map_err(db)?
+            .into_iter();
+        if lock && !keys.is_empty() {
+            answers.next();
+        }
+        let mut bodies = Vec::new();
+        if !keys.is_empty() {
+            let jobs = answers.next().unwrap_or_default();
+            let logs = answers.next().unwrap_or_default();
+            bodies = add_job_rows(tx, state, &jobs).await?;
+            bodies.extend(add_log_rows(state, &logs, |key, cached| {
+                self.end_of(key, cached)
+            })?);
+        }
+        let base = match answers.next() {
+            Some(rows) => {
+                let first: i64 = rows.first().map(|row| row.get(0)).ok_or_else(|| {
+                    JobStoreError::storage(StorageKind::Broken, "nextval returned no row")
+                })?;
+                let base = unsigned(first).saturating_sub(1);
+                state.next_job = base;
+                state.next_body = base;
+                Some(base)
+            }
+            None => None,
+        };
+        Ok((bodies, base))
     }
 
     /// The counts the bounds need, set on the group and the state.
@@ -605,8 +649,10 @@ impl PgJobStore {
                 format!("one operation took {used} ids, more than a block holds"),
             ));
         }
+        // The op's writes, one pipeline: one round trip however many statements.
+        let mut p = sql::Pipeline::default();
         if !t.is_empty() {
-            t.flush(tx).await?;
+            t.flush(&mut p);
         }
         // A job a newer state superseded in flight is removed when its lane settles it.
         let superseded: Vec<i64> = g
@@ -618,16 +664,13 @@ impl PgJobStore {
             })
             .collect();
         if !superseded.is_empty() {
-            sql::execute(
-                tx,
+            p.push(
                 "UPDATE alertpub_jobs SET superseded = TRUE
                  WHERE id = ANY($1) AND leased_until IS NOT NULL",
-                &[&superseded],
-            )
-            .await
-            .map_err(db)?;
+                vec![Box::new(superseded)],
+            );
         }
-        release_bodies(tx, released).await?;
+        release_bodies_in(&mut p, released);
         // The lanes of other replicas hear of their jobs at the commit, with where the earliest
         // of each target's and level's sits in its range.
         let targets: Vec<String> = earliest_jobs(g)
@@ -635,13 +678,13 @@ impl PgJobStore {
             .map(|((target, level), at)| notify::payload(&self.owner, target.as_str(), level, at))
             .collect();
         if !targets.is_empty() {
-            sql::execute(
-                tx,
+            p.push(
                 "SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t",
-                &[&notify::CHANNEL, &targets],
-            )
-            .await
-            .map_err(db)?;
+                vec![Box::new(notify::CHANNEL), Box::new(targets)],
+            );
+        }
+        if !p.is_empty() {
+            p.run(tx).await.map_err(db)?;
         }
         Ok(())
     }
@@ -783,8 +826,18 @@ fn before(now: DateTime<Utc>, ago: Duration) -> i64 {
 
 /// Removes the bodies among `candidates` that no job and no log entry refers to any more.
 async fn release_bodies(tx: &Tx<'_>, candidates: Vec<u64>) -> Result<(), JobStoreError> {
+    let mut p = sql::Pipeline::default();
+    release_bodies_in(&mut p, candidates);
+    if !p.is_empty() {
+        p.run(tx).await.map_err(db)?;
+    }
+    Ok(())
+}
+
+/// [`release_bodies`], as a statement of `p`.
+fn release_bodies_in(p: &mut sql::Pipeline, candidates: Vec<u64>) {
     if candidates.is_empty() {
-        return Ok(());
+        return;
     }
     let ids: Vec<i64> = candidates
         .into_iter()
@@ -792,16 +845,12 @@ async fn release_bodies(tx: &Tx<'_>, candidates: Vec<u64>) -> Result<(), JobStor
         .into_iter()
         .map(id)
         .collect();
-    sql::execute(
-        tx,
+    p.push(
         "DELETE FROM alertpub_bodies b WHERE b.id = ANY($1)
            AND NOT EXISTS (SELECT 1 FROM alertpub_jobs j WHERE j.body = b.id)
            AND NOT EXISTS (SELECT 1 FROM alertpub_log l WHERE l.body = b.id)",
-        &[&ids],
-    )
-    .await
-    .map_err(db)?;
-    Ok(())
+        vec![Box::new(ids)],
+    );
 }
 
 /// The advisory-lock key of a (target, fingerprint): FNV-1a over both, the same in every

@@ -226,18 +226,15 @@ pub(super) async fn add_job_rows<C: GenericClient + ?Sized>(
     Ok(bodies)
 }
 
-/// The log entries `sql` selects (`fingerprint, target, record`) added to `state`, each end
+/// The log entries of `rows` (`fingerprint, target, record`) added to `state`, each end
 /// adjusted by `end`; returns the bodies they refer to.
-pub(super) async fn add_logs(
-    tx: &Tx<'_>,
+pub(super) fn add_log_rows(
     state: &mut State,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
+    rows: &[Row],
     end: impl Fn(&Key, &CachedLog) -> Option<DateTime<Utc>>,
 ) -> Result<Vec<u64>, JobStoreError> {
-    let rows = sql::query(tx, sql, params).await.map_err(db)?;
     let mut bodies = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         let (key, mut cached) = log_of(row)?;
         if state.log.get(&key).is_some() {
             continue;

@@ -41,3 +41,75 @@ pub(super) async fn execute<C: GenericClient + ?Sized>(
     let statement = client.prepare_cached(sql).await?;
     client.execute(&statement, params).await
 }
+
+/// Runs `statements` in order on `client`, sent together (see [`Pipeline`]); their rows.
+pub(super) async fn query_all<C: GenericClient + ?Sized>(
+    client: &C,
+    statements: &[(&str, Vec<&(dyn ToSql + Sync)>)],
+) -> Result<Vec<Vec<Row>>, Error> {
+    let mut prepared = Vec::with_capacity(statements.len());
+    for (sql, _) in statements {
+        prepared.push(client.prepare_cached(sql).await?);
+    }
+    futures_util::future::try_join_all(
+        prepared
+            .iter()
+            .zip(statements)
+            .map(|(statement, (_, params))| client.query(statement, params)),
+    )
+    .await
+}
+
+/// A statement's parameters, owned, for a [`Pipeline`].
+pub(super) type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// Statements that need no answer but their success, sent together: each goes out before the
+/// answer to the one before it arrives, and the database runs them in order. One round trip
+/// for a whole op's writes instead of one per statement; the first failure fails the rest (the
+/// transaction is aborted from it on).
+#[derive(Default)]
+pub(super) struct Pipeline {
+    statements: Vec<(&'static str, Params)>,
+}
+
+impl Pipeline {
+    pub(super) fn push(&mut self, sql: &'static str, params: Params) {
+        self.statements.push((sql, params));
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.statements.is_empty()
+    }
+
+    /// Runs the statements in order, on `client`; each one's count of rows.
+    pub(super) async fn run<C: GenericClient + ?Sized>(
+        self,
+        client: &C,
+    ) -> Result<Vec<u64>, Error> {
+        // Prepared first: a statement not yet in the connection's cache takes a round trip of
+        // its own, and the executions must leave in order.
+        let mut prepared = Vec::with_capacity(self.statements.len());
+        for (sql, _) in &self.statements {
+            prepared.push(client.prepare_cached(sql).await?);
+        }
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = self
+            .statements
+            .iter()
+            .map(|(_, params)| {
+                params
+                    .iter()
+                    .map(|p| -> &(dyn ToSql + Sync) { &**p })
+                    .collect()
+            })
+            .collect();
+        // `try_join_all` polls its futures in order, and each sends its execution at its first
+        // poll: they leave together, in order.
+        futures_util::future::try_join_all(
+            prepared
+                .iter()
+                .zip(&params)
+                .map(|(statement, params)| client.execute(statement, params)),
+        )
+        .await
+    }
+}

@@ -11,9 +11,8 @@ use alert_core::{
 };
 use chrono::{DateTime, Utc};
 
-use super::error::db;
 use super::rows::{fp, id, ns, priority_code, status_code};
-use super::{Tx, sql};
+use super::sql::Pipeline;
 use crate::model::plan::{DeadRead, Oldest, Tables};
 use crate::model::state::{CachedLog, Job, Key};
 use crate::model::sweep::KnownTarget;
@@ -84,19 +83,17 @@ impl PgTables {
     }
 
     /// Sends the writes, in the order that keeps every row as the op left it.
-    pub(super) async fn flush(self, tx: &Tx<'_>) -> Result<(), JobStoreError> {
+    pub(super) fn flush(self, p: &mut Pipeline) {
         if !self.bodies.is_empty() {
             let (ids, alerts): (Vec<i64>, Vec<Vec<u8>>) = self
                 .bodies
                 .into_iter()
                 .map(|(body, bytes)| (id(body), bytes))
                 .unzip();
-            sql::execute(tx,
+            p.push(
                 "INSERT INTO alertpub_bodies (id, alert) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
-                &[&ids, &alerts],
-            )
-            .await
-            .map_err(db)?;
+                vec![Box::new(ids), Box::new(alerts)],
+            );
         }
         let mut removed: Vec<i64> = Vec::new();
         let mut put = JobColumns::default();
@@ -108,32 +105,26 @@ impl PgTables {
             }
         }
         if !removed.is_empty() {
-            sql::execute(
-                tx,
+            p.push(
                 "DELETE FROM alertpub_jobs WHERE id = ANY($1)",
-                &[&removed],
-            )
-            .await
-            .map_err(db)?;
+                vec![Box::new(removed)],
+            );
         }
         if !self.replaced.is_empty() {
             let replaced: Vec<i64> = self.replaced.iter().map(|j| id(j.0)).collect();
             // A lane may have leased the job since it was read: it is then superseded in
             // flight, and its settlement removes it.
-            sql::execute(
-                tx,
+            p.push(
                 "WITH gone AS (
                     DELETE FROM alertpub_jobs WHERE id = ANY($1) AND leased_until IS NULL
                     RETURNING id
                 )
                 UPDATE alertpub_jobs SET superseded = TRUE
                 WHERE id = ANY($1) AND id NOT IN (SELECT id FROM gone)",
-                &[&replaced],
-            )
-            .await
-            .map_err(db)?;
+                vec![Box::new(replaced)],
+            );
         }
-        put.write(tx).await?;
+        put.write(p);
         let mut log_gone: (Vec<i64>, Vec<String>) = (Vec::new(), Vec::new());
         let mut log_put = LogColumns::default();
         for ((target, fingerprint), row) in self.logs {
@@ -146,30 +137,25 @@ impl PgTables {
             }
         }
         if !log_gone.0.is_empty() {
-            sql::execute(
-                tx,
+            p.push(
                 "DELETE FROM alertpub_log l USING unnest($1::bigint[], $2::text[]) AS k(f, t)
                  WHERE l.fingerprint = k.f AND l.target = k.t",
-                &[&log_gone.0, &log_gone.1],
-            )
-            .await
-            .map_err(db)?;
+                vec![Box::new(log_gone.0), Box::new(log_gone.1)],
+            );
         }
-        log_put.write(tx).await?;
+        log_put.write(p);
         for (name, record) in self.targets {
             match record {
-                Some(record) => sql::execute(
-                    tx,
+                Some(record) => p.push(
                     "INSERT INTO alertpub_targets (name, record) VALUES ($1, $2)
                          ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record",
-                    &[&name, &record],
-                )
-                .await
-                .map_err(db)?,
-                None => sql::execute(tx, "DELETE FROM alertpub_targets WHERE name = $1", &[&name])
-                    .await
-                    .map_err(db)?,
-            };
+                    vec![Box::new(name), Box::new(record)],
+                ),
+                None => p.push(
+                    "DELETE FROM alertpub_targets WHERE name = $1",
+                    vec![Box::new(name)],
+                ),
+            }
         }
         let mut dead_gone: Vec<String> = Vec::new();
         let mut dead_put = DeadColumns::default();
@@ -182,32 +168,25 @@ impl PgTables {
         // Dead letters go in as one statement however many an op makes (a removed target's
         // whole queue, say).
         if !dead_put.id.is_empty() {
-            sql::execute(
-                tx,
+            p.push(
                 "INSERT INTO alertpub_dead (id, target, kind, dead_at, record)
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[],
                      $5::bytea[])",
-                &[
-                    &dead_put.id,
-                    &dead_put.target,
-                    &dead_put.kind,
-                    &dead_put.dead_at,
-                    &dead_put.record,
+                vec![
+                    Box::new(dead_put.id),
+                    Box::new(dead_put.target),
+                    Box::new(dead_put.kind),
+                    Box::new(dead_put.dead_at),
+                    Box::new(dead_put.record),
                 ],
-            )
-            .await
-            .map_err(db)?;
+            );
         }
         if !dead_gone.is_empty() {
-            sql::execute(
-                tx,
+            p.push(
                 "DELETE FROM alertpub_dead WHERE id = ANY($1)",
-                &[&dead_gone],
-            )
-            .await
-            .map_err(db)?;
+                vec![Box::new(dead_gone)],
+            );
         }
-        Ok(())
     }
 
     fn live_dead(&self, dead_id: &str) -> bool {
@@ -252,13 +231,12 @@ impl JobColumns {
         self.last_error.push(row.last_error);
     }
 
-    async fn write(self, tx: &Tx<'_>) -> Result<(), JobStoreError> {
+    fn write(self, p: &mut Pipeline) {
         if self.id.is_empty() {
-            return Ok(());
+            return;
         }
         // A job written again (a settlement the planners rewrote) keeps its lease columns.
-        sql::execute(
-            tx,
+        p.push(
             "INSERT INTO alertpub_jobs (id, target, fingerprint, body, status, sequence, attempts,
                  priority, enqueued_at, due, last_error)
              SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[],
@@ -270,23 +248,20 @@ impl JobColumns {
                  attempts = EXCLUDED.attempts, priority = EXCLUDED.priority,
                  enqueued_at = EXCLUDED.enqueued_at, due = EXCLUDED.due,
                  last_error = EXCLUDED.last_error",
-            &[
-                &self.id,
-                &self.target,
-                &self.fingerprint,
-                &self.body,
-                &self.status,
-                &self.sequence,
-                &self.attempts,
-                &self.priority,
-                &self.enqueued_at,
-                &self.due,
-                &self.last_error,
+            vec![
+                Box::new(self.id),
+                Box::new(self.target),
+                Box::new(self.fingerprint),
+                Box::new(self.body),
+                Box::new(self.status),
+                Box::new(self.sequence),
+                Box::new(self.attempts),
+                Box::new(self.priority),
+                Box::new(self.enqueued_at),
+                Box::new(self.due),
+                Box::new(self.last_error),
             ],
-        )
-        .await
-        .map_err(db)?;
-        Ok(())
+        );
     }
 }
 
@@ -333,12 +308,11 @@ impl LogColumns {
         self.accepted_at.push(row.accepted_at);
     }
 
-    async fn write(self, tx: &Tx<'_>) -> Result<(), JobStoreError> {
+    fn write(self, p: &mut Pipeline) {
         if self.fingerprint.is_empty() {
-            return Ok(());
+            return;
         }
-        sql::execute(
-            tx,
+        p.push(
             "INSERT INTO alertpub_log (fingerprint, target, record, body, firing, ends_at,
                  accepted_at)
              SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bigint[],
@@ -346,19 +320,16 @@ impl LogColumns {
              ON CONFLICT (fingerprint, target) DO UPDATE SET record = EXCLUDED.record,
                  body = EXCLUDED.body, firing = EXCLUDED.firing, ends_at = EXCLUDED.ends_at,
                  accepted_at = EXCLUDED.accepted_at",
-            &[
-                &self.fingerprint,
-                &self.target,
-                &self.record,
-                &self.body,
-                &self.firing,
-                &self.ends_at,
-                &self.accepted_at,
+            vec![
+                Box::new(self.fingerprint),
+                Box::new(self.target),
+                Box::new(self.record),
+                Box::new(self.body),
+                Box::new(self.firing),
+                Box::new(self.ends_at),
+                Box::new(self.accepted_at),
             ],
-        )
-        .await
-        .map_err(db)?;
-        Ok(())
+        );
     }
 }
 
