@@ -652,7 +652,10 @@ impl PgJobStore {
         // The op's writes, one pipeline: one round trip however many statements.
         let mut p = sql::Pipeline::default();
         if !t.is_empty() {
-            t.flush(&mut p);
+            t.flush(
+                &mut p,
+                base.saturating_add(1)..=base.saturating_add(schema::ID_BLOCK),
+            );
         }
         // A job a newer state superseded in flight is removed when its lane settles it.
         let superseded: Vec<i64> = g
