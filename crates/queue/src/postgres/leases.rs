@@ -693,19 +693,23 @@ impl PgJobStore {
     async fn ack_once(&self, ids: &[i64]) -> Result<(), JobStoreError> {
         let client = self.fast.get().await.map_err(error::pool)?;
         // The bodies are locked in id order, so acks of other replicas that release the same
-        // bodies wait for each other instead of deadlocking.
+        // bodies wait for each other instead of deadlocking. A body the log still names (most
+        // of them: the log keeps the last state it decided) is ruled out first, by one look at
+        // the log's index, before its row and its other jobs are looked at.
         let statement = client
             .prepare_cached(
                 "WITH gone AS (
                     DELETE FROM alertpub_jobs
                     WHERE id = ANY($1) AND (lease_owner IS NULL OR lease_owner = $2)
                     RETURNING id, body
+                ), unlogged AS (
+                    SELECT DISTINCT g.body FROM gone g
+                    WHERE NOT EXISTS (SELECT 1 FROM alertpub_log l WHERE l.body = g.body)
                 ), doomed AS (
                     SELECT b.id FROM alertpub_bodies b
-                    WHERE b.id IN (SELECT body FROM gone)
+                    WHERE b.id IN (SELECT body FROM unlogged)
                       AND NOT EXISTS (SELECT 1 FROM alertpub_jobs j
                                       WHERE j.body = b.id AND j.id NOT IN (SELECT id FROM gone))
-                      AND NOT EXISTS (SELECT 1 FROM alertpub_log l WHERE l.body = b.id)
                     ORDER BY b.id FOR UPDATE OF b
                 )
                 DELETE FROM alertpub_bodies WHERE id IN (SELECT id FROM doomed)",
