@@ -9,6 +9,7 @@ use alert_core::{
     HistoryRetention, JobStoreError, LogEntry, TargetName,
 };
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
 
 use super::rows::{fp, log_of, ns};
 use super::{PgJobStore, db, sql};
@@ -27,36 +28,38 @@ impl DeliveryHistory for PgJobStore {
             }
             let mut ats = Vec::with_capacity(records.len());
             let mut fingerprints = Vec::with_capacity(records.len());
-            let mut targets = Vec::with_capacity(records.len());
+            let mut targets: Vec<String> = Vec::with_capacity(records.len());
             let mut bodies = Vec::with_capacity(records.len());
             for record in &records {
                 ats.push(ns(record.at));
                 fingerprints.push(fp(record.fingerprint));
-                targets.push(record.target.as_str());
+                targets.push(record.target.as_str().to_owned());
                 bodies.push(encode(record)?);
             }
             let cutoff = ns(retention.cutoff(now));
             let keep = i64::try_from(retention.max_records).unwrap_or(i64::MAX);
+            let mut p = sql::Pipeline::default();
+            p.push(
+                "INSERT INTO alertpub_history (at, fingerprint, target, record)
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bytea[])",
+                vec![
+                    Box::new(ats),
+                    Box::new(fingerprints),
+                    Box::new(targets),
+                    Box::new(bodies),
+                ],
+            );
+            p.push(
+                "DELETE FROM alertpub_history WHERE at < $1",
+                vec![Box::new(cutoff)],
+            );
+            p.push(
+                "DELETE FROM alertpub_history
+                 WHERE id <= (SELECT max(id) FROM alertpub_history) - $1",
+                vec![Box::new(keep)],
+            );
             self.transaction_with(false, async |tx| {
-                sql::execute(
-                    tx,
-                    "INSERT INTO alertpub_history (at, fingerprint, target, record)
-                     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bytea[])",
-                    &[&ats, &fingerprints, &targets, &bodies],
-                )
-                .await
-                .map_err(db)?;
-                sql::execute(tx, "DELETE FROM alertpub_history WHERE at < $1", &[&cutoff])
-                    .await
-                    .map_err(db)?;
-                sql::execute(
-                    tx,
-                    "DELETE FROM alertpub_history
-                     WHERE id <= (SELECT max(id) FROM alertpub_history) - $1",
-                    &[&keep],
-                )
-                .await
-                .map_err(db)?;
+                p.run(tx).await.map_err(db)?;
                 Ok(())
             })
             .await
@@ -75,21 +78,42 @@ impl DeliveryHistory for PgJobStore {
             let since = filter.since.map(ns);
             let scan = i64::try_from(PAGE_SCAN).unwrap_or(i64::MAX);
             // The database narrows by the indexed fields; the matchers are applied here, by the
-            // same filter every store uses.
+            // same filter every store uses. Only the fields given are named, so each shape of
+            // filter is a statement of its own whose (generic) plan can use the index its
+            // fields have.
+            let mut clauses: Vec<String> = Vec::new();
+            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+            let given: [(&str, Option<&(dyn ToSql + Sync)>); 4] = [
+                ("id <", cursor.as_ref().map(|v| v as &(dyn ToSql + Sync))),
+                (
+                    "fingerprint =",
+                    fingerprint.as_ref().map(|v| v as &(dyn ToSql + Sync)),
+                ),
+                (
+                    "target =",
+                    filter.target.as_ref().map(|v| v as &(dyn ToSql + Sync)),
+                ),
+                ("at >=", since.as_ref().map(|v| v as &(dyn ToSql + Sync))),
+            ];
+            for (clause, value) in given {
+                if let Some(value) = value {
+                    params.push(value);
+                    clauses.push(format!("{clause} ${}", params.len()));
+                }
+            }
+            params.push(&scan);
+            let statement = format!(
+                "SELECT id, record FROM alertpub_history {} ORDER BY id DESC LIMIT ${}",
+                if clauses.is_empty() {
+                    String::new()
+                } else {
+                    format!("WHERE {}", clauses.join(" AND "))
+                },
+                params.len()
+            );
             let rows = self
                 .transaction_with(false, async |tx| {
-                    sql::query(
-                        tx,
-                        "SELECT id, record FROM alertpub_history
-                         WHERE ($1::bigint IS NULL OR id < $1)
-                           AND ($2::bigint IS NULL OR fingerprint = $2)
-                           AND ($3::text IS NULL OR target = $3)
-                           AND ($4::bigint IS NULL OR at >= $4)
-                         ORDER BY id DESC LIMIT $5",
-                        &[&cursor, &fingerprint, &filter.target, &since, &scan],
-                    )
-                    .await
-                    .map_err(db)
+                    sql::query(tx, &statement, &params).await.map_err(db)
                 })
                 .await?;
             let records = rows.iter().filter_map(|row| {
