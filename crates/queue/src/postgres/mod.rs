@@ -8,10 +8,12 @@
 //! advisory lock on each (target, fingerprint) of its batch, in one order, so two replicas that
 //! receive the same alert decide it one after the other: exactly one job per state.
 //!
-//! Leases are rows (`leased_until`, `lease_owner`), taken with `FOR UPDATE SKIP LOCKED`; a
-//! settlement is fenced by its owner, so a replica that lost a lease cannot settle the job. A
-//! pending job that a newer state replaces is removed unless a lane leased it meanwhile, in which
-//! case it is marked superseded (and its settlement removes it).
+//! Leases are rows (`leased_until`, `lease_owner`), taken with `FOR UPDATE SKIP LOCKED`: a lease
+//! round is one statement, its own transaction, unless a lane's lease must be taken, renewed or
+//! handed over or its expired leases looked for. A settlement is fenced by its owner, so a
+//! replica that lost a lease cannot settle the job. A pending job that a newer state replaces is
+//! removed unless a lane leased it meanwhile, in which case it is marked superseded (and its
+//! settlement removes it).
 //!
 //! Re-sends that only move an alert's `endsAt` are written only when a restart could not make up
 //! for them ([`crate::model::repeats`]); this replica keeps the rest in memory and lays it over
