@@ -531,22 +531,14 @@ impl PgJobStore {
         target: &TargetName,
         now: DateTime<Utc>,
     ) -> Result<(), JobStoreError> {
-        let look = {
-            let mut checked = self
-                .expiry_checked
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let due = checked
-                .get(target)
-                .is_none_or(|&last| now < last || now - last >= chrono::Duration::seconds(1));
-            if due {
-                checked.insert(target.clone(), now);
-            }
-            due
-        };
-        if !look {
+        if !self.expiry_due(target, now) {
             return Ok(());
         }
+        // A lane's lease calls never share a round, so nothing looks for this lane meanwhile.
+        self.expiry_checked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(target.clone(), now);
         let (name, now_ns) = (target.as_str(), ns(now));
         // This replica's own leases lapse by its clock (the one `now` comes from); those of the
         // lane's last owner by the database's.

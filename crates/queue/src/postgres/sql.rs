@@ -47,10 +47,14 @@ pub(super) async fn query_all<C: GenericClient + ?Sized>(
     client: &C,
     statements: &[(&str, Vec<&(dyn ToSql + Sync)>)],
 ) -> Result<Vec<Vec<Row>>, Error> {
+    // Prepared first: a statement not yet in the connection's cache takes a round trip of its
+    // own, and the executions must leave in order.
     let mut prepared = Vec::with_capacity(statements.len());
     for (sql, _) in statements {
         prepared.push(client.prepare_cached(sql).await?);
     }
+    // `try_join_all` polls its futures in order, and each sends its execution at its first
+    // poll: they leave together, in order.
     futures_util::future::try_join_all(
         prepared
             .iter()
@@ -81,35 +85,19 @@ impl Pipeline {
         self.statements.is_empty()
     }
 
-    /// Runs the statements in order, on `client`; each one's count of rows.
-    pub(super) async fn run<C: GenericClient + ?Sized>(
-        self,
-        client: &C,
-    ) -> Result<Vec<u64>, Error> {
-        // Prepared first: a statement not yet in the connection's cache takes a round trip of
-        // its own, and the executions must leave in order.
-        let mut prepared = Vec::with_capacity(self.statements.len());
-        for (sql, _) in &self.statements {
-            prepared.push(client.prepare_cached(sql).await?);
-        }
-        let params: Vec<Vec<&(dyn ToSql + Sync)>> = self
+    /// Runs the statements in order, on `client`.
+    pub(super) async fn run<C: GenericClient + ?Sized>(self, client: &C) -> Result<(), Error> {
+        let statements: Vec<(&str, Vec<&(dyn ToSql + Sync)>)> = self
             .statements
             .iter()
-            .map(|(_, params)| {
-                params
+            .map(|(sql, params)| {
+                let params = params
                     .iter()
                     .map(|p| -> &(dyn ToSql + Sync) { &**p })
-                    .collect()
+                    .collect();
+                (*sql, params)
             })
             .collect();
-        // `try_join_all` polls its futures in order, and each sends its execution at its first
-        // poll: they leave together, in order.
-        futures_util::future::try_join_all(
-            prepared
-                .iter()
-                .zip(&params)
-                .map(|(statement, params)| client.execute(statement, params)),
-        )
-        .await
+        query_all(client, &statements).await.map(drop)
     }
 }
